@@ -1,0 +1,212 @@
+"""The archive format: one ``.tar.gz`` holding data files, storages and a manifest.
+
+This is the only module that opens tar files. Layout::
+
+    data/<stem>.jsonl        one data file per definition, in load order
+    <storage relpath>/...    each storage at its path below the base path
+    manifest.json            last member: what the archive holds
+
+The manifest keeps diskette 0.6's keys (``version``, ``creation``, ``datas``,
+``storages``) so archives cross both ways with it, and adds what a careful
+loader needs: ``format``, the Django version, per-definition object counts,
+applied migrations, and the size and sha256 of every member.
+
+The manifest is written *last* because the checksums are computed while each
+member is streamed in: every media file is read once, and a file that changes
+during the dump cannot disagree with its recorded checksum. A loader reads the
+whole archive to verify it anyway, so it finds the manifest at the end.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from .exceptions import ArchiveError, DumpError
+
+MANIFEST_NAME = "manifest.json"
+DATA_DIR = "data"
+#: Bumped when a change to the layout would mislead an older loader.
+FORMAT_VERSION = 1
+#: ``tar czf`` compresses at gzip's default level; Python's default (9) costs
+#: about three times the time for a few percent of size.
+COMPRESSLEVEL = 6
+CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A written archive: where it is, how big, and its sha256 (if computed)."""
+
+    path: Path
+    size: int
+    sha256: str | None
+
+
+class _HashingWriter:
+    """Pass writes through to ``target`` while hashing and counting them."""
+
+    def __init__(self, target: BinaryIO, digest: bool) -> None:
+        self.target = target
+        self.hash = hashlib.sha256() if digest else None
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        if self.hash is not None:
+            self.hash.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+
+class _HashingReader:
+    """Read from ``source`` while hashing and counting what was read."""
+
+    def __init__(self, source: IO[bytes], digest: bool, progress: Any = None) -> None:
+        self.source = source
+        self.hash = hashlib.sha256() if digest else None
+        self.size = 0
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        if self.hash is not None:
+            self.hash.update(data)
+        self.size += len(data)
+        if self.progress is not None:
+            self.progress(len(data))
+        return data
+
+
+class ArchiveWriter:
+    """Write an archive to ``<path>.part`` and rename it into place on success.
+
+    Use as a context manager: leaving the block with an exception removes the
+    partial file, so a failed dump never leaves something that looks like an
+    archive.
+
+    :param path: final archive path.
+    :param permissions: mode applied to the file before any data is written.
+    :param checksums: compute member and archive sha256 (``--no-checksum``
+        turns this off for speed; sizes are always recorded).
+    """
+
+    def __init__(self, path: Path, *, permissions: int, checksums: bool = True) -> None:
+        self.path = path
+        self.partial = path.with_name(path.name + ".part")
+        self.checksums = checksums
+        self.members: dict[str, dict[str, Any]] = {}
+        self.mtime = int(time.time())
+        descriptor = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, permissions)
+        self._file = os.fdopen(descriptor, "wb")
+        self._hashed = _HashingWriter(self._file, digest=checksums)
+        self._gzip = gzip.GzipFile(
+            fileobj=self._hashed, mode="wb", compresslevel=COMPRESSLEVEL, mtime=self.mtime
+        )
+        self._tar = tarfile.open(
+            fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE
+        )
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def add_data(self, name: str, stream: IO[bytes], size: int) -> str:
+        """Add a data file under ``data/`` from a stream of ``size`` bytes."""
+        arcname = f"{DATA_DIR}/{name}"
+        info = tarfile.TarInfo(arcname)
+        info.size, info.mtime, info.mode = size, self.mtime, 0o644
+        self._add_stream(info, stream)
+        return arcname
+
+    def add_file(self, path: Path, arcname: str, progress: Any = None) -> None:
+        """Add a regular file, read once while hashing it.
+
+        :raises DumpError: if the file shrank while it was read.
+        """
+        with open(path, "rb") as source:
+            info = self._tar.gettarinfo(arcname=arcname, fileobj=source)
+            try:
+                self._add_stream(info, source, progress)
+            except OSError as exc:
+                raise DumpError(f"'{path}' changed while it was archived: {exc}") from exc
+
+    def add_directory(self, path: Path, arcname: str) -> None:
+        """Add a directory entry, so empty folders survive the round trip."""
+        info = self._tar.gettarinfo(str(path), arcname=arcname)
+        self._tar.addfile(info)
+        self.members[arcname] = {"type": "directory"}
+
+    def add_symlink(self, arcname: str, target: str) -> None:
+        """Add a symlink whose (relative) target the caller has checked."""
+        info = tarfile.TarInfo(arcname)
+        info.type, info.linkname, info.mtime, info.mode = (
+            tarfile.SYMTYPE, target, self.mtime, 0o777
+        )
+        self._tar.addfile(info)
+        self.members[arcname] = {"type": "symlink", "target": target}
+
+    def close(self, manifest: dict[str, Any]) -> ArchiveInfo:
+        """Write the manifest, finish the archive and move it into place."""
+        manifest = {**manifest, "members": self.members}
+        payload = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+        info = tarfile.TarInfo(MANIFEST_NAME)
+        info.size, info.mtime, info.mode = len(payload), self.mtime, 0o644
+        self._tar.addfile(info, io.BytesIO(payload))
+        self._tar.close()
+        self._gzip.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.partial, self.path)
+        digest = self._hashed.hash.hexdigest() if self._hashed.hash else None
+        return ArchiveInfo(self.path, self._hashed.size, digest)
+
+    def abort(self) -> None:
+        """Drop the partial archive."""
+        for closable in (self._tar, self._gzip, self._file):
+            try:
+                closable.close()
+            except Exception:  # noqa: S110 - already failing; the cause is raised
+                pass
+        self.partial.unlink(missing_ok=True)
+
+    def _add_stream(self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None) -> None:
+        reader = _HashingReader(stream, self.checksums, progress)
+        self._tar.addfile(info, reader)  # type: ignore[arg-type]  # tarfile only reads
+        entry: dict[str, Any] = {"size": reader.size}
+        if reader.hash is not None:
+            entry["sha256"] = reader.hash.hexdigest()
+        self.members[info.name] = entry
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Return the manifest of the archive at ``path``.
+
+    :raises ArchiveError: if the file is not a gzip tar archive or has no
+        valid ``manifest.json``.
+    """
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                if member.name == MANIFEST_NAME and member.isfile():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None  # a regular file always has data
+                    return json.loads(extracted.read())
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"'{path}' is not a readable diskette archive: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ArchiveError(f"'{path}': {MANIFEST_NAME} is not valid JSON: {exc}") from exc
+    raise ArchiveError(f"'{path}' has no {MANIFEST_NAME}")

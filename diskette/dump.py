@@ -1,0 +1,230 @@
+"""Dump: definitions and storages into one archive, or a plan of what would be.
+
+Plain functions over resolved definitions (:mod:`diskette.definitions`) and
+storages (:mod:`diskette.storages`); the archive layout is
+:mod:`diskette.archive`'s business. They never print: they tell a
+:class:`~diskette.reporting.Reporter`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import django
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.recorder import MigrationRecorder
+
+from . import __version__
+from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
+from .data import consistent_snapshot, count_objects, write_data
+from .definitions import Definition
+from .reporting import Reporter
+from .storages import Entry, Skipped, Storage, walk_storage
+
+#: Data files smaller than this, all together, stay in memory while the
+#: archive is written; beyond it they spill to a temporary file, since a tar
+#: member's size must be known before its content is written.
+SPOOL_BUDGET = 32 * 1024 * 1024
+
+
+@dataclass
+class DumpResult:
+    """What a dump wrote: the archive, objects per definition, what was skipped."""
+
+    archive: ArchiveInfo
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class StoragePlan:
+    """What a storage would contribute: files, their total size, what is skipped."""
+
+    storage: Storage
+    files: int = 0
+    size: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def archive_filename(
+    template: str, *, with_data: bool, with_storages: bool, now: datetime
+) -> str:
+    """Fill ``{features}`` (``_data``, ``_storages``, ``_data_storages``) and ``{date}``."""
+    features = "_data" * with_data + "_storages" * with_storages
+    return template.format(features=features, date=now.strftime("%Y-%m-%dT%H%M%S"))
+
+
+def dump(
+    definitions: Sequence[Definition],
+    storages: Sequence[Storage],
+    archive_path: Path,
+    *,
+    excludes: Sequence[str] = (),
+    indent: int | None = None,
+    checksums: bool = True,
+    permissions: int = 0o600,
+    using: str = DEFAULT_DB_ALIAS,
+    reporter: Reporter | None = None,
+) -> DumpResult:
+    """Write the data of ``definitions`` and the files of ``storages`` to an archive.
+
+    Data is read from one consistent snapshot of the database; each data file
+    is serialized, then streamed into the archive before the next one starts.
+    The archive appears at ``archive_path`` only once complete.
+
+    :param excludes: ``fnmatch`` patterns relative to each storage.
+    :param permissions: mode of the archive file.
+    """
+    reporter = reporter or Reporter()
+    now = datetime.now().astimezone()
+    archive_path.parent.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, dict[str, int]] = {}
+    skipped: list[Skipped] = []
+    with (
+        ArchiveWriter(archive_path, permissions=permissions, checksums=checksums) as writer,
+        ExitStack() as cleanup,
+    ):
+        spools = _dump_data(definitions, counts, indent, using, reporter, cleanup)
+        if definitions:
+            reporter.info("Appending data to the archive")
+        datas = []
+        for definition, spool in spools:
+            size = spool.tell()
+            spool.seek(0)
+            datas.append(writer.add_data(definition.filename(), spool, size))
+            spool.close()
+        if storages:
+            reporter.info("Appending storages to the archive")
+            skipped = _append_storages(writer, storages, excludes, reporter)
+        manifest = build_manifest(definitions, datas, counts, storages, now, using)
+        info = writer.close(manifest)
+    return DumpResult(archive=info, counts=counts, skipped=skipped)
+
+
+def _dump_data(
+    definitions: Sequence[Definition],
+    counts: dict[str, dict[str, int]],
+    indent: int | None,
+    using: str,
+    reporter: Reporter,
+    cleanup: ExitStack,
+) -> list[tuple[Definition, Any]]:
+    """Serialize every definition from one snapshot into spooled files."""
+    spools = []
+    budget = SPOOL_BUDGET
+    with consistent_snapshot(using):
+        for definition in definitions:
+            reporter.info(f"Dumping data for application '{definition.name}'")
+            spool = cleanup.enter_context(
+                # max_size=0 would mean "never roll over": keep at least 1.
+                tempfile.SpooledTemporaryFile(max_size=max(budget, 1), prefix="diskette-")
+            )
+            spools.append((definition, spool))
+            counts[definition.name] = write_data(
+                definition,
+                spool,
+                using=using,
+                indent=indent,
+                progress_output=reporter.progress_output,
+            )
+            if spool.tell() <= budget:  # not rolled over to disk: it stays in memory
+                budget -= spool.tell()
+    return spools
+
+
+def _append_storages(
+    writer: ArchiveWriter,
+    storages: Sequence[Storage],
+    excludes: Sequence[str],
+    reporter: Reporter,
+) -> list[Skipped]:
+    skipped: list[Skipped] = []
+    bar = None
+    if reporter.progress_output is not None:
+        bar = reporter.progress(sum(plan_storage(s, excludes).size for s in storages))
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        if bar is not None:
+            bar.update(done)
+
+    for storage in storages:
+        for item in walk_storage(storage, excludes):
+            if isinstance(item, Skipped):
+                reporter.warning(f"skipped '{item.path}': {item.reason}")
+                skipped.append(item)
+            elif item.kind == "file":
+                writer.add_file(item.path, item.arcname, advance)
+            elif item.kind == "directory":
+                writer.add_directory(item.path, item.arcname)
+            else:
+                writer.add_symlink(item.arcname, item.target)
+    return skipped
+
+
+def plan_storage(storage: Storage, excludes: Sequence[str] = ()) -> StoragePlan:
+    """Count the files and bytes a storage would add, without reading them."""
+    plan = StoragePlan(storage)
+    for item in walk_storage(storage, excludes):
+        if isinstance(item, Skipped):
+            plan.skipped.append(item)
+        elif isinstance(item, Entry) and item.kind == "file":
+            plan.files += 1
+            plan.size += item.size
+    return plan
+
+
+def plan_data(definitions: Sequence[Definition], using: str) -> dict[str, dict[str, int]]:
+    """Objects per model that each definition would dump, read from one snapshot."""
+    with consistent_snapshot(using):
+        return {d.name: count_objects(d, using) for d in definitions}
+
+
+def build_manifest(
+    definitions: Sequence[Definition],
+    datas: list[str],
+    counts: dict[str, dict[str, int]],
+    storages: Sequence[Storage],
+    now: datetime,
+    using: str,
+) -> dict[str, Any]:
+    """The manifest, less its ``members`` (the archive writer adds those)."""
+    return {
+        "version": __version__,
+        "format": FORMAT_VERSION,
+        "creation": now.isoformat(timespec="seconds"),
+        "datas": datas,
+        "storages": [str(s.relpath) for s in storages],
+        "django": django.get_version(),
+        "database": connections[using].vendor,
+        "applications": [
+            {
+                "name": d.name,
+                "data": path,
+                "natural_foreign": d.natural_foreign,
+                "natural_primary": d.natural_primary,
+                "objects": counts[d.name],
+            }
+            for d, path in zip(definitions, datas, strict=True)
+        ],
+        "migrations": applied_migrations(using),
+    }
+
+
+def applied_migrations(using: str) -> dict[str, list[str]]:
+    """Applied migration names per app label, as recorded in ``using``."""
+    recorder = MigrationRecorder(connections[using])
+    if not recorder.has_table():
+        return {}
+    applied: dict[str, list[str]] = {}
+    for app_label, name in sorted(recorder.applied_migrations()):
+        applied.setdefault(app_label, []).append(name)
+    return applied

@@ -1,0 +1,36 @@
+"""The one exception hierarchy of diskette.
+
+Everything diskette raises on purpose derives from :class:`DisketteError`, so
+the edges (management commands, Invoke and Fabric tasks) translate a single
+type into a one-line user error, and let anything else surface as the bug it
+is. Subclasses also inherit the closest Django or stdlib type, so callers that
+already catch ``ImproperlyConfigured`` or ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DisketteError(Exception):
+    """Base for every error diskette raises on purpose."""
+
+
+class ConfigurationError(DisketteError, ImproperlyConfigured):
+    """A ``DISKETTE_*`` setting or a command option holds an invalid value."""
+
+
+class DefinitionError(ConfigurationError):
+    """An application definition is malformed or names unknown models."""
+
+
+class StorageError(ConfigurationError):
+    """A storage is missing, is not a directory or lies outside the base path."""
+
+
+class DumpError(DisketteError):
+    """Serializing data or writing the archive failed."""
+
+
+class ArchiveError(DisketteError):
+    """An archive cannot be written or read as a diskette archive."""

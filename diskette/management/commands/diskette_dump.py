@@ -1,0 +1,219 @@
+"""``manage.py diskette_dump``: write the project's data and storages to an archive."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from diskette.conf import check_archive_filename, get_settings
+from diskette.data import dumpdata_command
+from diskette.definitions import Definition, load_definitions
+from diskette.dump import archive_filename, dump, plan_data, plan_storage
+from diskette.exceptions import ConfigurationError, DisketteError
+from diskette.reporting import CommandReporter, human_size
+from diskette.storages import Storage, resolve_storages
+
+
+class Command(BaseCommand):
+    help = (
+        "Dump application data (DISKETTE_APPS) and storage directories "
+        "(DISKETTE_STORAGES) into one .tar.gz archive."
+    )
+    # Settings are validated below with the same messages as the system
+    # checks, on one line; other apps' check errors must not block a dump.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--destination", type=Path, metavar="DIR",
+            help="Directory to write the archive into. Default: DISKETTE_DUMP_PATH, "
+            "else the current directory.",
+        )
+        parser.add_argument(
+            "--filename", metavar="TEMPLATE",
+            help="Archive file name, with optional {features} and {date} fields. "
+            "Default: DISKETTE_DUMP_FILENAME.",
+        )
+        parser.add_argument(
+            "--appconf", type=Path, metavar="FILE",
+            help="JSON file of application definitions to use instead of DISKETTE_APPS.",
+        )
+        parser.add_argument(
+            "--storage", action="append", dest="storages", metavar="DIR",
+            help="Storage directory to dump instead of DISKETTE_STORAGES (repeatable).",
+        )
+        parser.add_argument(
+            "--storages-basepath", type=Path, metavar="DIR",
+            help="Directory storages are archived relative to. Default: the "
+            "current directory.",
+        )
+        parser.add_argument(
+            "--storages-exclude", action="append", dest="storages_excludes",
+            metavar="PATTERN",
+            help="fnmatch pattern, relative to each storage, of files to leave out, "
+            "instead of DISKETTE_STORAGES_EXCLUDES (repeatable).",
+        )
+        parser.add_argument(
+            "--no-storages-excludes", action="store_true",
+            help="Dump storages whole, ignoring every exclude pattern.",
+        )
+        parser.add_argument(
+            "--indent", type=int, metavar="N",
+            help="Indent .json data files and the --no-archive command lines "
+            "(JSON Lines files hold one object per line).",
+        )
+        parser.add_argument("--no-data", action="store_true", help="Leave data out.")
+        parser.add_argument(
+            "--no-storages", action="store_true", help="Leave storages out."
+        )
+        parser.add_argument(
+            "--no-archive", action="store_true",
+            help="Print the dumpdata command lines that dump the data by hand, "
+            "creating their output folder, and write no archive.",
+        )
+        parser.add_argument(
+            "--check", action="store_true",
+            help="Validate the configuration and report what would be dumped; "
+            "write nothing.",
+        )
+        parser.add_argument(
+            "--no-checksum", action="store_true",
+            help="Skip the sha256 of the archive and of its members.",
+        )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS,
+            help='Database to dump from. Default: "default".',
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["no_data"] and (options["no_storages"] or options["no_archive"]):
+                raise ConfigurationError(
+                    "nothing to dump: --no-data leaves nothing for "
+                    + ("--no-storages" if options["no_storages"] else "--no-archive")
+                )
+            if options["database"] not in connections:
+                raise ConfigurationError(
+                    f"--database: unknown database alias {options['database']!r}"
+                )
+            settings = get_settings()
+            definitions = [] if options["no_data"] else self.definitions(options, settings)
+            destination = (
+                options["destination"] or settings.dump_path or Path.cwd()
+            ).absolute()
+            if options["no_archive"]:
+                return self.print_commands(definitions, destination, options["indent"])
+            storages = [] if options["no_storages"] else self.storages(options, settings)
+            excludes = (
+                [] if options["no_storages_excludes"]
+                else options["storages_excludes"] or settings.storages_excludes
+            )
+            template = options["filename"] or settings.dump_filename
+            if options["filename"]:
+                _checked("--filename", check_archive_filename, template)
+            archive = destination / archive_filename(
+                template,
+                with_data=not options["no_data"],
+                with_storages=not options["no_storages"],
+                now=datetime.now(),
+            )
+            if options["check"]:
+                return self.report_plan(definitions, storages, excludes, archive, options)
+            self.run_dump(definitions, storages, excludes, archive, settings, options)
+        except DisketteError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def definitions(self, options: dict[str, Any], settings: Any) -> list[Definition]:
+        path = options["appconf"]
+        if path is None:
+            return load_definitions(settings.apps)
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"--appconf '{path}' cannot be read: {exc}") from exc
+        return load_definitions(raw, source=f"--appconf '{path}'")
+
+    def storages(self, options: dict[str, Any], settings: Any) -> list[Storage]:
+        basepath = options["storages_basepath"] or Path.cwd()
+        return resolve_storages(options["storages"] or settings.storages, basepath)
+
+    def print_commands(
+        self, definitions: list[Definition], destination: Path, indent: int | None
+    ) -> None:
+        data_dir = destination / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)  # dumpdata does not create it
+        for definition in definitions:
+            self.stdout.write(f"# {definition.name}")
+            if definition.models:
+                self.stdout.write(dumpdata_command(definition, data_dir, indent))
+            else:  # a bare dumpdata would dump every model
+                self.stdout.write("# (no model left to dump)")
+
+    def report_plan(
+        self,
+        definitions: list[Definition],
+        storages: list[Storage],
+        excludes: list[str],
+        archive: Path,
+        options: dict[str, Any],
+    ) -> None:
+        self.stdout.write("=== Checking dump (nothing is written) ===")
+        counts = plan_data(definitions, options["database"])
+        for definition in definitions:
+            objects = counts[definition.name]
+            self.stdout.write(
+                f"Data for application '{definition.name}' "
+                f"(data/{definition.filename()}): {sum(objects.values())} objects"
+            )
+            for label, count in objects.items():
+                self.stdout.write(f"  - {label}: {count}")
+        for storage in storages:
+            plan = plan_storage(storage, excludes)
+            self.stdout.write(
+                f"Storage '{storage.relpath}': {plan.files} files ({human_size(plan.size)})"
+            )
+            for skipped in plan.skipped:
+                self.stderr.write(f"  - would skip '{skipped.path}': {skipped.reason}")
+        self.stdout.write(f"Archive would be created at: {archive}")
+
+    def run_dump(
+        self,
+        definitions: list[Definition],
+        storages: list[Storage],
+        excludes: list[str],
+        archive: Path,
+        settings: Any,
+        options: dict[str, Any],
+    ) -> None:
+        reporter = CommandReporter(self, options["verbosity"])
+        reporter.info("=== Starting dump ===")
+        result = dump(
+            definitions,
+            storages,
+            archive,
+            excludes=excludes,
+            indent=options["indent"],
+            checksums=not options["no_checksum"],
+            permissions=settings.dump_permissions,
+            using=options["database"],
+            reporter=reporter,
+        )
+        info = result.archive
+        reporter.info(
+            f"Dump archive was created at: {info.path} ({human_size(info.size)})"
+        )
+        if info.sha256:
+            reporter.info(f"Archive checksum (sha256): {info.sha256}")
+
+
+def _checked(option: str, check: Any, value: Any) -> None:
+    """Run a settings validator on a command option, naming the option."""
+    try:
+        check(value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{option}: {exc}") from None

@@ -1,0 +1,161 @@
+"""Storages: media directories archived at their path below a base directory.
+
+A storage is recorded in the archive relative to the *base path* (the current
+directory unless told otherwise), so the same archive restores into another
+checkout of the project. Exclude patterns are ``fnmatch`` patterns matched
+against paths relative to each storage, as diskette 0.6 did.
+
+Links are never followed out of a storage: a symlink whose target resolves
+inside its storage is archived as a (relative) symlink, anything else that is
+not a plain file or directory is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .exceptions import StorageError
+
+#: Top-level archive names that belong to diskette itself.
+RESERVED = ("data", "manifest.json")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A storage directory and its path inside the archive.
+
+    :param path: absolute, normalized path of the directory.
+    :param relpath: its path relative to the base path, POSIX style.
+    """
+
+    path: Path
+    relpath: PurePosixPath
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing to archive from a storage.
+
+    :param kind: ``"file"``, ``"directory"`` or ``"symlink"``.
+    :param target: for a symlink, its target relative to the link's folder.
+    """
+
+    path: Path
+    arcname: str
+    kind: str
+    size: int = 0
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something in a storage that cannot be archived safely, and why."""
+
+    path: Path
+    reason: str
+
+
+def resolve_storages(paths: Iterable[str | Path], basepath: Path) -> list[Storage]:
+    """Check storage directories and place them below ``basepath``.
+
+    Relative storage paths are taken relative to ``basepath``.
+
+    :raises StorageError: for a storage that does not exist, is not a
+        directory, lies outside ``basepath`` (or is ``basepath`` itself),
+        overlaps another storage or collides with a reserved archive name.
+    """
+    base = Path(os.path.abspath(basepath))
+    storages: list[Storage] = []
+    for raw in paths:
+        path = check_directory(base / raw, name=raw)
+        if not path.is_relative_to(base) or path == base:
+            raise StorageError(
+                f"storage {str(raw)!r} is not below the storages base path '{base}'"
+            )
+        relpath = PurePosixPath(path.relative_to(base).as_posix())
+        if relpath.parts[0] in RESERVED:
+            raise StorageError(
+                f"storage {str(raw)!r} would be archived as {str(relpath)!r}, "
+                f"which collides with diskette's own {relpath.parts[0]!r}"
+            )
+        for other in storages:
+            if path.is_relative_to(other.path) or other.path.is_relative_to(path):
+                raise StorageError(
+                    f"storage {str(raw)!r} overlaps storage '{other.path}'"
+                )
+        storages.append(Storage(path=path, relpath=relpath))
+    return storages
+
+
+def check_directory(path: str | Path, name: str | Path | None = None) -> Path:
+    """Return ``path`` made absolute if it is an existing directory.
+
+    :param name: how to call the storage in the error, ``path`` by default.
+    :raises StorageError: if it does not exist or is not a directory.
+    """
+    absolute = Path(os.path.abspath(path))
+    shown = str(path if name is None else name)
+    if not absolute.exists():
+        raise StorageError(f"storage {shown!r} does not exist")
+    if not absolute.is_dir():
+        raise StorageError(f"storage {shown!r} is not a directory")
+    return absolute
+
+
+def is_excluded(relative: str, patterns: Iterable[str]) -> bool:
+    """Whether a path relative to its storage matches an exclude pattern."""
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in patterns)
+
+
+def walk_storage(
+    storage: Storage, excludes: Iterable[str] = ()
+) -> Iterator[Entry | Skipped]:
+    """Yield what to archive from ``storage``, depth first in name order.
+
+    The order is stable so two dumps of the same media list the same members.
+    Excluded directories are not descended into. Symlinks are yielded as
+    symlinks when their target stays inside the storage, else skipped.
+    """
+    yield Entry(storage.path, str(storage.relpath), "directory")
+    yield from _walk(storage, storage.path, tuple(excludes), Path(os.path.realpath(storage.path)))
+
+
+def _walk(
+    storage: Storage, folder: Path, patterns: tuple[str, ...], real_root: Path
+) -> Iterator[Entry | Skipped]:
+    try:
+        children = sorted(os.scandir(folder), key=lambda child: child.name)
+    except OSError as exc:
+        yield Skipped(folder, f"cannot be read ({exc.strerror})")
+        return
+    for child in children:
+        path = Path(child.path)
+        relative = path.relative_to(storage.path).as_posix()
+        if is_excluded(relative, patterns):
+            continue
+        arcname = f"{storage.relpath}/{relative}"
+        status = child.stat(follow_symlinks=False)
+        if stat.S_ISLNK(status.st_mode):
+            yield _symlink_entry(path, arcname, real_root)
+        elif stat.S_ISDIR(status.st_mode):
+            yield Entry(path, arcname, "directory")
+            yield from _walk(storage, path, patterns, real_root)
+        elif stat.S_ISREG(status.st_mode):
+            yield Entry(path, arcname, "file", size=status.st_size)
+        else:
+            yield Skipped(path, "is not a regular file, directory or symlink")
+
+
+def _symlink_entry(path: Path, arcname: str, real_root: Path) -> Entry | Skipped:
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(real_root):
+        return Skipped(path, "is a symlink pointing out of its storage")
+    if not target.exists():
+        return Skipped(path, "is a dangling symlink")
+    relative = os.path.relpath(target, os.path.realpath(path.parent))
+    return Entry(path, arcname, "symlink", target=Path(relative).as_posix())

@@ -1,0 +1,60 @@
+"""Shared fixtures: a project folder as working directory, demo data, helpers."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings) -> Path:
+    """A project root as the current directory, ``var/media`` as its storage."""
+    root = tmp_path / "project"
+    media = root / "var" / "media"
+    media.mkdir(parents=True)
+    monkeypatch.chdir(root)
+    settings.MEDIA_ROOT = media
+    settings.DISKETTE_STORAGES = [media]
+    settings.DISKETTE_DUMP_PATH = root / "var"
+    return root
+
+
+@pytest.fixture
+def demo(project: Path, db) -> Path:
+    """The project with the sandbox's demo data and media."""
+    call_command("demo_seed", books=12, users=4, stdout=io.StringIO())
+    return project
+
+
+@dataclass
+class Output:
+    stdout: str
+    stderr: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+def run_command(name: str, *args: str, **options) -> Output:
+    """Run a management command in process, capturing what it prints."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    call_command(name, *args, stdout=stdout, stderr=stderr, **options)
+    return Output(stdout.getvalue(), stderr.getvalue())
+
+
+def archive_members(path: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(path) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def archive_file(path: Path, name: str) -> bytes:
+    with tarfile.open(path) as tar:
+        extracted = tar.extractfile(name)
+        assert extracted is not None
+        return extracted.read()
