@@ -19,6 +19,7 @@ whole archive to verify it anyway, so it finds the manifest at the end.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -112,7 +113,8 @@ class ArchiveWriter:
         self._gzip = gzip.GzipFile(
             fileobj=self._hashed, mode="wb", compresslevel=COMPRESSLEVEL, mtime=self.mtime
         )
-        self._tar = tarfile.open(
+        # Open across calls, closed by close() or abort(): no `with` can span them.
+        self._tar = tarfile.open(  # noqa: SIM115
             fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE
         )
 
@@ -153,7 +155,10 @@ class ArchiveWriter:
         """Add a symlink whose (relative) target the caller has checked."""
         info = tarfile.TarInfo(arcname)
         info.type, info.linkname, info.mtime, info.mode = (
-            tarfile.SYMTYPE, target, self.mtime, 0o777
+            tarfile.SYMTYPE,
+            target,
+            self.mtime,
+            0o777,
         )
         self._tar.addfile(info)
         self.members[arcname] = {"type": "symlink", "target": target}
@@ -177,13 +182,13 @@ class ArchiveWriter:
     def abort(self) -> None:
         """Drop the partial archive."""
         for closable in (self._tar, self._gzip, self._file):
-            try:
+            with contextlib.suppress(Exception):  # already failing: the cause is raised
                 closable.close()
-            except Exception:  # noqa: S110 - already failing; the cause is raised
-                pass
         self.partial.unlink(missing_ok=True)
 
-    def _add_stream(self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None) -> None:
+    def _add_stream(
+        self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None
+    ) -> None:
         reader = _HashingReader(stream, self.checksums, progress)
         self._tar.addfile(info, reader)  # type: ignore[arg-type]  # tarfile only reads
         entry: dict[str, Any] = {"size": reader.size}

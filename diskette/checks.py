@@ -38,12 +38,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for definition in definitions:
         for label in definition.labels:
             if label in owners:
-                messages.append(Warning(
-                    f"model {label} is dumped by both {owners[label]!r} and "
-                    f"{definition.name!r}",
-                    hint="Exclude it from one of them.",
-                    id="diskette.W002",
-                ))
+                messages.append(
+                    Warning(
+                        f"model {label} is dumped by both {owners[label]!r} and "
+                        f"{definition.name!r}",
+                        hint="Exclude it from one of them.",
+                        id="diskette.W002",
+                    )
+                )
             owners.setdefault(label, definition.name)
     for path in getattr(settings, "DISKETTE_STORAGES", []):
         try:

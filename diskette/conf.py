@@ -96,9 +96,7 @@ def settings_problems(settings: Any = django_settings) -> Iterator[Configuration
     for key in ("DISKETTE_DUMP_PATH", "DISKETTE_LOAD_STORAGES_PATH"):
         value = getattr(settings, key, None)
         if value is not None and not isinstance(value, str | Path):
-            yield ConfigurationError(
-                f"{key} must be a path, not {type(value).__name__}"
-            )
+            yield ConfigurationError(f"{key} must be a path, not {type(value).__name__}")
     filename = getattr(settings, "DISKETTE_DUMP_FILENAME", DEFAULT_DUMP_FILENAME)
     try:
         check_archive_filename(filename)
@@ -107,8 +105,7 @@ def settings_problems(settings: Any = django_settings) -> Iterator[Configuration
     mode = getattr(settings, "DISKETTE_DUMP_PERMISSIONS", DEFAULT_DUMP_PERMISSIONS)
     if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
         yield ConfigurationError(
-            f"DISKETTE_DUMP_PERMISSIONS must be an octal mode such as 0o600, "
-            f"not {mode!r}"
+            f"DISKETTE_DUMP_PERMISSIONS must be an octal mode such as 0o600, not {mode!r}"
         )
 
 

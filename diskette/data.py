@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.core import serializers
-from django.core.serializers.base import SerializationError
 from django.core.management import call_command
+from django.core.serializers.base import SerializationError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Model, QuerySet
 
@@ -39,7 +39,9 @@ def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet
     rows = manager.using(using).order_by(model._meta.pk.name)
     # The serializer reads each many-to-many field per object unless prefetched.
     m2m = [
-        f.name for f in model._meta.many_to_many if f.remote_field.through._meta.auto_created
+        f.name
+        for f in model._meta.many_to_many
+        if f.remote_field.through._meta.auto_created
     ]
     return rows.prefetch_related(*m2m) if m2m else rows
 

@@ -201,13 +201,17 @@ def _resolve_drain(options: dict[str, Any], others: Sequence[Definition]) -> Def
     taken |= {m for d in others if not d.allow_drain for m in d.excluded}
     excluded = resolve_labels(_as_list(options.get("excludes", [])), "excludes")
     models = tuple(
-        m for m in dumpable_models(apps.get_models()) if m not in taken and m not in excluded
+        m
+        for m in dumpable_models(apps.get_models())
+        if m not in taken and m not in excluded
     )
     return _build(options, models, excluded)
 
 
 def _build(
-    options: dict[str, Any], models: tuple[type[Model], ...], excluded: Iterable[type[Model]]
+    options: dict[str, Any],
+    models: tuple[type[Model], ...],
+    excluded: Iterable[type[Model]],
 ) -> Definition:
     if "filename" in options:
         stem, fmt = split_filename(options["filename"])
@@ -307,9 +311,7 @@ def _app_label_for_name(name: str) -> str:
     for app_config in apps.get_app_configs():
         if name in (app_config.name, app_config.label):
             return app_config.label
-    raise DefinitionError(
-        f"'models' is required: {name!r} is not an installed application"
-    )
+    raise DefinitionError(f"'models' is required: {name!r} is not an installed application")
 
 
 def _natural_key_order(models: tuple[type[Model], ...]) -> tuple[type[Model], ...]:

@@ -28,7 +28,9 @@ def application_definitions(
     :raises ConfigurationError: for a name in the filters that is not installed.
     """
     include, exclude = list(include), list(exclude)
-    known = {name for config in apps.get_app_configs() for name in (config.name, config.label)}
+    known = {
+        name for config in apps.get_app_configs() for name in (config.name, config.label)
+    }
     for name in include + exclude:
         if name not in known:
             raise ConfigurationError(f"{name!r} is not an installed application")
@@ -40,14 +42,16 @@ def application_definitions(
         models = list(config.get_models(include_auto_created=True))
         if not models:
             continue
-        definitions.append([
-            config.name,
-            {
-                "comments": str(config.verbose_name),
-                "natural_foreign": True,
-                "models": [model._meta.label for model in models],
-            },
-        ])
+        definitions.append(
+            [
+                config.name,
+                {
+                    "comments": str(config.verbose_name),
+                    "natural_foreign": True,
+                    "models": [model._meta.label for model in models],
+                },
+            ]
+        )
     return definitions
 
 

@@ -123,7 +123,7 @@ def _dump_data(
             reporter.info(f"Dumping data for application '{definition.name}'")
             spool = cleanup.enter_context(
                 # max_size=0 would mean "never roll over": keep at least 1.
-                tempfile.SpooledTemporaryFile(max_size=max(budget, 1), prefix="diskette-")
+                tempfile.SpooledTemporaryFile(max_size=max(budget, 1), prefix="diskette-")  # noqa: SIM115
             )
             spools.append((definition, spool))
             counts[definition.name] = write_data(

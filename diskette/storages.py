@@ -85,9 +85,7 @@ def resolve_storages(paths: Iterable[str | Path], basepath: Path) -> list[Storag
             )
         for other in storages:
             if path.is_relative_to(other.path) or other.path.is_relative_to(path):
-                raise StorageError(
-                    f"storage {str(raw)!r} overlaps storage '{other.path}'"
-                )
+                raise StorageError(f"storage {str(raw)!r} overlaps storage '{other.path}'")
         storages.append(Storage(path=path, relpath=relpath))
     return storages
 
@@ -122,7 +120,9 @@ def walk_storage(
     symlinks when their target stays inside the storage, else skipped.
     """
     yield Entry(storage.path, str(storage.relpath), "directory")
-    yield from _walk(storage, storage.path, tuple(excludes), Path(os.path.realpath(storage.path)))
+    yield from _walk(
+        storage, storage.path, tuple(excludes), Path(os.path.realpath(storage.path))
+    )
 
 
 def _walk(

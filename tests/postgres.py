@@ -76,18 +76,38 @@ def start_cluster() -> str:
         subprocess.run(args, check=True, capture_output=True, cwd=root, **as_user)
 
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-        "--no-sync", "-E", "UTF8")
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+    )
     options = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off"
     )
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
-        "-o", options, "-w", "start")
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "server.log"),
+        "-o",
+        options,
+        "-w",
+        "start",
+    )
     atexit.register(
         subprocess.run,
         [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-        capture_output=True, cwd=root, **as_user,
+        capture_output=True,
+        cwd=root,
+        **as_user,
     )
     url = f"postgresql://postgres@127.0.0.1:{port}/diskette"
     os.environ["DISKETTE_TEST_POSTGRES_URL"] = url

@@ -19,7 +19,9 @@ def write_sample(path: Path, **kwargs) -> None:
         w.add_directory(media, "var/media")
         w.add_file(media / "photo.bin", "var/media/photo.bin")
         w.add_symlink("var/media/alias.bin", "photo.bin")
-        return w.close({"version": "x", "datas": ["data/app.jsonl"], "storages": ["var/media"]})
+        return w.close(
+            {"version": "x", "datas": ["data/app.jsonl"], "storages": ["var/media"]}
+        )
 
 
 def test_manifest_records_size_and_sha256_of_every_member(tmp_path):
@@ -28,11 +30,13 @@ def test_manifest_records_size_and_sha256_of_every_member(tmp_path):
     manifest = read_manifest(archive)
     members = manifest["members"]
     assert members["data/app.jsonl"] == {
-        "size": 9, "sha256": hashlib.sha256(b'{"a": 1}\n').hexdigest()
+        "size": 9,
+        "sha256": hashlib.sha256(b'{"a": 1}\n').hexdigest(),
     }
-    assert members["var/media/photo.bin"]["sha256"] == hashlib.sha256(
-        b"\x00\x01" * 1000
-    ).hexdigest()
+    assert (
+        members["var/media/photo.bin"]["sha256"]
+        == hashlib.sha256(b"\x00\x01" * 1000).hexdigest()
+    )
     assert members["var/media"] == {"type": "directory"}
     assert members["var/media/alias.bin"] == {"type": "symlink", "target": "photo.bin"}
     assert info.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -79,9 +83,10 @@ def test_a_file_that_shrinks_while_archived_is_an_error(tmp_path):
             source.write_bytes(b"x" * 2)  # truncated after tarinfo took its size
             super()._add_stream(info, stream, progress)
 
-    with pytest.raises(DumpError, match="changed while it was archived"), Shrinking(
-        archive, permissions=0o600
-    ) as writer:
+    with (
+        pytest.raises(DumpError, match="changed while it was archived"),
+        Shrinking(archive, permissions=0o600) as writer,
+    ):
         writer.add_file(source, "var/media/growing.bin")
     assert not archive.exists()
 
@@ -97,7 +102,10 @@ def test_existing_archive_is_replaced_only_when_the_new_one_is_complete(tmp_path
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"not an archive", "is not a readable diskette archive"), (None, "has no manifest.json")],
+    [
+        (b"not an archive", "is not a readable diskette archive"),
+        (None, "has no manifest.json"),
+    ],
 )
 def test_read_manifest_refuses_what_is_not_an_archive(tmp_path, content, message):
     path = tmp_path / "x.tar.gz"

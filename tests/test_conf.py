@@ -30,17 +30,27 @@ def test_settings_are_read_at_call_time(settings):
     [
         ("DISKETTE_STORAGES", "var/media", "DISKETTE_STORAGES must be a list, not str"),
         ("DISKETTE_STORAGES", [3], "DISKETTE_STORAGES[0] must be a str or Path, not int"),
-        ("DISKETTE_STORAGES_EXCLUDES", ["ok", 1], "DISKETTE_STORAGES_EXCLUDES[1] must be a str"),
+        (
+            "DISKETTE_STORAGES_EXCLUDES",
+            ["ok", 1],
+            "DISKETTE_STORAGES_EXCLUDES[1] must be a str",
+        ),
         ("DISKETTE_DUMP_PATH", 12, "DISKETTE_DUMP_PATH must be a path, not int"),
         ("DISKETTE_LOAD_STORAGES_PATH", [], "DISKETTE_LOAD_STORAGES_PATH must be a path"),
-        ("DISKETTE_DUMP_FILENAME", "dump.zip", "DISKETTE_DUMP_FILENAME: 'dump.zip' must end"),
+        (
+            "DISKETTE_DUMP_FILENAME",
+            "dump.zip",
+            "DISKETTE_DUMP_FILENAME: 'dump.zip' must end",
+        ),
         ("DISKETTE_DUMP_PERMISSIONS", "644", "DISKETTE_DUMP_PERMISSIONS must be an octal"),
         ("DISKETTE_DUMP_PERMISSIONS", True, "DISKETTE_DUMP_PERMISSIONS must be an octal"),
     ],
 )
 def test_invalid_setting_is_named(settings, name, value, message):
     setattr(settings, name, value)
-    with pytest.raises(ConfigurationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ConfigurationError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         get_settings()
 
 

@@ -79,8 +79,11 @@ def test_natural_foreign_orders_models_by_natural_key_dependencies():
 
 @pytest.mark.parametrize(
     ("filename", "stem", "archive_name"),
-    [("custom.json", "custom", "custom.json"), ("custom", "custom", "custom.jsonl"),
-     ("custom.jsonl", "custom", "custom.jsonl")],
+    [
+        ("custom.json", "custom", "custom.json"),
+        ("custom", "custom", "custom.jsonl"),
+        ("custom.jsonl", "custom", "custom.jsonl"),
+    ],
 )
 def test_filename_option_sets_stem_and_format(filename, stem, archive_name):
     (definition,) = load_definitions([["x", {"models": "sites", "filename": filename}]])
@@ -95,35 +98,62 @@ def test_filename_option_sets_stem_and_format(filename, stem, archive_name):
         ([["auth"]], "DISKETTE_APPS[0] must be a [name, {options}] pair"),
         ([["auth", ["models"]]], "DISKETTE_APPS[0] must be a [name, {options}] pair"),
         ([["", {"models": "auth"}]], "DISKETTE_APPS[0]: name must be a non-empty string"),
-        ([["auth", {"natral_foreign": True}]],
-         "DISKETTE_APPS[0] 'auth': unknown option 'natral_foreign' (valid: comments,"),
-        ([["auth", {"natural_foreign": "yes"}]],
-         "DISKETTE_APPS[0] 'auth': option 'natural_foreign' must be True or False, not 'yes'"),
-        ([["auth", {"models": ["auth.User", 3]}]],
-         "option 'models' must be a label or a list of labels, not ['auth.User', 3]"),
-        ([["auth", {"models": "nope"}]],
-         "DISKETTE_APPS[0] 'auth': models: unknown application label 'nope' in 'nope'"),
+        (
+            [["auth", {"natral_foreign": True}]],
+            "DISKETTE_APPS[0] 'auth': unknown option 'natral_foreign' (valid: comments,",
+        ),
+        (
+            [["auth", {"natural_foreign": "yes"}]],
+            "DISKETTE_APPS[0] 'auth': option 'natural_foreign' must be True or False, not 'yes'",
+        ),
+        (
+            [["auth", {"models": ["auth.User", 3]}]],
+            "option 'models' must be a label or a list of labels, not ['auth.User', 3]",
+        ),
+        (
+            [["auth", {"models": "nope"}]],
+            "DISKETTE_APPS[0] 'auth': models: unknown application label 'nope' in 'nope'",
+        ),
         ([["auth", {"models": "auth.Nope"}]], "models: unknown model 'auth.Nope'"),
-        ([["auth", {"models": "auth", "excludes": ["auth.Nope"]}]],
-         "'auth': excludes: unknown model 'auth.Nope'"),
-        ([["auth", {"models": "auth.User", "excludes": "auth"}]],
-         "'auth': 'models' resolves to no model to dump"),
-        ([["not an app", {}]], "'models' is required: 'not an app' is not an installed app"),
-        ([["x", {"models": "sites", "filename": "x.xml"}]],
-         "option 'filename' 'x.xml' has an unsupported extension (use .jsonl or .json"),
-        ([["x", {"models": "sites", "filename": "../x.json"}]],
-         "option 'filename' '../x.json' must be a plain file name"),
+        (
+            [["auth", {"models": "auth", "excludes": ["auth.Nope"]}]],
+            "'auth': excludes: unknown model 'auth.Nope'",
+        ),
+        (
+            [["auth", {"models": "auth.User", "excludes": "auth"}]],
+            "'auth': 'models' resolves to no model to dump",
+        ),
+        (
+            [["not an app", {}]],
+            "'models' is required: 'not an app' is not an installed app",
+        ),
+        (
+            [["x", {"models": "sites", "filename": "x.xml"}]],
+            "option 'filename' 'x.xml' has an unsupported extension (use .jsonl or .json",
+        ),
+        (
+            [["x", {"models": "sites", "filename": "../x.json"}]],
+            "option 'filename' '../x.json' must be a plain file name",
+        ),
         ([["x", {"models": "sites", "filename": ".json"}]], "must be a plain file name"),
-        ([["x", {"models": "sites", "dump_command": "nodump"}]],
-         "option 'dump_command': unknown management command 'nodump'"),
-        ([["a", {"models": "sites"}], ["a", {"models": "auth"}]],
-         "DISKETTE_APPS[1] 'a': duplicate name"),
-        ([["a.b", {"models": "sites"}], ["ab", {"models": "auth"}]],
-         "'ab': data file name 'ab' is already used by 'a.b'; set 'filename'"),
+        (
+            [["x", {"models": "sites", "dump_command": "nodump"}]],
+            "option 'dump_command': unknown management command 'nodump'",
+        ),
+        (
+            [["a", {"models": "sites"}], ["a", {"models": "auth"}]],
+            "DISKETTE_APPS[1] 'a': duplicate name",
+        ),
+        (
+            [["a.b", {"models": "sites"}], ["ab", {"models": "auth"}]],
+            "'ab': data file name 'ab' is already used by 'a.b'; set 'filename'",
+        ),
         ([["---", {"models": "sites"}]], "name '---' gives an empty file name"),
         ([["rest", {"is_drain": True, "models": "auth"}]], "a drain takes no 'models'"),
-        ([["r1", {"is_drain": True}], ["r2", {"is_drain": True}]],
-         "DISKETTE_APPS[1] 'r2': only one definition may be a drain"),
+        (
+            [["r1", {"is_drain": True}], ["r2", {"is_drain": True}]],
+            "DISKETTE_APPS[1] 'r2': only one definition may be a drain",
+        ),
     ],
 )
 def test_bad_definitions_are_refused_naming_definition_and_key(raw, message):
@@ -135,7 +165,8 @@ def test_every_problem_is_reported_not_only_the_first():
         [["a", {"models": "nope"}], ["b", {"bogus": 1}], ["c", {"models": "sites"}]]
     )
     assert [str(p).split(":")[0] for p in problems] == [
-        "DISKETTE_APPS[1] 'b'", "DISKETTE_APPS[0] 'a'"
+        "DISKETTE_APPS[1] 'b'",
+        "DISKETTE_APPS[0] 'a'",
     ]
 
 
@@ -155,14 +186,21 @@ class TestDrain:
         assert {"sites.Site", "demo.Book", "contenttypes.ContentType"} <= set(drain.labels)
 
     def test_excluded_models_stay_out_unless_the_definition_allows_drain(self):
-        keep_out = load_definitions([
-            ["demo", {"models": "demo", "excludes": ["demo.Review"]}],
-            ["rest", {"is_drain": True}],
-        ])[-1]
-        let_in = load_definitions([
-            ["demo", {"models": "demo", "excludes": ["demo.Review"], "allow_drain": True}],
-            ["rest", {"is_drain": True}],
-        ])[-1]
+        keep_out = load_definitions(
+            [
+                ["demo", {"models": "demo", "excludes": ["demo.Review"]}],
+                ["rest", {"is_drain": True}],
+            ]
+        )[-1]
+        let_in = load_definitions(
+            [
+                [
+                    "demo",
+                    {"models": "demo", "excludes": ["demo.Review"], "allow_drain": True},
+                ],
+                ["rest", {"is_drain": True}],
+            ]
+        )[-1]
         assert "demo.Review" not in keep_out.labels
         assert "demo.Review" in let_in.labels
 
@@ -175,10 +213,12 @@ class TestDrain:
         assert "demo.Author" in drain.labels
 
     def test_drain_keeps_its_place_in_load_order(self):
-        definitions = load_definitions([
-            ["auth", {"models": "auth"}],
-            ["rest", {"is_drain": True}],
-            ["demo", {"models": "demo"}],
-        ])
+        definitions = load_definitions(
+            [
+                ["auth", {"models": "auth"}],
+                ["rest", {"is_drain": True}],
+                ["demo", {"models": "demo"}],
+            ]
+        )
         assert [d.name for d in definitions] == ["auth", "rest", "demo"]
         assert not set(definitions[1].labels) & set(definitions[2].labels)

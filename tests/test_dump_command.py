@@ -8,15 +8,14 @@ import json
 import re
 import stat
 import tarfile
-from pathlib import Path
 
 import pytest
+from demo.models import Book, Review
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from demo.models import Book, Review
 from diskette.archive import read_manifest
 from tests.conftest import archive_file, archive_members, run_command
 
@@ -72,13 +71,20 @@ def test_archive_holds_data_storages_and_a_complete_manifest(demo):
     for name, entry in manifest["members"].items():
         if "sha256" in entry:
             content = archive_file(archive, name)
-            assert entry == {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+            assert entry == {
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
     covers = [n for n in members if n.startswith("var/media/covers/")]
     assert len(covers) == 12
     for name in covers:
         assert archive_file(archive, name) == (demo / name).read_bytes()
     # The sandbox excludes cache/* and public/thumbnails/*.
-    assert not [n for n in members if n.startswith(("var/media/cache/", "var/media/public/thumbnails/"))]
+    assert not [
+        n
+        for n in members
+        if n.startswith(("var/media/cache/", "var/media/public/thumbnails/"))
+    ]
 
 
 def test_data_files_are_json_lines_that_loaddata_reads(demo, tmp_path):
@@ -99,8 +105,14 @@ def snapshot() -> dict[str, list]:
             for u in User.objects.all()
         ),
         "books": sorted(
-            (b.title, b.author.name, sorted(t.name for t in b.tags.all()), b.cover.name,
-             b.added_by.username if b.added_by else None, str(b.published))
+            (
+                b.title,
+                b.author.name,
+                sorted(t.name for t in b.tags.all()),
+                b.cover.name,
+                b.added_by.username if b.added_by else None,
+                str(b.published),
+            )
             for b in Book.objects.all()
         ),
         "reviews": sorted(
@@ -147,7 +159,9 @@ def test_filename_option_fills_features_and_date(demo):
 
 
 def test_filename_option_is_validated(demo):
-    with pytest.raises(CommandError, match=r"^--filename: 'x\.zip' must end with '\.tar\.gz'$"):
+    with pytest.raises(
+        CommandError, match=r"^--filename: 'x\.zip' must end with '\.tar\.gz'$"
+    ):
         dump("--filename", "x.zip")
 
 
@@ -169,10 +183,15 @@ def test_no_storages_archives_data_only(demo):
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(["--no-data", "--no-storages"], "--no-storages"), (["--no-data", "--no-archive"], "--no-archive")],
+    [
+        (["--no-data", "--no-storages"], "--no-storages"),
+        (["--no-data", "--no-archive"], "--no-archive"),
+    ],
 )
 def test_nothing_to_dump_is_refused(demo, options, message):
-    with pytest.raises(CommandError, match=f"nothing to dump: --no-data leaves nothing for {message}"):
+    with pytest.raises(
+        CommandError, match=f"nothing to dump: --no-data leaves nothing for {message}"
+    ):
         dump(*options)
     assert not list((demo / "var").glob("*.tar.gz*"))
 
@@ -182,7 +201,9 @@ def test_appconf_replaces_the_definitions(demo, tmp_path):
     appconf.write_text(json.dumps([["library", {"models": ["demo.Author", "demo.Book"]}]]))
     output = dump("--appconf", str(appconf), "--no-storages")
     assert "Dumping data for application 'library'" in output.lines
-    assert read_manifest(demo / "var" / "diskette_data.tar.gz")["datas"] == ["data/library.jsonl"]
+    assert read_manifest(demo / "var" / "diskette_data.tar.gz")["datas"] == [
+        "data/library.jsonl"
+    ]
 
 
 def test_appconf_errors_name_the_file(demo, tmp_path):
@@ -193,7 +214,9 @@ def test_appconf_errors_name_the_file(demo, tmp_path):
     with pytest.raises(CommandError, match=r"apps\.json' cannot be read: Expecting value"):
         dump("--appconf", str(appconf))
     appconf.write_text(json.dumps([["x", {"model": "auth"}]]))
-    with pytest.raises(CommandError, match=r"^--appconf '.*apps\.json'\[0\] 'x': unknown option 'model'"):
+    with pytest.raises(
+        CommandError, match=r"^--appconf '.*apps\.json'\[0\] 'x': unknown option 'model'"
+    ):
         dump("--appconf", str(appconf))
 
 
@@ -240,10 +263,14 @@ def test_no_storages_excludes_keeps_every_file(demo):
 
 def test_indent_applies_to_json_data_files(demo, tmp_path):
     appconf = tmp_path / "apps.json"
-    appconf.write_text(json.dumps([
-        ["sites", {"models": "sites", "filename": "sites.json"}],
-        ["tags", {"models": "demo.Tag"}],
-    ]))
+    appconf.write_text(
+        json.dumps(
+            [
+                ["sites", {"models": "sites", "filename": "sites.json"}],
+                ["tags", {"models": "demo.Tag"}],
+            ]
+        )
+    )
     dump("--appconf", str(appconf), "--no-storages", "--indent", "2")
     archive = demo / "var" / "diskette_data.tar.gz"
     indented = archive_file(archive, "data/sites.json").decode()
@@ -255,13 +282,22 @@ def test_indent_applies_to_json_data_files(demo, tmp_path):
 
 def test_dump_command_option_runs_that_command(demo, tmp_path):
     appconf = tmp_path / "apps.json"
-    appconf.write_text(json.dumps([
-        ["mine", {"models": "demo", "natural_foreign": True}],
-        ["theirs", {"models": "demo", "natural_foreign": True, "dump_command": "dumpdata"}],
-    ]))
+    appconf.write_text(
+        json.dumps(
+            [
+                ["mine", {"models": "demo", "natural_foreign": True}],
+                [
+                    "theirs",
+                    {"models": "demo", "natural_foreign": True, "dump_command": "dumpdata"},
+                ],
+            ]
+        )
+    )
     dump("--appconf", str(appconf), "--no-storages")
     archive = demo / "var" / "diskette_data.tar.gz"
-    assert archive_file(archive, "data/theirs.jsonl") == archive_file(archive, "data/mine.jsonl")
+    assert archive_file(archive, "data/theirs.jsonl") == archive_file(
+        archive, "data/mine.jsonl"
+    )
     counts = {a["name"]: a["objects"] for a in read_manifest(archive)["applications"]}
     assert counts["theirs"] == counts["mine"]
 
@@ -285,12 +321,31 @@ def test_no_archive_prints_dumpdata_lines_and_writes_no_archive(demo):
 
 def test_no_archive_lines_carry_every_option(demo, tmp_path):
     appconf = tmp_path / "apps.json"
-    appconf.write_text(json.dumps([
-        ["x", {"models": "sites", "natural_primary": True, "use_base_manager": True,
-               "filename": "x.jsonl", "dump_command": "dumpdata"}],
-    ]))
-    output = dump("--appconf", str(appconf), "--no-archive", "--indent", "4",
-                  "--destination", str(tmp_path / "with space"))
+    appconf.write_text(
+        json.dumps(
+            [
+                [
+                    "x",
+                    {
+                        "models": "sites",
+                        "natural_primary": True,
+                        "use_base_manager": True,
+                        "filename": "x.jsonl",
+                        "dump_command": "dumpdata",
+                    },
+                ],
+            ]
+        )
+    )
+    output = dump(
+        "--appconf",
+        str(appconf),
+        "--no-archive",
+        "--indent",
+        "4",
+        "--destination",
+        str(tmp_path / "with space"),
+    )
     assert output.lines[1] == (
         "dumpdata sites.Site --natural-primary --all --format=jsonl --indent=4 "
         f"'--output={tmp_path}/with space/data/x.jsonl'"
@@ -310,7 +365,10 @@ def test_check_reports_the_plan_and_writes_nothing(demo):
 
 def test_check_refuses_a_bad_configuration(demo, settings):
     settings.DISKETTE_APPS = [["demo", {"models": "demo.Nope"}]]
-    with pytest.raises(CommandError, match=r"^DISKETTE_APPS\[0\] 'demo': models: unknown model 'demo.Nope'$"):
+    with pytest.raises(
+        CommandError,
+        match=r"^DISKETTE_APPS\[0\] 'demo': models: unknown model 'demo.Nope'$",
+    ):
         dump("--check")
 
 
@@ -338,7 +396,9 @@ def test_skipped_links_are_reported_and_the_dump_goes_on(demo, tmp_path):
     (tmp_path / "outside.txt").write_text("secret")
     (demo / "var" / "media" / "leak.txt").symlink_to(tmp_path / "outside.txt")
     output = dump()
-    assert re.search(r"Warning: skipped '.*leak\.txt': is a symlink pointing out", output.stderr)
+    assert re.search(
+        r"Warning: skipped '.*leak\.txt': is a symlink pointing out", output.stderr
+    )
     members = archive_members(demo / "var" / "diskette_data_storages.tar.gz")
     assert "var/media/leak.txt" not in members
 

@@ -102,7 +102,9 @@ def test_symlink_inside_the_storage_is_kept_as_a_relative_link(base):
     (media / "sub").mkdir()
     (media / "sub" / "alias.txt").symlink_to(media / "real.txt")  # absolute link text
     (storage,) = resolve_storages([media], base)
-    (link,) = [i for i in walk_storage(storage) if isinstance(i, Entry) and i.kind == "symlink"]
+    (link,) = [
+        i for i in walk_storage(storage) if isinstance(i, Entry) and i.kind == "symlink"
+    ]
     assert link.arcname == "var/media/sub/alias.txt"
     assert link.target == "../real.txt"
 

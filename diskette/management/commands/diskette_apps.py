@@ -20,19 +20,30 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--format", choices=["json", "python"], default="json",
+            "--format",
+            choices=["json", "python"],
+            default="json",
             help="json (default), or python to paste into settings.",
         )
         parser.add_argument(
-            "--app", action="append", dest="include", default=[], metavar="NAME",
+            "--app",
+            action="append",
+            dest="include",
+            default=[],
+            metavar="NAME",
             help="Only this application, by name or label (repeatable).",
         )
         parser.add_argument(
-            "--exclude", action="append", default=[], metavar="NAME",
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="NAME",
             help="Leave this application out, by name or label (repeatable).",
         )
         parser.add_argument(
-            "--destination", type=Path, metavar="FILE",
+            "--destination",
+            type=Path,
+            metavar="FILE",
             help="Write to this file instead of the standard output.",
         )
 

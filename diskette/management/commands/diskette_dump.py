@@ -30,40 +30,55 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--destination", type=Path, metavar="DIR",
+            "--destination",
+            type=Path,
+            metavar="DIR",
             help="Directory to write the archive into. Default: DISKETTE_DUMP_PATH, "
             "else the current directory.",
         )
         parser.add_argument(
-            "--filename", metavar="TEMPLATE",
+            "--filename",
+            metavar="TEMPLATE",
             help="Archive file name, with optional {features} and {date} fields. "
             "Default: DISKETTE_DUMP_FILENAME.",
         )
         parser.add_argument(
-            "--appconf", type=Path, metavar="FILE",
+            "--appconf",
+            type=Path,
+            metavar="FILE",
             help="JSON file of application definitions to use instead of DISKETTE_APPS.",
         )
         parser.add_argument(
-            "--storage", action="append", dest="storages", metavar="DIR",
+            "--storage",
+            action="append",
+            dest="storages",
+            metavar="DIR",
             help="Storage directory to dump instead of DISKETTE_STORAGES (repeatable).",
         )
         parser.add_argument(
-            "--storages-basepath", type=Path, metavar="DIR",
+            "--storages-basepath",
+            type=Path,
+            metavar="DIR",
             help="Directory storages are archived relative to. Default: the "
             "current directory.",
         )
         parser.add_argument(
-            "--storages-exclude", action="append", dest="storages_excludes",
+            "--storages-exclude",
+            action="append",
+            dest="storages_excludes",
             metavar="PATTERN",
             help="fnmatch pattern, relative to each storage, of files to leave out, "
             "instead of DISKETTE_STORAGES_EXCLUDES (repeatable).",
         )
         parser.add_argument(
-            "--no-storages-excludes", action="store_true",
+            "--no-storages-excludes",
+            action="store_true",
             help="Dump storages whole, ignoring every exclude pattern.",
         )
         parser.add_argument(
-            "--indent", type=int, metavar="N",
+            "--indent",
+            type=int,
+            metavar="N",
             help="Indent .json data files and the --no-archive command lines "
             "(JSON Lines files hold one object per line).",
         )
@@ -72,21 +87,25 @@ class Command(BaseCommand):
             "--no-storages", action="store_true", help="Leave storages out."
         )
         parser.add_argument(
-            "--no-archive", action="store_true",
+            "--no-archive",
+            action="store_true",
             help="Print the dumpdata command lines that dump the data by hand, "
             "creating their output folder, and write no archive.",
         )
         parser.add_argument(
-            "--check", action="store_true",
+            "--check",
+            action="store_true",
             help="Validate the configuration and report what would be dumped; "
             "write nothing.",
         )
         parser.add_argument(
-            "--no-checksum", action="store_true",
+            "--no-checksum",
+            action="store_true",
             help="Skip the sha256 of the archive and of its members.",
         )
         parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS,
+            "--database",
+            default=DEFAULT_DB_ALIAS,
             help='Database to dump from. Default: "default".',
         )
 
@@ -110,7 +129,8 @@ class Command(BaseCommand):
                 return self.print_commands(definitions, destination, options["indent"])
             storages = [] if options["no_storages"] else self.storages(options, settings)
             excludes = (
-                [] if options["no_storages_excludes"]
+                []
+                if options["no_storages_excludes"]
                 else options["storages_excludes"] or settings.storages_excludes
             )
             template = options["filename"] or settings.dump_filename
@@ -204,9 +224,7 @@ class Command(BaseCommand):
             reporter=reporter,
         )
         info = result.archive
-        reporter.info(
-            f"Dump archive was created at: {info.path} ({human_size(info.size)})"
-        )
+        reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")
 

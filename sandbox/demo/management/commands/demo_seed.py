@@ -12,10 +12,31 @@ from django.db import transaction
 
 from demo.models import Author, Book, Review, Tag
 
-WORDS = (
-    "amber atlas beacon cedar delta ember fable garnet harbor iris juniper kestrel "
-    "lantern meadow nimbus orchid prairie quartz raven sierra tundra umber willow"
-).split()
+WORDS = [
+    "amber",
+    "atlas",
+    "beacon",
+    "cedar",
+    "delta",
+    "ember",
+    "fable",
+    "garnet",
+    "harbor",
+    "iris",
+    "juniper",
+    "kestrel",
+    "lantern",
+    "meadow",
+    "nimbus",
+    "orchid",
+    "prairie",
+    "quartz",
+    "raven",
+    "sierra",
+    "tundra",
+    "umber",
+    "willow",
+]
 
 
 class Command(BaseCommand):
@@ -50,11 +71,15 @@ class Command(BaseCommand):
                 published=date(2000, 1, 1) + timedelta(days=rng.randrange(9000)),
             )
             # Incompressible bytes, as real images are.
-            book.cover.save(f"cover{index}.bin", ContentFile(rng.randbytes(4096)), save=False)
+            book.cover.save(
+                f"cover{index}.bin", ContentFile(rng.randbytes(4096)), save=False
+            )
             book.save()
             book.tags.set(rng.sample(tags, k=rng.randrange(4)))
             for reviewer in rng.sample(users, k=rng.randrange(len(users) + 1)):
-                Review.objects.create(book=book, reviewer=reviewer, rating=rng.randrange(1, 6))
+                Review.objects.create(
+                    book=book, reviewer=reviewer, rating=rng.randrange(1, 6)
+                )
         # Files the sandbox's DISKETTE_STORAGES_EXCLUDES leave out of a dump.
         for folder in ("cache", "public/thumbnails"):
             path = settings.MEDIA_ROOT / folder
