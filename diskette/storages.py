@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .archive import DATA_DIR, MANIFEST_NAME
 from .exceptions import StorageError
 
 #: Top-level archive names that belong to diskette itself.
-RESERVED = ("data", "manifest.json")
+RESERVED = (DATA_DIR, MANIFEST_NAME)
 
 
 @dataclass(frozen=True)

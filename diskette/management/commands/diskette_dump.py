@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, load_definitions
@@ -111,15 +112,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            if options["no_data"] and (options["no_storages"] or options["no_archive"]):
-                raise ConfigurationError(
-                    "nothing to dump: --no-data leaves nothing for "
-                    + ("--no-storages" if options["no_storages"] else "--no-archive")
-                )
-            if options["database"] not in connections:
-                raise ConfigurationError(
-                    f"--database: unknown database alias {options['database']!r}"
-                )
+            self.refuse_conflicts(options)
             settings = get_settings()
             definitions = [] if options["no_data"] else self.definitions(options, settings)
             destination = (
@@ -127,26 +120,24 @@ class Command(BaseCommand):
             ).absolute()
             if options["no_archive"]:
                 return self.print_commands(definitions, destination, options["indent"])
-            storages = [] if options["no_storages"] else self.storages(options, settings)
-            excludes = (
-                []
-                if options["no_storages_excludes"]
-                else options["storages_excludes"] or settings.storages_excludes
-            )
-            template = options["filename"] or settings.dump_filename
-            if options["filename"]:
-                _checked("--filename", check_archive_filename, template)
-            archive = destination / archive_filename(
-                template,
-                with_data=not options["no_data"],
-                with_storages=not options["no_storages"],
-                now=datetime.now(),
-            )
+            storages, excludes = self.storages(options, settings)
+            archive = destination / self.archive_name(options, settings)
             if options["check"]:
                 return self.report_plan(definitions, storages, excludes, archive, options)
             self.run_dump(definitions, storages, excludes, archive, settings, options)
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
+
+    def refuse_conflicts(self, options: dict[str, Any]) -> None:
+        if options["no_data"] and (options["no_storages"] or options["no_archive"]):
+            other = "--no-storages" if options["no_storages"] else "--no-archive"
+            raise ConfigurationError(
+                f"nothing to dump: --no-data leaves nothing for {other}"
+            )
+        if options["database"] not in connections:
+            raise ConfigurationError(
+                f"--database: unknown database alias {options['database']!r}"
+            )
 
     def definitions(self, options: dict[str, Any], settings: Any) -> list[Definition]:
         path = options["appconf"]
@@ -158,14 +149,36 @@ class Command(BaseCommand):
             raise ConfigurationError(f"--appconf '{path}' cannot be read: {exc}") from exc
         return load_definitions(raw, source=f"--appconf '{path}'")
 
-    def storages(self, options: dict[str, Any], settings: Any) -> list[Storage]:
+    def storages(
+        self, options: dict[str, Any], settings: Any
+    ) -> tuple[list[Storage], list[str]]:
+        """Storages to dump and the exclude patterns that apply to them."""
+        if options["no_storages"]:
+            return [], []
         basepath = options["storages_basepath"] or Path.cwd()
-        return resolve_storages(options["storages"] or settings.storages, basepath)
+        storages = resolve_storages(options["storages"] or settings.storages, basepath)
+        if options["no_storages_excludes"]:
+            return storages, []
+        return storages, list(options["storages_excludes"] or settings.storages_excludes)
+
+    def archive_name(self, options: dict[str, Any], settings: Any) -> str:
+        template = options["filename"] or settings.dump_filename
+        if options["filename"]:
+            try:
+                check_archive_filename(template)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"--filename: {exc}") from None
+        return archive_filename(
+            template,
+            with_data=not options["no_data"],
+            with_storages=not options["no_storages"],
+            now=datetime.now(),
+        )
 
     def print_commands(
         self, definitions: list[Definition], destination: Path, indent: int | None
     ) -> None:
-        data_dir = destination / "data"
+        data_dir = destination / DATA_DIR
         data_dir.mkdir(parents=True, exist_ok=True)  # dumpdata does not create it
         for definition in definitions:
             self.stdout.write(f"# {definition.name}")
@@ -188,7 +201,7 @@ class Command(BaseCommand):
             objects = counts[definition.name]
             self.stdout.write(
                 f"Data for application '{definition.name}' "
-                f"(data/{definition.filename()}): {sum(objects.values())} objects"
+                f"({DATA_DIR}/{definition.filename()}): {_count(sum(objects.values()))}"
             )
             for label, count in objects.items():
                 self.stdout.write(f"  - {label}: {count}")
@@ -229,9 +242,5 @@ class Command(BaseCommand):
             reporter.info(f"Archive checksum (sha256): {info.sha256}")
 
 
-def _checked(option: str, check: Any, value: Any) -> None:
-    """Run a settings validator on a command option, naming the option."""
-    try:
-        check(value)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{option}: {exc}") from None
+def _count(objects: int) -> str:
+    return f"{objects} object" if objects == 1 else f"{objects} objects"
