@@ -64,8 +64,11 @@ def start_cluster() -> str:
     the environment and reuse the cluster instead of starting their own.
     """
     bindir = find_bindir()
-    root = Path(tempfile.mkdtemp(prefix="diskette-pg-"))
     as_user: dict[str, Any] = {}
+    # Under root the server user must reach the folder: /tmp, not $TMPDIR.
+    root = Path(
+        tempfile.mkdtemp(prefix="diskette-pg-", dir="/tmp" if os.geteuid() == 0 else None)
+    )
     if os.geteuid() == 0:
         account = pwd.getpwnam(SERVER_USER)
         os.chown(root, account.pw_uid, account.pw_gid)

@@ -158,6 +158,30 @@ def test_filename_option_fills_features_and_date(demo):
     assert re.fullmatch(r"snap_data_\d{4}-\d\d-\d\dT\d{6}\.tar\.gz", archive.name)
 
 
+def test_filename_setting_names_the_archive(demo, settings):
+    settings.DISKETTE_DUMP_FILENAME = "nightly{features}.tar.gz"
+    dump("--no-storages")
+    assert (demo / "var" / "nightly_data.tar.gz").exists()
+
+
+def test_natural_primary_leaves_primary_keys_out(demo, tmp_path):
+    appconf = tmp_path / "apps.json"
+    appconf.write_text(
+        json.dumps(
+            [
+                ["keys", {"models": ["demo.Author"], "natural_primary": True}],
+                ["ids", {"models": ["demo.Author"]}],
+            ]
+        )
+    )
+    dump("--appconf", str(appconf), "--no-storages")
+    archive = demo / "var" / "diskette_data.tar.gz"
+    keys = [json.loads(x) for x in archive_file(archive, "data/keys.jsonl").splitlines()]
+    ids = [json.loads(x) for x in archive_file(archive, "data/ids.jsonl").splitlines()]
+    assert len(keys) == len(ids) == 10
+    assert all("pk" not in obj for obj in keys) and all("pk" in obj for obj in ids)
+
+
 def test_filename_option_is_validated(demo):
     with pytest.raises(
         CommandError, match=r"^--filename: 'x\.zip' must end with '\.tar\.gz'$"
