@@ -34,3 +34,19 @@ class DumpError(DisketteError):
 
 class ArchiveError(DisketteError):
     """An archive cannot be written or read as a diskette archive."""
+
+
+class UnsafeArchiveError(ArchiveError, ValueError):
+    """An archive member would escape its target: traversal, links, devices."""
+
+
+class ManifestError(ArchiveError):
+    """The manifest is missing, malformed, or disagrees with the members."""
+
+
+class LoadError(DisketteError):
+    """Loading data or restoring storages failed; nothing was changed."""
+
+
+class DownloadError(DisketteError):
+    """An archive URL is not allowed or could not be downloaded."""

@@ -1,13 +1,16 @@
 import hashlib
 import io
+import json
+import os
+import re
 import stat
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from diskette.archive import MANIFEST_NAME, ArchiveWriter, read_manifest
-from diskette.exceptions import ArchiveError, DumpError
+from diskette.archive import MANIFEST_NAME, ArchiveWriter, read_manifest, unpack
+from diskette.exceptions import ArchiveError, DumpError, ManifestError, UnsafeArchiveError
 
 
 def write_sample(path: Path, **kwargs) -> None:
@@ -103,7 +106,7 @@ def test_existing_archive_is_replaced_only_when_the_new_one_is_complete(tmp_path
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not an archive", "is not a readable diskette archive"),
+        (b"not an archive", "is not a complete diskette archive"),
         (None, "has no manifest.json"),
     ],
 )
@@ -126,3 +129,265 @@ def test_read_manifest_refuses_invalid_json(tmp_path):
         tar.addfile(info, io.BytesIO(b"{{{"))
     with pytest.raises(ArchiveError, match="manifest.json is not valid JSON"):
         read_manifest(path)
+
+
+# Reading: one verified pass. Hostile archives are built member by member.
+
+
+def build(path: Path, *members, manifest=None, compress=True) -> Path:
+    """A tar.gz with the given (TarInfo fields, content) members, manifest last."""
+    with tarfile.open(path, "w:gz" if compress else "w") as tar:
+        for fields, content in members:
+            info = tarfile.TarInfo(fields.pop("name"))
+            for key, value in fields.items():
+                setattr(info, key, value)
+            if content is not None:
+                info.size = len(content)
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
+        if manifest is not None:
+            payload = json.dumps(manifest).encode()
+            info = tarfile.TarInfo(MANIFEST_NAME)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def file(name, content=b"x"):
+    return {"name": name}, content
+
+
+def legacy_manifest(datas=(), storages=("var/media",)):
+    return {
+        "version": "0.6.0",
+        "creation": "2025-01-01T00:00:00",
+        "datas": list(datas),
+        "storages": list(storages),
+    }
+
+
+def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    write_sample(archive)
+    root = tmp_path / "root"
+    root.mkdir()
+    unpacked = unpack(archive, root, wanted=lambda name: not name.startswith("data/"))
+    assert (root / "var/media/photo.bin").read_bytes() == b"\x00\x01" * 1000
+    assert os.readlink(root / "var/media/alias.bin") == "photo.bin"
+    assert not (root / "data").exists()
+    assert unpacked.datas == ["data/app.jsonl"] and unpacked.storages == ["var/media"]
+    assert (
+        unpacked.members["data/app.jsonl"].sha256
+        == hashlib.sha256(b'{"a": 1}\n').hexdigest()
+    )
+    assert unpacked.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_a_diskette_06_archive_is_read(tmp_path):
+    archive = build(
+        tmp_path / "old.tar.gz",
+        ({"name": "data", "type": tarfile.DIRTYPE}, None),
+        file("data/djangocontribsites.json", b"[]"),
+        file("var/media/a.png", b"png"),
+        manifest=legacy_manifest(["data/djangocontribsites.json"]),
+    )
+    unpacked = unpack(archive, tmp_path, wanted=lambda name: False)
+    assert unpacked.datas == ["data/djangocontribsites.json"]
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([file("../evil")], "member '../evil' escapes the archive with '..'"),
+        ([file("var/media/../../evil")], "escapes the archive with '..'"),
+        ([file("/etc/evil")], "member '/etc/evil' has an absolute path"),
+        (
+            [
+                (
+                    {
+                        "name": "var/media/l",
+                        "type": tarfile.SYMTYPE,
+                        "linkname": "/etc/passwd",
+                    },
+                    None,
+                )
+            ],
+            "symlink 'var/media/l' points out of the archive: '/etc/passwd'",
+        ),
+        (
+            [
+                (
+                    {
+                        "name": "var/media/l",
+                        "type": tarfile.SYMTYPE,
+                        "linkname": "../../..",
+                    },
+                    None,
+                )
+            ],
+            "points out of the archive",
+        ),
+        (
+            [
+                (
+                    {"name": "var/media/l", "type": tarfile.SYMTYPE, "linkname": "../../x"},
+                    None,
+                )
+            ],
+            "symlink 'var/media/l' points out of its storage: '../../x'",
+        ),
+        (
+            [
+                ({"name": "var/media/d", "type": tarfile.SYMTYPE, "linkname": "."}, None),
+                file("var/media/d/x"),
+            ],
+            "would be written through symlink 'var/media/d'",
+        ),
+        (
+            [
+                file("var/media/a"),
+                (
+                    {
+                        "name": "var/media/b",
+                        "type": tarfile.LNKTYPE,
+                        "linkname": "var/media/a",
+                    },
+                    None,
+                ),
+            ],
+            "is a hard link",
+        ),
+        (
+            [({"name": "var/media/p", "type": tarfile.FIFOTYPE}, None)],
+            "device, FIFO or special",
+        ),
+        (
+            [({"name": "var/media/dev", "type": tarfile.CHRTYPE}, None)],
+            "device, FIFO or special",
+        ),
+        ([file("var/media/a"), file("var/media/a")], "member 'var/media/a' appears twice"),
+        (
+            [file("etc/cron")],
+            "'etc/cron' is neither data nor in a storage the manifest lists",
+        ),
+        (
+            [({"name": "data/x", "type": tarfile.SYMTYPE, "linkname": "y"}, None)],
+            "is a symlink among data files",
+        ),
+    ],
+)
+def test_hostile_members_are_refused_before_anything_is_written(tmp_path, members, message):
+    archive = build(tmp_path / "evil.tar.gz", *members, manifest=legacy_manifest())
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=re.escape(message)):
+        unpack(archive, root)
+    assert not (tmp_path / "evil").exists()
+    assert not Path("/etc/evil").exists()
+
+
+@pytest.mark.parametrize(
+    "storage", ["../outside", "/srv/media", ".", "data", "var/../../x"]
+)
+def test_storage_outside_the_base_path_is_refused(tmp_path, storage):
+    archive = build(tmp_path / "a.tar.gz", manifest=legacy_manifest(storages=[storage]))
+    with pytest.raises(UnsafeArchiveError, match="lies outside the storages base path"):
+        unpack(archive, tmp_path)
+
+
+def dumped(tmp_path: Path) -> Path:
+    archive = tmp_path / "a.tar.gz"
+    write_sample(archive)
+    return archive
+
+
+def test_truncated_archive_is_refused(tmp_path):
+    archive = dumped(tmp_path)
+    content = archive.read_bytes()
+    for cut in (len(content) - 4, len(content) // 2, 30):
+        archive.write_bytes(content[:cut])
+        with pytest.raises(ArchiveError, match="is not a complete diskette archive"):
+            unpack(archive, tmp_path, wanted=lambda name: False)
+
+
+def test_corrupted_compressed_data_is_refused(tmp_path):
+    archive = dumped(tmp_path)
+    content = bytearray(archive.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    archive.write_bytes(bytes(content))
+    with pytest.raises(ArchiveError):
+        unpack(archive, tmp_path, wanted=lambda name: False)
+
+
+def test_uncompressed_tar_is_refused(tmp_path):
+    archive = build(
+        tmp_path / "a.tar.gz", file("data/x"), manifest=legacy_manifest(), compress=False
+    )
+    with pytest.raises(ArchiveError, match="Not a gzipped file"):
+        unpack(archive, tmp_path)
+
+
+def sample_manifest(tmp_path: Path) -> dict:
+    return read_manifest(dumped(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m["members"]["data/app.jsonl"].update(sha256="0" * 64),
+            "member 'data/app.jsonl' does not match its sha256",
+        ),
+        (
+            lambda m: m["members"]["data/app.jsonl"].update(size=10),
+            "member 'data/app.jsonl' has 9 bytes, manifest.json says 10",
+        ),
+        (
+            lambda m: m["members"].pop("var/media/photo.bin"),
+            "member 'var/media/photo.bin' is not listed in manifest.json",
+        ),
+        (
+            lambda m: m["members"].update({"var/media/ghost": {"size": 1}}),
+            "member 'var/media/ghost' listed in manifest.json is missing",
+        ),
+        (
+            lambda m: m["members"]["var/media/alias.bin"].update(target="x"),
+            "symlink 'var/media/alias.bin' does not point where manifest.json says",
+        ),
+        (
+            lambda m: m.update(datas=["data/gone.jsonl"]),
+            "manifest.json lists data 'data/gone.jsonl', which is not in the archive",
+        ),
+        (lambda m: m.update(format=99), "has format 99; this diskette reads up to 1"),
+        (lambda m: m.pop("datas"), "lacks the 'datas' and 'storages' keys"),
+        (lambda m: m.update(storages="var/media"), "'storages' must be a list of paths"),
+    ],
+)
+def test_members_must_agree_with_the_manifest(tmp_path, change, message):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "photo.bin").write_bytes(b"\x00\x01" * 1000)
+    manifest = sample_manifest(tmp_path)
+    change(manifest)
+    archive = build(
+        tmp_path / "b.tar.gz",
+        file("data/app.jsonl", b'{"a": 1}\n'),
+        ({"name": "var/media", "type": tarfile.DIRTYPE}, None),
+        file("var/media/photo.bin", b"\x00\x01" * 1000),
+        (
+            {
+                "name": "var/media/alias.bin",
+                "type": tarfile.SYMTYPE,
+                "linkname": "photo.bin",
+            },
+            None,
+        ),
+        manifest=manifest,
+    )
+    with pytest.raises(ArchiveError, match=re.escape(message)):
+        unpack(archive, tmp_path, wanted=lambda name: False)
+
+
+def test_missing_manifest_is_refused(tmp_path):
+    archive = build(tmp_path / "a.tar.gz", file("data/x"))
+    with pytest.raises(ManifestError, match="has no manifest.json"):
+        unpack(archive, tmp_path)

@@ -1,21 +1,4 @@
-"""The archive format: one ``.tar.gz`` holding data files, storages and a manifest.
-
-This is the only module that opens tar files. Layout::
-
-    data/<stem>.jsonl        one data file per definition, in load order
-    <storage relpath>/...    each storage at its path below the base path
-    manifest.json            last member: what the archive holds
-
-The manifest keeps diskette 0.6's keys (``version``, ``creation``, ``datas``,
-``storages``) so archives cross both ways with it, and adds what a careful
-loader needs: ``format``, the Django version, per-definition object counts,
-applied migrations, and the size and sha256 of every member.
-
-The manifest is written *last* because the checksums are computed while each
-member is streamed in: every media file is read once, and a file that changes
-during the dump cannot disagree with its recorded checksum. A loader reads the
-whole archive to verify it anyway, so it finds the manifest at the end.
-"""
+"""Writing archives: data files and storages streamed in, the manifest last."""
 
 from __future__ import annotations
 
@@ -27,21 +10,16 @@ import json
 import os
 import tarfile
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .exceptions import ArchiveError, DumpError
+from ..exceptions import DumpError
+from .format import CHUNK_SIZE, DATA_DIR, MANIFEST_NAME, HashingReader
 
-MANIFEST_NAME = "manifest.json"
-DATA_DIR = "data"
-#: Bumped when a change to the layout would mislead an older loader.
-FORMAT_VERSION = 1
 #: ``tar czf`` compresses at gzip's default level; Python's default (9) costs
 #: about three times the time for a few percent of size.
 COMPRESSLEVEL = 6
-CHUNK_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,25 +44,6 @@ class _HashingWriter:
             self.hash.update(data)
         self.size += len(data)
         return self.target.write(data)
-
-
-class _HashingReader:
-    """Read from ``source`` while hashing and counting what was read."""
-
-    def __init__(self, source: IO[bytes], digest: bool, progress: Any = None) -> None:
-        self.source = source
-        self.hash = hashlib.sha256() if digest else None
-        self.size = 0
-        self.progress = progress
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size)
-        if self.hash is not None:
-            self.hash.update(data)
-        self.size += len(data)
-        if self.progress is not None:
-            self.progress(len(data))
-        return data
 
 
 class ArchiveWriter:
@@ -189,29 +148,9 @@ class ArchiveWriter:
     def _add_stream(
         self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None
     ) -> None:
-        reader = _HashingReader(stream, self.checksums, progress)
+        reader = HashingReader(stream, self.checksums, progress)
         self._tar.addfile(info, reader)  # type: ignore[arg-type]  # tarfile only reads
         entry: dict[str, Any] = {"size": reader.size}
         if reader.hash is not None:
             entry["sha256"] = reader.hash.hexdigest()
         self.members[info.name] = entry
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """Return the manifest of the archive at ``path``.
-
-    :raises ArchiveError: if the file is not a gzip tar archive or has no
-        valid ``manifest.json``.
-    """
-    try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
-                if member.name == MANIFEST_NAME and member.isfile():
-                    extracted = tar.extractfile(member)
-                    assert extracted is not None  # a regular file always has data
-                    return json.loads(extracted.read())
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise ArchiveError(f"'{path}' is not a readable diskette archive: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ArchiveError(f"'{path}': {MANIFEST_NAME} is not valid JSON: {exc}") from exc
-    raise ArchiveError(f"'{path}' has no {MANIFEST_NAME}")

@@ -1,0 +1,322 @@
+"""Reading archives: one streaming pass that checks everything it unpacks.
+
+:func:`unpack` reads the archive from its first byte to the end of the gzip
+stream (so the gzip CRC and length are checked, and a truncated file is
+refused), hashes every member, and writes the members it is asked for under
+a fresh staging folder. Every member path is checked *before* it is written:
+no absolute path, no ``..``, no write through a symlink, no hard link, device
+or FIFO. Once the manifest (the last member) is read, :func:`unpack` checks
+that each member belongs to the data folder or to a storage the manifest
+lists, that symlinks stay inside their storage, and that sizes and sha256
+match the manifest where it records them.
+
+Nothing outside the staging folder is touched here; the caller decides what
+to do with a verified archive, and removes the folder.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import posixpath
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..exceptions import ArchiveError, ManifestError, UnsafeArchiveError
+from .format import CHUNK_SIZE, DATA_DIR, FORMAT_VERSION, MANIFEST_NAME, HashingReader
+
+#: A manifest larger than this is not one diskette wrote.
+MANIFEST_LIMIT = 256 * 1024 * 1024
+#: What breaks a gzip or tar stream: truncation, corruption, a foreign file.
+READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive member as read: kind, size and sha256 of its content."""
+
+    name: str
+    kind: str  # "file", "directory" or "symlink"
+    size: int = 0
+    sha256: str = ""
+    target: str = ""
+
+
+@dataclass
+class Unpacked:
+    """A verified archive, its wanted members written under ``root``.
+
+    :param sha256: digest of the archive file itself.
+    """
+
+    path: Path
+    root: Path
+    manifest: dict[str, Any]
+    members: dict[str, Member]
+    size: int
+    sha256: str
+
+    @property
+    def datas(self) -> list[str]:
+        """Data members, in load order."""
+        return list(self.manifest.get("datas") or [])
+
+    @property
+    def storages(self) -> list[str]:
+        """Storage folders, relative to the storages base path."""
+        return list(self.manifest.get("storages") or [])
+
+
+def unpack(
+    archive: Path,
+    root: Path,
+    *,
+    wanted: Callable[[str], bool] = lambda name: True,
+    progress: Callable[[int], None] | None = None,
+) -> Unpacked:
+    """Read and verify ``archive``, writing the ``wanted`` members under ``root``.
+
+    :param root: an empty folder of the caller's, removed by the caller.
+    :param wanted: which member names to write; every member is verified.
+    :param progress: called with the number of archive bytes read.
+    :raises ArchiveError: a truncated, corrupt or foreign file, or members
+        that disagree with the manifest.
+    :raises UnsafeArchiveError: a member that would escape its place.
+    :raises ManifestError: no manifest, or an invalid one.
+    """
+    members: dict[str, Member] = {}
+    manifest_bytes: bytes | None = None
+    try:
+        with open(archive, "rb") as raw:
+            hashed = HashingReader(raw, digest=True, progress=progress)
+            with gzip.GzipFile(fileobj=hashed, mode="rb") as stream:  # type: ignore[arg-type]
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    for info in tar:
+                        name = checked_name(info, members)
+                        if name == MANIFEST_NAME and info.isfile():
+                            manifest_bytes = _read_manifest_member(tar, info)
+                            continue
+                        members[name] = _unpack_member(tar, info, name, root, wanted(name))
+                # The tar end marker is not the end of the gzip stream: read on,
+                # so the CRC and length in the gzip trailer are checked too.
+                while stream.read(CHUNK_SIZE):
+                    pass
+    except READ_ERRORS as exc:
+        raise ArchiveError(
+            f"'{archive}' is not a complete diskette archive: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise ArchiveError(f"'{archive}' cannot be read: {exc.strerror or exc}") from exc
+    manifest = parse_manifest(manifest_bytes, archive)
+    check_members(manifest, members)
+    assert hashed.hash is not None
+    return Unpacked(archive, root, manifest, members, hashed.size, hashed.hash.hexdigest())
+
+
+def checked_name(info: tarfile.TarInfo, seen: dict[str, Member]) -> str:
+    """The member's normalized name, refused if it could land anywhere unsafe.
+
+    :param seen: members read so far, to refuse duplicates and writes
+        through an earlier symlink member.
+    """
+    raw = info.name
+    name = posixpath.normpath(raw.replace("\\", "/")) if raw else ""
+    if raw.startswith("/") or posixpath.isabs(name):
+        raise UnsafeArchiveError(f"member '{raw}' has an absolute path")
+    if name in ("", ".") or name == ".." or name.startswith("../") or "/../" in f"/{raw}/":
+        raise UnsafeArchiveError(f"member '{raw}' escapes the archive with '..'")
+    if not (info.isfile() or info.isdir() or info.issym()):
+        kind = "hard link" if info.islnk() else "device, FIFO or special file"
+        raise UnsafeArchiveError(f"member '{raw}' is a {kind}, which diskette never writes")
+    if name in seen:
+        raise UnsafeArchiveError(f"member '{raw}' appears twice")
+    parent = posixpath.dirname(name)
+    while parent:
+        if parent in seen and seen[parent].kind == "symlink":
+            raise UnsafeArchiveError(
+                f"member '{raw}' would be written through symlink '{parent}'"
+            )
+        parent = posixpath.dirname(parent)
+    if info.issym():
+        target = info.linkname
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
+            raise UnsafeArchiveError(
+                f"symlink '{raw}' points out of the archive: '{target}'"
+            )
+    return name
+
+
+def _read_manifest_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    if info.size > MANIFEST_LIMIT:
+        raise ManifestError(f"{MANIFEST_NAME} is too large ({info.size} bytes)")
+    extracted = tar.extractfile(info)
+    assert extracted is not None  # a regular file always has content
+    return extracted.read()
+
+
+def _unpack_member(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, name: str, root: Path, wanted: bool
+) -> Member:
+    target = root / name
+    if info.isdir():
+        if wanted:
+            target.mkdir(parents=True, exist_ok=True)
+        return Member(name, "directory")
+    if info.issym():
+        if wanted:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(info.linkname, target)
+        return Member(name, "symlink", target=info.linkname)
+    source = tar.extractfile(info)
+    assert source is not None  # a regular file always has content
+    digest, size = hashlib.sha256(), 0
+    output: IO[bytes] | None = None
+    if wanted:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        output = open(target, "xb")  # noqa: SIM115 - closed below; "x" never follows a link
+    try:
+        while block := source.read(CHUNK_SIZE):
+            digest.update(block)
+            size += len(block)
+            if output is not None:
+                output.write(block)
+    finally:
+        if output is not None:
+            output.close()
+    if wanted:
+        os.chmod(target, info.mode & 0o777)
+        os.utime(target, (info.mtime, info.mtime))
+    return Member(name, "file", size, digest.hexdigest())
+
+
+def parse_manifest(content: bytes | None, archive: Path) -> dict[str, Any]:
+    """Decode and check the manifest's shape (diskette 0.6 manifests included).
+
+    :raises ManifestError: naming what is wrong.
+    """
+    if content is None:
+        raise ManifestError(f"'{archive}' has no {MANIFEST_NAME}")
+    try:
+        manifest = json.loads(content)
+    except ValueError as exc:
+        raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+    if (
+        not isinstance(manifest, dict)
+        or "datas" not in manifest
+        or "storages" not in manifest
+    ):
+        raise ManifestError(f"{MANIFEST_NAME} lacks the 'datas' and 'storages' keys")
+    version = manifest.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ManifestError(
+            f"{MANIFEST_NAME} has format {version!r}; this diskette reads up to "
+            f"{FORMAT_VERSION}: upgrade diskette"
+        )
+    for key in ("datas", "storages"):
+        value = manifest[key] or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ManifestError(f"{MANIFEST_NAME}: '{key}' must be a list of paths")
+    for storage in manifest["storages"] or []:
+        checked_storage(storage)
+    return manifest
+
+
+def checked_storage(storage: str) -> str:
+    """A manifest storage path, refused unless it stays below the base path."""
+    name = posixpath.normpath(storage)
+    if (
+        posixpath.isabs(storage)
+        or name in (".", "..")
+        or name.startswith("../")
+        or name.split("/")[0] in (DATA_DIR, MANIFEST_NAME)
+    ):
+        raise UnsafeArchiveError(f"storage '{storage}' lies outside the storages base path")
+    return name
+
+
+def check_members(manifest: dict[str, Any], members: dict[str, Member]) -> None:
+    """Every member in its place and, where recorded, as the manifest says.
+
+    :raises UnsafeArchiveError: a member outside the data folder and the
+        listed storages, or a symlink pointing out of its storage.
+    :raises ArchiveError: a member missing, extra, or not matching its
+        recorded size or sha256.
+    """
+    storages = [checked_storage(s) for s in manifest["storages"] or []]
+    for data in manifest["datas"] or []:
+        member = members.get(posixpath.normpath(data))
+        if member is None or member.kind != "file" or not data.startswith(f"{DATA_DIR}/"):
+            raise ManifestError(
+                f"{MANIFEST_NAME} lists data '{data}', which is not in the archive"
+            )
+    for member in members.values():
+        storage = _storage_of(member.name, storages)
+        if member.name == DATA_DIR or member.name.startswith(f"{DATA_DIR}/"):
+            if member.kind == "symlink":
+                raise UnsafeArchiveError(
+                    f"member '{member.name}' is a symlink among data files"
+                )
+        elif storage is None:
+            raise UnsafeArchiveError(
+                f"member '{member.name}' is neither data nor in a storage the manifest lists"
+            )
+        elif member.kind == "symlink":
+            resolved = posixpath.normpath(
+                posixpath.join(posixpath.dirname(member.name), member.target)
+            )
+            if _storage_of(resolved, [storage]) is None:
+                raise UnsafeArchiveError(
+                    f"symlink '{member.name}' points out of its storage: '{member.target}'"
+                )
+    recorded = manifest.get("members")
+    if recorded is not None:
+        _compare_with_manifest(recorded, members)
+
+
+def _storage_of(name: str, storages: list[str]) -> str | None:
+    for storage in storages:
+        if name == storage or name.startswith(f"{storage}/"):
+            return storage
+    return None
+
+
+def _compare_with_manifest(recorded: Any, members: dict[str, Member]) -> None:
+    if not isinstance(recorded, dict):
+        raise ManifestError(f"{MANIFEST_NAME}: 'members' must be a mapping")
+    for name in members:
+        if name not in recorded:
+            raise ArchiveError(f"member '{name}' is not listed in {MANIFEST_NAME}")
+    for name, entry in recorded.items():
+        member = members.get(name)
+        kind = entry.get("type", "file") if isinstance(entry, dict) else None
+        if member is None or member.kind != kind:
+            raise ArchiveError(f"member '{name}' listed in {MANIFEST_NAME} is missing")
+        if kind == "symlink" and entry.get("target") != member.target:
+            raise ArchiveError(
+                f"symlink '{name}' does not point where {MANIFEST_NAME} says"
+            )
+        if kind == "file" and entry.get("size") != member.size:
+            raise ArchiveError(
+                f"member '{name}' has {member.size} bytes, {MANIFEST_NAME} says {entry.get('size')}"
+            )
+        if kind == "file" and "sha256" in entry and entry["sha256"] != member.sha256:
+            raise ArchiveError(
+                f"member '{name}' does not match its sha256 in {MANIFEST_NAME}"
+            )
+
+
+def read_manifest(archive: Path) -> dict[str, Any]:
+    """The manifest of ``archive``, after a full verification pass.
+
+    :raises ArchiveError: as :func:`unpack` does.
+    """
+    with tempfile.TemporaryDirectory(prefix="diskette-") as root:
+        return unpack(archive, Path(root), wanted=lambda name: False).manifest
