@@ -23,6 +23,9 @@ DEFAULT_DUMP_FILENAME = "diskette{features}.tar.gz"
 #: owner may read them unless the project says otherwise.
 DEFAULT_DUMP_PERMISSIONS = 0o600
 FILENAME_FIELDS = frozenset({"features", "date"})
+DEFAULT_DOWNLOAD_PROTOCOLS = ("https://", "http://")
+#: Seconds a download may wait for the server, per connection or read.
+DEFAULT_DOWNLOAD_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class DisketteSettings:
     :param dump_permissions: mode applied to the written archive.
     :param load_storages_path: base directory storages are restored under;
         ``None`` means the current directory at the time of the load.
+    :param download_allowed_protocols: URL prefixes ``diskette_load`` accepts.
+    :param download_allow_redirect: whether a download may follow redirects.
+    :param download_timeout: seconds to wait for the server, per operation.
     """
 
     apps: Any = ()
@@ -49,6 +55,9 @@ class DisketteSettings:
     dump_filename: str = DEFAULT_DUMP_FILENAME
     dump_permissions: int = DEFAULT_DUMP_PERMISSIONS
     load_storages_path: Path | None = None
+    download_allowed_protocols: tuple[str, ...] = DEFAULT_DOWNLOAD_PROTOCOLS
+    download_allow_redirect: bool = False
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
 
 
 def get_settings(settings: Any = django_settings) -> DisketteSettings:
@@ -70,6 +79,17 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         ),
         load_storages_path=_optional_path(
             getattr(settings, "DISKETTE_LOAD_STORAGES_PATH", None)
+        ),
+        download_allowed_protocols=tuple(
+            getattr(
+                settings, "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS", DEFAULT_DOWNLOAD_PROTOCOLS
+            )
+        ),
+        download_allow_redirect=getattr(
+            settings, "DISKETTE_DOWNLOAD_ALLOW_REDIRECT", False
+        ),
+        download_timeout=getattr(
+            settings, "DISKETTE_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT
         ),
     )
 
@@ -102,6 +122,21 @@ def settings_problems(settings: Any = django_settings) -> Iterator[Configuration
         check_archive_filename(filename)
     except ConfigurationError as exc:
         yield ConfigurationError(f"DISKETTE_DUMP_FILENAME: {exc}")
+    protocols = getattr(settings, "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS", ())
+    if not isinstance(protocols, list | tuple) or not all(
+        isinstance(p, str) and p.endswith("://") for p in protocols
+    ):
+        yield ConfigurationError(
+            f"DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS must be a list such as "
+            f"['https://'], not {protocols!r}"
+        )
+    if not isinstance(getattr(settings, "DISKETTE_DOWNLOAD_ALLOW_REDIRECT", False), bool):
+        yield ConfigurationError("DISKETTE_DOWNLOAD_ALLOW_REDIRECT must be True or False")
+    timeout = getattr(settings, "DISKETTE_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        yield ConfigurationError(
+            f"DISKETTE_DOWNLOAD_TIMEOUT must be a number of seconds, not {timeout!r}"
+        )
     mode = getattr(settings, "DISKETTE_DUMP_PERMISSIONS", DEFAULT_DUMP_PERMISSIONS)
     if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
         yield ConfigurationError(

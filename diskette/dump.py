@@ -18,13 +18,13 @@ from typing import Any
 
 import django
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.migrations.recorder import MigrationRecorder
 
 from . import __version__
 from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
 from .reporting import Reporter
+from .schema import applied_migrations
 from .storages import Entry, Skipped, Storage, walk_storage
 
 #: Data files smaller than this, all together, stay in memory while the
@@ -217,14 +217,3 @@ def build_manifest(
         ],
         "migrations": applied_migrations(using),
     }
-
-
-def applied_migrations(using: str) -> dict[str, list[str]]:
-    """Applied migration names per app label, as recorded in ``using``."""
-    recorder = MigrationRecorder(connections[using])
-    if not recorder.has_table():
-        return {}
-    applied: dict[str, list[str]] = {}
-    for app_label, name in sorted(recorder.applied_migrations()):
-        applied.setdefault(app_label, []).append(name)
-    return applied
