@@ -7,7 +7,6 @@ Storages and the dump path are left empty here; tests set what they need.
 import os
 
 from project.settings import *  # noqa: F403 - the sandbox is the project under test
-
 from tests.postgres import postgres_settings
 
 if os.environ.get("DISKETTE_TEST_DB", "sqlite") == "postgres":

@@ -10,14 +10,14 @@ import stat
 import tarfile
 
 import pytest
-from demo.models import Book, Review
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
+from demo.models import Book, Review
 from diskette.archive import read_manifest
-from tests.conftest import archive_file, archive_members, run_command
+from tests.conftest import archive_file, archive_members, demo_state, run_command
 
 pytestmark = pytest.mark.django_db
 
@@ -97,34 +97,10 @@ def test_data_files_are_json_lines_that_loaddata_reads(demo, tmp_path):
     assert all(isinstance(tag, list) for tag in book["fields"]["tags"])
 
 
-def snapshot() -> dict[str, list]:
-    """What the demo data is, independent of primary keys."""
-    return {
-        "users": sorted(
-            (u.username, u.email, u.password, sorted(g.name for g in u.groups.all()))
-            for u in User.objects.all()
-        ),
-        "books": sorted(
-            (
-                b.title,
-                b.author.name,
-                sorted(t.name for t in b.tags.all()),
-                b.cover.name,
-                b.added_by.username if b.added_by else None,
-                str(b.published),
-            )
-            for b in Book.objects.all()
-        ),
-        "reviews": sorted(
-            (r.book.title, r.reviewer.username, r.rating) for r in Review.objects.all()
-        ),
-    }
-
-
 @pytest.mark.django_db(transaction=True)
 def test_round_trip_through_loaddata_restores_the_same_data(demo, tmp_path):
     """Read from a real snapshot transaction (not the test's), then restore."""
-    before = snapshot()
+    before = demo_state()
     dump()
     with tarfile.open(demo / "var" / "diskette_data_storages.tar.gz") as tar:
         tar.extractall(tmp_path / "out", filter="data")
@@ -133,7 +109,7 @@ def test_round_trip_through_loaddata_restores_the_same_data(demo, tmp_path):
     call_command(
         "loaddata", *[str(tmp_path / "out" / d) for d in SANDBOX_DATAS], verbosity=0
     )
-    assert snapshot() == before
+    assert demo_state() == before
     for cover in (demo / "var" / "media" / "covers").iterdir():
         restored = tmp_path / "out" / "var" / "media" / "covers" / cover.name
         assert restored.read_bytes() == cover.read_bytes()

@@ -1,0 +1,551 @@
+"""``diskette_load`` in process, against the real test database and real files."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import re
+import shutil
+import tarfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from demo.models import Book, Review, Tag
+from diskette.archive import read_manifest
+from tests.conftest import demo_state, run_command, tree_state
+
+pytestmark = pytest.mark.django_db
+
+
+def load(*args: str, **options):
+    return run_command("diskette_load", *args, **options)
+
+
+@pytest.fixture
+def dumped(demo: Path) -> Path:
+    """A dump of the demo project, written to its var/ folder.
+
+    The files the sandbox excludes from dumps (``cache/*``,
+    ``public/thumbnails/*``) are removed first: a restore replaces the whole
+    storage, so they would rightly not come back.
+    """
+    for excluded in ("cache/generated.txt", "public/thumbnails/generated.txt"):
+        (demo / "var" / "media" / excluded).unlink()
+    run_command("diskette_dump")
+    return demo / "var" / "diskette_data_storages.tar.gz"
+
+
+def wipe(project: Path) -> None:
+    """A freshly migrated database and no media, as before a first load."""
+    wipe_database()
+    for child in (project / "var" / "media").iterdir():
+        child.unlink() if child.is_file() else shutil.rmtree(child)
+
+
+def wipe_database() -> None:
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:  # pending FK checks would block TRUNCATE
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_round_trip_restores_data_and_media_and_removes_the_archive(dumped, demo):
+    data, media = demo_state(), tree_state(demo / "var" / "media")
+    wipe(demo)
+    assert not Book.objects.exists()
+    output = load(str(dumped))
+    assert demo_state() == data
+    assert tree_state(demo / "var" / "media") == media
+    assert not dumped.exists()
+    assert output.lines[0] == "=== Starting restoration ==="
+    assert re.fullmatch(
+        rf"Verifying archive '{re.escape(str(dumped))}' \(.+ KiB\)", output.lines[1]
+    )
+    loaded = [
+        re.fullmatch(r"Loading data from dump '(.+)' \(.+\)", x) for x in output.lines[2:6]
+    ]
+    assert [m.group(1) for m in loaded] == [
+        "djangocontribauth.jsonl",
+        "djangocontribsites.jsonl",
+        "demo.jsonl",
+        "everythingelse.jsonl",
+    ]
+    assert output.lines[6:] == [
+        "Restoring storage directory (48.0 KiB): var/media",
+        f"Archive removed: {dumped}",
+    ]
+    leftovers = [p.name for p in demo.rglob("*") if "diskette-" in p.name]
+    assert leftovers == []
+
+
+def test_archive_path_is_relative_to_the_current_directory(dumped, demo):
+    wipe(demo)
+    load("var/diskette_data_storages.tar.gz", keep=True)
+    assert Book.objects.count() == 12
+    assert dumped.exists()
+
+
+def test_media_is_replaced_whole_including_local_changes(dumped, demo):
+    media = demo / "var" / "media"
+    before = tree_state(media)
+    (media / "covers" / "cover0.bin").write_bytes(b"changed")
+    (media / "stray.txt").write_text("not in the archive")
+    wipe_database()
+    load(str(dumped))
+    assert tree_state(media) == before
+
+
+def test_no_data_restores_storages_only(dumped, demo):
+    (demo / "var" / "media" / "covers" / "cover0.bin").unlink()
+    Tag.objects.create(name="local-only")
+    load(str(dumped), no_data=True)
+    assert (demo / "var" / "media" / "covers" / "cover0.bin").exists()
+    assert Tag.objects.filter(name="local-only").exists()
+
+
+def test_no_storages_loads_data_only(dumped, demo):
+    wipe(demo)
+    load(str(dumped), no_storages=True)
+    assert Book.objects.count() == 12
+    assert tree_state(demo / "var" / "media") == {}
+
+
+def test_both_no_data_and_no_storages_is_refused(dumped):
+    with pytest.raises(
+        CommandError, match="^nothing to load: --no-data and --no-storages$"
+    ):
+        load(str(dumped), no_data=True, no_storages=True)
+    assert dumped.exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["everything else", "everythingelse.jsonl", "everythingelse"]
+)
+def test_exclude_data_by_definition_or_file_name(dumped, demo, name):
+    wipe(demo)
+    load(str(dumped), exclude_data=[name])
+    assert Book.objects.count() == 12
+    assert not Review.objects.exists()
+
+
+def test_exclude_data_with_an_unknown_name_is_refused(dumped, demo):
+    wipe(demo)
+    with pytest.raises(
+        CommandError, match="^--exclude-data 'reviews' matches no data in the archive$"
+    ):
+        load(str(dumped), exclude_data=["reviews"])
+    assert not Book.objects.exists()
+
+
+def test_storages_basepath_option_and_setting(dumped, demo, settings, tmp_path):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    load(str(dumped), no_data=True, keep=True, storages_basepath=other)
+    assert (other / "var" / "media" / "covers" / "cover3.bin").exists()
+    settings.DISKETTE_LOAD_STORAGES_PATH = tmp_path / "from-setting"
+    settings.DISKETTE_LOAD_STORAGES_PATH.mkdir()
+    load(str(dumped), no_data=True)
+    assert (tmp_path / "from-setting" / "var" / "media" / "covers" / "cover3.bin").exists()
+
+
+def test_missing_basepath_is_refused(dumped, tmp_path):
+    with pytest.raises(
+        CommandError, match=r"^storages base path '.*nowhere' is not a directory$"
+    ):
+        load(str(dumped), storages_basepath=tmp_path / "nowhere")
+
+
+def test_checksum_option(dumped, demo):
+    digest = hashlib.sha256(dumped.read_bytes()).hexdigest()
+    with pytest.raises(CommandError, match=f"has sha256 {digest}, not the expected 00ff"):
+        load(str(dumped), checksum="00ff")
+    assert dumped.exists()
+    wipe(demo)
+    load(str(dumped), checksum=digest.upper())
+    assert Book.objects.count() == 12
+
+
+def test_missing_archive_is_refused():
+    with pytest.raises(CommandError, match="^archive 'nowhere.tar.gz' does not exist$"):
+        load("nowhere.tar.gz")
+
+
+def test_migration_differences_warn_and_strict_refuses(demo, tmp_path):
+    archive = rebuild(
+        tmp_path, demo, lambda m: m["migrations"]["demo"].append("0002_future")
+    )
+    wipe(demo)
+    with pytest.raises(CommandError, match="for: demo .refused with --strict.$"):
+        load(str(archive), strict=True, keep=True)
+    assert not Book.objects.exists()
+    output = load(str(archive))
+    assert (
+        "Warning: applied migrations differ between the archive and this database for: demo"
+        in output.stderr
+    )
+    assert Book.objects.count() == 12
+
+
+def test_ignorenonexistent_skips_fields_that_no_longer_exist(demo, tmp_path):
+    def add_field(name, objects):
+        for obj in objects:
+            if obj["model"] == "demo.tag":
+                obj["fields"]["colour"] = "red"
+
+    archive = legacy_archive(tmp_path, demo, add_field)
+    wipe(demo)
+    with pytest.raises(
+        CommandError, match=r"^data 'data/demo.json' could not be loaded: .*colour"
+    ):
+        load(str(archive), keep=True)
+    assert not Tag.objects.exists()
+    load(str(archive), ignorenonexistent=True)
+    assert Tag.objects.count() == 13
+
+
+def test_a_diskette_06_archive_loads(demo, tmp_path):
+    data, media = demo_state(), tree_state(demo / "var" / "media")
+    archive = legacy_archive(tmp_path, demo, lambda name, objects: None)
+    wipe(demo)
+    load(str(archive))
+    assert demo_state() == data
+    assert tree_state(demo / "var" / "media") == media
+
+
+def test_progress_bar_on_a_terminal(dumped, demo):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    wipe(demo)
+    terminal = Terminal()
+    call_command("diskette_load", str(dumped), stdout=terminal, stderr=io.StringIO())
+    assert "[" + "." * 75 + "]" in terminal.getvalue()
+
+
+# Refusals: the database and the media stay exactly as they were.
+
+
+@contextmanager
+def leaves_unchanged(project: Path):
+    """Make the local data and media differ from any archive of the demo, then
+    check that nothing of them changed: a load that wrote anything would show."""
+    book = Book.objects.order_by("pk").first()
+    book.title = "Edited locally"
+    book.save()
+    Tag.objects.create(name="local-only")
+    (project / "var" / "media" / "covers" / "cover0.bin").write_bytes(b"edited locally")
+    (project / "var" / "media" / "local.txt").write_text("local")
+    before = demo_state(), tree_state(project)
+    yield
+    assert (demo_state(), tree_state(project)) == before
+
+
+def hostile(tmp_path: Path, demo: Path, *extra, storages=("var/media",)) -> Path:
+    """A legacy-layout archive of the demo, with ``extra`` members added."""
+    return legacy_archive(
+        tmp_path, demo, lambda name, objects: None, extra=extra, storages=storages
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "storages", "message"),
+    [
+        (
+            [("../evil.txt", b"x", None)],
+            ("var/media",),
+            "member '../evil.txt' escapes the archive",
+        ),
+        (
+            [("/tmp/evil.txt", b"x", None)],
+            ("var/media",),
+            "member '/tmp/evil.txt' has an absolute path",
+        ),
+        (
+            [("var/media/escape", None, "../../..")],
+            ("var/media",),
+            "symlink 'var/media/escape' points out of",
+        ),
+        (
+            [("var/media/up", None, "..")],
+            ("var/media",),
+            "symlink 'var/media/up' points out of its storage",
+        ),
+        ([], ("../outside",), "storage '../outside' lies outside the storages base path"),
+    ],
+)
+def test_hostile_archives_change_nothing(demo, tmp_path, extra, storages, message):
+    archive = hostile(tmp_path, demo, *extra, storages=storages)
+    with leaves_unchanged(demo), pytest.raises(CommandError, match=re.escape(message)):
+        load(str(archive))
+    assert archive.exists()
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_truncated_archive_changes_nothing(demo, tmp_path):
+    archive = hostile(tmp_path, demo)
+    archive.write_bytes(archive.read_bytes()[:-100])
+    with (
+        leaves_unchanged(demo),
+        pytest.raises(CommandError, match="is not a complete diskette archive"),
+    ):
+        load(str(archive))
+
+
+def test_not_an_archive_changes_nothing(demo, tmp_path):
+    archive = tmp_path / "notes.tar.gz"
+    archive.write_text("hello")
+    with (
+        leaves_unchanged(demo),
+        pytest.raises(
+            CommandError, match="is not a complete diskette archive: Not a gzipped file"
+        ),
+    ):
+        load(str(archive))
+
+
+def test_checksum_mismatch_changes_nothing(demo, tmp_path):
+    archive = hostile(tmp_path, demo)
+    with (
+        leaves_unchanged(demo),
+        pytest.raises(CommandError, match="not the expected " + "0" * 64),
+    ):
+        load(str(archive), checksum="0" * 64)
+
+
+def test_tampered_member_changes_nothing(demo, tmp_path):
+    run_command("diskette_dump", destination=tmp_path)
+    archive = tmp_path / "diskette_data_storages.tar.gz"
+    members = []
+    with tarfile.open(archive) as tar:
+        for info in tar.getmembers():
+            content = tar.extractfile(info).read() if info.isfile() else None
+            if info.name == "var/media/covers/cover0.bin":
+                content = b"tampered" + content[8:]
+            members.append((info, content))
+    with tarfile.open(archive, "w:gz") as tar:
+        for info, content in members:
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
+    with (
+        leaves_unchanged(demo),
+        pytest.raises(
+            CommandError,
+            match="member 'var/media/covers/cover0.bin' does not match its sha256",
+        ),
+    ):
+        load(str(archive))
+
+
+def test_a_failing_second_data_file_undoes_the_first(demo, tmp_path):
+    def break_reviews(name, objects):
+        if name == "data/reviews.json":
+            objects.append(
+                {"model": "demo.review", "fields": {"book": ["No such book", "Nobody"]}}
+            )
+
+    archive = legacy_archive(tmp_path, demo, break_reviews, split_reviews=True)
+    wipe(demo)
+    (demo / "var" / "media" / "local.txt").write_text("local")
+    before = demo_state(), tree_state(demo)
+    assert before[0]["books"] == []  # so books loaded by the first files would show
+    with pytest.raises(
+        CommandError, match=r"^data 'data/reviews.json' could not be loaded: "
+    ):
+        load(str(archive))
+    assert (demo_state(), tree_state(demo)) == before
+
+
+def test_a_storage_swap_failing_after_the_data_undoes_both(demo, tmp_path, monkeypatch):
+    """The last step before commit fails: data rolls back, media is put back."""
+    archive = hostile(tmp_path, demo, storages=("var/media", "var/other"))
+    (demo / "var" / "other").mkdir()
+    (demo / "var" / "other" / "keep.txt").write_text("keep")
+    wipe(demo)
+    (demo / "var" / "media" / "local.txt").write_text("local")
+    before = demo_state(), tree_state(demo)
+    real_move = shutil.move
+
+    def failing_move(source, destination, *args, **kwargs):
+        if str(destination).endswith("var/other"):
+            raise OSError(28, "No space left on device")
+        return real_move(source, destination, *args, **kwargs)
+
+    monkeypatch.setattr("diskette.load.shutil.move", failing_move)
+    with pytest.raises(OSError, match="No space left"):
+        load(str(archive))
+    monkeypatch.undo()
+    assert (demo_state(), tree_state(demo)) == before
+
+
+# Downloads, from a real HTTP server on 127.0.0.1.
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serve ``tmp_path/www`` on 127.0.0.1; ``/moved`` redirects to ``/a.tar.gz``."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(www), **kwargs)
+
+        def do_GET(self):  # noqa: N802 - the base class's name
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/a.tar.gz")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_load_from_a_url(dumped, demo, server, tmp_path):
+    www, url = server
+    dumped.rename(www / "a.tar.gz")
+    data = demo_state()
+    wipe(demo)
+    output = load(f"{url}/a.tar.gz", download_destination=tmp_path)
+    assert (
+        f"Downloading archive from '{url}/a.tar.gz' to '{tmp_path / 'a.tar.gz'}'"
+        in output.lines
+    )
+    assert demo_state() == data
+    assert not (tmp_path / "a.tar.gz").exists()
+    assert (www / "a.tar.gz").exists()
+
+
+def test_redirects_are_refused_unless_allowed(dumped, demo, server, settings, tmp_path):
+    www, url = server
+    dumped.rename(www / "a.tar.gz")
+    with pytest.raises(
+        CommandError,
+        match=r"^downloading '.*/moved' failed: HTTP 302 redirect to .* refused",
+    ):
+        load(f"{url}/moved", download_destination=tmp_path / "x.tar.gz")
+    assert (
+        not (tmp_path / "x.tar.gz").exists() and not (tmp_path / "x.tar.gz.part").exists()
+    )
+    settings.DISKETTE_DOWNLOAD_ALLOW_REDIRECT = True
+    wipe(demo)
+    load(f"{url}/moved", download_destination=tmp_path / "x.tar.gz")
+    assert Book.objects.count() == 12
+
+
+def test_download_errors_name_the_url(server, settings):
+    _, url = server
+    with pytest.raises(
+        CommandError, match=r"^downloading '.*/missing.tar.gz' failed: HTTP 404"
+    ):
+        load(f"{url}/missing.tar.gz")
+    with pytest.raises(
+        CommandError, match=r"^'ftp://127.0.0.1/a.tar.gz' does not use an allowed protocol"
+    ):
+        load("ftp://127.0.0.1/a.tar.gz")
+    settings.DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS = ["https://"]
+    with pytest.raises(CommandError, match="does not use an allowed protocol .https://;"):
+        load(f"{url}/a.tar.gz")
+
+
+# Archives in diskette 0.6's layout, built here the way 0.6 wrote them.
+
+
+def legacy_archive(
+    tmp_path: Path,
+    project: Path,
+    change,
+    *,
+    extra=(),
+    storages=("var/media",),
+    split_reviews: bool = False,
+) -> Path:
+    """An archive as diskette 0.6 made it: ``.json`` data from ``dumpdata``,
+    a ``data`` folder entry, storage files, and a four-key manifest last.
+
+    :param change: called with each data file's name and objects, to edit them.
+    """
+    fixtures = {
+        "data/djangocontribauth.json": ["auth.Group", "auth.User"],
+        "data/demo.json": ["demo.Author", "demo.Tag", "demo.Book"]
+        + ([] if split_reviews else ["demo.Review"]),
+    }
+    if split_reviews:
+        fixtures["data/reviews.json"] = ["demo.Review"]
+    archive = tmp_path / "legacy.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.addfile(_info("data", tarfile.DIRTYPE))
+        for name, labels in fixtures.items():
+            out = io.StringIO()
+            call_command("dumpdata", *labels, natural_foreign=True, stdout=out)
+            objects = json.loads(out.getvalue())
+            change(name, objects)
+            _add(tar, name, json.dumps(objects).encode())
+        for storage in storages:
+            root = project / storage
+            if root.is_dir():
+                for path in sorted(root.rglob("*")):
+                    if path.is_file():
+                        tar.add(path, arcname=str(path.relative_to(project)))
+        for name, content, link in extra:
+            if link is not None:
+                info = _info(name, tarfile.SYMTYPE)
+                info.linkname = link
+                tar.addfile(info)
+            else:
+                _add(tar, name, content)
+        manifest = {
+            "version": "0.6.0",
+            "creation": "2025-02-03T17:53:09",
+            "datas": list(fixtures),
+            "storages": list(storages),
+        }
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    return archive
+
+
+def rebuild(tmp_path: Path, project: Path, change) -> Path:
+    """A fresh dump of ``project`` whose manifest is edited by ``change``."""
+    run_command("diskette_dump", destination=tmp_path / "dump")
+    source = tmp_path / "dump" / "diskette_data_storages.tar.gz"
+    manifest = read_manifest(source)
+    change(manifest)
+    archive = tmp_path / "edited.tar.gz"
+    with tarfile.open(source) as old, tarfile.open(archive, "w:gz") as new:
+        for info in old.getmembers():
+            if info.name == "manifest.json":
+                _add(new, "manifest.json", json.dumps(manifest).encode())
+            else:
+                new.addfile(info, old.extractfile(info) if info.isfile() else None)
+    return archive
+
+
+def _info(name: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = 0o755
+    return info
+
+
+def _add(tar: tarfile.TarFile, name: str, content: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(content)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(content))
