@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,39 @@ def test_check_passes_and_names_a_bad_definition(myproject):
     assert f"(diskette.E002) {message}" in check.stderr
     assert dump.returncode == 1
     assert dump.stderr == f"CommandError: {message}\n"
+
+
+def test_loading_works_as_the_guide_says(myproject):
+    """Dump, start again from an empty migrated database, load, all back."""
+    manage(myproject, "diskette_dump")
+    media = myproject / "var" / "media"
+    files = {p.relative_to(media): p.read_bytes() for p in media.rglob("*") if p.is_file()}
+    (myproject / "var" / "db.sqlite3").unlink()
+    for child in media.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    manage(myproject, "migrate", "-v0")
+
+    result = manage(myproject, "diskette_load", "diskette_data_storages.tar.gz")
+
+    assert result.stdout.splitlines()[0] == "=== Starting restoration ==="
+    assert "Loading data from dump 'djangocontribauth.jsonl'" in result.stdout
+    assert "Restoring storage directory" in result.stdout
+    assert not (myproject / "diskette_data_storages.tar.gz").exists()
+    users = manage(
+        myproject,
+        "shell",
+        "-c",
+        (
+            "from django.contrib.auth.models import User\n"
+            "print(sorted((u.username, [g.name for g in u.groups.all()], u.check_password('pw'))"
+            " for u in User.objects.all()))"
+        ),
+    )
+    assert users.stdout.strip().splitlines()[-1] == (
+        "[('ada', ['staff'], True), ('grace', ['staff'], True), ('linus', ['staff'], True)]"
+    )
+    restored = {
+        p.relative_to(media): p.read_bytes() for p in media.rglob("*") if p.is_file()
+    }
+    excluded = {Path("cache/c.png"), Path("public/thumbnails/t.png")}
+    assert restored == {k: v for k, v in files.items() if k not in excluded}
