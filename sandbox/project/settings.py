@@ -95,7 +95,13 @@ DISKETTE_APPS = [
             "comments": "Whatever no definition above covers",
             "is_drain": True,
             "natural_foreign": True,
-            "excludes": ["contenttypes", "auth.Permission", "sessions", "admin.LogEntry"],
+            # Model labels, not app labels: diskette 0.6 reads these settings too.
+            "excludes": [
+                "contenttypes.ContentType",
+                "auth.Permission",
+                "sessions.Session",
+                "admin.LogEntry",
+            ],
         },
     ],
 ]
