@@ -67,13 +67,10 @@ def download(
     reporter.info(f"Downloading archive from '{url}' to '{target}'")
     try:
         with opener.open(url, timeout=timeout) as response, open(partial, "wb") as output:
-            bar = reporter.progress(int(response.headers.get("Content-Length") or 0))
-            done = 0
+            advance = reporter.progress(int(response.headers.get("Content-Length") or 0))
             while block := response.read(CHUNK_SIZE):
                 output.write(block)
-                done += len(block)
-                if bar is not None:
-                    bar.update(done)
+                advance(len(block))
         os.replace(partial, target)
     except urllib.error.HTTPError as exc:
         raise DownloadError(

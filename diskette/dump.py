@@ -145,17 +145,10 @@ def _append_storages(
     reporter: Reporter,
 ) -> list[Skipped]:
     skipped: list[Skipped] = []
-    bar = None
-    if reporter.progress_output is not None:
-        bar = reporter.progress(sum(plan_storage(s, excludes).size for s in storages))
-    done = 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        if bar is not None:
-            bar.update(done)
-
+    total = 0
+    if reporter.progress_output is not None:  # sizing takes a walk: only for a bar
+        total = sum(plan_storage(s, excludes).size for s in storages)
+    advance = reporter.progress(total)
     for storage in storages:
         for item in walk_storage(storage, excludes):
             if isinstance(item, Skipped):

@@ -95,22 +95,13 @@ def load(
         reporter.info(
             f"Verifying archive '{archive}' ({human_size(archive.stat().st_size)})"
         )
-        bar = reporter.progress(archive.stat().st_size)
-        done = 0
-
-        def advance(count: int) -> None:
-            nonlocal done
-            done += count
-            if bar is not None:
-                bar.update(done)
-
         unpacked = unpack(
             archive,
             staging,
             wanted=lambda name: (
                 _is_data(name) and with_data or not _is_data(name) and with_storages
             ),
-            progress=advance,
+            progress=reporter.progress(archive.stat().st_size),
         )
         if checksum and unpacked.sha256 != checksum.strip().lower():
             raise ArchiveError(

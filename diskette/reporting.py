@@ -8,6 +8,7 @@ bars are drawn only on a terminal, as ``dumpdata`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 from django.core.serializers.base import ProgressBar
@@ -25,11 +26,22 @@ class Reporter:
     def warning(self, message: str) -> None:
         """Something was skipped or looks wrong, but the work goes on."""
 
-    def progress(self, total: int) -> ProgressBar | None:
-        """A progress bar for ``total`` units, if there is a terminal to draw it."""
+    def progress(self, total: int) -> Callable[[int], None]:
+        """A function to call with each amount of work done, out of ``total``.
+
+        It draws a progress bar when there is a terminal, and does nothing
+        otherwise, so callers need not care.
+        """
         if self.progress_output is None or total <= 0:
-            return None
-        return ProgressBar(self.progress_output, total)
+            return lambda count: None
+        bar, done = ProgressBar(self.progress_output, total), 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            bar.update(min(done, total))
+
+        return advance
 
 
 class CommandReporter(Reporter):

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
-
-from demo.models import Book, Review
 
 
 @pytest.fixture
@@ -62,30 +59,6 @@ def archive_file(path: Path, name: str) -> bytes:
         extracted = tar.extractfile(name)
         assert extracted is not None
         return extracted.read()
-
-
-def demo_state() -> dict[str, list]:
-    """What the demo data is, independent of primary keys."""
-    return {
-        "users": sorted(
-            (u.username, u.email, u.password, sorted(g.name for g in u.groups.all()))
-            for u in User.objects.all()
-        ),
-        "books": sorted(
-            (
-                b.title,
-                b.author.name,
-                sorted(t.name for t in b.tags.all()),
-                b.cover.name,
-                b.added_by.username if b.added_by else None,
-                str(b.published),
-            )
-            for b in Book.objects.all()
-        ),
-        "reviews": sorted(
-            (r.book.title, r.reviewer.username, r.rating) for r in Review.objects.all()
-        ),
-    }
 
 
 def tree_state(root: Path) -> dict[str, object]:

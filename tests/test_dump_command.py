@@ -16,8 +16,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from demo.models import Book, Review
+from demo.state import data_state
 from diskette.archive import read_manifest
-from tests.conftest import archive_file, archive_members, demo_state, run_command
+from tests.conftest import archive_file, archive_members, run_command
 
 pytestmark = pytest.mark.django_db
 
@@ -100,7 +101,7 @@ def test_data_files_are_json_lines_that_loaddata_reads(demo, tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_round_trip_through_loaddata_restores_the_same_data(demo, tmp_path):
     """Read from a real snapshot transaction (not the test's), then restore."""
-    before = demo_state()
+    before = data_state()
     dump()
     with tarfile.open(demo / "var" / "diskette_data_storages.tar.gz") as tar:
         tar.extractall(tmp_path / "out", filter="data")
@@ -109,7 +110,7 @@ def test_round_trip_through_loaddata_restores_the_same_data(demo, tmp_path):
     call_command(
         "loaddata", *[str(tmp_path / "out" / d) for d in SANDBOX_DATAS], verbosity=0
     )
-    assert demo_state() == before
+    assert data_state() == before
     for cover in (demo / "var" / "media" / "covers").iterdir():
         restored = tmp_path / "out" / "var" / "media" / "covers" / cover.name
         assert restored.read_bytes() == cover.read_bytes()

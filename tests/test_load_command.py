@@ -19,8 +19,9 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from demo.models import Book, Review, Tag
+from demo.state import data_state
 from diskette.archive import read_manifest
-from tests.conftest import demo_state, run_command, tree_state
+from tests.conftest import run_command, tree_state
 
 pytestmark = pytest.mark.django_db
 
@@ -59,11 +60,11 @@ def wipe_database() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_round_trip_restores_data_and_media_and_removes_the_archive(dumped, demo):
-    data, media = demo_state(), tree_state(demo / "var" / "media")
+    data, media = data_state(), tree_state(demo / "var" / "media")
     wipe(demo)
     assert not Book.objects.exists()
     output = load(str(dumped))
-    assert demo_state() == data
+    assert data_state() == data
     assert tree_state(demo / "var" / "media") == media
     assert not dumped.exists()
     assert output.lines[0] == "=== Starting restoration ==="
@@ -213,11 +214,11 @@ def test_ignorenonexistent_skips_fields_that_no_longer_exist(demo, tmp_path):
 
 
 def test_a_diskette_06_archive_loads(demo, tmp_path):
-    data, media = demo_state(), tree_state(demo / "var" / "media")
+    data, media = data_state(), tree_state(demo / "var" / "media")
     archive = legacy_archive(tmp_path, demo, lambda name, objects: None)
     wipe(demo)
     load(str(archive))
-    assert demo_state() == data
+    assert data_state() == data
     assert tree_state(demo / "var" / "media") == media
 
 
@@ -245,9 +246,9 @@ def leaves_unchanged(project: Path):
     Tag.objects.create(name="local-only")
     (project / "var" / "media" / "covers" / "cover0.bin").write_bytes(b"edited locally")
     (project / "var" / "media" / "local.txt").write_text("local")
-    before = demo_state(), tree_state(project)
+    before = data_state(), tree_state(project)
     yield
-    assert (demo_state(), tree_state(project)) == before
+    assert (data_state(), tree_state(project)) == before
 
 
 def hostile(tmp_path: Path, demo: Path, *extra, storages=("var/media",)) -> Path:
@@ -355,13 +356,13 @@ def test_a_failing_second_data_file_undoes_the_first(demo, tmp_path):
     archive = legacy_archive(tmp_path, demo, break_reviews, split_reviews=True)
     wipe(demo)
     (demo / "var" / "media" / "local.txt").write_text("local")
-    before = demo_state(), tree_state(demo)
+    before = data_state(), tree_state(demo)
     assert before[0]["books"] == []  # so books loaded by the first files would show
     with pytest.raises(
         CommandError, match=r"^data 'data/reviews.json' could not be loaded: "
     ):
         load(str(archive))
-    assert (demo_state(), tree_state(demo)) == before
+    assert (data_state(), tree_state(demo)) == before
 
 
 def test_a_storage_swap_failing_after_the_data_undoes_both(demo, tmp_path, monkeypatch):
@@ -371,7 +372,7 @@ def test_a_storage_swap_failing_after_the_data_undoes_both(demo, tmp_path, monke
     (demo / "var" / "other" / "keep.txt").write_text("keep")
     wipe(demo)
     (demo / "var" / "media" / "local.txt").write_text("local")
-    before = demo_state(), tree_state(demo)
+    before = data_state(), tree_state(demo)
     real_move = shutil.move
 
     def failing_move(source, destination, *args, **kwargs):
@@ -383,7 +384,7 @@ def test_a_storage_swap_failing_after_the_data_undoes_both(demo, tmp_path, monke
     with pytest.raises(OSError, match="No space left"):
         load(str(archive))
     monkeypatch.undo()
-    assert (demo_state(), tree_state(demo)) == before
+    assert (data_state(), tree_state(demo)) == before
 
 
 # Downloads, from a real HTTP server on 127.0.0.1.
@@ -421,14 +422,14 @@ def server(tmp_path):
 def test_load_from_a_url(dumped, demo, server, tmp_path):
     www, url = server
     dumped.rename(www / "a.tar.gz")
-    data = demo_state()
+    data = data_state()
     wipe(demo)
     output = load(f"{url}/a.tar.gz", download_destination=tmp_path)
     assert (
         f"Downloading archive from '{url}/a.tar.gz' to '{tmp_path / 'a.tar.gz'}'"
         in output.lines
     )
-    assert demo_state() == data
+    assert data_state() == data
     assert not (tmp_path / "a.tar.gz").exists()
     assert (www / "a.tar.gz").exists()
 
