@@ -51,8 +51,8 @@ def download(
     """Fetch ``url`` into ``target``.
 
     :raises DownloadError: for a URL whose protocol is not allowed, a
-        refused redirect, an HTTP error, a timeout or a network failure,
-        naming the URL.
+        ``target`` that already exists, a refused redirect, an HTTP error, a
+        timeout or a network failure, naming the URL.
     """
     reporter = reporter or Reporter()
     if not url.startswith(tuple(allowed_protocols)):
@@ -60,6 +60,10 @@ def download(
         raise DownloadError(
             f"'{url}' does not use an allowed protocol ({allowed}; "
             "see DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
+        )
+    if target.exists():  # it is removed once loaded: never take a file over
+        raise DownloadError(
+            f"'{target}' already exists; move it or choose --download-destination"
         )
     handlers = [] if allow_redirect else [_RefuseRedirects()]
     opener = urllib.request.build_opener(*handlers)

@@ -98,9 +98,7 @@ def load(
         unpacked = unpack(
             archive,
             staging,
-            wanted=lambda name: (
-                _is_data(name) and with_data or not _is_data(name) and with_storages
-            ),
+            wanted=lambda name: with_data if _is_data(name) else with_storages,
             progress=reporter.progress(archive.stat().st_size),
         )
         if checksum and unpacked.sha256 != checksum.strip().lower():
@@ -219,7 +217,13 @@ class _Swap:
 
     @classmethod
     def into(cls, staged: Path, destination: Path) -> _Swap:
-        """Move the current ``destination`` aside, then ``staged`` in its place."""
+        """Move the current ``destination`` aside, then ``staged`` in its place.
+
+        A storage that is a symlink (media kept on another disk) is restored
+        where it points, so the project keeps its layout.
+        """
+        if destination.is_symlink() and destination.resolve().is_dir():
+            destination = destination.resolve()
         staged.mkdir(parents=True, exist_ok=True)  # a storage may be empty
         destination.parent.mkdir(parents=True, exist_ok=True)
         previous = None

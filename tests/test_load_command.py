@@ -451,6 +451,32 @@ def test_redirects_are_refused_unless_allowed(dumped, demo, server, settings, tm
     assert Book.objects.count() == 12
 
 
+def test_a_download_never_replaces_an_existing_file(dumped, server, tmp_path):
+    www, url = server
+    dumped.rename(www / "a.tar.gz")
+    mine = tmp_path / "a.tar.gz"
+    mine.write_text("my own file")
+    with pytest.raises(
+        CommandError, match=r"^'.*a.tar.gz' already exists; move it or choose"
+    ):
+        load(f"{url}/a.tar.gz", download_destination=tmp_path)
+    assert mine.read_text() == "my own file"
+
+
+def test_a_storage_that_is_a_symlink_is_restored_where_it_points(dumped, demo, tmp_path):
+    media = demo / "var" / "media"
+    elsewhere = tmp_path / "big-disk" / "media"
+    elsewhere.parent.mkdir()
+    media.rename(elsewhere)
+    media.symlink_to(elsewhere)
+    expected = tree_state(elsewhere)
+    (elsewhere / "covers" / "cover1.bin").write_bytes(b"changed")
+    load(str(dumped), no_data=True)
+    assert media.is_symlink()
+    assert tree_state(elsewhere) == expected
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["media"]
+
+
 def test_download_errors_name_the_url(server, settings):
     _, url = server
     with pytest.raises(

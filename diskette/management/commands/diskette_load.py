@@ -103,8 +103,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if options["keep"]:
             reporter.info(f"Archive kept at: {archive}")
-        else:
+            return
+        try:
             archive.unlink()
+        except OSError as exc:  # everything is loaded; only the clean-up failed
+            reporter.warning(
+                f"the archive '{archive}' could not be removed: {exc.strerror}"
+            )
+        else:
             reporter.info(f"Archive removed: {archive}")
 
     def fetch(
