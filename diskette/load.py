@@ -92,14 +92,13 @@ def load(
         )
     )
     try:
-        reporter.info(
-            f"Verifying archive '{archive}' ({human_size(archive.stat().st_size)})"
-        )
+        size = archive.stat().st_size
+        reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
         unpacked = unpack(
             archive,
             staging,
             wanted=lambda name: with_data if _is_data(name) else with_storages,
-            progress=reporter.progress(archive.stat().st_size),
+            progress=reporter.progress(size),
         )
         if checksum and unpacked.sha256 != checksum.strip().lower():
             raise ArchiveError(
