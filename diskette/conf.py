@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.db import connections
 
 from .exceptions import ConfigurationError
 
@@ -167,6 +168,12 @@ def check_archive_filename(template: Any) -> None:
             f"{template!r} uses unknown field {{{sorted(unknown)[0]}}}; "
             "only {features} and {date} are available"
         )
+
+
+def check_database(alias: str) -> None:
+    """Refuse a ``--database`` alias the project does not define."""
+    if alias not in connections:
+        raise ConfigurationError(f"--database: unknown database alias {alias!r}")
 
 
 def _optional_path(value: str | Path | None) -> Path | None:

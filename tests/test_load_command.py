@@ -576,3 +576,9 @@ def _add(tar: tarfile.TarFile, name: str, content: bytes) -> None:
     info.size = len(content)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(content))
+
+
+def test_unknown_database_is_refused(dumped):
+    with pytest.raises(CommandError, match="^--database: unknown database alias 'other'$"):
+        load(str(dumped), database="other")
+    assert dumped.exists()

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
 from diskette.archive import DATA_DIR
-from diskette.conf import check_archive_filename, get_settings
+from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, load_definitions
 from diskette.dump import archive_filename, dump, plan_data, plan_storage
@@ -134,10 +134,7 @@ class Command(BaseCommand):
             raise ConfigurationError(
                 f"nothing to dump: --no-data leaves nothing for {other}"
             )
-        if options["database"] not in connections:
-            raise ConfigurationError(
-                f"--database: unknown database alias {options['database']!r}"
-            )
+        check_database(options["database"])
 
     def definitions(self, options: dict[str, Any], settings: Any) -> list[Definition]:
         path = options["appconf"]

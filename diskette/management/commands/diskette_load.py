@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
-from diskette.conf import get_settings
+from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
 from diskette.load import load
@@ -78,10 +78,7 @@ class Command(BaseCommand):
         try:
             if options["no_data"] and options["no_storages"]:
                 raise ConfigurationError("nothing to load: --no-data and --no-storages")
-            if options["database"] not in connections:
-                raise ConfigurationError(
-                    f"--database: unknown database alias {options['database']!r}"
-                )
+            check_database(options["database"])
             settings = get_settings()
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
