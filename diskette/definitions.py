@@ -262,6 +262,30 @@ def _duplicate_problems(
     return problems
 
 
+def everything() -> list[list[Any]]:
+    """One definition for every model, to snapshot a whole database.
+
+    Content types and permissions are left out: ``migrate`` recreates them,
+    possibly with other primary keys, and every reference to them is written
+    with natural keys, so the snapshot loads into any freshly migrated
+    database. Every other row keeps its primary key.
+    """
+    labels = {config.label for config in apps.get_app_configs()}
+    recreated = ("contenttypes.ContentType", "auth.Permission")
+    installed = [label for label in recreated if label.split(".")[0] in labels]
+    return [
+        [
+            "everything",
+            {
+                "comments": "Every model, for a snapshot of the whole database",
+                "is_drain": True,
+                "natural_foreign": True,
+                "excludes": installed,
+            },
+        ]
+    ]
+
+
 def default_stem(name: str) -> str:
     """File name stem for a definition name: slugified, separators removed.
 

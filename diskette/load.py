@@ -68,6 +68,7 @@ def load(
     ignorenonexistent: bool = False,
     checksum: str | None = None,
     strict: bool = False,
+    check: bool = False,
     using: str = DEFAULT_DB_ALIAS,
     reporter: Reporter | None = None,
 ) -> LoadResult:
@@ -78,6 +79,7 @@ def load(
     :param checksum: expected sha256 of the archive file.
     :param strict: refuse when the archive's applied migrations differ from
         the local database's, instead of warning.
+    :param check: stop once the archive is verified: change nothing.
     :raises ArchiveError: an archive that is not what it claims.
     :raises LoadError: data that does not load, or a refused load; in every
         case the database and the storages are as they were.
@@ -86,10 +88,9 @@ def load(
     basepath = Path(os.path.abspath(basepath))
     if with_storages and not basepath.is_dir():
         raise LoadError(f"storages base path '{basepath}' is not a directory")
+    writes = with_storages and not check  # a check unpacks nothing, anywhere
     staging = Path(
-        tempfile.mkdtemp(
-            prefix=".diskette-restore-", dir=basepath if with_storages else None
-        )
+        tempfile.mkdtemp(prefix=".diskette-restore-", dir=basepath if writes else None)
     )
     try:
         size = archive.stat().st_size
@@ -97,7 +98,9 @@ def load(
         unpacked = unpack(
             archive,
             staging,
-            wanted=lambda name: with_data if _is_data(name) else with_storages,
+            wanted=lambda name: (
+                not check and (with_data if _is_data(name) else with_storages)
+            ),
             progress=reporter.progress(size),
         )
         if checksum and unpacked.sha256 != checksum.strip().lower():
@@ -108,6 +111,12 @@ def load(
         storages = unpacked.storages if with_storages else []
         _check_migrations(unpacked, using, strict, reporter)
         result = LoadResult(unpacked)
+        if check:
+            reporter.info(
+                f"Archive verified: {len(datas)} data files and {len(storages)} "
+                "storages would be restored; nothing was changed"
+            )
+            return result
         _restore(
             unpacked, datas, storages, basepath, ignorenonexistent, using, reporter, result
         )

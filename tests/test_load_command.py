@@ -582,3 +582,47 @@ def test_unknown_database_is_refused(dumped):
     with pytest.raises(CommandError, match="^--database: unknown database alias 'other'$"):
         load(str(dumped), database="other")
     assert dumped.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_everything_snapshot_loads_back_into_a_fresh_database(demo, tmp_path):
+    """--everything carries every row (sites, sessions, admin log too) with its
+    primary key, and loads into a freshly migrated database."""
+    from django.contrib.sessions.models import Session
+    from django.contrib.sites.models import Site
+
+    Site.objects.create(domain="second.example", name="Second")
+    Session.objects.create(
+        session_key="k" * 32, session_data="x", expire_date="2030-01-01T00:00Z"
+    )
+    data = data_state()
+    pks = sorted(Book.objects.values_list("pk", "title"))
+    run_command("diskette_dump", "--everything", "--no-storages", destination=tmp_path)
+    wipe_database()
+    load(str(tmp_path / "diskette_data.tar.gz"))
+    assert data_state() == data
+    assert sorted(Book.objects.values_list("pk", "title")) == pks
+    assert Site.objects.filter(domain="second.example").exists()
+    assert Session.objects.filter(session_key="k" * 32).exists()
+
+
+def test_everything_and_appconf_exclude_each_other(demo, tmp_path):
+    with pytest.raises(
+        CommandError, match="^--everything and --appconf exclude each other$"
+    ):
+        run_command("diskette_dump", "--everything", appconf=tmp_path / "x.json")
+
+
+def test_check_verifies_and_changes_nothing(dumped, demo):
+    with leaves_unchanged(demo):
+        output = load(str(dumped), check=True)
+    assert output.lines[-1] == (
+        "Archive verified: 4 data files and 1 storages would be restored; nothing was changed"
+    )
+    assert dumped.exists()
+
+
+def test_check_refuses_a_bad_archive(demo, tmp_path):
+    archive = hostile(tmp_path, demo, ("../evil.txt", b"x", None))
+    with pytest.raises(CommandError, match="escapes the archive"):
+        load(str(archive), check=True)

@@ -13,7 +13,7 @@ from django.db import DEFAULT_DB_ALIAS
 from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
-from diskette.definitions import Definition, load_definitions
+from diskette.definitions import Definition, everything, load_definitions
 from diskette.dump import archive_filename, dump, plan_data, plan_storage
 from diskette.exceptions import ConfigurationError, DisketteError
 from diskette.reporting import CommandReporter, human_size
@@ -48,6 +48,13 @@ class Command(BaseCommand):
             type=Path,
             metavar="FILE",
             help="JSON file of application definitions to use instead of DISKETTE_APPS.",
+        )
+        parser.add_argument(
+            "--everything",
+            action="store_true",
+            help="Dump every model instead of DISKETTE_APPS (content types and "
+            "permissions aside, which migrate recreates): a snapshot of the whole "
+            "database that loads back into a freshly migrated one.",
         )
         parser.add_argument(
             "--storage",
@@ -138,6 +145,10 @@ class Command(BaseCommand):
 
     def definitions(self, options: dict[str, Any], settings: Any) -> list[Definition]:
         path = options["appconf"]
+        if options["everything"]:
+            if path is not None:
+                raise ConfigurationError("--everything and --appconf exclude each other")
+            return load_definitions(everything(), source="--everything")
         if path is None:
             return load_definitions(settings.apps)
         try:

@@ -68,6 +68,12 @@ class Command(BaseCommand):
             help="Refuse when the archive's applied migrations differ from this database's.",
         )
         parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Verify the archive (and the migration state) only; change nothing "
+            "and keep the archive.",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to load into. Default: "default".',
@@ -93,11 +99,14 @@ class Command(BaseCommand):
                 ignorenonexistent=options["ignorenonexistent"],
                 checksum=options["checksum"],
                 strict=options["strict"],
+                check=options["check"],
                 using=options["database"],
                 reporter=reporter,
             )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
+        if options["check"]:
+            return
         if options["keep"]:
             reporter.info(f"Archive kept at: {archive}")
             return
