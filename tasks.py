@@ -1,7 +1,9 @@
-"""Developer tasks of the diskette repository: ``inv test``, ``inv lint``, ``inv demo``.
+"""Tasks of the diskette repository: diskette's own, plus developer tasks.
 
-The Makefile's ``make test`` and ``make demo`` call these once the virtual
-environment exists, so the steps live in one place.
+``inv dump``, ``inv load``, ``inv reset-db``, ... come from ``diskette.tasks``
+and act on the sandbox project; ``inv test``, ``inv lint`` and ``inv demo``
+are for working on diskette. The Makefile's ``make test`` and ``make demo``
+call these once the virtual environment exists, so the steps live in one place.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from invoke import Collection, Context, Exit, task
+from invoke import Context, Exit, task
+
+from diskette.tasks import ns
 
 ROOT = Path(__file__).resolve().parent
 SANDBOX = ROOT / "sandbox"
@@ -74,4 +78,13 @@ def demo(c: Context) -> None:
     )
 
 
-ns = Collection(test, lint, demo)
+for developer_task in (test, lint, demo):
+    ns.add_task(developer_task)
+ns.configure(
+    {
+        "diskette": {
+            "manage": str(SANDBOX / "manage.py"),
+            "backup_dir": str(SANDBOX / "var" / "diskette-backups"),
+        }
+    }
+)

@@ -50,3 +50,7 @@ class LoadError(DisketteError):
 
 class DownloadError(DisketteError):
     """An archive URL is not allowed or could not be downloaded."""
+
+
+class ResetError(DisketteError):
+    """The database could not be dropped or created again."""

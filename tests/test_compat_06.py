@@ -10,8 +10,6 @@ one side and a load on the other, in both directions.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +17,9 @@ from pathlib import Path
 import django
 import pytest
 
-pytestmark = pytest.mark.subprocess
+from tests.projects import SandboxCopy
 
-SANDBOX = Path(__file__).resolve().parents[1] / "sandbox"
+pytestmark = pytest.mark.subprocess
 
 SETTINGS_06 = """\
 from diskette.settings import *  # diskette 0.6 wants its defaults in the project
@@ -57,51 +55,31 @@ def python06(tmp_path_factory) -> Path:
     return venv / "bin" / "python"
 
 
-def project(root: Path, python: Path, settings: str) -> callable:
-    """A copy of the sandbox at ``root``, and a function running its manage.py."""
-    shutil.copytree(SANDBOX, root, ignore=shutil.ignore_patterns("var", "__pycache__"))
-    (root / "var" / "media").mkdir(parents=True)
+def project(root: Path, python: Path, settings: str) -> SandboxCopy:
+    copy = SandboxCopy.create(root, python=python, settings=settings)
     (root / "project" / "settings_06.py").write_text(SETTINGS_06)
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["DJANGO_SETTINGS_MODULE"] = settings
-
-    def manage(*args: str) -> str:
-        result = subprocess.run(
-            [str(python), "manage.py", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stderr}"
-        return result.stdout
-
-    manage("migrate", "--verbosity", "0")
-    return manage
-
-
-def fingerprint(manage) -> str:
-    return manage("demo_fingerprint").split()[0]
+    copy.manage("migrate", "--verbosity", "0")
+    return copy
 
 
 def test_an_archive_made_here_loads_with_diskette_06(tmp_path, python06):
     ours = project(tmp_path / "ours", Path(sys.executable), "project.settings")
     theirs = project(tmp_path / "theirs", python06, "project.settings_06")
-    ours("demo_seed", "--books", "15")
-    expected = fingerprint(ours)
-    ours("diskette_dump", "--destination", str(tmp_path))
+    ours.manage("demo_seed", "--books", "15")
+    expected = ours.fingerprint()
+    ours.manage("diskette_dump", "--destination", str(tmp_path))
 
-    theirs("diskette_load", str(tmp_path / "diskette_data_storages.tar.gz"))
+    theirs.manage("diskette_load", str(tmp_path / "diskette_data_storages.tar.gz"))
 
-    assert fingerprint(theirs) == expected
+    assert theirs.fingerprint() == expected
 
 
 def test_an_archive_made_by_diskette_06_loads_here(tmp_path, python06):
     theirs = project(tmp_path / "theirs", python06, "project.settings_06")
     ours = project(tmp_path / "ours", Path(sys.executable), "project.settings")
-    theirs("demo_seed", "--books", "15")
-    expected = fingerprint(theirs)
-    theirs("diskette_dump", "--destination", str(tmp_path))
+    theirs.manage("demo_seed", "--books", "15")
+    expected = theirs.fingerprint()
+    theirs.manage("diskette_dump", "--destination", str(tmp_path))
     assert (
         "datas"
         in subprocess.run(
@@ -117,6 +95,6 @@ def test_an_archive_made_by_diskette_06_loads_here(tmp_path, python06):
         ).stdout
     )
 
-    ours("diskette_load", str(tmp_path / "diskette_data_storages.tar.gz"))
+    ours.manage("diskette_load", str(tmp_path / "diskette_data_storages.tar.gz"))
 
-    assert fingerprint(ours) == expected
+    assert ours.fingerprint() == expected

@@ -1,0 +1,332 @@
+"""Invoke tasks over a Django project's ``manage.py``.
+
+A project's ``tasks.py`` holding ``from diskette.tasks import ns`` gets
+``inv dump``, ``inv load``, ``inv apps``, ``inv reset-db`` and
+``inv reset-and-load``.
+
+The tasks never set Django up in process: they run the project's
+``manage.py`` through the context's ``run()``. A Fabric ``Connection`` is an
+Invoke ``Context``, so the plain functions below (:func:`manage`,
+:func:`dump_archive`, :func:`reset_and_load_archive`, ...) drive a remote
+project just as well; the ``@task`` wrappers only read the configuration.
+
+Configuration (``invoke.yaml`` beside ``tasks.py``, or ``INVOKE_DISKETTE_*``
+environment variables), under ``diskette``:
+
+- ``manage``: path of ``manage.py`` (default: ``manage.py`` in the current
+  directory);
+- ``python``: interpreter to run it with (default: the one running Invoke);
+- ``settings``: settings module, passed as ``--settings`` (default: none);
+- ``backup_dir``: where ``reset-and-load`` saves its safety snapshots
+  (default: ``var/diskette-backups``, relative to the current directory);
+- ``backup_keep``: how many safety snapshots to keep (default: 3).
+
+This module imports Invoke, not Django: install ``diskette[tasks]``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from invoke import Collection, Context, Exit, task
+from invoke.runners import Result
+
+#: What ``diskette_dump`` prints once the archive is complete.
+CREATED = re.compile(r"^Dump archive was created at: (.+) \([^()]+\)$", re.MULTILINE)
+BACKUP_PREFIX = "before-reset_"
+
+
+@dataclass(frozen=True)
+class Project:
+    """How to run a Django project's ``manage.py``.
+
+    :param directory: folder to ``cd`` into first (remote projects); ``None``
+        runs in the current directory.
+    """
+
+    python: str
+    manage: str = "manage.py"
+    settings: str | None = None
+    directory: str | None = None
+
+    @classmethod
+    def from_config(cls, c: Context) -> Project:
+        conf = c.config.diskette
+        return cls(
+            python=conf.python or sys.executable, manage=conf.manage, settings=conf.settings
+        )
+
+    def command(self, *args: str) -> str:
+        """The shell command running ``manage.py`` with ``args``, every part quoted."""
+        settings = [f"--settings={self.settings}"] if self.settings else []
+        return shlex.join([self.python, self.manage, *args, *settings])
+
+
+def manage(c: Context, project: Project, *args: str, **run: Any) -> Result:
+    """Run ``manage.py`` with ``args``; ``run`` goes to ``c.run`` (``hide``, ``warn``)."""
+    with c.cd(project.directory) if project.directory else nullcontext():
+        return c.run(project.command(*args), **run)
+
+
+def command_error(result: Result) -> str:
+    """The one-line ``CommandError`` a failed management command printed."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    message = lines[-1] if lines else f"exit status {result.exited}"
+    return message.removeprefix("CommandError: ")
+
+
+def dump_archive(c: Context, project: Project, *options: str) -> str:
+    """Run ``diskette_dump`` with ``options``; return the archive's path."""
+    result = manage(c, project, "diskette_dump", *options)
+    found = CREATED.search(result.stdout)
+    if found is None:
+        raise Exit("diskette_dump did not say where it wrote the archive", code=1)
+    return found.group(1)
+
+
+def reset_target(c: Context, project: Project, force: bool) -> str:
+    """What a reset would drop, or :class:`Exit` if the project refuses it."""
+    result = manage(
+        c,
+        project,
+        "diskette_reset",
+        "--check",
+        *(["--force"] if force else []),
+        hide=True,
+        warn=True,
+    )
+    if result.failed:
+        raise Exit(command_error(result), code=1)
+    return (
+        result.stdout.strip()
+        .removeprefix("Would drop and recreate ")
+        .removesuffix(", then migrate")
+    )
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` on a terminal; ``yes`` answers it for scripts.
+
+    :raises Exit: when the answer is not yes, or there is no terminal to ask on.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Exit(
+            f"refusing without confirmation ({question}): no terminal to ask on; "
+            "pass --yes to confirm from a script",
+            code=1,
+        )
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise Exit("cancelled", code=1)
+
+
+def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str:
+    """Dump the whole database and the storages into ``folder``; keep the last ``keep``.
+
+    :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
+    """
+    result = manage(
+        c,
+        project,
+        "diskette_dump",
+        "--everything",
+        "--destination",
+        folder,
+        "--filename",
+        f"{BACKUP_PREFIX}{{date}}{{features}}.tar.gz",
+        hide="out",
+        warn=True,
+    )
+    found = CREATED.search(result.stdout)
+    if result.failed or found is None:
+        raise Exit(
+            f"could not save a safety snapshot first: {command_error(result)} "
+            "(pass --no-backup to go on without one)",
+            code=1,
+        )
+    print(f"Safety snapshot of the current database and media: {found.group(1)}")
+    _prune_backups(c, project, folder, keep)
+    return found.group(1)
+
+
+def _prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
+    with c.cd(project.directory) if project.directory else nullcontext():
+        listing = c.run(f"ls -1 -- {shlex.quote(folder)}", hide=True, warn=True).stdout
+        # Names carry the date: the newest sort last.
+        backups = sorted(
+            name
+            for name in listing.split()
+            if name.startswith(BACKUP_PREFIX) and name.endswith(".tar.gz")
+        )
+        old = backups[: max(len(backups) - keep, 0)]
+        if old:
+            c.run(shlex.join(["rm", "-f", "--", *(f"{folder}/{name}" for name in old)]))
+
+
+def reset_and_load_archive(
+    c: Context,
+    project: Project,
+    archive: str,
+    *,
+    yes: bool = False,
+    force: bool = False,
+    backup: bool = True,
+    backup_dir: str = "var/diskette-backups",
+    backup_keep: int = 3,
+    load_options: tuple[str, ...] = (),
+) -> None:
+    """Verify ``archive``, save a safety snapshot, reset the database, load.
+
+    The archive is verified before anything is dropped, so a bad archive
+    costs nothing. If loading still fails, the message says how to put the
+    safety snapshot back.
+    """
+    target = reset_target(c, project, force)
+    verified = manage(
+        c, project, "diskette_load", archive, "--check", hide="out", warn=True
+    )
+    if verified.failed:
+        raise Exit(f"{archive} cannot be loaded: {command_error(verified)}", code=1)
+    confirm(f"Drop the {target} and load {archive} into it?", yes)
+    snapshot = safety_snapshot(c, project, backup_dir, backup_keep) if backup else None
+    force_option = ["--force"] if force else []
+    manage(c, project, "diskette_reset", "--noinput", *force_option)
+    loaded = manage(c, project, "diskette_load", archive, *load_options, warn=True)
+    if loaded.failed:
+        restore = (
+            f"put back what you had with: inv reset-and-load {shlex.quote(snapshot)} --yes "
+            f"--no-backup{' --force' if force else ''}"
+            if snapshot
+            else "no safety snapshot was taken (--no-backup)"
+        )
+        raise Exit(
+            f"loading {archive} failed: {command_error(loaded)}; the database is now empty "
+            f"and the media unchanged; {restore}",
+            code=1,
+        )
+
+
+@task(
+    help={
+        "destination": "Folder to write the archive into (default: DISKETTE_DUMP_PATH).",
+        "filename": "Archive file name, with {features} and {date} fields.",
+        "no_data": "Leave data out.",
+        "no_storages": "Leave storages out.",
+    }
+)
+def dump(
+    c: Context,
+    destination: str | None = None,
+    filename: str | None = None,
+    no_data: bool = False,
+    no_storages: bool = False,
+) -> None:
+    """Dump the project's data and media into an archive (diskette_dump)."""
+    options = [*_option("--destination", destination), *_option("--filename", filename)]
+    options += _flags(no_data=no_data, no_storages=no_storages)
+    dump_archive(c, Project.from_config(c), *options)
+
+
+@task(
+    help={
+        "archive": "Archive path or http(s):// URL.",
+        "keep": "Keep the archive once loaded.",
+        "no_data": "Restore storages only.",
+        "no_storages": "Load data only.",
+    }
+)
+def load(
+    c: Context,
+    archive: str,
+    keep: bool = False,
+    no_data: bool = False,
+    no_storages: bool = False,
+) -> None:
+    """Load an archive into the project's (freshly migrated) database (diskette_load)."""
+    manage(
+        c,
+        Project.from_config(c),
+        "diskette_load",
+        archive,
+        *_flags(keep=keep, no_data=no_data, no_storages=no_storages),
+    )
+
+
+@task(help={"format": "json (default) or python."})
+def apps(c: Context, format: str = "json") -> None:
+    """Print starter definitions for the project's installed apps (diskette_apps)."""
+    manage(c, Project.from_config(c), "diskette_apps", "--format", format)
+
+
+@task(
+    help={
+        "yes": "Do not ask for confirmation (for scripts).",
+        "force": "Reset even though the project's DEBUG is False.",
+    }
+)
+def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
+    """Drop the project's database, create it empty and migrate (diskette_reset)."""
+    project = Project.from_config(c)
+    target = reset_target(c, project, force)
+    confirm(f"Drop and recreate the {target}?", yes)
+    manage(c, project, "diskette_reset", "--noinput", *_flags(force=force))
+
+
+@task(
+    help={
+        "archive": "Archive path or http(s):// URL.",
+        "yes": "Do not ask for confirmation (for scripts).",
+        "force": "Reset even though the project's DEBUG is False.",
+        "no_backup": "Do not save a safety snapshot of the current data and media first.",
+        "keep": "Keep the archive once loaded.",
+    }
+)
+def reset_and_load(
+    c: Context,
+    archive: str,
+    yes: bool = False,
+    force: bool = False,
+    no_backup: bool = False,
+    keep: bool = False,
+) -> None:
+    """Verify an archive, snapshot the current data, reset the database, load the archive."""
+    conf = c.config.diskette
+    reset_and_load_archive(
+        c,
+        Project.from_config(c),
+        archive,
+        yes=yes,
+        force=force,
+        backup=not no_backup,
+        backup_dir=conf.backup_dir,
+        backup_keep=int(conf.backup_keep),
+        load_options=tuple(_flags(keep=keep)),
+    )
+
+
+def _option(name: str, value: str | None) -> list[str]:
+    return [name, value] if value is not None else []
+
+
+def _flags(**flags: bool) -> list[str]:
+    return [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
+
+
+ns = Collection(dump, load, apps, reset_db, reset_and_load)
+ns.configure(
+    {
+        "diskette": {
+            "manage": "manage.py",
+            "python": None,
+            "settings": None,
+            "backup_dir": "var/diskette-backups",
+            "backup_keep": 3,
+        }
+    }
+)

@@ -1,0 +1,224 @@
+"""The Invoke collection, through the real ``inv`` in a copy of the sandbox.
+
+Under ``DISKETTE_TEST_DB=postgres`` the copy's database lives on the test
+cluster, selected only through the copy's ``invoke.yaml``
+(``diskette.settings``): ``inv`` runs without any settings module in its
+environment, so these tests also prove that the configuration key is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.projects import SandboxCopy, postgres_settings_body
+
+pytestmark = pytest.mark.subprocess
+
+ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> SandboxCopy:
+    """A sandbox copy with demo data, its tasks.py the one-liner users write."""
+    copy = SandboxCopy.create(tmp_path / "project")
+    (copy.root / "tasks.py").write_text("from diskette.tasks import ns\n")
+    copy.database = postgres_settings_body() if ON_POSTGRES else ""
+    if ON_POSTGRES:
+        copy.use_settings(copy.write_settings("settings_db", copy.database))
+    copy.manage("diskette_reset", "--noinput")  # creates the database, migrates
+    copy.manage("demo_seed", "--books", "12")
+    return copy
+
+
+def change_everything(project: SandboxCopy) -> None:
+    project.manage(
+        "shell",
+        "-c",
+        (
+            "from demo.models import Book, Tag\n"
+            "Book.objects.filter(pk__in=list(Book.objects.values_list('pk', flat=True)[:4])).delete()\n"
+            "Tag.objects.create(name='added-later')\n"
+        ),
+    )
+    covers = project.root / "var" / "media" / "covers"
+    (covers / "cover1.bin").write_bytes(b"edited")
+    (covers / "new.bin").write_bytes(b"new")
+
+
+def books(project: SandboxCopy) -> int:
+    output = project.manage(
+        "shell", "-c", "from demo.models import Book; print(Book.objects.count())"
+    )
+    return int(output.stdout.split()[-1])
+
+
+def test_list_shows_the_five_tasks(project):
+    listing = project.inv("--list").stdout
+    for name in ("dump", "load", "apps", "reset-db", "reset-and-load"):
+        assert re.search(rf"^  {name} ", listing, re.MULTILINE), name
+
+
+def test_dump_then_reset_and_load_restores_data_and_media_exactly(project):
+    original = project.fingerprint()
+    dumped = project.inv("dump").stdout
+    archive = re.search(r"^Dump archive was created at: (.+) \(", dumped, re.MULTILINE)[1]
+    change_everything(project)
+    assert project.fingerprint() != original
+
+    result = project.inv("reset-and-load", archive, "--yes")
+
+    assert project.fingerprint() == original
+    assert "Safety snapshot of the current database and media: " in result.stdout
+    assert not Path(archive).exists()
+    (snapshot,) = (project.root / "var" / "diskette-backups").iterdir()
+    assert snapshot.name.startswith("before-reset_")
+
+
+def test_load_and_apps_run_their_commands(project, tmp_path):
+    archive = project.root / "var" / "diskette_data.tar.gz"
+    project.inv("dump", "--no-storages")
+    project.inv("reset-db", "--yes")
+    project.inv("load", str(archive), "--keep")
+    assert books(project) == 12 and archive.exists()
+    assert '"demo"' in project.inv("apps").stdout
+
+
+def test_reset_db_empties_the_database_and_migrates(project):
+    result = project.inv("reset-db", "--yes")
+    assert re.search(
+        r"^Reset (sqlite|postgresql) database .*: ", result.stdout, re.MULTILINE
+    )
+    assert books(project) == 0
+    migrations = project.manage("showmigrations", "demo").stdout
+    assert "[X] 0001_initial" in migrations
+
+
+@pytest.mark.parametrize("task", [["reset-db"], ["reset-and-load", "var/x.tar.gz"]])
+def test_no_terminal_and_no_yes_refuses_and_changes_nothing(project, task):
+    if task[0] == "reset-and-load":
+        project.inv("dump", "--filename", "x.tar.gz")
+    before = project.fingerprint()
+    result = project.inv(*task, check=False)
+    assert result.returncode == 1
+    assert "no terminal to ask on; pass --yes to confirm from a script" in result.stderr
+    assert project.fingerprint() == before
+
+
+def test_debug_false_refuses_unless_forced(project):
+    project.use_settings(
+        project.write_settings("settings_prod", project.database + "DEBUG = False\n")
+    )
+    before = project.fingerprint()
+    refused = project.inv("reset-db", "--yes", check=False)
+    assert refused.returncode == 1
+    assert (
+        "DEBUG is False, so" in refused.stderr and "refusing to reset it" in refused.stderr
+    )
+    assert project.fingerprint() == before
+    project.inv("reset-db", "--yes", "--force")
+    assert books(project) == 0
+
+
+def test_a_failed_load_says_how_to_restore_and_the_snapshot_restores(project, tmp_path):
+    original = project.fingerprint()
+    appconf = tmp_path / "books-only.json"
+    appconf.write_text('[["books", {"models": ["demo.Book"], "natural_foreign": true}]]')
+    project.manage(
+        "diskette_dump", "--appconf", str(appconf), "--destination", str(tmp_path)
+    )
+    incomplete = tmp_path / "diskette_data_storages.tar.gz"  # books without their authors
+
+    failed = project.inv("reset-and-load", str(incomplete), "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert "the database is now empty and the media unchanged" in message
+    restore = re.search(r"put back what you had with: inv (.+)$", message)[1]
+    project.inv(*shlex.split(restore))
+    assert project.fingerprint() == original
+
+
+def test_a_bad_archive_is_refused_before_anything_is_dropped(project, tmp_path):
+    before = project.fingerprint()
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not an archive")
+    result = project.inv("reset-and-load", str(broken), "--yes", check=False)
+    assert result.returncode == 1
+    assert "broken.tar.gz cannot be loaded: " in result.stderr
+    assert project.fingerprint() == before
+    assert not (project.root / "var" / "diskette-backups").exists()
+
+
+def test_only_the_last_snapshots_are_kept(project):
+    project.inv("dump", "--filename", "a.tar.gz")
+    keep_two = {"INVOKE_DISKETTE_BACKUP_KEEP": "2"}
+    for _ in range(3):
+        project.inv("dump", "--filename", "b.tar.gz")  # a fresh archive each time
+        project.inv("reset-and-load", "var/b.tar.gz", "--yes", env=keep_two)
+        time.sleep(1.1)  # snapshot names carry the second: keep them apart
+    assert len(list((project.root / "var" / "diskette-backups").iterdir())) == 2
+
+
+def test_manage_and_python_come_from_the_configuration(project, tmp_path):
+    log = tmp_path / "python.log"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$@" >> {shlex.quote(str(log))}\nexec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    (project.root / "tasks.py").rename(tmp_path / "tasks.py")
+    config = {
+        "INVOKE_DISKETTE_MANAGE": "project/manage.py",
+        "INVOKE_DISKETTE_PYTHON": str(wrapper),
+    }
+    if ON_POSTGRES:
+        config["INVOKE_DISKETTE_SETTINGS"] = project.settings
+    result = project.inv("apps", env=config, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().startswith("project/manage.py diskette_apps")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="runs in the PostgreSQL pass of `make test`")
+def test_postgres_role_that_cannot_create_databases_gets_its_schema_reset(tmp_path):
+    import psycopg
+
+    from tests.postgres import postgres_settings
+
+    admin = postgres_settings()
+    with psycopg.connect(
+        host=admin["HOST"],
+        port=admin["PORT"],
+        user=admin["USER"],
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
+        connection.execute("DROP DATABASE IF EXISTS limited_db")
+        connection.execute("DROP ROLE IF EXISTS limited")
+        connection.execute("CREATE ROLE limited LOGIN NOCREATEDB")
+        connection.execute("CREATE DATABASE limited_db OWNER limited")
+    copy = SandboxCopy.create(tmp_path / "project")
+    database = {**admin, "NAME": "limited_db", "USER": "limited"}
+    copy.use_settings(
+        copy.write_settings(
+            "settings_limited", f"DATABASES = {{'default': {database!r}}}\n"
+        )
+    )
+    copy.manage("migrate", "-v0")
+    copy.manage("demo_seed", "--books", "3")
+
+    result = copy.manage("diskette_reset", "--noinput")
+
+    assert (
+        "dropped and created schema 'public' (the role may not create databases)"
+        in result.stdout
+    )
+    assert books(copy) == 0
+    assert "[X] 0001_initial" in copy.manage("showmigrations", "demo").stdout
