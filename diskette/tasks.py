@@ -67,9 +67,14 @@ class Project:
         return shlex.join([self.python, self.manage, *args, *settings])
 
 
+def in_project(c: Context, project: Project) -> Any:
+    """A context in which ``c.run`` works from the project's folder."""
+    return c.cd(project.directory) if project.directory else nullcontext()
+
+
 def manage(c: Context, project: Project, *args: str, **run: Any) -> Result:
     """Run ``manage.py`` with ``args``; ``run`` goes to ``c.run`` (``hide``, ``warn``)."""
-    with c.cd(project.directory) if project.directory else nullcontext():
+    with in_project(c, project):
         return c.run(project.command(*args), **run)
 
 
@@ -156,7 +161,7 @@ def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str
 
 
 def _prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
-    with c.cd(project.directory) if project.directory else nullcontext():
+    with in_project(c, project):
         listing = c.run(f"ls -1 -- {shlex.quote(folder)}", hide=True, warn=True).stdout
         # Names carry the date: the newest sort last.
         backups = sorted(
