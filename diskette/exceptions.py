@@ -54,3 +54,7 @@ class DownloadError(DisketteError):
 
 class ResetError(DisketteError):
     """The database could not be dropped or created again."""
+
+
+class TransferError(DisketteError):
+    """An archive did not cross an SSH connection whole."""

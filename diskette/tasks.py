@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from invoke.runners import Result
 
 #: What ``diskette_dump`` prints once the archive is complete.
 CREATED = re.compile(r"^Dump archive was created at: (.+) \([^()]+\)$", re.MULTILINE)
+CHECKSUM = re.compile(r"^Archive checksum \(sha256\): ([0-9a-f]{64})$", re.MULTILINE)
 BACKUP_PREFIX = "before-reset_"
 
 
@@ -63,19 +64,27 @@ class Project:
 
     def command(self, *args: str) -> str:
         """The shell command running ``manage.py`` with ``args``, every part quoted."""
+        return self.shell(self.manage_line(*args))
+
+    def manage_line(self, *args: str) -> str:
+        """``manage.py`` with ``args``, to run from the project's folder."""
         settings = [f"--settings={self.settings}"] if self.settings else []
         return shlex.join([self.python, self.manage, *args, *settings])
 
+    def shell(self, command: str) -> str:
+        """``command`` run from the project's folder.
 
-def in_project(c: Context, project: Project) -> Any:
-    """A context in which ``c.run`` works from the project's folder."""
-    return c.cd(project.directory) if project.directory else nullcontext()
+        The folder is quoted here rather than left to ``Context.cd``, which
+        only escapes spaces: a path holding quotes must work and inject nothing.
+        """
+        if not self.directory:
+            return command
+        return f"cd {shlex.quote(self.directory)} && {command}"
 
 
 def manage(c: Context, project: Project, *args: str, **run: Any) -> Result:
     """Run ``manage.py`` with ``args``; ``run`` goes to ``c.run`` (``hide``, ``warn``)."""
-    with in_project(c, project):
-        return c.run(project.command(*args), **run)
+    return c.run(project.command(*args), **run)
 
 
 def command_error(result: Result) -> str:
@@ -85,13 +94,22 @@ def command_error(result: Result) -> str:
     return message.removeprefix("CommandError: ")
 
 
-def dump_archive(c: Context, project: Project, *options: str) -> str:
-    """Run ``diskette_dump`` with ``options``; return the archive's path."""
-    result = manage(c, project, "diskette_dump", *options)
+@dataclass(frozen=True)
+class Dumped:
+    """An archive ``diskette_dump`` wrote: its path where it ran, its sha256."""
+
+    path: str
+    sha256: str | None
+
+
+def dump_archive(c: Context, project: Project, *options: str, **run: Any) -> Dumped:
+    """Run ``diskette_dump`` with ``options``; return where the archive is."""
+    result = manage(c, project, "diskette_dump", *options, **run)
     found = CREATED.search(result.stdout)
     if found is None:
         raise Exit("diskette_dump did not say where it wrote the archive", code=1)
-    return found.group(1)
+    checksum = CHECKSUM.search(result.stdout)
+    return Dumped(found.group(1), checksum.group(1) if checksum else None)
 
 
 def reset_target(c: Context, project: Project, force: bool) -> str:
@@ -161,17 +179,18 @@ def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str
 
 
 def _prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
-    with in_project(c, project):
-        listing = c.run(f"ls -1 -- {shlex.quote(folder)}", hide=True, warn=True).stdout
-        # Names carry the date: the newest sort last.
-        backups = sorted(
-            name
-            for name in listing.split()
-            if name.startswith(BACKUP_PREFIX) and name.endswith(".tar.gz")
+    listing = c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
+    # Names carry the date: the newest sort last.
+    backups = sorted(
+        name
+        for name in listing.stdout.split()
+        if name.startswith(BACKUP_PREFIX) and name.endswith(".tar.gz")
+    )
+    old = backups[: max(len(backups) - keep, 0)]
+    if old:
+        c.run(
+            project.shell(shlex.join(["rm", "-f", "--", *(f"{folder}/{n}" for n in old)]))
         )
-        old = backups[: max(len(backups) - keep, 0)]
-        if old:
-            c.run(shlex.join(["rm", "-f", "--", *(f"{folder}/{name}" for name in old)]))
 
 
 def reset_and_load_archive(
@@ -185,12 +204,16 @@ def reset_and_load_archive(
     backup_dir: str = "var/diskette-backups",
     backup_keep: int = 3,
     load_options: tuple[str, ...] = (),
+    undo: Callable[[str], str] | None = None,
 ) -> None:
     """Verify ``archive``, save a safety snapshot, reset the database, load.
 
     The archive is verified before anything is dropped, so a bad archive
     costs nothing. If loading still fails, the message says how to put the
     safety snapshot back.
+
+    :param undo: the command that puts a snapshot back, for that message;
+        by default the ``inv reset-and-load`` line for a local project.
     """
     target = reset_target(c, project, force)
     verified = manage(
@@ -204,9 +227,16 @@ def reset_and_load_archive(
     manage(c, project, "diskette_reset", "--noinput", *force_option)
     loaded = manage(c, project, "diskette_load", archive, *load_options, warn=True)
     if loaded.failed:
+        if undo is None:
+            force_flag = " --force" if force else ""
+
+            def undo(path: str) -> str:
+                return (
+                    f"inv reset-and-load {shlex.quote(path)} --yes --no-backup{force_flag}"
+                )
+
         restore = (
-            f"put back what you had with: inv reset-and-load {shlex.quote(snapshot)} --yes "
-            f"--no-backup{' --force' if force else ''}"
+            f"put back what you had with: {undo(snapshot)}"
             if snapshot
             else "no safety snapshot was taken (--no-backup)"
         )
@@ -234,7 +264,7 @@ def dump(
 ) -> None:
     """Dump the project's data and media into an archive (diskette_dump)."""
     options = [*_option("--destination", destination), *_option("--filename", filename)]
-    options += _flags(no_data=no_data, no_storages=no_storages)
+    options += flags(no_data=no_data, no_storages=no_storages)
     dump_archive(c, Project.from_config(c), *options)
 
 
@@ -259,7 +289,7 @@ def load(
         Project.from_config(c),
         "diskette_load",
         archive,
-        *_flags(keep=keep, no_data=no_data, no_storages=no_storages),
+        *flags(keep=keep, no_data=no_data, no_storages=no_storages),
     )
 
 
@@ -280,7 +310,7 @@ def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
     project = Project.from_config(c)
     target = reset_target(c, project, force)
     confirm(f"Drop and recreate the {target}?", yes)
-    manage(c, project, "diskette_reset", "--noinput", *_flags(force=force))
+    manage(c, project, "diskette_reset", "--noinput", *flags(force=force))
 
 
 @task(
@@ -311,7 +341,7 @@ def reset_and_load(
         backup=not no_backup,
         backup_dir=conf.backup_dir,
         backup_keep=int(conf.backup_keep),
-        load_options=tuple(_flags(keep=keep)),
+        load_options=tuple(flags(keep=keep)),
     )
 
 
@@ -319,19 +349,18 @@ def _option(name: str, value: str | None) -> list[str]:
     return [name, value] if value is not None else []
 
 
-def _flags(**flags: bool) -> list[str]:
+def flags(**flags: bool) -> list[str]:
     return [f"--{name.replace('_', '-')}" for name, on in flags.items() if on]
 
 
+#: The configuration these tasks read, under ``diskette``.
+DEFAULTS: dict[str, Any] = {
+    "manage": "manage.py",
+    "python": None,
+    "settings": None,
+    "backup_dir": "var/diskette-backups",
+    "backup_keep": 3,
+}
+
 ns = Collection(dump, load, apps, reset_db, reset_and_load)
-ns.configure(
-    {
-        "diskette": {
-            "manage": "manage.py",
-            "python": None,
-            "settings": None,
-            "backup_dir": "var/diskette-backups",
-            "backup_keep": 3,
-        }
-    }
-)
+ns.configure({"diskette": DEFAULTS})

@@ -1,0 +1,288 @@
+"""Fabric tasks: dump on a remote host, pull its snapshot here, push one there.
+
+A project's ``fabfile.py`` holding ``from diskette.remote import ns`` gets:
+
+- ``fab -H HOST remote-dump``: dump on the host; print the archive's path and
+  sha256 there (several hosts: ``-H a,b``);
+- ``fab -H HOST pull-snapshot``: dump there, download (sha256 checked), remove
+  the remote archive, then reset the local database and load, as
+  ``inv reset-and-load`` does (safety snapshot included);
+- ``fab -H HOST push-snapshot ARCHIVE``: upload (sha256 checked on the host),
+  then reset the remote database and load there.
+
+The remote side runs the very functions of :mod:`diskette.tasks` with the
+``Connection`` as context: only the project's ``manage.py`` is needed there.
+Hosts come from ``-H`` and ``~/.ssh/config`` aliases, as Fabric resolves
+them. Configuration (``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
+
+- ``diskette.remote.project_dir``: folder of ``manage.py`` on the host;
+- ``diskette.remote.python``: its interpreter (default: the project's
+  ``.venv/bin/python`` when present, else ``python3``);
+- ``diskette.remote.settings``: settings module on the host;
+- ``diskette.remote.download_dir``: where pulled archives land locally
+  (default ``var/diskette-snapshots``);
+- ``diskette.protected_hosts``: hosts that refuse a push unless ``--force``;
+- and the local keys of :mod:`diskette.tasks` for the load after a pull.
+
+This module imports Fabric, not Django: install ``diskette[remote]``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from fabric import Connection, task
+from invoke import Collection, Context, Exit
+
+from .exceptions import DisketteError
+from .tasks import DEFAULTS, Dumped, Project, dump_archive, flags, reset_and_load_archive
+from .transfer import HASH_SCRIPT, download, upload
+
+
+def remote_project(c: Connection, project_dir: str | None, python: str | None) -> Project:
+    """The project on ``c``'s host, from the task flags, else the configuration."""
+    conf = c.config.diskette.remote
+    directory = project_dir or conf.project_dir
+    if not directory:
+        raise Exit(
+            f"where is the project on {c.original_host}? Set diskette.remote.project_dir "
+            "in fabric.yaml, or pass --project-dir",
+            code=1,
+        )
+    project = Project(
+        python=python or conf.python or "", settings=conf.settings, directory=directory
+    )
+    if not project.python:
+        venv = c.run(project.shell("test -x .venv/bin/python"), hide=True, warn=True)
+        project = Project(
+            python=".venv/bin/python" if venv.ok else "python3",
+            settings=project.settings,
+            directory=directory,
+        )
+    return project
+
+
+def remote_tempdir(c: Connection) -> str:
+    """A private folder on the host, for archives in transit."""
+    return c.run('mktemp -d "${TMPDIR:-/tmp}/diskette.XXXXXX"', hide=True).stdout.strip()
+
+
+def remove_remote(c: Connection, path: str) -> None:
+    """Remove ``path`` on the host; reconnects if the connection dropped."""
+    c.run(shlex.join(["rm", "-rf", "--", path]), hide=True, warn=True)
+
+
+def pull(
+    c: Connection,
+    project: Project,
+    destination: Path,
+    *options: str,
+    keep_remote: bool = False,
+) -> Path:
+    """Dump on ``c``'s host and download the archive into ``destination``.
+
+    Without ``keep_remote`` the dump goes to a temporary folder on the host,
+    removed whatever happens.
+
+    :returns: the local archive, its sha256 checked against the host's.
+    """
+    folder = None if keep_remote else remote_tempdir(c)
+    try:
+        dumped = dump_archive(
+            c, project, *options, *(["--destination", folder] if folder else [])
+        )
+        if dumped.sha256 is None:
+            raise Exit(
+                "the remote dump printed no sha256 to check the download against", code=1
+            )
+        destination.mkdir(parents=True, exist_ok=True)
+        local = destination / f"{c.original_host}_{Path(dumped.path).name}"
+        download(
+            c, dumped.path, local, dumped.sha256, label=f"{c.original_host}: {local.name}"
+        )
+    finally:
+        if folder:
+            remove_remote(c, folder)
+    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256})")
+    return local
+
+
+def push(c: Connection, project: Project, archive: Path, **load: Any) -> None:
+    """Upload ``archive`` to ``c``'s host, then reset its database and load it.
+
+    :param load: passed to :func:`diskette.tasks.reset_and_load_archive`.
+    """
+    folder = remote_tempdir(c)
+    try:
+        remote = f"{folder}/{archive.name}"
+
+        def hasher(path: str) -> str:
+            return project.shell(shlex.join([project.python, "-c", HASH_SCRIPT, path]))
+
+        digest = upload(c, archive, remote, hasher=hasher)
+        print(f"Uploaded {archive} to {c.original_host} (sha256 {digest})")
+
+        def undo(snapshot: str) -> str:
+            reset = project.manage_line(
+                "diskette_reset", "--noinput", *flags(force=load["force"])
+            )
+            restore = project.manage_line("diskette_load", snapshot)
+            return f"on {c.original_host}: {project.shell(f'{reset} && {restore}')}"
+
+        reset_and_load_archive(c, project, remote, undo=undo, **load)
+    finally:
+        remove_remote(c, folder)
+
+
+def _connection(c: Context, name: str) -> Connection:
+    # Without -H, Fabric hands a plain Invoke Context, which would run locally.
+    if not isinstance(c, Connection):
+        raise Exit(f"{name} needs a host: fab -H HOST {name}", code=1)
+    return c
+
+
+PROJECT_HELP = {
+    "project_dir": "Folder of manage.py on the host (default: diskette.remote.project_dir).",
+    "python": "Interpreter on the host (default: diskette.remote.python, else .venv/bin/python or python3).",
+}
+
+
+@task(
+    help={
+        "no_data": "Leave data out.",
+        "no_storages": "Leave storages out.",
+        **PROJECT_HELP,
+    }
+)
+def remote_dump(
+    c: Context,
+    no_data: bool = False,
+    no_storages: bool = False,
+    project_dir: str | None = None,
+    python: str | None = None,
+) -> Dumped:
+    """Dump the project on the host; print the archive's path and sha256 there."""
+    connection = _connection(c, "remote-dump")
+    project = remote_project(connection, project_dir, python)
+    dumped = dump_archive(
+        connection, project, *flags(no_data=no_data, no_storages=no_storages)
+    )
+    print(f"{connection.original_host}: {dumped.path} (sha256 {dumped.sha256})")
+    return dumped
+
+
+@task(
+    help={
+        "yes": "Do not ask before resetting the local database (for scripts).",
+        "force": "Reset the local database even though its DEBUG is False.",
+        "no_backup": "Do not save a safety snapshot of the local data first.",
+        "no_load": "Only download the archive (into diskette.remote.download_dir).",
+        "keep_remote": "Leave the archive on the host (in its DISKETTE_DUMP_PATH).",
+        "no_data": "Leave data out.",
+        "no_storages": "Leave storages out.",
+        **PROJECT_HELP,
+    }
+)
+def pull_snapshot(
+    c: Context,
+    yes: bool = False,
+    force: bool = False,
+    no_backup: bool = False,
+    no_load: bool = False,
+    keep_remote: bool = False,
+    no_data: bool = False,
+    no_storages: bool = False,
+    project_dir: str | None = None,
+    python: str | None = None,
+) -> None:
+    """Dump on the host, download, then reset the local database and load it here."""
+    connection = _connection(c, "pull-snapshot")
+    conf = connection.config.diskette
+    try:
+        local = pull(
+            connection,
+            remote_project(connection, project_dir, python),
+            Path(conf.remote.download_dir),
+            *flags(no_data=no_data, no_storages=no_storages),
+            keep_remote=keep_remote,
+        )
+        if no_load:
+            return
+        here = Context(config=connection.config)
+        reset_and_load_archive(
+            here,
+            Project.from_config(here),
+            str(local),
+            yes=yes,
+            force=force,
+            backup=not no_backup,
+            backup_dir=conf.backup_dir,
+            backup_keep=int(conf.backup_keep),
+        )
+    except DisketteError as exc:
+        raise Exit(str(exc), code=1) from exc
+
+
+@task(
+    help={
+        "archive": "Local archive to send.",
+        "yes": "Do not ask before resetting the remote database (for scripts).",
+        "force": "Push to a protected host, or one whose DEBUG is False.",
+        "no_backup": "Do not save a safety snapshot of the remote data first.",
+        **PROJECT_HELP,
+    }
+)
+def push_snapshot(
+    c: Context,
+    archive: str,
+    yes: bool = False,
+    force: bool = False,
+    no_backup: bool = False,
+    project_dir: str | None = None,
+    python: str | None = None,
+) -> None:
+    """Upload an archive, then reset the host's database and load it there."""
+    connection = _connection(c, "push-snapshot")
+    conf = connection.config.diskette
+    protected = set(conf.protected_hosts or ())
+    if protected & {connection.original_host, connection.host} and not force:
+        raise Exit(
+            f"{connection.original_host} is in diskette.protected_hosts: refusing to push "
+            "there (add --force if you mean it)",
+            code=1,
+        )
+    path = Path(archive)
+    if not path.is_file():
+        raise Exit(f"archive '{archive}' does not exist", code=1)
+    try:
+        push(
+            connection,
+            remote_project(connection, project_dir, python),
+            path,
+            yes=yes,
+            force=force,
+            backup=not no_backup,
+            backup_dir=conf.backup_dir,
+            backup_keep=int(conf.backup_keep),
+        )
+    except DisketteError as exc:
+        raise Exit(str(exc), code=1) from exc
+
+
+ns = Collection(remote_dump, pull_snapshot, push_snapshot)
+ns.configure(
+    {
+        "diskette": {
+            **DEFAULTS,
+            "protected_hosts": [],
+            "remote": {
+                "project_dir": None,
+                "python": None,
+                "settings": None,
+                "download_dir": "var/diskette-snapshots",
+            },
+        }
+    }
+)

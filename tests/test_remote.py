@@ -1,0 +1,286 @@
+"""The Fabric tasks, through the real ``fab`` and a real OpenSSH ``sshd``.
+
+One ``sshd`` serves the session on 127.0.0.1 (``tests/sshd.py``). Each test
+has a "remote" copy of the sandbox, in a folder whose path holds a space and
+a quote, and a "local" copy whose ``fabfile.py`` is the one-liner users write
+and whose ``fabric.yaml`` says where the remote project is. Hosts are named
+by ``ssh_config`` aliases (``remote``, ``staging``, ``prod``), as users do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.projects import BIN, SandboxCopy, postgres_settings_body
+from tests.sshd import SSHServer, find_sshd, start_sshd
+
+pytestmark = [
+    pytest.mark.subprocess,
+    pytest.mark.skipif(
+        find_sshd() is None, reason="needs OpenSSH's sshd (.ci/run installs it)"
+    ),
+]
+
+ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> SSHServer:
+    server = start_sshd(tmp_path_factory.mktemp("sshd") / "server")
+    yield server
+    server.stop()
+
+
+def sandbox(root: Path, books: int, seed: int) -> SandboxCopy:
+    copy = SandboxCopy.create(root)
+    copy.database = postgres_settings_body() if ON_POSTGRES else ""
+    if ON_POSTGRES:
+        copy.use_settings(copy.write_settings("settings_db", copy.database))
+    copy.manage("diskette_reset", "--noinput")
+    copy.manage("demo_seed", "--books", str(books), "--seed", str(seed))
+    return copy
+
+
+@pytest.fixture
+def remote(tmp_path) -> SandboxCopy:
+    """The server's project, under a path with a space and a quote."""
+    return sandbox(tmp_path / "srv" / "it's the remote" / "site", books=12, seed=1)
+
+
+@pytest.fixture
+def local(tmp_path, remote, sshd) -> SandboxCopy:
+    """A developer's checkout whose fabfile is ``from diskette.remote import ns``."""
+    copy = sandbox(tmp_path / "laptop", books=5, seed=2)
+    (copy.root / "fabfile.py").write_text("from diskette.remote import ns\n")
+    settings = f"  settings: {copy.settings}\n" if ON_POSTGRES else ""
+    remote_settings = f"    settings: {remote.settings}\n" if ON_POSTGRES else ""
+    (copy.root / "fabric.yaml").write_text(
+        "diskette:\n"
+        f"{settings}"
+        "  protected_hosts: [prod]\n"
+        "  remote:\n"
+        f"    project_dir: {remote.root}\n"
+        f"    python: {sys.executable}\n"
+        f"{remote_settings}"
+    )
+    copy.sshd = sshd
+    return copy
+
+
+def fab(local: SandboxCopy, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return local.run(str(BIN / "fab"), "-S", str(local.sshd.ssh_config), *args, check=check)
+
+
+def leftovers() -> list[str]:
+    """Temporary folders diskette left on the "remote" host (this machine)."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    return sorted(p.name for p in tmp.glob("diskette.*"))
+
+
+def files(root: Path) -> set[str]:
+    """Everything below ``root`` but Python's bytecode cache."""
+    return {
+        str(p.relative_to(root)) for p in root.rglob("*") if "__pycache__" not in p.parts
+    }
+
+
+def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, remote):
+    wanted = remote.fingerprint()
+    assert local.fingerprint() != wanted
+    remote_files, temp = files(remote.root), leftovers()
+
+    result = fab(local, "-H", "remote", "pull-snapshot", "--yes")
+
+    assert local.fingerprint() == wanted
+    assert remote.fingerprint() == wanted
+    assert files(remote.root) == remote_files
+    assert leftovers() == temp
+    assert re.search(
+        r"^Downloaded .*remote_diskette_data_storages.tar.gz from remote",
+        result.stdout,
+        re.M,
+    )
+    assert list((local.root / "var" / "diskette-backups").glob("before-reset_*"))
+    assert not list(
+        (local.root / "var" / "diskette-snapshots").iterdir()
+    )  # loaded, removed
+
+
+def test_pull_no_load_only_downloads(local, remote):
+    before = local.fingerprint()
+    fab(local, "-H", "remote", "pull-snapshot", "--no-load", "--no-storages")
+    (archive,) = (local.root / "var" / "diskette-snapshots").iterdir()
+    assert archive.name == "remote_diskette_data.tar.gz"
+    assert local.fingerprint() == before
+
+
+def test_remote_dump_prints_path_and_checksum_on_every_host(local, remote):
+    result = fab(local, "-H", "remote,staging", "remote-dump", "--no-storages")
+    archive = remote.root / "var" / "diskette_data.tar.gz"
+    lines = re.findall(
+        r"^(remote|staging): (.+) \(sha256 ([0-9a-f]{64})\)$", result.stdout, re.M
+    )
+    assert [(host, path) for host, path, _ in lines] == [
+        ("remote", str(archive)),
+        ("staging", str(archive)),
+    ]
+    from diskette.transfer import file_sha256
+
+    assert lines[-1][2] == file_sha256(archive)
+
+
+def test_push_loads_the_archive_on_the_remote(local, remote):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    wanted = local.fingerprint()
+    temp = leftovers()
+
+    result = fab(
+        local,
+        "-H",
+        "staging",
+        "push-snapshot",
+        "out/diskette_data_storages.tar.gz",
+        "--yes",
+    )
+
+    assert remote.fingerprint() == wanted
+    assert "Uploaded out/diskette_data_storages.tar.gz to staging (sha256 " in result.stdout
+    assert leftovers() == temp
+    assert list((remote.root / "var" / "diskette-backups").glob("before-reset_*"))
+    assert (local.root / "out" / "diskette_data_storages.tar.gz").exists()
+
+
+def test_a_protected_host_refuses_a_push_and_stays_untouched(local, remote):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    before, remote_files, temp = remote.fingerprint(), files(remote.root), leftovers()
+
+    result = fab(
+        local,
+        "-H",
+        "prod",
+        "push-snapshot",
+        "out/diskette_data_storages.tar.gz",
+        "--yes",
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "prod is in diskette.protected_hosts: refusing to push there (add --force if you mean it)"
+    )
+    assert remote.fingerprint() == before
+    assert files(remote.root) == remote_files
+    assert leftovers() == temp
+
+
+def test_push_asks_on_the_remote_reset_like_the_local_one(local, remote):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    before = remote.fingerprint()
+    result = fab(
+        local,
+        "-H",
+        "staging",
+        "push-snapshot",
+        "out/diskette_data_storages.tar.gz",
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "no terminal to ask on; pass --yes" in result.stderr
+    assert remote.fingerprint() == before
+
+
+def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
+    local, remote, sshd
+):
+    big = remote.root / "var" / "media" / "video.bin"
+    big.write_bytes(os.urandom(150 * 1024 * 1024))  # incompressible: a long download
+    wanted, before = remote.fingerprint(), local.fingerprint()
+    downloads = local.root / "var" / "diskette-snapshots"
+    env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    process = subprocess.Popen(
+        [
+            str(BIN / "fab"),
+            "-S",
+            str(sshd.ssh_config),
+            "-H",
+            "remote",
+            "pull-snapshot",
+            "--yes",
+        ],
+        cwd=local.root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        partial = list(downloads.glob("*.part")) if downloads.exists() else []
+        if partial and partial[0].stat().st_size > 0:
+            sshd.cut_connections()
+            break
+        time.sleep(0.002)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode != 0, (
+        "the download finished before the cut: make the file larger"
+    )
+    assert "failed" in stderr.strip().splitlines()[-1]
+    assert local.fingerprint() == before
+    assert list(downloads.iterdir()) == []  # no file that looks complete, no .part
+
+    fab(local, "-H", "remote", "pull-snapshot", "--yes")
+    assert local.fingerprint() == wanted
+    assert (local.root / "var" / "media" / "video.bin").read_bytes() == big.read_bytes()
+
+
+def test_remote_python_defaults_to_the_project_venv(local, remote):
+    venv_python = remote.root / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    # The test interpreter, as the project's venv (a symlink would lose its venv).
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    venv_python.chmod(0o755)
+    yaml = (local.root / "fabric.yaml").read_text()
+    (local.root / "fabric.yaml").write_text(
+        yaml.replace(f"    python: {sys.executable}\n", "")
+    )
+    result = fab(local, "-H", "remote", "remote-dump", "--no-storages")
+    assert re.search(r"^remote: .+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
+
+
+def test_flags_override_the_configuration(local, remote, tmp_path):
+    (local.root / "fabric.yaml").write_text(
+        (local.root / "fabric.yaml").read_text().replace(str(remote.root), "/nowhere")
+    )
+    result = fab(
+        local,
+        "-H",
+        "remote",
+        "remote-dump",
+        "--no-storages",
+        "--project-dir",
+        str(remote.root),
+        "--python",
+        sys.executable,
+    )
+    assert re.search(r"^remote: .+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
+
+
+def test_tasks_without_a_host_or_a_project_refuse(local):
+    result = fab(local, "pull-snapshot", "--yes", check=False)
+    assert result.returncode == 1
+    assert "pull-snapshot needs a host: fab -H HOST pull-snapshot" in result.stderr
+    (local.root / "fabric.yaml").write_text("diskette:\n  remote:\n    python: python3\n")
+    result = fab(local, "-H", "remote", "remote-dump", check=False)
+    assert result.returncode == 1
+    assert (
+        "where is the project on remote? Set diskette.remote.project_dir" in result.stderr
+    )
