@@ -1,9 +1,7 @@
-"""Fabric entry point of the diskette repository.
+"""Fabric entry point of the diskette repository: diskette's own remote tasks.
 
-Remote tasks (``pull-snapshot``, ``push-snapshot``, ``remote-dump``) will live
-in ``diskette.remote`` and be imported here; none exist yet.
+``fab -H HOST pull-snapshot`` and friends, for a deployed copy of the sandbox;
+say where it lives in ``fabric.yaml`` (``diskette.remote.project_dir``).
 """
 
-from invoke import Collection
-
-ns = Collection()
+from diskette.remote import ns  # noqa: F401 - what Fabric looks for

@@ -151,7 +151,10 @@ def _chosen_datas(unpacked: Unpacked, exclude: Sequence[str]) -> list[str]:
 def _check_migrations(
     unpacked: Unpacked, using: str, strict: bool, reporter: Reporter
 ) -> None:
-    differing = migration_differences(unpacked.manifest.get("migrations"), using)
+    try:
+        differing = migration_differences(unpacked.manifest.get("migrations"), using)
+    except DatabaseError as exc:
+        raise LoadError(f"cannot read the database to load into: {exc}") from exc
     if not differing:
         return
     message = (

@@ -284,3 +284,34 @@ def test_tasks_without_a_host_or_a_project_refuse(local):
     assert (
         "where is the project on remote? Set diskette.remote.project_dir" in result.stderr
     )
+
+
+def test_onboarding_script_takes_a_fresh_clone_to_the_remote_data(tmp_path, remote, sshd):
+    """scripts/onboard.sh on a checkout with no database and no media yet."""
+    clone = SandboxCopy.create(tmp_path / "new-developer")
+    if ON_POSTGRES:  # a database the cluster does not have yet
+        clone.use_settings(clone.write_settings("settings_db", postgres_settings_body()))
+    (clone.root / "fabfile.py").write_text("from diskette.remote import ns\n")
+    (clone.root / "fabric.yaml").write_text(
+        f"ssh_config_path: {sshd.ssh_config}\n"
+        "diskette:\n"
+        + (f"  settings: {clone.settings}\n" if ON_POSTGRES else "")
+        + f"  remote:\n    project_dir: {remote.root}\n    python: {sys.executable}\n"
+        + (f"    settings: {remote.settings}\n" if ON_POSTGRES else "")
+    )
+    (clone.root / "scripts").mkdir()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"
+    (clone.root / "scripts" / "onboard.sh").write_bytes(script.read_bytes())
+    (clone.root / "scripts" / "onboard.sh").chmod(0o755)
+    for tool in ("python", "fab"):  # the venv the script would create: this one
+        wrapper = clone.root / ".venv" / "bin" / tool
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        wrapper.write_text(f'#!/bin/sh\nexec {BIN / tool} "$@"\n')
+        wrapper.chmod(0o755)
+
+    result = clone.run("scripts/onboard.sh", "remote")
+
+    assert result.stdout.strip().splitlines()[-1] == (
+        "=== Done: this checkout now has the data and media of remote ==="
+    )
+    assert clone.fingerprint() == remote.fingerprint()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# From a fresh clone to a working copy of a server's data and media, in one go:
+#
+#     scripts/onboard.sh staging
+#
+# HOST is an ~/.ssh/config alias (or user@host). The project carries a
+# fabfile.py holding `from diskette.remote import ns`, and a fabric.yaml that
+# says where the project lives on the server (diskette.remote.project_dir).
+# Its requirements include "diskette[remote]".
+#
+# Environment: PYTHON (interpreter for the virtualenv, default python3),
+# MANAGE (path of manage.py, default manage.py).
+set -euo pipefail
+host="${1:?usage: scripts/onboard.sh HOST}"
+cd "$(dirname "$0")/.."
+manage="${MANAGE:-manage.py}"
+
+if [ ! -x .venv/bin/python ]; then
+    echo "=== Creating .venv and installing the project ==="
+    "${PYTHON:-python3}" -m venv .venv
+    if [ -f requirements.txt ]; then
+        .venv/bin/python -m pip install --quiet -r requirements.txt
+    else
+        .venv/bin/python -m pip install --quiet -e .
+    fi
+fi
+
+echo "=== Creating an empty local database ==="
+# diskette_reset creates the database (a PostgreSQL one too) and migrates.
+.venv/bin/python "$manage" diskette_reset --noinput
+
+echo "=== Pulling a snapshot of ${host} ==="
+# --no-backup: a brand-new database holds nothing worth a safety snapshot.
+.venv/bin/fab -H "$host" pull-snapshot --yes --no-backup
+
+echo "=== Done: this checkout now has the data and media of ${host} ==="
