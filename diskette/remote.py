@@ -38,7 +38,7 @@ from invoke import Collection, Context, Exit
 
 from .exceptions import DisketteError
 from .tasks import DEFAULTS, Dumped, Project, dump_archive, flags, reset_and_load_archive
-from .transfer import HASH_SCRIPT, download, upload
+from .transfer import RECEIVE_SCRIPT, download, upload
 
 
 def remote_project(c: Connection, project_dir: str | None, python: str | None) -> Project:
@@ -118,10 +118,10 @@ def push(c: Connection, project: Project, archive: Path, **load: Any) -> None:
     try:
         remote = f"{folder}/{archive.name}"
 
-        def hasher(path: str) -> str:
-            return project.shell(shlex.join([project.python, "-c", HASH_SCRIPT, path]))
+        def receiver(path: str) -> str:
+            return project.shell(shlex.join([project.python, "-c", RECEIVE_SCRIPT, path]))
 
-        digest = upload(c, archive, remote, hasher=hasher)
+        digest = upload(c, archive, remote, receiver=receiver)
         print(f"Uploaded {archive} to {c.original_host} (sha256 {digest})")
 
         def undo(snapshot: str) -> str:
