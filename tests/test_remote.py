@@ -113,6 +113,23 @@ def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, r
     )  # loaded, removed
 
 
+def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
+    fab(
+        local,
+        "-H",
+        "remote",
+        "pull-snapshot",
+        "--no-load",
+        "--keep-remote",
+        "--no-storages",
+    )
+    kept = remote.root / "var" / "diskette_data.tar.gz"  # the host's DISKETTE_DUMP_PATH
+    from diskette.transfer import file_sha256
+
+    (pulled,) = (local.root / "var" / "diskette-snapshots").iterdir()
+    assert file_sha256(kept) == file_sha256(pulled)
+
+
 def test_pull_no_load_only_downloads(local, remote):
     before = local.fingerprint()
     fab(local, "-H", "remote", "pull-snapshot", "--no-load", "--no-storages")
@@ -201,7 +218,7 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
 ):
     big = remote.root / "var" / "media" / "video.bin"
     big.write_bytes(os.urandom(150 * 1024 * 1024))  # incompressible: a long download
-    wanted, before = remote.fingerprint(), local.fingerprint()
+    wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers()
     downloads = local.root / "var" / "diskette-snapshots"
     env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
     process = subprocess.Popen(
@@ -236,6 +253,7 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     assert "failed" in stderr.strip().splitlines()[-1]
     assert local.fingerprint() == before
     assert list(downloads.iterdir()) == []  # no file that looks complete, no .part
+    assert leftovers() == temp  # the remote temporary folder went too (reconnecting)
 
     fab(local, "-H", "remote", "pull-snapshot", "--yes")
     assert local.fingerprint() == wanted
