@@ -78,7 +78,22 @@ def demo(c: Context) -> None:
     )
 
 
-for developer_task in (test, lint, demo):
+@task(
+    help={
+        "rows": "objects in the generated dataset (default 200,000)",
+        "media_mb": "megabytes of generated media (default 256)",
+        "db": "sqlite, postgres, or all (default)",
+    }
+)
+def bench(c: Context, rows: int = 200_000, media_mb: int = 256, db: str = "all") -> None:
+    """Time diskette against dumpdata/loaddata and tar; write benchmarks/results.md."""
+    c.run(
+        f"{PYTHON} benchmarks/run.py --rows {rows} --media-mb {media_mb} --db {db}",
+        pty=False,
+    )
+
+
+for developer_task in (test, lint, demo, bench):
     ns.add_task(developer_task)
 ns.configure(
     {

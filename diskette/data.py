@@ -37,6 +37,10 @@ def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet
     """Rows of ``model`` to dump, in primary key order, as ``dumpdata`` reads them."""
     manager = model._base_manager if definition.use_base_manager else model._default_manager
     rows = manager.using(using).order_by(model._meta.pk.name)
+    if definition.natural_foreign:
+        # A natural foreign key reads the related object (and what its
+        # natural key reads) per row: join them in the same query instead.
+        rows = rows.select_related(*natural_relations(model))
     # The serializer reads each many-to-many field per object unless prefetched.
     m2m = [
         f.name
@@ -44,6 +48,24 @@ def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet
         if f.remote_field.through._meta.auto_created
     ]
     return rows.prefetch_related(*m2m) if m2m else rows
+
+
+def natural_relations(model: type[Model], depth: int = 2) -> list[str]:
+    """``select_related`` paths to the objects natural foreign keys will read.
+
+    Forward foreign keys to models with a natural key and, ``depth`` levels
+    down, theirs (a book's natural key holds its author's).
+    """
+    paths = []
+    for field in model._meta.concrete_fields:
+        related = field.related_model
+        if field.is_relation and field.many_to_one and hasattr(related, "natural_key"):
+            paths.append(field.name)
+            if depth > 1:
+                paths += [
+                    f"{field.name}__{sub}" for sub in natural_relations(related, depth - 1)
+                ]
+    return paths
 
 
 def dumped_models(definition: Definition, using: str) -> list[type[Model]]:

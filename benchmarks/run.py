@@ -1,0 +1,245 @@
+"""diskette against the plain alternative, on the same machine in the same run.
+
+For each database (SQLite, PostgreSQL), in a fresh copy of the sandbox filled
+by ``demo_bulk_seed`` (``--rows`` objects, ``--media-mb`` of media):
+
+- dump: ``diskette_dump`` against ``dumpdata --natural-foreign`` into
+  ``.json`` plus ``tar czf`` of the data and the media;
+- load: ``diskette_load`` against ``loaddata`` of that ``.json`` plus
+  ``tar xzf``, each into a freshly reset database; the loaded data must give
+  the same fingerprint as the original;
+- media alone, both ways, against ``tar``; on PostgreSQL, ``pg_dump -Fc`` and
+  ``pg_restore`` as the native floor.
+
+Each step runs as its own process: wall time and peak RSS (from ``wait4``)
+are measured per process. Prints a table of time, rows/s, MB/s and peak RSS
+with the ratio to the plain alternative, and writes it, with the machine it
+ran on, to ``--output``. Run by ``inv bench``; loopback and local files only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.projects import SandboxCopy, postgres_settings_body  # noqa: E402
+
+#: The models the sandbox's DISKETTE_APPS dump, for ``dumpdata``.
+MODELS = ["auth.Group", "auth.User", "sites", "demo"]
+
+
+@dataclass
+class Step:
+    seconds: float
+    rss_mb: float
+
+
+def measure(copy: SandboxCopy, *commands: list[str]) -> Step:
+    """Run ``commands`` one after the other; total time, highest peak RSS."""
+    total, peak = 0.0, 0.0
+    for command in commands:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command,
+            cwd=copy.root,
+            env=copy.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        total += time.perf_counter() - started
+        if status != 0:
+            raise SystemExit(
+                f"{' '.join(command)} failed:\n{process.stderr.read().decode()}"
+            )
+        peak = max(peak, usage.ru_maxrss / 1024)  # kilobytes on Linux
+    return Step(total, peak)
+
+
+def mb(path: Path) -> float:
+    """Size of ``path`` in MiB, taken now: the work folder goes at the end."""
+    return path.stat().st_size / 2**20
+
+
+def bench(database: str, rows: int, media_mb: int, work: Path) -> list[tuple]:
+    copy = SandboxCopy.create(work / database)
+    manage = [sys.executable, "manage.py"]
+    if database == "postgres":
+        copy.use_settings(copy.write_settings("settings_db", postgres_settings_body()))
+    copy.manage("diskette_reset", "--noinput")
+    print(f"[{database}] generating {rows} rows and {media_mb} MB of media...", flush=True)
+    copy.manage("demo_bulk_seed", "--rows", str(rows), "--media-mb", str(media_mb))
+    original = copy.fingerprint()
+    out = copy.root / "out"
+    out.mkdir()
+    media = ["-C", str(copy.root), "var/media"]
+    results = []
+
+    def reset() -> None:
+        copy.manage("diskette_reset", "--noinput")
+        shutil.rmtree(copy.root / "var" / "media")
+
+    print(f"[{database}] dump", flush=True)
+    ours = measure(copy, [*manage, "diskette_dump", "--destination", str(out)])
+    plain = measure(
+        copy,
+        [*manage, "dumpdata", *MODELS, "--natural-foreign", "-o", str(out / "data.json")],
+        ["tar", "czf", str(out / "plain.tar.gz"), "-C", str(out), "data.json", *media],
+    )
+    archive = out / "diskette_data_storages.tar.gz"
+    results.append(("dump (data + media)", ours, plain, "dumpdata + tar czf", mb(archive)))
+    ours_media = measure(
+        copy, [*manage, "diskette_dump", "--no-data", "--destination", str(out)]
+    )
+    tar_media = measure(copy, ["tar", "czf", str(out / "media.tar.gz"), *media])
+    results.append(
+        (
+            "dump media only",
+            ours_media,
+            tar_media,
+            "tar czf",
+            mb(out / "diskette_storages.tar.gz"),
+        )
+    )
+
+    print(f"[{database}] load", flush=True)
+    reset()
+    ours = measure(copy, [*manage, "diskette_load", str(archive), "--keep"])
+    if copy.fingerprint() != original:
+        raise SystemExit("diskette_load did not restore the same data")
+    reset()
+    plain = measure(
+        copy,
+        [*manage, "loaddata", str(out / "data.json")],
+        ["tar", "xzf", str(out / "plain.tar.gz"), "-C", str(copy.root), "var/media"],
+    )
+    results.append(("load (data + media)", ours, plain, "loaddata + tar xzf", mb(archive)))
+    shutil.rmtree(copy.root / "var" / "media")
+    ours_media = measure(
+        copy,
+        [
+            *manage,
+            "diskette_load",
+            str(out / "diskette_storages.tar.gz"),
+            "--keep",
+            "--no-data",
+        ],
+    )
+    shutil.rmtree(copy.root / "var" / "media")
+    tar_media = measure(
+        copy, ["tar", "xzf", str(out / "media.tar.gz"), "-C", str(copy.root)]
+    )
+    results.append(
+        (
+            "load media only",
+            ours_media,
+            tar_media,
+            "tar xzf",
+            mb(out / "diskette_storages.tar.gz"),
+        )
+    )
+
+    if database == "postgres":
+        results += native_postgres(copy, out, rows)
+    return [(database, rows, *result) for result in results]
+
+
+def native_postgres(copy: SandboxCopy, out: Path, rows: int) -> list[tuple]:
+    from tests.postgres import find_bindir, postgres_settings
+
+    settings = postgres_settings()
+    name = copy.manage(
+        "shell",
+        "-c",
+        "from django.db import connection; print(connection.settings_dict['NAME'])",
+    ).stdout.split()[-1]
+    connect = ["-h", settings["HOST"], "-p", settings["PORT"], "-U", settings["USER"]]
+    bindir = find_bindir()
+    dump = measure(
+        copy, [str(bindir / "pg_dump"), *connect, "-Fc", "-f", str(out / "db.dump"), name]
+    )
+    copy.manage("diskette_reset", "--noinput")
+    restore = measure(
+        copy,
+        [
+            str(bindir / "pg_restore"),
+            *connect,
+            "--clean",
+            "--if-exists",
+            "-d",
+            name,
+            str(out / "db.dump"),
+        ],
+    )
+    return [
+        ("pg_dump -Fc (data only)", dump, None, "", out / "db.dump"),
+        ("pg_restore (data only)", restore, None, "", out / "db.dump"),
+    ]
+
+
+def table(results: list[tuple]) -> str:
+    lines = [
+        "| database | rows | step | time | rows/s | MB/s | peak RSS | plain alternative | its time | its peak RSS | speed ratio |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for database, rows, name, ours, plain, label, megabytes in results:
+        ratio = f"{plain.seconds / ours.seconds:.2f}x" if plain else ""
+        lines.append(
+            f"| {database} | {rows:,} | {name} | {ours.seconds:.1f} s | "
+            f"{rows / ours.seconds:,.0f} | {megabytes / ours.seconds:.1f} | {ours.rss_mb:.0f} MB | "
+            f"{label} | {f'{plain.seconds:.1f} s' if plain else ''} | "
+            f"{f'{plain.rss_mb:.0f} MB' if plain else ''} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import django
+
+    return (
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Django {django.get_version()}, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--media-mb", type=int, default=256)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "all"], default="all")
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).with_name("results.md")
+    )
+    options = parser.parse_args()
+    if options.db in ("postgres", "all"):
+        os.environ.setdefault("DISKETTE_TEST_DB", "postgres")
+    databases = ["sqlite", "postgres"] if options.db == "all" else [options.db]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="diskette-bench-") as folder:
+        for database in databases:
+            results += bench(database, options.rows, options.media_mb, Path(folder))
+    report = (
+        f"# Benchmark results\n\n{machine()}\n\n"
+        f"`inv bench --rows {options.rows} --media-mb {options.media_mb} --db {options.db}`; "
+        "speed ratio = plain time / diskette time (above 1: diskette is faster).\n\n"
+        + table(results)
+        + "\n"
+    )
+    print(report)
+    options.output.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
