@@ -5,9 +5,10 @@ by ``demo_bulk_seed`` (``--rows`` objects, ``--media-mb`` of media):
 
 - dump: ``diskette_dump`` against ``dumpdata --natural-foreign`` into
   ``.json`` plus ``tar czf`` of the data and the media;
-- load: ``diskette_load`` against ``loaddata`` of that ``.json`` plus
-  ``tar xzf``, each into a freshly reset database; the loaded data must give
-  the same fingerprint as the original;
+- load: ``diskette_load`` (``loaddata`` underneath) and ``diskette_load
+  --fast`` against ``loaddata`` of that ``.json`` plus ``tar xzf``, each into
+  a freshly reset database; diskette's loads must give the same fingerprint
+  as the original;
 - media alone, both ways, against ``tar``; on PostgreSQL, ``pg_dump -Fc`` and
   ``pg_restore`` as the native floor.
 
@@ -120,12 +121,19 @@ def bench(database: str, rows: int, media_mb: int, work: Path) -> list[tuple]:
     if copy.fingerprint() != original:
         raise SystemExit("diskette_load did not restore the same data")
     reset()
+    fast = measure(copy, [*manage, "diskette_load", str(archive), "--keep", "--fast"])
+    if copy.fingerprint() != original:
+        raise SystemExit("diskette_load --fast did not restore the same data")
+    reset()
     plain = measure(
         copy,
         [*manage, "loaddata", str(out / "data.json")],
         ["tar", "xzf", str(out / "plain.tar.gz"), "-C", str(copy.root), "var/media"],
     )
     results.append(("load (data + media)", ours, plain, "loaddata + tar xzf", mb(archive)))
+    results.append(
+        ("load --fast (data + media)", fast, plain, "loaddata + tar xzf", mb(archive))
+    )
     shutil.rmtree(copy.root / "var" / "media")
     ours_media = measure(
         copy,

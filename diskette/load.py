@@ -34,6 +34,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
 from .exceptions import ArchiveError, LoadError
+from .fastload import fast_load
 from .reporting import Reporter, human_size
 from .schema import migration_differences
 
@@ -69,6 +70,7 @@ def load(
     checksum: str | None = None,
     strict: bool = False,
     check: bool = False,
+    fast: bool = False,
     using: str = DEFAULT_DB_ALIAS,
     reporter: Reporter | None = None,
 ) -> LoadResult:
@@ -80,6 +82,8 @@ def load(
     :param strict: refuse when the archive's applied migrations differ from
         the local database's, instead of warning.
     :param check: stop once the archive is verified: change nothing.
+    :param fast: load JSON Lines data in batches (:mod:`diskette.fastload`:
+        no save signals) instead of with ``loaddata``.
     :raises ArchiveError: an archive that is not what it claims.
     :raises LoadError: data that does not load, or a refused load; in every
         case the database and the storages are as they were.
@@ -118,7 +122,15 @@ def load(
             )
             return result
         _restore(
-            unpacked, datas, storages, basepath, ignorenonexistent, using, reporter, result
+            unpacked,
+            datas,
+            storages,
+            basepath,
+            ignorenonexistent,
+            using,
+            reporter,
+            result,
+            fast=fast,
         )
         return result
     finally:
@@ -175,15 +187,24 @@ def _restore(
     using: str,
     reporter: Reporter,
     result: LoadResult,
+    fast: bool = False,
 ) -> None:
+    def announce(data: str) -> None:
+        size = human_size(unpacked.members[data].size)
+        reporter.info(f"Loading data from dump '{Path(data).name}' ({size})")
+        result.loaded.append(data)
+
+    if fast and not all(data.endswith(".jsonl") for data in datas):
+        reporter.warning("--fast reads JSON Lines data only: loading with loaddata instead")
+        fast = False
     swaps: list[_Swap] = []
     try:
         with transaction.atomic(using=using):
-            for data in datas:
-                size = human_size(unpacked.members[data].size)
-                reporter.info(f"Loading data from dump '{Path(data).name}' ({size})")
+            if fast:
+                fast_load([(unpacked.root / data, data) for data in datas], using, announce)
+            for data in [] if fast else datas:
+                announce(data)
                 _load_fixture(unpacked.root / data, data, ignorenonexistent, using)
-                result.loaded.append(data)
             for storage in storages:
                 size = sum(
                     m.size

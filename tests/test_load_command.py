@@ -626,3 +626,95 @@ def test_check_refuses_a_bad_archive(demo, tmp_path):
     archive = hostile(tmp_path, demo, ("../evil.txt", b"x", None))
     with pytest.raises(CommandError, match="escapes the archive"):
         load(str(archive), check=True)
+
+
+# The opt-in fast path: same rows as loaddata, batched, no save signals.
+
+
+def rows() -> dict[str, list]:
+    """Every demo and auth row with its primary key and relations."""
+    from django.contrib.auth.models import User
+
+    return {
+        "books": sorted(
+            Book.objects.values_list("pk", "title", "author_id", "added_by_id")
+        ),
+        "tags": sorted(Book.tags.through.objects.values_list("book_id", "tag_id")),
+        "reviews": sorted(
+            Review.objects.values_list("pk", "book_id", "reviewer_id", "rating")
+        ),
+        "users": sorted(User.objects.values_list("pk", "username", "password")),
+        "groups": sorted(User.groups.through.objects.values_list("user_id", "group_id")),
+        "permissions": sorted(
+            User.user_permissions.through.objects.values_list(
+                "user_id", "permission__codename"
+            )
+        ),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fast_load_writes_the_same_rows_as_loaddata(demo, tmp_path):
+    from django.contrib.auth.models import Permission, User
+
+    User.objects.first().user_permissions.add(Permission.objects.get(codename="add_book"))
+    before = rows()
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    archive = tmp_path / "diskette_data.tar.gz"
+    wipe_database()
+    output = load(str(archive), fast=True, keep=True)
+    assert rows() == before
+    assert "Loading data from dump 'demo.jsonl'" in output.stdout
+    wipe_database()
+    load(str(archive), keep=True)  # loaddata, for comparison
+    assert rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fast_load_of_an_everything_snapshot(demo, tmp_path):
+    data = data_state()
+    run_command("diskette_dump", "--everything", "--no-storages", destination=tmp_path)
+    wipe_database()
+    load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
+    assert data_state() == data
+
+
+def test_fast_load_refuses_data_it_cannot_place_and_changes_nothing(demo, tmp_path):
+    appconf = tmp_path / "books.json"
+    appconf.write_text('[["books", {"models": ["demo.Book"], "natural_foreign": true}]]')
+    run_command("diskette_dump", "--no-storages", destination=tmp_path, appconf=appconf)
+    wipe_database()
+    Tag.objects.create(name="local")
+    with pytest.raises(
+        CommandError,
+        match=r"^data 'data/books.jsonl' line 1 could not be loaded: "
+        r".*demo.Author \[.*\] does not exist \(yet\)",
+    ):
+        load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
+    assert list(Tag.objects.values_list("name", flat=True)) == ["local"]
+    assert not Book.objects.exists()
+
+
+def test_fast_load_refuses_natural_primary_data(demo, tmp_path):
+    appconf = tmp_path / "keys.json"
+    appconf.write_text(
+        '[["authors", {"models": ["demo.Author"], "natural_primary": true}]]'
+    )
+    run_command("diskette_dump", "--no-storages", destination=tmp_path, appconf=appconf)
+    wipe_database()
+    with pytest.raises(
+        CommandError, match=r"no primary key \(natural_primary\): load without --fast"
+    ):
+        load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
+
+
+def test_fast_load_falls_back_to_loaddata_for_json_data(demo, tmp_path):
+    data = data_state()
+    archive = legacy_archive(tmp_path, demo, lambda name, objects: None)
+    wipe(demo)
+    output = load(str(archive), fast=True)
+    assert (
+        "Warning: --fast reads JSON Lines data only: loading with loaddata instead"
+        in output.stderr
+    )
+    assert data_state() == data

@@ -15,7 +15,7 @@ def data_state():
     return {
         "users": sorted(
             [u.username, u.email, u.password, sorted(g.name for g in u.groups.all())]
-            for u in User.objects.all()
+            for u in User.objects.prefetch_related("groups")
         ),
         "books": sorted(
             [
@@ -26,9 +26,12 @@ def data_state():
                 b.added_by.username if b.added_by else None,
                 str(b.published),
             ]
-            for b in Book.objects.all()
+            for b in Book.objects.select_related("author", "added_by").prefetch_related(
+                "tags"
+            )
         ),
         "reviews": sorted(
-            [r.book.title, r.reviewer.username, r.rating] for r in Review.objects.all()
+            [r.book.title, r.reviewer.username, r.rating]
+            for r in Review.objects.select_related("book", "reviewer")
         ),
     }
