@@ -37,7 +37,15 @@ from fabric import Connection, task
 from invoke import Collection, Context, Exit
 
 from .exceptions import DisketteError
-from .tasks import DEFAULTS, Dumped, Project, dump_archive, flags, reset_and_load_archive
+from .tasks import (
+    DEFAULTS,
+    FAST_HELP,
+    Dumped,
+    Project,
+    dump_archive,
+    flags,
+    reset_and_load_archive,
+)
 from .transfer import RECEIVE_SCRIPT, download, upload
 
 
@@ -182,6 +190,7 @@ def remote_dump(
         "keep_remote": "Leave the archive on the host (in its DISKETTE_DUMP_PATH).",
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "fast": FAST_HELP,
         **PROJECT_HELP,
     }
 )
@@ -194,6 +203,7 @@ def pull_snapshot(
     keep_remote: bool = False,
     no_data: bool = False,
     no_storages: bool = False,
+    fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
 ) -> None:
@@ -220,6 +230,7 @@ def pull_snapshot(
             backup=not no_backup,
             backup_dir=conf.backup_dir,
             backup_keep=int(conf.backup_keep),
+            load_options=tuple(flags(fast=fast)),
         )
     except DisketteError as exc:
         raise Exit(str(exc), code=1) from exc
@@ -231,6 +242,7 @@ def pull_snapshot(
         "yes": "Do not ask before resetting the remote database (for scripts).",
         "force": "Push to a protected host, or one whose DEBUG is False.",
         "no_backup": "Do not save a safety snapshot of the remote data first.",
+        "fast": FAST_HELP,
         **PROJECT_HELP,
     }
 )
@@ -240,6 +252,7 @@ def push_snapshot(
     yes: bool = False,
     force: bool = False,
     no_backup: bool = False,
+    fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
 ) -> None:
@@ -266,6 +279,7 @@ def push_snapshot(
             backup=not no_backup,
             backup_dir=conf.backup_dir,
             backup_keep=int(conf.backup_keep),
+            load_options=tuple(flags(fast=fast)),
         )
     except DisketteError as exc:
         raise Exit(str(exc), code=1) from exc

@@ -193,6 +193,11 @@ def _prune_backups(c: Context, project: Project, folder: str, keep: int) -> None
         )
 
 
+FAST_HELP = (
+    "Load JSON Lines data in batches: much faster, no save signals (docs/commands.md)."
+)
+
+
 def reset_and_load_archive(
     c: Context,
     project: Project,
@@ -274,6 +279,7 @@ def dump(
         "keep": "Keep the archive once loaded.",
         "no_data": "Restore storages only.",
         "no_storages": "Load data only.",
+        "fast": FAST_HELP,
     }
 )
 def load(
@@ -282,6 +288,7 @@ def load(
     keep: bool = False,
     no_data: bool = False,
     no_storages: bool = False,
+    fast: bool = False,
 ) -> None:
     """Load an archive into the project's (freshly migrated) database (diskette_load)."""
     manage(
@@ -289,7 +296,7 @@ def load(
         Project.from_config(c),
         "diskette_load",
         archive,
-        *flags(keep=keep, no_data=no_data, no_storages=no_storages),
+        *flags(keep=keep, no_data=no_data, no_storages=no_storages, fast=fast),
     )
 
 
@@ -320,6 +327,7 @@ def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
         "force": "Reset even though the project's DEBUG is False.",
         "no_backup": "Do not save a safety snapshot of the current data and media first.",
         "keep": "Keep the archive once loaded.",
+        "fast": FAST_HELP,
     }
 )
 def reset_and_load(
@@ -329,6 +337,7 @@ def reset_and_load(
     force: bool = False,
     no_backup: bool = False,
     keep: bool = False,
+    fast: bool = False,
 ) -> None:
     """Verify an archive, snapshot the current data, reset the database, load the archive."""
     conf = c.config.diskette
@@ -341,7 +350,7 @@ def reset_and_load(
         backup=not no_backup,
         backup_dir=conf.backup_dir,
         backup_keep=int(conf.backup_keep),
-        load_options=tuple(flags(keep=keep)),
+        load_options=tuple(flags(keep=keep, fast=fast)),
     )
 
 

@@ -130,6 +130,12 @@ def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
     assert file_sha256(kept) == file_sha256(pulled)
 
 
+def test_pull_with_the_fast_load(local, remote):
+    wanted = remote.fingerprint()
+    fab(local, "-H", "remote", "pull-snapshot", "--yes", "--fast", "--no-backup")
+    assert local.fingerprint() == wanted
+
+
 def test_pull_no_load_only_downloads(local, remote):
     before = local.fingerprint()
     fab(local, "-H", "remote", "pull-snapshot", "--no-load", "--no-storages")
