@@ -391,3 +391,25 @@ def test_missing_manifest_is_refused(tmp_path):
     archive = build(tmp_path / "a.tar.gz", file("data/x"))
     with pytest.raises(ManifestError, match="has no manifest.json"):
         unpack(archive, tmp_path)
+
+
+def test_archives_are_plain_gzip_tar_that_gnu_tar_reads(tmp_path):
+    """Compressed in parallel blocks (several gzip members), still one .tar.gz."""
+    import shutil
+    import subprocess
+
+    media = tmp_path / "media"
+    media.mkdir()
+    big = os.urandom(3 * 1024 * 1024 + 17)  # several blocks, and a partial one
+    (media / "big.bin").write_bytes(big)
+    archive = tmp_path / "a.tar.gz"
+    with ArchiveWriter(archive, permissions=0o600) as writer:
+        writer.add_file(media / "big.bin", "var/media/big.bin")
+        writer.close({"datas": [], "storages": ["var/media"]})
+    if shutil.which("tar") is None:
+        pytest.skip("no tar on this machine")
+    subprocess.run(["gzip", "-t", str(archive)], check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "xzf", str(archive), "-C", str(out)], check=True)
+    assert (out / "var" / "media" / "big.bin").read_bytes() == big

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import json
@@ -16,6 +15,7 @@ from typing import IO, Any, BinaryIO
 
 from ..exceptions import DumpError
 from .format import CHUNK_SIZE, DATA_DIR, MANIFEST_NAME, HashingReader
+from .pgzip import ParallelGzipWriter
 
 #: ``tar czf`` compresses at gzip's default level; Python's default (9) costs
 #: about three times the time for a few percent of size.
@@ -69,8 +69,8 @@ class ArchiveWriter:
         os.fchmod(descriptor, permissions)
         self._file = os.fdopen(descriptor, "wb")
         self._hashed = _HashingWriter(self._file, digest=checksums)
-        self._gzip = gzip.GzipFile(
-            fileobj=self._hashed, mode="wb", compresslevel=COMPRESSLEVEL, mtime=self.mtime
+        self._gzip = ParallelGzipWriter(
+            self._hashed, compresslevel=COMPRESSLEVEL, mtime=self.mtime
         )
         # Open across calls, closed by close() or abort(): no `with` can span them.
         self._tar = tarfile.open(  # noqa: SIM115
