@@ -40,8 +40,9 @@ BATCH_SIZE = 2000
 
 
 class _Loader:
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, ignorenonexistent: bool = False) -> None:
         self.using = using
+        self.ignorenonexistent = ignorenonexistent
         self.pending: dict[type[Model], list[Model]] = defaultdict(list)
         self.links: dict[Any, list[Model]] = defaultdict(list)
         self.keys: dict[type[Model], dict[tuple[Any, ...], Any]] = {}
@@ -61,14 +62,21 @@ class _Loader:
         self.flush()
 
     def add(self, data: dict[str, Any]) -> None:
-        model = apps.get_model(data["model"])
+        try:
+            model = apps.get_model(data["model"])
+        except LookupError:
+            if self.ignorenonexistent:  # as loaddata --ignorenonexistent does
+                return
+            raise
         if "pk" not in data and "id" not in data.get("fields", {}):
             raise LoadError(
                 f"{data['model']} objects have no primary key (natural_primary): "
                 "load without --fast"
             )
         self.resolve(model, data["fields"])
-        (deserialized,) = PythonDeserializer([data], using=self.using)
+        (deserialized,) = PythonDeserializer(
+            [data], using=self.using, ignorenonexistent=self.ignorenonexistent
+        )
         self.models.add(model)
         self.pending[model].append(deserialized.object)
         for name, values in (deserialized.m2m_data or {}).items():
@@ -156,7 +164,10 @@ def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
 
 
 def fast_load(
-    paths: list[tuple[Path, str]], using: str, before: Callable[[str], None] = print
+    paths: list[tuple[Path, str]],
+    using: str,
+    before: Callable[[str], None] = print,
+    ignorenonexistent: bool = False,
 ) -> None:
     """Load JSON Lines files ``(path, member name)`` in order, in batches.
 
@@ -164,7 +175,7 @@ def fast_load(
     The caller holds the transaction; on any error nothing it wrote stays.
     """
     connection = connections[using]
-    loader = _Loader(using)
+    loader = _Loader(using, ignorenonexistent)
     with connection.constraint_checks_disabled():
         for path, member in paths:
             before(member)

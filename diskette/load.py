@@ -201,7 +201,12 @@ def _restore(
     try:
         with transaction.atomic(using=using):
             if fast:
-                fast_load([(unpacked.root / data, data) for data in datas], using, announce)
+                fast_load(
+                    [(unpacked.root / data, data) for data in datas],
+                    using,
+                    announce,
+                    ignorenonexistent,
+                )
             for data in [] if fast else datas:
                 announce(data)
                 _load_fixture(unpacked.root / data, data, ignorenonexistent, using)

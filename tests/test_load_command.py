@@ -708,6 +708,33 @@ def test_fast_load_refuses_natural_primary_data(demo, tmp_path):
         load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
 
 
+def test_fast_load_ignorenonexistent_skips_unknown_fields_and_models(demo, tmp_path):
+    run_command("diskette_dump", "--no-storages", destination=tmp_path / "dump")
+    source = tmp_path / "dump" / "diskette_data.tar.gz"
+    archive = tmp_path / "edited.tar.gz"
+    with tarfile.open(source) as old, tarfile.open(archive, "w:gz") as new:
+        for info in old.getmembers():
+            content = old.extractfile(info).read() if info.isfile() else None
+            if info.name == "data/demo.jsonl":
+                objects = [json.loads(line) for line in content.decode().splitlines()]
+                for obj in objects:
+                    obj["fields"]["colour"] = "red"
+                objects.append({"model": "demo.gone", "pk": 1, "fields": {}})
+                content = "".join(json.dumps(obj) + "\n" for obj in objects).encode()
+            if info.name == "manifest.json":
+                manifest = json.loads(content)
+                manifest.pop("members")  # the data changed: no checksums to compare
+                content = json.dumps(manifest).encode()
+            if content is not None:
+                info.size = len(content)
+            new.addfile(info, io.BytesIO(content) if content is not None else None)
+    wipe_database()
+    with pytest.raises(CommandError, match="could not be loaded: .*colour"):
+        load(str(archive), fast=True, keep=True)
+    load(str(archive), fast=True, ignorenonexistent=True)
+    assert Book.objects.count() == 12 and Tag.objects.count() == 13
+
+
 def test_fast_load_falls_back_to_loaddata_for_json_data(demo, tmp_path):
     data = data_state()
     archive = legacy_archive(tmp_path, demo, lambda name, objects: None)
