@@ -213,6 +213,39 @@ def table(results: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+#: The targets of issue 6: (step, plain alternative must be this many times slower).
+TARGETS = [
+    ("dump (data + media)", 3.0, "dump at least 3x faster than dumpdata + tar czf"),
+    ("load --fast (data + media)", 3.0, "load at least 3x faster than loaddata + tar xzf"),
+    ("dump media only", 1.0, "media archiving at least as fast as tar czf"),
+    ("load media only", 1.0, "media extraction at least as fast as tar xzf"),
+]
+RSS_LIMIT_MB = 200
+
+
+def verdicts(results: list[tuple]) -> str:
+    """Each target, met or not, by how much, from this run's ratios."""
+    lines = ["## Targets", ""]
+    for database in dict.fromkeys(r[0] for r in results):
+        steps = {r[2]: r for r in results if r[0] == database}
+        for step, wanted, text in TARGETS:
+            _, _, _, ours, plain, _, _ = steps[step]
+            ratio = plain.seconds / ours.seconds
+            state = (
+                "met"
+                if ratio >= wanted
+                else f"NOT met ({ratio / wanted:.0%} of the target)"
+            )
+            lines.append(f"- {database}: {text}: {ratio:.2f}x, {state}")
+        peak = max(r[3].rss_mb for r in steps.values() if r[2].startswith(("dump", "load")))
+        state = "met" if peak < RSS_LIMIT_MB else "NOT met"
+        lines.append(
+            f"- {database}: peak RSS of diskette's dump and load under {RSS_LIMIT_MB} MB "
+            f"at this size: {peak:.0f} MB, {state}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> str:
     import django
 
@@ -243,7 +276,8 @@ def main() -> None:
         f"`inv bench --rows {options.rows} --media-mb {options.media_mb} --db {options.db}`; "
         "speed ratio = plain time / diskette time (above 1: diskette is faster).\n\n"
         + table(results)
-        + "\n"
+        + "\n\n"
+        + verdicts(results)
     )
     print(report)
     options.output.write_text(report)
