@@ -191,9 +191,10 @@ def native_postgres(copy: SandboxCopy, out: Path, rows: int) -> list[tuple]:
             str(out / "db.dump"),
         ],
     )
+    size = mb(out / "db.dump")
     return [
-        ("pg_dump -Fc (data only)", dump, None, "", out / "db.dump"),
-        ("pg_restore (data only)", restore, None, "", out / "db.dump"),
+        ("pg_dump -Fc (data only)", dump, None, "", size),
+        ("pg_restore (data only)", restore, None, "", size),
     ]
 
 
@@ -267,11 +268,18 @@ def main() -> None:
     if options.db in ("postgres", "all"):
         os.environ.setdefault("DISKETTE_TEST_DB", "postgres")
     databases = ["sqlite", "postgres"] if options.db == "all" else [options.db]
-    results = []
+    results: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="diskette-bench-") as folder:
         for database in databases:
             results += bench(database, options.rows, options.media_mb, Path(folder))
-    report = (
+            # Written after each database: a later failure keeps what is done.
+            report = render(results, options)
+            options.output.write_text(report)
+    print(report)
+
+
+def render(results: list[tuple], options: argparse.Namespace) -> str:
+    return (
         f"# Benchmark results\n\n{machine()}\n\n"
         f"`inv bench --rows {options.rows} --media-mb {options.media_mb} --db {options.db}`; "
         "speed ratio = plain time / diskette time (above 1: diskette is faster).\n\n"
@@ -279,8 +287,6 @@ def main() -> None:
         + "\n\n"
         + verdicts(results)
     )
-    print(report)
-    options.output.write_text(report)
 
 
 if __name__ == "__main__":
