@@ -85,10 +85,18 @@ def demo(c: Context) -> None:
         "db": "sqlite, postgres, or all (default)",
     }
 )
-def bench(c: Context, rows: int = 200_000, media_mb: int = 256, db: str = "all") -> None:
+def bench(
+    c: Context,
+    rows: int = 200_000,
+    media_mb: int = 256,
+    db: str = "all",
+    repeat: int = 3,
+    memory_rows: int = 1_000_000,
+) -> None:
     """Time diskette against dumpdata/loaddata and tar; write benchmarks/results.md."""
     c.run(
-        f"{PYTHON} benchmarks/run.py --rows {rows} --media-mb {media_mb} --db {db}",
+        f"{PYTHON} benchmarks/run.py --rows {rows} --media-mb {media_mb} --db {db} "
+        f"--repeat {repeat} --memory-rows {memory_rows}",
         pty=False,
     )
 

@@ -40,6 +40,10 @@ class UnsafeArchiveError(ArchiveError, ValueError):
     """An archive member would escape its target: traversal, links, devices."""
 
 
+class TarFormatError(ArchiveError):
+    """The tar stream itself is broken: a bad header, a missing end marker."""
+
+
 class ManifestError(ArchiveError):
     """The manifest is missing, malformed, or disagrees with the members."""
 

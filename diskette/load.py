@@ -106,6 +106,7 @@ def load(
                 not check and (with_data if _is_data(name) else with_storages)
             ),
             progress=reporter.progress(size),
+            digest=bool(checksum),
         )
         if checksum and unpacked.sha256 != checksum.strip().lower():
             raise ArchiveError(

@@ -168,10 +168,16 @@ def legacy_manifest(datas=(), storages=("var/media",)):
 def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
     archive = tmp_path / "a.tar.gz"
     write_sample(archive)
+    source = (tmp_path / "media" / "photo.bin").stat()
     root = tmp_path / "root"
     root.mkdir()
-    unpacked = unpack(archive, root, wanted=lambda name: not name.startswith("data/"))
-    assert (root / "var/media/photo.bin").read_bytes() == b"\x00\x01" * 1000
+    unpacked = unpack(
+        archive, root, wanted=lambda name: not name.startswith("data/"), digest=True
+    )
+    photo = root / "var/media/photo.bin"
+    assert photo.read_bytes() == b"\x00\x01" * 1000
+    assert stat.S_IMODE(photo.stat().st_mode) == stat.S_IMODE(source.st_mode)
+    assert photo.stat().st_mtime == int(source.st_mtime)  # whole seconds, as tar
     assert os.readlink(root / "var/media/alias.bin") == "photo.bin"
     assert not (root / "data").exists()
     assert unpacked.datas == ["data/app.jsonl"] and unpacked.storages == ["var/media"]
@@ -180,6 +186,7 @@ def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
         == hashlib.sha256(b'{"a": 1}\n').hexdigest()
     )
     assert unpacked.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert unpack(archive, tmp_path / "again", wanted=lambda name: False).sha256 is None
 
 
 def test_a_diskette_06_archive_is_read(tmp_path):

@@ -1,22 +1,35 @@
-"""A gzip stream compressed on several threads, as ``pigz`` does.
+"""Gzip streams on threads: compressed in parallel, decompressed ahead.
 
-Data is cut into blocks, each compressed into a gzip member of its own by a
+Writing: data is cut into blocks, each compressed into a gzip member of its own by a
 thread pool (zlib releases the GIL, so the blocks really compress in
 parallel), and the members are written in order. A file of concatenated
 gzip members is one valid gzip file: ``gzip``, ``tar xzf``, Python's
 ``gzip``/``tarfile`` and diskette 0.6 read it whole. It costs a few bytes a
 block and a little ratio, since blocks do not share their history.
+
+Reading: tar parsing in Python holds the GIL, so reading, hashing and
+decompressing the raw file happen on a thread of their own, one step ahead
+(zlib and hashlib release the GIL). Any number of members is read, as
+``gzip`` does, and each member's CRC and length are checked by zlib.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
+import queue
+import threading
+import zlib
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import IO, Any
 
 BLOCK_SIZE = 1024 * 1024
+#: zlib's window bits for a gzip header and trailer.
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ParallelGzipWriter:
@@ -64,3 +77,130 @@ class ParallelGzipWriter:
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
             self.target.write(self.pending.popleft().result())
+
+
+class PrefetchingGzipReader:
+    """Read-only file object: the gzip file ``source`` decompressed on a thread.
+
+    Memory stays bounded: at most ``depth`` blocks of ``BLOCK_SIZE`` wait,
+    however much a block inflates. Errors of the thread (truncation, a bad
+    CRC, a foreign file, an OS error) are raised by :meth:`read`. ``size``
+    and ``sha256`` describe the raw file once :meth:`read` has returned
+    ``b""``.
+
+    :param progress: called with the raw bytes consumed, on the caller's thread.
+    :param digest: hash the raw file too (``sha256`` is None otherwise).
+    """
+
+    def __init__(
+        self,
+        source: IO[bytes],
+        *,
+        progress: Callable[[int], None] | None = None,
+        digest: bool = False,
+        depth: int = 8,
+    ) -> None:
+        self.source = source
+        self.progress = progress
+        self.size = 0
+        self.hash = hashlib.sha256() if digest else None
+        self._queue: queue.Queue[tuple[bytes, int] | BaseException | None] = queue.Queue(
+            depth
+        )
+        self._stop = threading.Event()
+        self._block, self._offset, self._done = b"", 0, False
+        self._thread = threading.Thread(
+            target=self._produce, name="diskette-gunzip", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hash.hexdigest() if self.hash is not None else None
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            return b"".join(iter(lambda: self.read(BLOCK_SIZE), b""))
+        while self._offset >= len(self._block):
+            if self._done:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if item is None:
+                self._done = True
+                return b""
+            self._block, self._offset = item[0], 0
+            if self.progress is not None and item[1]:
+                self.progress(item[1])
+        data = self._block[self._offset : self._offset + size]
+        self._offset += len(data)
+        return data
+
+    def close(self) -> None:
+        """Stop the thread, even if it waits on a full queue."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(0.01)
+
+    def __enter__(self) -> PrefetchingGzipReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _put(self, item: tuple[bytes, int] | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _produce(self) -> None:
+        try:
+            self._inflate_all()
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put(exc)
+        else:
+            self._put(None)
+
+    def _inflate_all(self) -> None:
+        inflater: Any = None  # the member being read; None between members
+        started = False
+        while not self._stop.is_set():
+            raw = self.source.read(BLOCK_SIZE)
+            if not raw:
+                break
+            if self.hash is not None:
+                self.hash.update(raw)
+            self.size += len(raw)
+            consumed = len(raw)
+            while not self._stop.is_set():
+                if inflater is None:
+                    # gzip tolerates zero padding after a member: so do we.
+                    raw = raw.lstrip(b"\0") if started else raw
+                    if not raw:
+                        break
+                    if not GZIP_MAGIC.startswith(raw[:2]):
+                        raise gzip.BadGzipFile(f"Not a gzipped file ({raw[:2]!r})")
+                    inflater, started = zlib.decompressobj(GZIP_WBITS), True
+                data = inflater.decompress(raw, BLOCK_SIZE)
+                raw = inflater.unconsumed_tail
+                if data:
+                    self._put((data, consumed))
+                    consumed = 0
+                if inflater.eof:
+                    raw, inflater = inflater.unused_data, None
+                elif not raw and len(data) < BLOCK_SIZE:
+                    break  # all input used, no output held back: read on
+            if consumed:
+                self._put((b"", consumed))
+        if inflater is not None and not self._stop.is_set():
+            raise EOFError(
+                "Compressed file ended before the end-of-stream marker was reached"
+            )

@@ -21,21 +21,23 @@ import hashlib
 import json
 import os
 import posixpath
-import tarfile
 import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..exceptions import ArchiveError, ManifestError, UnsafeArchiveError
-from .format import CHUNK_SIZE, DATA_DIR, FORMAT_VERSION, MANIFEST_NAME, HashingReader
+from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
+from .format import CHUNK_SIZE, DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
+from .pgzip import PrefetchingGzipReader
+from .tarstream import TarMember, TarStream
 
 #: A manifest larger than this is not one diskette wrote.
 MANIFEST_LIMIT = 256 * 1024 * 1024
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: What breaks a gzip or tar stream: truncation, corruption, a foreign file.
-READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+READ_ERRORS = (TarFormatError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Member:
 class Unpacked:
     """A verified archive, its wanted members written under ``root``.
 
-    :param sha256: digest of the archive file itself.
+    :param sha256: digest of the archive file itself, if it was asked for.
     """
 
     path: Path
@@ -61,7 +63,7 @@ class Unpacked:
     manifest: dict[str, Any]
     members: dict[str, Member]
     size: int
-    sha256: str
+    sha256: str | None
 
     @property
     def datas(self) -> list[str]:
@@ -80,12 +82,14 @@ def unpack(
     *,
     wanted: Callable[[str], bool] = lambda name: True,
     progress: Callable[[int], None] | None = None,
+    digest: bool = False,
 ) -> Unpacked:
     """Read and verify ``archive``, writing the ``wanted`` members under ``root``.
 
     :param root: an empty folder of the caller's, removed by the caller.
     :param wanted: which member names to write; every member is verified.
     :param progress: called with the number of archive bytes read.
+    :param digest: compute the sha256 of the archive file as well.
     :raises ArchiveError: a truncated, corrupt or foreign file, or members
         that disagree with the manifest.
     :raises UnsafeArchiveError: a member that would escape its place.
@@ -94,20 +98,22 @@ def unpack(
     members: dict[str, Member] = {}
     manifest_bytes: bytes | None = None
     try:
-        with open(archive, "rb") as raw:
-            hashed = HashingReader(raw, digest=True, progress=progress)
-            with gzip.GzipFile(fileobj=hashed, mode="rb") as stream:  # type: ignore[arg-type]
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
-                    for info in tar:
-                        name = checked_name(info, members)
-                        if name == MANIFEST_NAME and info.isfile():
-                            manifest_bytes = _read_manifest_member(tar, info)
-                            continue
-                        members[name] = _unpack_member(tar, info, name, root, wanted(name))
-                # The tar end marker is not the end of the gzip stream: read on,
-                # so the CRC and length in the gzip trailer are checked too.
-                while stream.read(CHUNK_SIZE):
-                    pass
+        with (
+            open(archive, "rb") as raw,
+            PrefetchingGzipReader(raw, progress=progress, digest=digest) as stream,
+        ):
+            tar, folders = TarStream(stream), Folders()
+            for info in tar:
+                name = checked_name(info, members)
+                if name == MANIFEST_NAME and info.kind == "file":
+                    manifest_bytes = _read_manifest_member(tar, info)
+                    continue
+                target = root / name if wanted(name) else None
+                members[name] = _unpack_member(tar, info, name, target, folders)
+            # The tar end marker is not the end of the gzip stream: read on,
+            # so the CRC and length in the gzip trailer are checked too.
+            while stream.read(CHUNK_SIZE):
+                pass
     except READ_ERRORS as exc:
         raise ArchiveError(
             f"'{archive}' is not a complete diskette archive: {exc}"
@@ -116,11 +122,10 @@ def unpack(
         raise ArchiveError(f"'{archive}' cannot be read: {exc.strerror or exc}") from exc
     manifest = parse_manifest(manifest_bytes, archive)
     check_members(manifest, members)
-    assert hashed.hash is not None
-    return Unpacked(archive, root, manifest, members, hashed.size, hashed.hash.hexdigest())
+    return Unpacked(archive, root, manifest, members, stream.size, stream.sha256)
 
 
-def checked_name(info: tarfile.TarInfo, seen: dict[str, Member]) -> str:
+def checked_name(info: TarMember, seen: dict[str, Member]) -> str:
     """The member's normalized name, refused if it could land anywhere unsafe.
 
     :param seen: members read so far, to refuse duplicates and writes
@@ -132,8 +137,8 @@ def checked_name(info: tarfile.TarInfo, seen: dict[str, Member]) -> str:
         raise UnsafeArchiveError(f"member '{raw}' has an absolute path")
     if name in ("", ".") or name == ".." or name.startswith("../") or "/../" in f"/{raw}/":
         raise UnsafeArchiveError(f"member '{raw}' escapes the archive with '..'")
-    if not (info.isfile() or info.isdir() or info.issym()):
-        kind = "hard link" if info.islnk() else "device, FIFO or special file"
+    if info.kind not in ("file", "directory", "symlink"):
+        kind = "hard link" if info.kind == "hardlink" else "device, FIFO or special file"
         raise UnsafeArchiveError(f"member '{raw}' is a {kind}, which diskette never writes")
     if name in seen:
         raise UnsafeArchiveError(f"member '{raw}' appears twice")
@@ -144,7 +149,7 @@ def checked_name(info: tarfile.TarInfo, seen: dict[str, Member]) -> str:
                 f"member '{raw}' would be written through symlink '{parent}'"
             )
         parent = posixpath.dirname(parent)
-    if info.issym():
+    if info.kind == "symlink":
         target = info.linkname
         resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
         if posixpath.isabs(target) or resolved == ".." or resolved.startswith("../"):
@@ -154,47 +159,66 @@ def checked_name(info: tarfile.TarInfo, seen: dict[str, Member]) -> str:
     return name
 
 
-def _read_manifest_member(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+def _read_manifest_member(tar: TarStream, info: TarMember) -> bytes:
     if info.size > MANIFEST_LIMIT:
         raise ManifestError(f"{MANIFEST_NAME} is too large ({info.size} bytes)")
-    extracted = tar.extractfile(info)
-    assert extracted is not None  # a regular file always has content
-    return extracted.read()
+    return b"".join(iter(lambda: tar.read(CHUNK_SIZE), b""))
 
 
 def _unpack_member(
-    tar: tarfile.TarFile, info: tarfile.TarInfo, name: str, root: Path, wanted: bool
+    tar: TarStream,
+    info: TarMember,
+    name: str,
+    target: Path | None,
+    folders: Folders,
 ) -> Member:
-    target = root / name
-    if info.isdir():
-        if wanted:
-            target.mkdir(parents=True, exist_ok=True)
+    """Hash the member and, if it has a ``target``, write it there."""
+    if info.kind == "directory":
+        if target is not None:
+            folders.make(target)
         return Member(name, "directory")
-    if info.issym():
-        if wanted:
-            target.parent.mkdir(parents=True, exist_ok=True)
+    if info.kind == "symlink":
+        if target is not None:
+            folders.make(target.parent)
             os.symlink(info.linkname, target)
         return Member(name, "symlink", target=info.linkname)
-    source = tar.extractfile(info)
-    assert source is not None  # a regular file always has content
     digest, size = hashlib.sha256(), 0
-    output: IO[bytes] | None = None
-    if wanted:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        output = open(target, "xb")  # noqa: SIM115 - closed below; "x" never follows a link
+    output = None
+    if target is not None:
+        folders.make(target.parent)
+        # O_EXCL: never through a link, never over a file.
+        output = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
     try:
-        while block := source.read(CHUNK_SIZE):
+        while block := tar.read(CHUNK_SIZE):
             digest.update(block)
             size += len(block)
             if output is not None:
-                output.write(block)
+                _write_all(output, block)
+        if output is not None:
+            os.fchmod(output, info.mode & 0o777)
+            os.utime(output, (info.mtime, info.mtime))
     finally:
         if output is not None:
-            output.close()
-    if wanted:
-        os.chmod(target, info.mode & 0o777)
-        os.utime(target, (info.mtime, info.mtime))
+            os.close(output)
     return Member(name, "file", size, digest.hexdigest())
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+class Folders:
+    """Folders made so far: a media tree makes each folder once, not once a file."""
+
+    def __init__(self) -> None:
+        self.made: set[Path] = set()
+
+    def make(self, path: Path) -> None:
+        if path not in self.made:
+            path.mkdir(parents=True, exist_ok=True)
+            self.made.add(path)
 
 
 def parse_manifest(content: bytes | None, archive: Path) -> dict[str, Any]:

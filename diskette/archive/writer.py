@@ -99,6 +99,7 @@ class ArchiveWriter:
         """
         with open(path, "rb") as source:
             info = self._tar.gettarinfo(arcname=arcname, fileobj=source)
+            info.mtime = int(info.mtime)  # whole seconds, as tar keeps them: no pax header
             try:
                 self._add_stream(info, source, progress)
             except OSError as exc:
@@ -107,6 +108,7 @@ class ArchiveWriter:
     def add_directory(self, path: Path, arcname: str) -> None:
         """Add a directory entry, so empty folders survive the round trip."""
         info = self._tar.gettarinfo(str(path), arcname=arcname)
+        info.mtime = int(info.mtime)
         self._tar.addfile(info)
         self.members[arcname] = {"type": "directory"}
 

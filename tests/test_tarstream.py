@@ -1,0 +1,204 @@
+"""The hand-written tar reader and the threaded gunzip, against real tar files.
+
+Every archive here is written by :mod:`tarfile` or GNU ``tar``; the reader
+must see exactly what :mod:`tarfile` sees, and refuse what it cannot read
+faithfully.
+"""
+
+import gzip
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import zlib
+
+import pytest
+
+from diskette.archive.pgzip import BLOCK_SIZE, PrefetchingGzipReader
+from diskette.archive.tarstream import TarStream
+from diskette.exceptions import TarFormatError
+
+LONG = "media/" + "/".join(["folder-with-a-long-name"] * 6) + "/file.txt"
+NAMES = ["media/a.txt", LONG, "media/çà et là/été.txt", "media/" + "x" * 99]
+KINDS = {
+    tarfile.REGTYPE: "file",
+    tarfile.DIRTYPE: "directory",
+    tarfile.SYMTYPE: "symlink",
+    tarfile.LNKTYPE: "hardlink",
+    tarfile.FIFOTYPE: "special",
+}
+
+
+def sample(format: int, mtime: float = 1_700_000_000) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=format) as tar:
+        for index, name in enumerate(NAMES):
+            content = name.encode() * (index * 300 + 1)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o640 + index, mtime
+            tar.addfile(info, io.BytesIO(content))
+        for kind, linkname in [
+            (tarfile.DIRTYPE, ""),
+            (tarfile.SYMTYPE, "a.txt"),
+            (tarfile.SYMTYPE, "../" + LONG),
+            (tarfile.LNKTYPE, "media/a.txt"),
+            (tarfile.FIFOTYPE, ""),
+        ]:
+            info = tarfile.TarInfo(f"media/{kind.decode()}-{len(linkname)}")
+            info.type, info.linkname, info.mtime = kind, linkname, mtime
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+def as_tarfile_sees_it(data: bytes) -> list[tuple]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return [
+            (
+                info.name,
+                KINDS[info.type],
+                info.mode,
+                info.mtime,
+                info.linkname,
+                tar.extractfile(info).read() if info.isfile() else b"",
+            )
+            for info in tar
+        ]
+
+
+def as_tarstream_sees_it(data: bytes, read_size: int = 1000) -> list[tuple]:
+    stream = TarStream(io.BytesIO(data))
+    members = []
+    for member in stream:
+        content = b"".join(iter(lambda: stream.read(read_size), b""))
+        assert len(content) == member.size
+        members.append(
+            (member.name, member.kind, member.mode, member.mtime, member.linkname, content)
+        )
+    return members
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_every_member_reads_as_tarfile_reads_it(format):
+    data = sample(format)
+    assert as_tarstream_sees_it(data) == as_tarfile_sees_it(data)
+    # Content read in blocks of any size, crossing the source's block edges.
+    assert as_tarstream_sees_it(data, read_size=7) == as_tarfile_sees_it(data)
+
+
+def test_ustar_prefix_joins_the_name():
+    name = "media/" + "p" * 120 + "/file.txt"  # over 100: split into prefix and name
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    assert [m[0] for m in as_tarstream_sees_it(buffer.getvalue())] == [name]
+
+
+def test_pax_mtime_and_large_numbers_are_read():
+    assert as_tarstream_sees_it(sample(tarfile.PAX_FORMAT, 1_700_000_000.25))[0][3] == (
+        1_700_000_000.25
+    )
+    # GNU writes numbers too large for octal in base-256.
+    huge = 8**12
+    assert as_tarstream_sees_it(sample(tarfile.GNU_FORMAT, huge))[0][3] == huge
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="GNU tar is not installed")
+def test_gnu_tar_output_reads_as_tarfile_reads_it(tmp_path):
+    tree = tmp_path / "media"
+    (tree / os.path.dirname(LONG[6:])).mkdir(parents=True)
+    (tree / LONG[6:]).write_text("deep")
+    (tree / "link").symlink_to(LONG[6:])
+    (tree / "empty").mkdir()
+    archive = tmp_path / "gnu.tar"
+    subprocess.run(["tar", "cf", str(archive), "-C", str(tmp_path), "media"], check=True)
+    data = archive.read_bytes()
+    assert as_tarstream_sees_it(data) == as_tarfile_sees_it(data)
+
+
+def test_a_damaged_header_is_refused():
+    data = bytearray(sample(tarfile.PAX_FORMAT))
+    data[10] ^= 0x01  # a name byte: the checksum no longer matches
+    with pytest.raises(TarFormatError, match="bad checksum"):
+        as_tarstream_sees_it(bytes(data))
+
+
+def test_an_archive_without_its_end_marker_is_refused():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("media/a.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    whole = buffer.getvalue()
+    assert as_tarstream_sees_it(whole)[0][-1] == b"ok"
+    with pytest.raises(TarFormatError, match="ends before its end-of-archive block"):
+        as_tarstream_sees_it(whole[:1024])  # the header and its content block only
+    with pytest.raises(TarFormatError, match="ends"):
+        as_tarstream_sees_it(whole[:700])  # inside the content
+
+
+def test_sparse_files_are_refused():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("media/sparse")
+        info.pax_headers = {"GNU.sparse.size": "1000000"}
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(TarFormatError, match="sparse"):
+        as_tarstream_sees_it(buffer.getvalue())
+
+
+def read_all(data: bytes, block: int = 4096) -> bytes:
+    with PrefetchingGzipReader(io.BytesIO(data), digest=True) as reader:
+        return b"".join(iter(lambda: reader.read(block), b""))
+
+
+def test_gunzip_reads_every_member_and_tolerates_zero_padding():
+    parts = [os.urandom(3000), b"text " * 5000, b""]
+    data = b"".join(gzip.compress(part) for part in parts)
+    assert read_all(data) == b"".join(parts)
+    assert read_all(data + bytes(700)) == b"".join(parts)
+    assert read_all(gzip.compress(b"a") + bytes(9) + gzip.compress(b"b")) == b"ab"
+
+
+def test_gunzip_reports_size_and_sha256_of_the_raw_file():
+    import hashlib
+
+    data = gzip.compress(b"x" * 100_000)
+    with PrefetchingGzipReader(io.BytesIO(data), digest=True) as reader:
+        while reader.read(1000):
+            pass
+    assert (reader.size, reader.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (lambda d: d[:-4], EOFError),  # truncated trailer
+        (lambda d: d[: len(d) // 2], EOFError),
+        (lambda d: d[:-8] + b"\0\0\0\0" + d[-4:], zlib.error),  # CRC
+        (lambda d: d + b"garbage", gzip.BadGzipFile),
+        (lambda d: b"not gzip at all", gzip.BadGzipFile),
+    ],
+)
+def test_gunzip_refuses_damaged_streams(damage, error):
+    with pytest.raises(error):
+        read_all(damage(gzip.compress(os.urandom(50_000) + b"z" * 50_000)))
+
+
+def test_gunzip_memory_stays_bounded_on_a_compression_bomb():
+    bomb = gzip.compress(bytes(64 * 1024 * 1024))  # 64 MiB in about 64 KiB
+    with PrefetchingGzipReader(io.BytesIO(bomb)) as reader:
+        sizes = [len(b) for b in iter(lambda: reader.read(1 << 30), b"")]
+    assert sum(sizes) == 64 * 1024 * 1024
+    assert max(sizes) <= BLOCK_SIZE
+
+
+def test_gunzip_stops_its_thread_when_closed_early():
+    data = gzip.compress(os.urandom(20 * BLOCK_SIZE))
+    reader = PrefetchingGzipReader(io.BytesIO(data), depth=1)
+    reader.read(10)
+    reader.close()
+    assert not any(t.name == "diskette-gunzip" for t in threading.enumerate())
