@@ -189,6 +189,16 @@ def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
     assert unpack(archive, tmp_path / "again", wanted=lambda name: False).sha256 is None
 
 
+def test_a_failed_write_names_the_file_not_the_archive(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    write_sample(archive)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "var").write_text("a file where a folder must go")
+    with pytest.raises(ArchiveError, match=r"root/var/media' cannot be written: "):
+        unpack(archive, root)
+
+
 def test_a_diskette_06_archive_is_read(tmp_path):
     archive = build(
         tmp_path / "old.tar.gz",

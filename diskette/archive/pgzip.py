@@ -1,16 +1,17 @@
 """Gzip streams on threads: compressed in parallel, decompressed ahead.
 
-Writing: data is cut into blocks, each compressed into a gzip member of its own by a
-thread pool (zlib releases the GIL, so the blocks really compress in
-parallel), and the members are written in order. A file of concatenated
+Writing: data is cut into blocks, each compressed into a gzip member of its
+own by a thread pool (zlib releases the GIL, so the blocks really compress
+in parallel), and the members are written in order. A file of concatenated
 gzip members is one valid gzip file: ``gzip``, ``tar xzf``, Python's
 ``gzip``/``tarfile`` and diskette 0.6 read it whole. It costs a few bytes a
 block and a little ratio, since blocks do not share their history.
 
-Reading: tar parsing in Python holds the GIL, so reading, hashing and
-decompressing the raw file happen on a thread of their own, one step ahead
-(zlib and hashlib release the GIL). Any number of members is read, as
-``gzip`` does, and each member's CRC and length are checked by zlib.
+Reading: parsing tar headers in Python holds the GIL, so reading (and, when
+asked, hashing) and decompressing the raw file happen one step ahead on a
+thread of their own, which zlib and hashlib let run beside it. Any number
+of members is read, as ``gzip`` does, and zlib checks each member's CRC and
+length.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ to do with a verified archive, and removes the folder.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -23,7 +24,7 @@ import os
 import posixpath
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,32 +176,48 @@ def _unpack_member(
     """Hash the member and, if it has a ``target``, write it there."""
     if info.kind == "directory":
         if target is not None:
-            folders.make(target)
+            with _writing(target):
+                folders.make(target)
         return Member(name, "directory")
     if info.kind == "symlink":
         if target is not None:
-            folders.make(target.parent)
-            os.symlink(info.linkname, target)
+            with _writing(target):
+                folders.make(target.parent)
+                os.symlink(info.linkname, target)
         return Member(name, "symlink", target=info.linkname)
     digest, size = hashlib.sha256(), 0
     output = None
     if target is not None:
-        folders.make(target.parent)
-        # O_EXCL: never through a link, never over a file.
-        output = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600)
+        with _writing(target):
+            folders.make(target.parent)
+            # O_EXCL: never through a link, never over a file.
+            output = os.open(
+                target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600
+            )
     try:
         while block := tar.read(CHUNK_SIZE):
             digest.update(block)
             size += len(block)
             if output is not None:
-                _write_all(output, block)
+                with _writing(target):
+                    _write_all(output, block)
         if output is not None:
-            os.fchmod(output, info.mode & 0o777)
-            os.utime(output, (info.mtime, info.mtime))
+            with _writing(target):
+                os.fchmod(output, info.mode & 0o777)
+                os.utime(output, (info.mtime, info.mtime))
     finally:
         if output is not None:
             os.close(output)
     return Member(name, "file", size, digest.hexdigest())
+
+
+@contextlib.contextmanager
+def _writing(target: Path | None) -> Iterator[None]:
+    """Name the file a failed write was for (a full disk is not a bad archive)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ArchiveError(f"'{target}' cannot be written: {exc.strerror or exc}") from exc
 
 
 def _write_all(descriptor: int, data: bytes) -> None:
