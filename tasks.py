@@ -82,7 +82,9 @@ def demo(c: Context) -> None:
     help={
         "rows": "objects in the generated dataset (default 200,000)",
         "media_mb": "megabytes of generated media (default 256)",
-        "db": "sqlite, postgres, or all (default)",
+        "db": "sqlite, postgres, all (default), or none: the memory run alone",
+        "repeat": "runs of each media-only step, the fastest kept (default 3)",
+        "memory_rows": "rows of diskette's memory run on SQLite (default 1,000,000; 0 skips it)",
     }
 )
 def bench(

@@ -315,7 +315,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--media-mb", type=int, default=256)
-    parser.add_argument("--db", choices=["sqlite", "postgres", "all"], default="all")
+    parser.add_argument(
+        "--db",
+        choices=["sqlite", "postgres", "all", "none"],
+        default="all",
+        help="databases of the comparison (none: the memory run alone)",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each media step")
     parser.add_argument(
         "--memory-rows",
@@ -329,7 +334,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.db in ("postgres", "all"):
         os.environ.setdefault("DISKETTE_TEST_DB", "postgres")
-    databases = ["sqlite", "postgres"] if options.db == "all" else [options.db]
+    databases = {"all": ["sqlite", "postgres"], "none": []}.get(options.db, [options.db])
     results: list[tuple] = []
     with tempfile.TemporaryDirectory(prefix="diskette-bench-") as folder:
         for database in databases:
@@ -353,9 +358,7 @@ def render(results: list[tuple], memory: list[tuple], options: argparse.Namespac
         f"--repeat {options.repeat} --memory-rows {options.memory_rows}`; speed ratio = "
         "plain time / diskette time (above 1: diskette is faster); media-only steps: the "
         f"fastest of {options.repeat} alternating runs of each side.\n\n"
-        + table(results)
-        + "\n\n"
-        + verdicts(results)
+        + (table(results) + "\n\n" + verdicts(results) if results else "")
         + (memory_section(memory) if memory else "")
     )
 

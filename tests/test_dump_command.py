@@ -98,6 +98,66 @@ def test_data_files_are_json_lines_that_loaddata_reads(demo, tmp_path):
     assert all(isinstance(tag, list) for tag in book["fields"]["tags"])
 
 
+#: Each data file of the sandbox and the models ``dumpdata`` is given for it.
+SANDBOX_LABELS = {
+    "data/djangocontribauth.jsonl": ["auth.Group", "auth.User"],
+    "data/djangocontribsites.jsonl": ["sites.Site"],
+    "data/demo.jsonl": ["demo.Author", "demo.Tag", "demo.Book"],
+    "data/everythingelse.jsonl": ["demo.Review"],
+}
+
+
+def grant_permissions() -> None:
+    """Permissions on users, whose natural keys read their content type."""
+    from django.contrib.auth.models import Permission
+
+    for user, codename in zip(
+        User.objects.order_by("pk")[:2], ("add_book", "change_tag"), strict=True
+    ):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+
+
+def test_data_files_hold_what_dumpdata_writes(demo):
+    """The joined and prefetched queries serialize exactly as dumpdata does."""
+    grant_permissions()
+    dump()
+    archive = demo / "var" / "diskette_data_storages.tar.gz"
+    for name, labels in SANDBOX_LABELS.items():
+        out = io.StringIO()
+        call_command("dumpdata", *labels, natural_foreign=True, format="jsonl", stdout=out)
+        expected = [json.loads(line) for line in out.getvalue().splitlines()]
+        ours = [json.loads(line) for line in archive_file(archive, name).splitlines()]
+        assert ours == expected, name
+        assert ours  # every file holds objects, so the comparison means something
+
+
+def add_library(index: int) -> None:
+    """One more author, tag, user and book with a review: a row of every kind."""
+    from demo.models import Author, Tag
+
+    user = User.objects.create_user(f"extra{index}")
+    user.groups.set(User.objects.get(username="user0").groups.all())
+    author = Author.objects.create(name=f"Extra Writer {index}")
+    book = Book.objects.create(title=f"Extra {index}", author=author, added_by=user)
+    book.tags.add(Tag.objects.create(name=f"extra-{index}"))
+    Review.objects.create(book=book, reviewer=user, rating=3)
+
+
+def test_dump_queries_do_not_grow_with_the_rows(demo):
+    """No query per object: natural keys are joined, many-to-many prefetched."""
+    from django.test.utils import CaptureQueriesContext
+
+    grant_permissions()
+    with CaptureQueriesContext(connection) as small:
+        dump("--no-storages")
+    for index in range(20):
+        add_library(index)
+    with CaptureQueriesContext(connection) as large:
+        dump("--no-storages")
+    assert Book.objects.count() == 32
+    assert len(large.captured_queries) == len(small.captured_queries)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_round_trip_through_loaddata_restores_the_same_data(demo, tmp_path):
     """Read from a real snapshot transaction (not the test's), then restore."""
