@@ -332,6 +332,8 @@ def main() -> None:
         "--output", type=Path, default=Path(__file__).with_name("results.md")
     )
     options = parser.parse_args()
+    if options.db == "none" and not options.memory_rows:
+        parser.error("--db none with --memory-rows 0 leaves nothing to run")
     if options.db in ("postgres", "all"):
         os.environ.setdefault("DISKETTE_TEST_DB", "postgres")
     databases = {"all": ["sqlite", "postgres"], "none": []}.get(options.db, [options.db])

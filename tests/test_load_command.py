@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import http.server
 import io
@@ -733,6 +734,32 @@ def test_fast_load_ignorenonexistent_skips_unknown_fields_and_models(demo, tmp_p
         load(str(archive), fast=True, keep=True)
     load(str(archive), fast=True, ignorenonexistent=True)
     assert Book.objects.count() == 12 and Tag.objects.count() == 13
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fast_load_keeps_no_log_of_its_inserts_with_debug_on(demo, tmp_path):
+    """DEBUG's query log would hold thousands of batch inserts at scale."""
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    wipe_database()
+    connection.force_debug_cursor = True  # what DEBUG = True does
+    try:
+        load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
+        logged = [query["sql"] for query in connection.queries]
+    finally:
+        connection.force_debug_cursor = False
+    assert Book.objects.count() == 12
+    assert not [sql for sql in logged if sql.startswith("INSERT")]
+
+
+def test_fast_load_cache_keys_match_the_file_and_keep_keys_apart():
+    """A key read from the file finds the same key read from the database."""
+    from diskette.fastload import pack
+
+    assert pack(["The Title", "Ann Writer"]) == pack(("The Title", "Ann Writer"))
+    assert pack(["2024-05-01"]) == pack((datetime.date(2024, 5, 1),))
+    assert pack([None]) != pack(["None"])
+    assert pack([1]) != pack(["1"])
+    assert pack(["a", "b,c"]) != pack(["a,b", "c"])
 
 
 def test_fast_load_falls_back_to_loaddata_for_json_data(demo, tmp_path):
