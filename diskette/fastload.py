@@ -159,7 +159,22 @@ def pack(key: list[Any] | tuple[Any, ...]) -> bytes:
     the file spells otherwise than the database only misses the cache, and
     is looked up with a query.
     """
-    return json.dumps(key, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    return json.dumps(key, cls=_KeyEncoder, separators=(",", ":")).encode()
+
+
+class _KeyEncoder(DjangoJSONEncoder):
+    """Django's encoder, and ``repr`` for what it cannot encode.
+
+    Keys from the file are JSON already; a ``natural_key()`` may return what
+    JSON has no form for (bytes, say). Such a key can only miss the cache,
+    and a miss is looked up with ``get_by_natural_key``, never refused.
+    """
+
+    def default(self, o: Any) -> Any:
+        try:
+            return super().default(o)
+        except TypeError:
+            return repr(o)
 
 
 def _upsert(model: type[Model], objects: list[Model], using: str) -> None:

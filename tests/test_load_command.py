@@ -760,6 +760,7 @@ def test_fast_load_cache_keys_match_the_file_and_keep_keys_apart():
     assert pack([None]) != pack(["None"])
     assert pack([1]) != pack(["1"])
     assert pack(["a", "b,c"]) != pack(["a,b", "c"])
+    assert pack((b"\x00",)) != pack(["\x00"])  # JSON has no bytes: packed, not refused
 
 
 def test_fast_load_falls_back_to_loaddata_for_json_data(demo, tmp_path):
