@@ -743,12 +743,15 @@ def test_fast_load_keeps_no_log_of_its_inserts_with_debug_on(demo, tmp_path):
     wipe_database()
     connection.force_debug_cursor = True  # what DEBUG = True does
     try:
+        with connection.cursor() as cursor:  # the caller's query: it stays logged
+            cursor.execute("SELECT 1 AS before_the_load")
         load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
         logged = [query["sql"] for query in connection.queries]
     finally:
         connection.force_debug_cursor = False
     assert Book.objects.count() == 12
     assert not [sql for sql in logged if sql.startswith("INSERT")]
+    assert "SELECT 1 AS before_the_load" in logged
 
 
 def test_fast_load_cache_keys_match_the_file_and_keep_keys_apart():
