@@ -326,9 +326,17 @@ def resolve_labels(labels: Iterable[str], key: str) -> tuple[type[Model], ...]:
     return tuple(models)
 
 
+#: diskette's own app: its rows describe this database's loads, never data to move.
+OWN_APP_LABEL = "diskette"
+
+
 def dumpable_models(models: Iterable[type[Model]]) -> Iterable[type[Model]]:
-    """Models whose rows belong in a dump: not proxies, not swapped out."""
-    return (m for m in models if not m._meta.proxy and not m._meta.swapped)
+    """Models whose rows belong in a dump: not proxies, not swapped out, not diskette's."""
+    return (
+        m
+        for m in models
+        if not m._meta.proxy and not m._meta.swapped and m._meta.app_label != OWN_APP_LABEL
+    )
 
 
 def _app_label_for_name(name: str) -> str:

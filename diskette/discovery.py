@@ -14,6 +14,7 @@ from typing import Any
 
 from django.apps import apps
 
+from .definitions import OWN_APP_LABEL
 from .exceptions import ConfigurationError
 
 
@@ -39,6 +40,8 @@ def application_definitions(
         names = {config.name, config.label}
         if (include and not names & set(include)) or names & set(exclude):
             continue
+        if config.label == OWN_APP_LABEL:
+            continue  # diskette's own table describes loads here, never data to move
         models = list(config.get_models(include_auto_created=True))
         if not models:
             continue

@@ -1,19 +1,32 @@
 """Download an archive from an ``http(s)://`` URL, in chunks, to a local file.
 
-The file is written as ``<name>.part`` and renamed once complete, so an
-interrupted download never looks like an archive. Which URL prefixes are
-accepted, whether redirects are followed, and the timeout come from the
-settings (:mod:`diskette.conf`); redirects are refused by default, so an
-archive is only ever fetched from the address given.
+An archive at its final name is always a whole one: the bytes go to a
+private temporary file beside the target (``.<name>.<random>.part``, mode
+0600, since an archive holds production data), which is linked to the final
+name only once as many bytes as the server announced (and, when given, the
+expected sha256) have arrived. Any failure, ``Ctrl-C`` included, removes the
+temporary file, so running the same command again simply starts over; a
+file already at the final name is never replaced.
+
+Which URL prefixes are accepted, whether redirects are followed, and the
+timeout come from the settings (:mod:`diskette.conf`). Redirects are refused
+by default, so an archive is only ever fetched from the address given; when
+allowed, each one must still lead to an allowed prefix (``ftp://`` or
+``file://`` never slip in behind an ``https://`` URL).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import http.client
 import os
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from .archive.format import CHUNK_SIZE
@@ -47,49 +60,146 @@ def download(
     allow_redirect: bool,
     timeout: float,
     reporter: Reporter | None = None,
+    sha256: str | None = None,
 ) -> Path:
-    """Fetch ``url`` into ``target``.
+    """Fetch ``url`` into ``target``, which must not exist yet.
 
+    :param sha256: when known, the file's expected sha256; a download whose
+        bytes differ is refused like a truncated one.
     :raises DownloadError: for a URL whose protocol is not allowed, a
         ``target`` that already exists, a refused redirect, an HTTP error, a
-        timeout or a network failure, naming the URL.
+        body shorter or longer than its ``Content-Length``, an invalid
+        ``Content-Length``, a sha256 mismatch, a timeout or a network
+        failure, naming the URL. Nothing is left behind then.
     """
     reporter = reporter or Reporter()
     if not url.startswith(tuple(allowed_protocols)):
-        allowed = ", ".join(allowed_protocols) or "none"
         raise DownloadError(
-            f"'{url}' does not use an allowed protocol ({allowed}; "
+            f"'{url}' does not use an allowed protocol ({_allowed(allowed_protocols)}; "
             "see DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
         )
     if target.exists():  # it is removed once loaded: never take a file over
-        raise DownloadError(
-            f"'{target}' already exists; move it or choose --download-destination"
-        )
-    handlers = [] if allow_redirect else [_RefuseRedirects()]
-    opener = urllib.request.build_opener(*handlers)
-    partial = target.with_name(target.name + ".part")
+        raise _exists(target)
+    redirects = _CheckRedirects(allowed_protocols) if allow_redirect else _RefuseRedirects()
+    opener = urllib.request.build_opener(redirects)
     reporter.info(f"Downloading archive from '{url}' to '{target}'")
     try:
-        with opener.open(url, timeout=timeout) as response, open(partial, "wb") as output:
-            advance = reporter.progress(int(response.headers.get("Content-Length") or 0))
+        with (
+            opener.open(url, timeout=timeout) as response,
+            _partial_file(target) as (partial, output),
+        ):
+            expected = _content_length(response, url)
+            digest = hashlib.sha256()
+            received = 0
+            advance = reporter.progress(expected or 0)
             while block := response.read(CHUNK_SIZE):
                 output.write(block)
+                digest.update(block)
+                received += len(block)
                 advance(len(block))
-        os.replace(partial, target)
+            output.flush()
+            os.fsync(output.fileno())  # whole on disk before it gets its name
+            if expected is not None and received != expected:
+                raise DownloadError(
+                    f"downloading '{url}' failed: received {received} of the "
+                    f"{expected} bytes announced (the connection ended early); "
+                    "nothing was kept, run the command again"
+                )
+            if sha256 is not None and digest.hexdigest() != sha256.lower():
+                raise DownloadError(
+                    f"downloading '{url}' failed: its sha256 is {digest.hexdigest()}, "
+                    f"not {sha256}; nothing was kept"
+                )
+            _publish(partial, target)
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"downloading '{url}' failed: HTTP {exc.code} {exc.reason}"
         ) from exc
     except urllib.error.URLError as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc.reason}") from exc
+    except http.client.HTTPException as exc:  # e.g. a chunked body cut short
+        raise DownloadError(
+            f"downloading '{url}' failed: the server's answer broke off ({exc!r})"
+        ) from exc
     except (TimeoutError, OSError) as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc}") from exc
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 
+@contextlib.contextmanager
+def _partial_file(target: Path) -> Iterator[tuple[Path, IO[bytes]]]:
+    """A new private file beside ``target``, removed on leaving, whatever happens.
+
+    A unique name (``mkstemp``) means two downloads to the same target never
+    write into one file, and ``mkstemp`` creates it 0600 from the start: the
+    archive is never readable by others, not even while it arrives.
+    """
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".part", dir=target.parent
+    )
+    partial = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as output:
+            yield partial, output
+    finally:  # after a successful publish, only the extra link goes
+        partial.unlink(missing_ok=True)
+
+
+def _publish(partial: Path, target: Path) -> None:
+    """Give the complete ``partial`` the name ``target``, never replacing a file.
+
+    ``os.link`` fails if ``target`` exists, unlike a rename, so a file that
+    appeared meanwhile is kept. Where hard links are not supported (some
+    network or FAT file systems), a rename after a last check is the
+    fallback.
+    """
+    try:
+        os.link(partial, target)
+    except FileExistsError as exc:
+        raise _exists(target) from exc
+    except OSError:
+        if target.exists():
+            raise _exists(target) from None
+        os.rename(partial, target)
+
+
+def _exists(target: Path) -> DownloadError:
+    return DownloadError(
+        f"'{target}' already exists; move it or choose --download-destination"
+    )
+
+
+def _content_length(response: Any, url: str) -> int | None:
+    """The announced body size, or ``None`` when the server gave none.
+
+    ``http.client`` silently ignores a malformed value and then reads until
+    the connection closes, so a cut body would pass for a whole one: a
+    value that is not one non-negative integer is refused instead.
+    """
+    values = response.headers.get_all("Content-Length") or []
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        raise DownloadError(
+            f"downloading '{url}' failed: the server sent several Content-Length "
+            f"headers ({', '.join(values)}); fix the server or use another URL"
+        )
+    value = values[0].strip()
+    if not value.isdigit() or not value.isascii():
+        raise DownloadError(
+            f"downloading '{url}' failed: invalid Content-Length {value!r} "
+            "(not a byte count); fix the server or use another URL"
+        )
+    return int(value)
+
+
+def _allowed(protocols: tuple[str, ...]) -> str:
+    return ", ".join(protocols) or "none"
+
+
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Every redirect is an error: the archive comes from the address given."""
+
     def redirect_request(
         self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
     ) -> None:
@@ -100,3 +210,40 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
             headers,
             fp,
         )
+
+
+class _CheckRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but only to allowed prefixes.
+
+    urllib itself follows a redirect to ``ftp://``; the allowed protocols
+    must hold for every hop, not only for the first URL. The number of hops
+    is capped at urllib's default (10), counted here, before urllib's own
+    loop check, whose message spans several lines.
+    """
+
+    max_repeats = urllib.request.HTTPRedirectHandler.max_redirections
+
+    def __init__(self, allowed_protocols: tuple[str, ...]) -> None:
+        super().__init__()
+        self.allowed_protocols = tuple(allowed_protocols)
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        refusal = None
+        if not newurl.startswith(self.allowed_protocols):
+            refusal = (
+                f"not an allowed protocol ({_allowed(self.allowed_protocols)}; "
+                "see DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
+            )
+        elif sum(getattr(req, "redirect_dict", {}).values()) >= self.max_redirections:
+            refusal = f"more than {self.max_redirections} redirects in a row"
+        if refusal:
+            raise urllib.error.HTTPError(
+                req.full_url,
+                code,
+                f"redirect to '{newurl}' refused: {refusal}",
+                headers,
+                fp,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)

@@ -8,6 +8,7 @@ storages (:mod:`diskette.storages`); the archive layout is
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from . import __version__
 from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
+from .exceptions import DumpError
 from .reporting import Reporter
 from .schema import applied_migrations
 from .storages import Entry, Skipped, Storage, walk_storage
@@ -83,13 +85,15 @@ def dump(
     """
     reporter = reporter or Reporter()
     now = datetime.now().astimezone()
-    archive_path.parent.mkdir(parents=True, exist_ok=True)
+    _make_destination(archive_path.parent)
     counts: dict[str, dict[str, int]] = {}
     skipped: list[Skipped] = []
     with (
         ArchiveWriter(archive_path, permissions=permissions, checksums=checksums) as writer,
         ExitStack() as cleanup,
     ):
+        for leftover in writer.leftovers:
+            reporter.info(f"Removed '{leftover}', left by an interrupted dump")
         spools = _dump_data(definitions, counts, indent, using, reporter, cleanup)
         if definitions:
             reporter.info("Appending data to the archive")
@@ -107,6 +111,19 @@ def dump(
     return DumpResult(archive=info, counts=counts, skipped=skipped)
 
 
+def _make_destination(folder: Path) -> None:
+    """Create the archive's folder, or say in one line why it cannot be."""
+    if folder.exists() and not folder.is_dir():
+        raise DumpError(f"destination '{folder}' is not a folder; choose another one")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DumpError(
+            f"cannot create the destination folder '{folder}': {exc.strerror or exc}; "
+            "choose another destination"
+        ) from exc
+
+
 def _dump_data(
     definitions: Sequence[Definition],
     counts: dict[str, dict[str, int]],
@@ -121,21 +138,35 @@ def _dump_data(
     with consistent_snapshot(using):
         for definition in definitions:
             reporter.info(f"Dumping data for application '{definition.name}'")
-            spool = cleanup.enter_context(
-                # max_size=0 would mean "never roll over": keep at least 1.
-                tempfile.SpooledTemporaryFile(max_size=max(budget, 1), prefix="diskette-")  # noqa: SIM115
-            )
+            # max_size=0 would mean "never roll over": keep at least 1.
+            size = max(budget, 1)
+            spool = tempfile.SpooledTemporaryFile(max_size=size, prefix="diskette-")  # noqa: SIM115
+            cleanup.callback(_discard, spool)  # not enter_context: see _discard
             spools.append((definition, spool))
-            counts[definition.name] = write_data(
-                definition,
-                spool,
-                using=using,
-                indent=indent,
-                progress_output=reporter.progress_output,
-            )
+            try:
+                counts[definition.name] = write_data(
+                    definition,
+                    spool,
+                    using=using,
+                    indent=indent,
+                    progress_output=reporter.progress_output,
+                )
+                spool.flush()  # a spilled spool's last bytes: their errors belong here
+            except OSError as exc:  # spilled to disk, and the disk is full
+                raise DumpError(
+                    f"{definition.name!r}: cannot write its data to a temporary file in "
+                    f"'{tempfile.gettempdir()}': {exc.strerror or exc}; "
+                    "free some space there or set TMPDIR to another folder"
+                ) from exc
             if spool.tell() <= budget:  # not rolled over to disk: it stays in memory
                 budget -= spool.tell()
     return spools
+
+
+def _discard(spool: Any) -> None:
+    """Close a spool; on a full disk its unflushed bytes fail again, harmlessly."""
+    with contextlib.suppress(OSError):
+        spool.close()
 
 
 def _append_storages(

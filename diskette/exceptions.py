@@ -52,6 +52,18 @@ class LoadError(DisketteError):
     """Loading data or restoring storages failed; nothing was changed."""
 
 
+class UntrustedDataError(LoadError):
+    """An archive holds what the local project did not declare: a storage, a model."""
+
+
+class GuardError(DisketteError):
+    """A guard refused: production, a protected project, a database holding data."""
+
+
+class BusyError(DisketteError):
+    """Another diskette command is working on the same folder or database."""
+
+
 class DownloadError(DisketteError):
     """An archive URL is not allowed or could not be downloaded."""
 

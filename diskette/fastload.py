@@ -23,7 +23,6 @@ transaction.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,14 +37,21 @@ from django.db.models import Model
 
 from .data import natural_relations
 from .exceptions import LoadError
+from .trust import json_objects
+
+#: Called with a serialized object and its data file; raises to refuse it.
+Checker = Callable[[Any, str], None]
 
 BATCH_SIZE = 2000
 
 
 class _Loader:
-    def __init__(self, using: str, ignorenonexistent: bool = False) -> None:
+    def __init__(
+        self, using: str, ignorenonexistent: bool = False, check: Checker | None = None
+    ) -> None:
         self.using = using
         self.ignorenonexistent = ignorenonexistent
+        self.check = check
         self.pending: dict[type[Model], list[Model]] = defaultdict(list)
         self.links: dict[Any, list[Model]] = defaultdict(list)
         self.keys: dict[type[Model], dict[bytes, Any]] = {}
@@ -55,16 +61,15 @@ class _Loader:
         self.logged_before = len(connections[using].queries_log)
 
     def load(self, path: Path, member: str) -> None:
-        with open(path, encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                try:
-                    self.add(json.loads(line))
-                except Exception as exc:  # one line names the file, the line, the cause
-                    raise LoadError(
-                        f"data '{member}' line {number} could not be loaded: {exc}"
-                    ) from exc
+        for number, data in json_objects(path, member):
+            if self.check is not None:
+                self.check(data, member)  # before anything of it is written
+            try:
+                self.add(data)
+            except Exception as exc:  # one line names the file, the line, the cause
+                raise LoadError(
+                    f"data '{member}' line {number} could not be loaded: {exc}"
+                ) from exc
         self.flush()
 
     def add(self, data: dict[str, Any]) -> None:
@@ -213,14 +218,17 @@ def fast_load(
     using: str,
     before: Callable[[str], None] = print,
     ignorenonexistent: bool = False,
+    check: Checker | None = None,
 ) -> None:
     """Load JSON Lines files ``(path, member name)`` in order, in batches.
 
     :param before: called with each member name before it loads.
+    :param check: called with each object and its member name before it is
+        added; raises to refuse it (:meth:`diskette.trust.ModelPolicy.check`).
     The caller holds the transaction; on any error nothing it wrote stays.
     """
     connection = connections[using]
-    loader = _Loader(using, ignorenonexistent)
+    loader = _Loader(using, ignorenonexistent, check)
     with connection.constraint_checks_disabled():
         for path, member in paths:
             before(member)

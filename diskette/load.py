@@ -1,42 +1,60 @@
-"""Load: restore an archive's data and storages, all or nothing.
+"""Load: restore an archive's data and storages, all or nothing, even through ``kill -9``.
 
 The order is what makes it safe:
 
-1. The archive is read whole and verified (:func:`diskette.archive.unpack`)
-   into a private staging folder below the storages base path. Nothing else
-   is touched yet, so a hostile, truncated or corrupt archive changes nothing.
-2. Every data file is loaded with Django's ``loaddata`` inside one
-   transaction (``loaddata``'s own guarantees: constraint checks, sequence
-   reset, routers), so a failing file undoes the ones before it.
-3. Still inside that transaction, each storage directory is swapped: the
-   current one is renamed aside, the staged one renamed in. Renames are cheap
-   and local, and any failure until the commit renames everything back and
-   rolls the data back, so data and media never disagree.
-4. After the commit, the set-aside directories are removed.
+0. A load interrupted earlier is finished or undone (:func:`recover_interrupted`).
+1. The archive is read whole and verified (:func:`diskette.archive.unpack`).
+   Data files go to a private staging folder; each storage's files go to a
+   work folder *inside* the local storage folder they will replace, so the
+   swap is a rename on one file system (:mod:`diskette.journal`). Only the
+   storages the local ``DISKETTE_STORAGES`` declares receive anything, and
+   each member is checked against free space before it is written. A
+   hostile, truncated or corrupt archive changes nothing.
+2. One transaction holds a :class:`~diskette.models.Load` row naming this
+   load, every data file (objects of the models the local definitions cover,
+   :mod:`diskette.trust`), then each storage's swap, journal first.
+3. COMMIT; then the set-aside entries are removed.
+
+A crash anywhere leaves data and media both old or both new once the next
+diskette command has read the journal: the ``Load`` row tells it whether the
+data committed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import secrets
-import shutil
-import tempfile
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.core.serializers.base import DeserializationError
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
-from .exceptions import ArchiveError, LoadError
+from .exceptions import ArchiveError, LoadError, UnsafeArchiveError, UntrustedDataError
 from .fastload import fast_load
+from .guards import refuse_populated, refuse_production
+from .journal import (
+    StorageSwap,
+    is_work_folder,
+    locked,
+    recover,
+    staging_folder,
+    sweep_staging,
+)
+from .models import Load
 from .reporting import Reporter, human_size
 from .schema import migration_differences
+from .trust import ModelPolicy, declared_storages, json_objects, listed_models
 
 #: What ``loaddata`` raises for a fixture that does not fit the database.
 FIXTURE_ERRORS = (
@@ -48,11 +66,48 @@ FIXTURE_ERRORS = (
     ValueError,
     LookupError,
 )
+#: Serializes loads into one PostgreSQL database (``pg_advisory_xact_lock``),
+#: so two loads cannot both find it empty and merge.
+ADVISORY_LOCK = 0x6469736B  # "disk"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load, as the command line says.
+
+    :param exclude_data: data to leave out, by definition name, file name or
+        file stem.
+    :param checksum: expected sha256 of the archive file.
+    :param strict: refuse when the archive's applied migrations differ from
+        the local database's, instead of warning.
+    :param check: stop once the archive is verified: change nothing.
+    :param fast: load JSON Lines data in batches (:mod:`diskette.fastload`).
+    :param everything: accept objects of every model, for a whole-database
+        snapshot (``diskette_dump --everything``) rather than only the
+        models of ``DISKETTE_APPS``.
+    :param overwrite: load into tables that hold data already.
+    :param force: load although ``DEBUG`` is False.
+    :param override_protection: load although ``DISKETTE_PROTECTED`` is set.
+    """
+
+    with_data: bool = True
+    with_storages: bool = True
+    exclude_data: Sequence[str] = ()
+    ignorenonexistent: bool = False
+    checksum: str | None = None
+    strict: bool = False
+    check: bool = False
+    fast: bool = False
+    everything: bool = False
+    overwrite: bool = False
+    force: bool = False
+    override_protection: bool = False
+    using: str = DEFAULT_DB_ALIAS
 
 
 @dataclass
 class LoadResult:
-    """What a load did: data files loaded and storages restored."""
+    """What a load did: data files loaded, storages restored, crashes recovered."""
 
     archive: Unpacked
     loaded: list[str] = field(default_factory=list)
@@ -62,90 +117,233 @@ class LoadResult:
 def load(
     archive: Path,
     *,
-    basepath: Path,
-    with_data: bool = True,
-    with_storages: bool = True,
-    exclude_data: Sequence[str] = (),
-    ignorenonexistent: bool = False,
-    checksum: str | None = None,
-    strict: bool = False,
-    check: bool = False,
-    fast: bool = False,
-    using: str = DEFAULT_DB_ALIAS,
+    storages: dict[str, Path],
+    definitions: Any = (),
+    options: LoadOptions = LoadOptions(),  # noqa: B008 - frozen, never mutated
     reporter: Reporter | None = None,
 ) -> LoadResult:
-    """Restore ``archive`` into the database ``using`` and below ``basepath``.
+    """Restore ``archive`` into the database and the declared ``storages``.
 
-    :param exclude_data: data to leave out, by definition name, file name or
-        file stem.
-    :param checksum: expected sha256 of the archive file.
-    :param strict: refuse when the archive's applied migrations differ from
-        the local database's, instead of warning.
-    :param check: stop once the archive is verified: change nothing.
-    :param fast: load JSON Lines data in batches (:mod:`diskette.fastload`:
-        no save signals) instead of with ``loaddata``.
+    :param storages: the storages this project declares, by their path in
+        archives (relative to the base path), with the folder each restores
+        to (:func:`local_storages`).
+    :param definitions: the project's definitions (``DISKETTE_APPS``), which
+        say what models may be loaded.
     :raises ArchiveError: an archive that is not what it claims.
-    :raises LoadError: data that does not load, or a refused load; in every
-        case the database and the storages are as they were.
+    :raises UntrustedDataError: an archive holding a storage or a model this
+        project does not declare.
+    :raises GuardError: production, a protected project, a populated database.
+    :raises LoadError: data that does not load; in every case the database
+        and the storages are as they were.
     """
     reporter = reporter or Reporter()
-    basepath = Path(os.path.abspath(basepath))
-    if with_storages and not basepath.is_dir():
-        raise LoadError(f"storages base path '{basepath}' is not a directory")
-    writes = with_storages and not check  # a check unpacks nothing, anywhere
-    staging = Path(
-        tempfile.mkdtemp(prefix=".diskette-restore-", dir=basepath if writes else None)
+    if not options.check:
+        refuse_production(
+            "load into",
+            force=options.force,
+            override_protection=options.override_protection,
+        )
+    for line in recover_interrupted(storages.values(), options.using):
+        reporter.warning(line)
+    policy = ModelPolicy.from_definitions(
+        definitions, options.everything, options.ignorenonexistent
     )
-    try:
-        size = archive.stat().st_size
-        reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
-        unpacked = unpack(
-            archive,
-            staging,
-            wanted=lambda name: (
-                not check and (with_data if _is_data(name) else with_storages)
-            ),
-            progress=reporter.progress(size),
-            digest=bool(checksum),
+    with ExitStack() as stack:
+        writes = not options.check
+        data_dir = (
+            stack.enter_context(staging_folder()) if writes and options.with_data else None
         )
-        if checksum and unpacked.sha256 != checksum.strip().lower():
-            raise ArchiveError(
-                f"'{archive}' has sha256 {unpacked.sha256}, not the expected {checksum}"
+        restore = _Restore(storages, archive.name, stack)
+        try:
+            size = archive.stat().st_size
+            reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
+
+            def place(name: str) -> Path | None:
+                if not writes:
+                    return None
+                if name == DATA_DIR or name.startswith(f"{DATA_DIR}/"):
+                    return data_dir / name if data_dir else None
+                return restore.place(name) if options.with_storages else None
+
+            unpacked = unpack(
+                archive,
+                place=place,
+                progress=reporter.progress(size),
+                digest=bool(options.checksum),
             )
-        datas = _chosen_datas(unpacked, exclude_data) if with_data else []
-        storages = unpacked.storages if with_storages else []
-        _check_migrations(unpacked, using, strict, reporter)
-        result = LoadResult(unpacked)
-        if check:
-            reporter.info(
-                f"Archive verified: {len(datas)} data files and {len(storages)} "
-                "storages would be restored; nothing was changed"
+            if options.checksum and unpacked.sha256 != options.checksum.strip().lower():
+                raise ArchiveError(
+                    f"'{archive}' has sha256 {unpacked.sha256}, not the expected "
+                    f"{options.checksum}"
+                )
+            datas = (
+                _chosen_datas(unpacked, options.exclude_data) if options.with_data else []
             )
+            chosen = unpacked.storages if options.with_storages else []
+            for storage in chosen:
+                _check_declared(storage, storages)
+            _check_migrations(unpacked, options.using, options.strict, reporter)
+            result = LoadResult(unpacked)
+            if options.check:
+                reporter.info(
+                    f"Archive verified: {len(datas)} data files and {len(chosen)} "
+                    "storages would be restored; nothing was changed"
+                )
+                return result
+            for storage in chosen:
+                restore.swap_of(storage)  # an empty storage has no member
+            assert data_dir is not None or not datas
+            files = [_DataFile(data_dir / d if data_dir else Path(d), d) for d in datas]
+            _restore(unpacked, files, restore, policy, options, reporter, result)
             return result
-        _restore(
-            unpacked,
-            datas,
-            storages,
-            basepath,
-            ignorenonexistent,
-            using,
-            reporter,
-            result,
-            fast=fast,
+        except BaseException:
+            restore.undo()
+            raise
+
+
+def local_storages(
+    paths: Iterable[str | Path], base: Path, target: Path | None = None
+) -> dict[str, Path]:
+    """The declared storages by archive path, with the folder each restores to.
+
+    :param base: the folder archive paths are relative to (the storages base
+        path of the project).
+    :param target: where to restore them instead of ``base`` (the load's
+        ``--storages-basepath``).
+    """
+    base = Path(os.path.abspath(base))
+    declared = declared_storages(paths, base)
+    if target is None:
+        return declared
+    target = Path(os.path.abspath(target))
+    return {name: target / name for name in declared}
+
+
+def recover_interrupted(folders: Iterable[Path], using: str) -> list[str]:
+    """Finish or undo loads a crash interrupted; one line per load, for the user.
+
+    :raises BusyError: a load is running on one of ``folders``.
+    """
+
+    def committed(load_id: str) -> bool:
+        try:
+            return Load.objects.using(using).filter(pk=load_id).exists()
+        except (DatabaseError, ValidationError):
+            return False  # no table, or no such load: its data never committed
+
+    return [
+        f"recovered: {line}" for line in [*recover(folders, committed), *sweep_staging()]
+    ]
+
+
+@dataclass(frozen=True)
+class _DataFile:
+    path: Path
+    member: str
+
+
+class _Restore:
+    """The storage swaps of one load, started as the archive's members arrive."""
+
+    def __init__(self, storages: dict[str, Path], archive: str, stack: ExitStack) -> None:
+        # Longest first: a member goes to the most specific storage.
+        self.storages = dict(sorted(storages.items(), key=lambda item: -len(item[0])))
+        self.archive = archive
+        self.stack = stack
+        self.load_id = uuid.uuid4().hex
+        self.swaps: dict[str, StorageSwap] = {}
+        self.created: list[Path] = []
+
+    def place(self, name: str) -> Path | None:
+        """Where member ``name`` goes: into the work folder of its storage."""
+        for storage in self.storages:
+            if name == storage:
+                return self.swap_of(storage).new
+            if name.startswith(f"{storage}/"):
+                inner = name[len(storage) + 1 :]
+                if is_work_folder(inner.split("/", 1)[0]):
+                    raise UnsafeArchiveError(
+                        f"member '{name}' is named like diskette's own work folders"
+                    )
+                return self.swap_of(storage).new / inner
+        return None  # verified, not written: check_members decides on it
+
+    def swap_of(self, storage: str) -> StorageSwap:
+        if storage not in self.swaps:
+            folder = self._folder(storage)
+            self.stack.enter_context(locked([folder]))
+            self.swaps[storage] = StorageSwap.start(folder, self.load_id, self.archive)
+        return self.swaps[storage]
+
+    def _folder(self, storage: str) -> Path:
+        """The real folder a storage restores into: a symlink's target, kept as is."""
+        destination = self.storages[storage]
+        if destination.is_symlink() or destination.exists():
+            real = destination.resolve()
+            if not real.is_dir():
+                raise LoadError(
+                    f"storage '{storage}' cannot be restored: '{destination}' is not a folder"
+                )
+            return real
+        missing = destination
+        while not missing.parent.exists():
+            missing = missing.parent
+        destination.mkdir(parents=True)
+        self.created.append(missing)
+        return destination
+
+    def swap(self, reporter: Reporter, unpacked: Unpacked, result: LoadResult) -> None:
+        for storage, swap in self.swaps.items():
+            size = sum(
+                m.size
+                for m in unpacked.members.values()
+                if m.name.startswith(f"{storage}/")
+            )
+            reporter.info(f"Restoring storage directory ({human_size(size)}): {storage}")
+            try:
+                swap.swap()
+            except OSError as exc:
+                raise LoadError(
+                    f"storage '{storage}' could not be swapped into '{swap.folder}': "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            result.restored.append(storage)
+
+    def finish(self) -> None:
+        for swap in self.swaps.values():
+            swap.finish()
+        self.swaps.clear()
+
+    def undo(self) -> None:
+        for swap in self.swaps.values():
+            swap.undo()
+        self.swaps.clear()
+        for folder in self.created:
+            with contextlib.suppress(OSError):  # only if still empty
+                _remove_empty_tree(folder)
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    for inner in sorted(folder.rglob("*"), reverse=True):
+        inner.rmdir()
+    folder.rmdir()
+
+
+def _check_declared(storage: str, storages: dict[str, Path]) -> None:
+    if storage not in storages:
+        declared = ", ".join(f"'{s}'" for s in storages) or "none"
+        raise UntrustedDataError(
+            f"the archive holds storage '{storage}', which DISKETTE_STORAGES does not "
+            f"declare here (declared: {declared}): declare it, or load with --no-storages"
         )
-        return result
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _is_data(name: str) -> bool:
-    return name == DATA_DIR or name.startswith(f"{DATA_DIR}/")
 
 
 def _chosen_datas(unpacked: Unpacked, exclude: Sequence[str]) -> list[str]:
     """Data members to load, after ``--exclude-data``; unknown names refused."""
     names = {
-        a.get("data"): a.get("name") for a in unpacked.manifest.get("applications") or []
+        a.get("data"): a.get("name")
+        for a in unpacked.manifest.get("applications") or []
+        if isinstance(a, dict)
     }
     chosen, matched = [], set()
     for data in unpacked.datas:
@@ -181,109 +379,105 @@ def _check_migrations(
 
 def _restore(
     unpacked: Unpacked,
-    datas: list[str],
-    storages: list[str],
-    basepath: Path,
-    ignorenonexistent: bool,
-    using: str,
+    files: list[_DataFile],
+    restore: _Restore,
+    policy: ModelPolicy,
+    options: LoadOptions,
     reporter: Reporter,
     result: LoadResult,
-    fast: bool = False,
 ) -> None:
-    def announce(data: str) -> None:
-        size = human_size(unpacked.members[data].size)
-        reporter.info(f"Loading data from dump '{Path(data).name}' ({size})")
-        result.loaded.append(data)
+    """Data, then storages, in one transaction; storages undone on any failure."""
+    using = options.using
+    listed = {f.member: listed_models(unpacked.manifest, f.member) for f in files}
+    labels: set[str] = set()
+    for known in listed.values():
+        labels |= known if known is not None else policy.allowed
+    # JSON arrays become JSON Lines, objects checked on the way: loaddata
+    # would read a .json file whole, and --fast reads lines.
+    files = [_vetted(f, policy, listed[f.member], options.fast) for f in files]
 
-    if fast and not all(data.endswith(".jsonl") for data in datas):
-        reporter.warning("--fast reads JSON Lines data only: loading with loaddata instead")
-        fast = False
-    swaps: list[_Swap] = []
+    def announce(member: str) -> None:
+        size = human_size(unpacked.members[member].size)
+        reporter.info(f"Loading data from dump '{Path(member).name}' ({size})")
+        result.loaded.append(member)
+
     try:
         with transaction.atomic(using=using):
-            if fast:
+            _exclusive(using)
+            try:
+                Load.objects.using(using).create(
+                    id=restore.load_id, archive=unpacked.path.name[:255]
+                )
+            except DatabaseError as exc:
+                raise LoadError(
+                    f"diskette's table is missing from the database ({exc}): run "
+                    "manage.py migrate first"
+                ) from exc
+            refuse_populated(labels, using, overwrite=options.overwrite)
+            if options.fast:
                 fast_load(
-                    [(unpacked.root / data, data) for data in datas],
+                    [(f.path, f.member) for f in files],
                     using,
                     announce,
-                    ignorenonexistent,
+                    options.ignorenonexistent,
+                    check=lambda data, member: policy.check(data, member, listed[member]),
                 )
-            for data in [] if fast else datas:
-                announce(data)
-                _load_fixture(unpacked.root / data, data, ignorenonexistent, using)
-            for storage in storages:
-                size = sum(
-                    m.size
-                    for m in unpacked.members.values()
-                    if m.name.startswith(f"{storage}/")
-                )
-                reporter.info(
-                    f"Restoring storage directory ({human_size(size)}): {storage}"
-                )
-                swaps.append(_Swap.into(unpacked.root / storage, basepath / storage))
-                result.restored.append(storage)
-    except BaseException:
-        for swap in reversed(swaps):
-            swap.revert()
-        raise
-    for swap in swaps:
-        swap.discard_previous()
+            for data in [] if options.fast else files:
+                announce(data.member)
+                _load_fixture(data, options.ignorenonexistent, using)
+            restore.swap(reporter, unpacked, result)
+    except DatabaseError as exc:  # at COMMIT: a deferred constraint, say
+        raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
+    restore.finish()
 
 
-def _load_fixture(path: Path, member: str, ignorenonexistent: bool, using: str) -> None:
+def _exclusive(using: str) -> None:
+    """Wait for any other load into this database to end, then go on alone."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
+    # SQLite: the first write (the Load row) takes the database's write lock.
+
+
+def _vetted(
+    data: _DataFile, policy: ModelPolicy, listed: frozenset[str] | None, fast: bool
+) -> _DataFile:
+    """Check every object of ``data`` may be loaded here; JSON arrays become JSON Lines.
+
+    ``--fast`` checks JSON Lines objects as it loads them, so they are not
+    read twice.
+    """
+    convert = data.member.endswith(".json")
+    if fast and not convert:
+        return data
+    output = data.path.with_suffix(".jsonl") if convert else None
+    with (
+        open(output, "w", encoding="utf-8") if output else contextlib.nullcontext() as sink
+    ):
+        for _, obj in json_objects(data.path, data.member):
+            policy.check(obj, data.member, listed)
+            if sink is not None:
+                sink.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return _DataFile(output, data.member) if output else data
+
+
+def _load_fixture(data: _DataFile, ignorenonexistent: bool, using: str) -> None:
+    if data.path.stat().st_size == 0:
+        return  # an empty file: loaddata would only warn "No fixture data found"
     try:
         call_command(
             "loaddata",
-            str(path),
+            str(data.path),
             ignorenonexistent=ignorenonexistent,
             database=using,
             verbosity=0,
             stdout=StringIO(),
         )
     except FIXTURE_ERRORS as exc:
-        detail = " ".join(str(exc).replace(str(path), member).split())
-        raise LoadError(f"data '{member}' could not be loaded: {detail}") from exc
+        detail = _one_line(exc).replace(str(data.path), data.member)
+        raise LoadError(f"data '{data.member}' could not be loaded: {detail}") from exc
 
 
-@dataclass
-class _Swap:
-    """A storage directory replaced by its staged copy, reversible until done."""
-
-    destination: Path
-    staged: Path
-    previous: Path | None
-
-    @classmethod
-    def into(cls, staged: Path, destination: Path) -> _Swap:
-        """Move the current ``destination`` aside, then ``staged`` in its place.
-
-        A storage that is a symlink (media kept on another disk) is restored
-        where it points, so the project keeps its layout.
-        """
-        if destination.is_symlink() and destination.resolve().is_dir():
-            destination = destination.resolve()
-        staged.mkdir(parents=True, exist_ok=True)  # a storage may be empty
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        previous = None
-        if destination.exists() or destination.is_symlink():
-            previous = destination.with_name(
-                f".{destination.name}.diskette-previous-{secrets.token_hex(4)}"
-            )
-            os.rename(destination, previous)
-        try:
-            shutil.move(staged, destination)  # a rename unless across file systems
-        except BaseException:
-            if previous is not None:
-                os.rename(previous, destination)
-            raise
-        return cls(destination, staged, previous)
-
-    def revert(self) -> None:
-        """Put the previous directory back (the staged copy is dropped)."""
-        shutil.move(self.destination, self.staged)
-        if self.previous is not None:
-            os.rename(self.previous, self.destination)
-
-    def discard_previous(self) -> None:
-        if self.previous is not None:
-            shutil.rmtree(self.previous, ignore_errors=True)
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -21,7 +21,8 @@ them. Configuration (``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
 - ``diskette.remote.settings``: settings module on the host;
 - ``diskette.remote.download_dir``: where pulled archives land locally
   (default ``var/diskette-snapshots``);
-- ``diskette.protected_hosts``: hosts that refuse a push unless ``--force``;
+- ``diskette.protected_hosts``: hosts that refuse a push unless ``--force``,
+  by any name that reaches them (:func:`protected_entry`);
 - and the local keys of :mod:`diskette.tasks` for the load after a pull.
 
 This module imports Fabric, not Django: install ``diskette[remote]``.
@@ -30,6 +31,8 @@ This module imports Fabric, not Django: install ``diskette[remote]``.
 from __future__ import annotations
 
 import shlex
+import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +75,100 @@ def remote_project(c: Connection, project_dir: str | None, python: str | None) -
     return project
 
 
+#: The file that marks a remote temporary folder as diskette's own.
+TRANSIT_MARKER = ".diskette-transit"
+#: Minutes after which a marked transit folder counts as left by a dead pull.
+STALE_TRANSIT_MINUTES = 24 * 60
+
+
 def remote_tempdir(c: Connection) -> str:
-    """A private folder on the host, for archives in transit."""
-    return c.run('mktemp -d "${TMPDIR:-/tmp}/diskette.XXXXXX"', hide=True).stdout.strip()
+    """A private folder on the host for archives in transit; old ones go first.
+
+    A pull whose local ``fab`` is killed (``kill -9``, a closed laptop) never
+    reaches its clean-up, leaving a whole production archive in the host's
+    temporary folder. So each new folder gets a marker file, and before
+    creating one, folders of the same pattern that are older than a day,
+    owned by the connecting user and marked (diskette's own, not another
+    tool's that happens to share the prefix) are removed. All of it is one
+    remote shell command; the clean-up is best effort and never stops the
+    transfer, and each removal is said in one line.
+    """
+    pattern = "diskette.??????"
+    remove_if_marked = (
+        f'test -f "$1"/{shlex.quote(TRANSIT_MARKER)} && rm -rf -- "$1" '
+        '&& printf "removed %s\\n" "$1"'
+    )
+    script = (
+        'tmp="${TMPDIR:-/tmp}"; '
+        f'find "$tmp" -mindepth 1 -maxdepth 1 -type d -name {shlex.quote(pattern)} '
+        f'-user "$(id -u)" -mmin +{STALE_TRANSIT_MINUTES} '
+        f"-exec sh -c {shlex.quote(remove_if_marked)} sh {{}} \\; 2>/dev/null; "
+        'd=$(mktemp -d "$tmp/diskette.XXXXXX") '
+        f'&& : > "$d"/{shlex.quote(TRANSIT_MARKER)} && printf "created %s\\n" "$d"'
+    )
+    result = c.run(script, hide=True, warn=True)
+    created = None
+    for line in result.stdout.splitlines():
+        word, _, path = line.partition(" ")
+        if word == "removed":
+            print(
+                f"{c.original_host}: removed a stale transit folder {path} "
+                "left by an interrupted pull"
+            )
+        elif word == "created":
+            created = path
+    if not result.ok or not created:
+        reason = result.stderr.strip().splitlines()[-1:] or [f"exit {result.exited}"]
+        raise Exit(
+            f"{c.original_host}: cannot create a temporary folder in $TMPDIR "
+            f"(or /tmp): {reason[0]}; free space or fix TMPDIR there",
+            code=1,
+        )
+    return created
+
+
+def protected_entry(c: Connection, entries: Iterable[str]) -> str | None:
+    """The entry of ``diskette.protected_hosts`` that ``c`` reaches, if any.
+
+    Comparing the names typed after ``-H`` is not enough: another ssh_config
+    alias of the same server, its address or ``localhost`` went straight
+    past the list (a red team did just that). So an entry and the connection
+    are both resolved as ssh would, through ssh_config (``HostName``,
+    ``Port``; building a ``Connection`` does that without connecting), then
+    to the addresses of that host name; they match when they share a name
+    or an address, on the same port. A name that does not resolve is
+    compared by name only. Hosts behind a jump host are resolved from here,
+    which may refuse more than needed, never less.
+
+    :raises Exit: for an entry that is not ``[user@]host[:port]``, naming it:
+        a guard that cannot be read must not let a push through.
+    """
+    names = {c.original_host, c.host}
+    target = _endpoints(c.host, c.port)
+    for entry in entries:
+        if entry in names:
+            return entry
+        try:
+            protected = Connection(entry, config=c.config)
+        except ValueError as exc:
+            raise Exit(
+                f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port] "
+                f"({exc}); fix it in fabric.yaml",
+                code=1,
+            ) from exc
+        if target & _endpoints(protected.host, protected.port):
+            return entry
+    return None
+
+
+def _endpoints(host: str, port: int) -> set[tuple[str, int]]:
+    """``host`` and each of its addresses, with ``port``; the name alone if unresolved."""
+    found = {(host.lower().rstrip("."), port)}
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):  # unknown name, or not a valid one
+        return found
+    return found | {(address[4][0], port) for address in addresses}
 
 
 def remove_remote(c: Connection, path: str) -> None:
@@ -131,15 +225,7 @@ def push(c: Connection, project: Project, archive: Path, **load: Any) -> None:
 
         digest = upload(c, archive, remote, receiver=receiver)
         print(f"Uploaded {archive} to {c.original_host} (sha256 {digest})")
-
-        def undo(snapshot: str) -> str:
-            reset = project.manage_line(
-                "diskette_reset", "--noinput", *flags(force=load["force"])
-            )
-            restore = project.manage_line("diskette_load", snapshot)
-            return f"on {c.original_host}: {project.shell(f'{reset} && {restore}')}"
-
-        reset_and_load_archive(c, project, remote, undo=undo, **load)
+        reset_and_load_archive(c, project, remote, host=c.original_host, **load)
     finally:
         remove_remote(c, folder)
 
@@ -259,11 +345,17 @@ def push_snapshot(
     """Upload an archive, then reset the host's database and load it there."""
     connection = _connection(c, "push-snapshot")
     conf = connection.config.diskette
-    protected = set(conf.protected_hosts or ())
-    if protected & {connection.original_host, connection.host} and not force:
+    entry = None if force else protected_entry(connection, conf.protected_hosts or ())
+    if entry is not None:
+        name = connection.original_host
         raise Exit(
-            f"{connection.original_host} is in diskette.protected_hosts: refusing to push "
-            "there (add --force if you mean it)",
+            (
+                f"{name} is in diskette.protected_hosts"
+                if entry == name
+                else f"{name} is the same host as {entry}, which is in "
+                f"diskette.protected_hosts ({connection.host} port {connection.port})"
+            )
+            + ": refusing to push there (add --force if you mean it)",
             code=1,
         )
     path = Path(archive)

@@ -11,6 +11,8 @@ from typing import Any
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
+from .definitions import OWN_APP_LABEL
+
 
 def applied_migrations(using: str) -> dict[str, list[str]]:
     """Applied migration names per app label, as recorded in ``using``."""
@@ -27,12 +29,14 @@ def migration_differences(recorded: Any, using: str) -> list[str]:
     """App labels whose applied migrations differ between ``recorded`` and ``using``.
 
     Archives from diskette 0.6 record nothing: there is nothing to compare.
+    diskette's own migrations are left out: its table never travels in an
+    archive (and diskette 0.6 used the same app label for other tables).
     """
     if not isinstance(recorded, dict):
         return []
     local = applied_migrations(using)
     return sorted(
         label
-        for label in set(recorded) | set(local)
+        for label in (set(recorded) | set(local)) - {OWN_APP_LABEL}
         if sorted(recorded.get(label) or []) != local.get(label, [])
     )

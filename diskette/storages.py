@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from .archive import DATA_DIR, MANIFEST_NAME
 from .exceptions import StorageError
+from .journal import is_work_folder
 
 #: Top-level archive names that belong to diskette itself.
 RESERVED = (DATA_DIR, MANIFEST_NAME)
@@ -137,8 +138,10 @@ def _walk(
     for child in children:
         path = Path(child.path)
         relative = path.relative_to(storage.path).as_posix()
-        if is_excluded(relative, patterns):
-            continue
+        if is_excluded(relative, patterns) or (
+            folder == storage.path and is_work_folder(child.name)
+        ):
+            continue  # excluded, or a load's work folder (never media)
         arcname = f"{storage.relpath}/{relative}"
         status = child.stat(follow_symlinks=False)
         if stat.S_ISLNK(status.st_mode):

@@ -26,10 +26,11 @@ This module imports Invoke, not Django: install ``diskette[tasks]``.
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import shlex
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,24 +113,55 @@ def dump_archive(c: Context, project: Project, *options: str, **run: Any) -> Dum
     return Dumped(found.group(1), checksum.group(1) if checksum else None)
 
 
-def reset_target(c: Context, project: Project, force: bool) -> str:
+@dataclass(frozen=True)
+class ResetTarget:
+    """The database a reset would drop, as ``diskette_reset --check --json`` says."""
+
+    database: str
+    holds_data: bool
+
+
+def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
     """What a reset would drop, or :class:`Exit` if the project refuses it."""
     result = manage(
         c,
         project,
         "diskette_reset",
         "--check",
-        *(["--force"] if force else []),
+        "--json",
+        *flags(force=force),
         hide=True,
         warn=True,
     )
     if result.failed:
         raise Exit(command_error(result), code=1)
-    return (
-        result.stdout.strip()
-        .removeprefix("Would drop and recreate ")
-        .removesuffix(", then migrate")
+    answer = json_output(result)
+    return ResetTarget(answer["database"], bool(answer["holds_data"]))
+
+
+def verified_archive(c: Context, project: Project, archive: str) -> str:
+    """Verify ``archive`` (downloading a URL once); return the local file to load.
+
+    :raises Exit: naming the archive and what is wrong with it.
+    """
+    result = manage(
+        c, project, "diskette_load", archive, "--check", "--json", hide="out", warn=True
     )
+    if result.failed:
+        raise Exit(f"{archive} cannot be loaded: {command_error(result)}", code=1)
+    return str(json_output(result)["archive"])
+
+
+def json_output(result: Result) -> dict[str, Any]:
+    """The JSON object a command printed last with ``--json``."""
+    lines = result.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise Exit(f"{result.command!r} printed no JSON answer", code=1) from None
+    if not isinstance(answer, dict):
+        raise Exit(f"{result.command!r} printed no JSON object", code=1)
+    return answer
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -149,8 +181,11 @@ def confirm(question: str, yes: bool) -> None:
         raise Exit("cancelled", code=1)
 
 
-def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str:
-    """Dump the whole database and the storages into ``folder``; keep the last ``keep``.
+def safety_snapshot(c: Context, project: Project, folder: str) -> str:
+    """Dump the whole database and the storages into ``folder``.
+
+    Names carry the date, then a random part: two resets within a second
+    must not overwrite each other's snapshot.
 
     :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
     """
@@ -162,7 +197,7 @@ def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str
         "--destination",
         folder,
         "--filename",
-        f"{BACKUP_PREFIX}{{date}}{{features}}.tar.gz",
+        f"{BACKUP_PREFIX}{{date}}_{secrets.token_hex(3)}{{features}}.tar.gz",
         hide="out",
         warn=True,
     )
@@ -174,11 +209,35 @@ def safety_snapshot(c: Context, project: Project, folder: str, keep: int) -> str
             code=1,
         )
     print(f"Safety snapshot of the current database and media: {found.group(1)}")
-    _prune_backups(c, project, folder, keep)
     return found.group(1)
 
 
-def _prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
+def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> Result:
+    """Reset the database and load ``snapshot`` back, keeping the file.
+
+    Only here does a task pass ``--everything``: the snapshot is the
+    project's own, made by :func:`safety_snapshot`, and holds every model.
+    """
+    manage(c, project, "diskette_reset", "--noinput", *flags(force=force), hide="out")
+    return manage(
+        c,
+        project,
+        "diskette_load",
+        snapshot,
+        "--everything",
+        "--keep",
+        *flags(force=force),
+        hide="out",
+        warn=True,
+    )
+
+
+def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
+    """Keep the newest ``keep`` safety snapshots in ``folder``.
+
+    Called only once a reset-and-load succeeded: a failed attempt never
+    pushes out the snapshot that holds the data from before it.
+    """
     listing = c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
     # Names carry the date: the newest sort last.
     backups = sorted(
@@ -209,47 +268,58 @@ def reset_and_load_archive(
     backup_dir: str = "var/diskette-backups",
     backup_keep: int = 3,
     load_options: tuple[str, ...] = (),
-    undo: Callable[[str], str] | None = None,
+    host: str | None = None,
 ) -> None:
     """Verify ``archive``, save a safety snapshot, reset the database, load.
 
-    The archive is verified before anything is dropped, so a bad archive
-    costs nothing. If loading still fails, the message says how to put the
-    safety snapshot back.
+    All or nothing as a whole: the archive is verified (a URL downloaded,
+    once) before anything is dropped, and if loading still fails, the safety
+    snapshot is loaded back before the task reports the failure. Old
+    snapshots are pruned only after a success.
 
-    :param undo: the command that puts a snapshot back, for that message;
-        by default the ``inv reset-and-load`` line for a local project.
+    :param host: the host's name, for messages, when ``c`` is a Connection.
     """
+    on = f" on {host}" if host else ""
     target = reset_target(c, project, force)
-    verified = manage(
-        c, project, "diskette_load", archive, "--check", hide="out", warn=True
+    local = verified_archive(c, project, archive)
+    confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
+    snapshot = None
+    if backup and target.holds_data:
+        snapshot = safety_snapshot(c, project, backup_dir)
+    elif backup:
+        print(f"The database{on} holds no data yet: no safety snapshot needed")
+    manage(c, project, "diskette_reset", "--noinput", *flags(force=force))
+    loaded = manage(
+        c, project, "diskette_load", local, *load_options, *flags(force=force), warn=True
     )
-    if verified.failed:
-        raise Exit(f"{archive} cannot be loaded: {command_error(verified)}", code=1)
-    confirm(f"Drop the {target} and load {archive} into it?", yes)
-    snapshot = safety_snapshot(c, project, backup_dir, backup_keep) if backup else None
-    force_option = ["--force"] if force else []
-    manage(c, project, "diskette_reset", "--noinput", *force_option)
-    loaded = manage(c, project, "diskette_load", archive, *load_options, warn=True)
     if loaded.failed:
-        if undo is None:
-            force_flag = " --force" if force else ""
-
-            def undo(path: str) -> str:
-                return (
-                    f"inv reset-and-load {shlex.quote(path)} --yes --no-backup{force_flag}"
-                )
-
-        restore = (
-            f"put back what you had with: {undo(snapshot)}"
-            if snapshot
-            else "no safety snapshot was taken (--no-backup)"
-        )
+        failure = f"loading {archive} failed: {command_error(loaded)}"
+        if snapshot is None:
+            raise Exit(
+                f"{failure}; the database is now empty (no safety snapshot was taken) and "
+                "the media unchanged",
+                code=1,
+            )
+        restored = restore_snapshot(c, project, snapshot, force)
+        if restored.failed:
+            by_hand = project.shell(
+                project.manage_line("diskette_reset", "--noinput", *flags(force=force))
+                + " && "
+                + project.manage_line("diskette_load", snapshot, "--everything", "--keep")
+            )
+            raise Exit(
+                f"{failure}; putting the safety snapshot back failed too "
+                f"({command_error(restored)}): your data and media are in {snapshot}, "
+                f"put them back{on} with: {by_hand}",
+                code=1,
+            )
         raise Exit(
-            f"loading {archive} failed: {command_error(loaded)}; the database is now empty "
-            f"and the media unchanged; {restore}",
+            f"{failure}; your data and media were put back from the safety snapshot "
+            f"{snapshot}",
             code=1,
         )
+    if snapshot is not None:
+        prune_backups(c, project, backup_dir, backup_keep)
 
 
 @task(
@@ -280,6 +350,9 @@ def dump(
         "no_data": "Restore storages only.",
         "no_storages": "Load data only.",
         "fast": FAST_HELP,
+        "overwrite": "Load into a database that already holds data (rows overwritten by "
+        "primary key, others kept).",
+        "force": "Load even though the project's DEBUG is False.",
     }
 )
 def load(
@@ -289,15 +362,19 @@ def load(
     no_data: bool = False,
     no_storages: bool = False,
     fast: bool = False,
+    overwrite: bool = False,
+    force: bool = False,
 ) -> None:
     """Load an archive into the project's (freshly migrated) database (diskette_load)."""
-    manage(
-        c,
-        Project.from_config(c),
-        "diskette_load",
-        archive,
-        *flags(keep=keep, no_data=no_data, no_storages=no_storages, fast=fast),
+    options = flags(
+        keep=keep,
+        no_data=no_data,
+        no_storages=no_storages,
+        fast=fast,
+        overwrite=overwrite,
+        force=force,
     )
+    manage(c, Project.from_config(c), "diskette_load", archive, *options)
 
 
 @task(help={"format": "json (default) or python."})
@@ -316,7 +393,7 @@ def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
     """Drop the project's database, create it empty and migrate (diskette_reset)."""
     project = Project.from_config(c)
     target = reset_target(c, project, force)
-    confirm(f"Drop and recreate the {target}?", yes)
+    confirm(f"Drop and recreate the {target.database}?", yes)
     manage(c, project, "diskette_reset", "--noinput", *flags(force=force))
 
 

@@ -8,9 +8,11 @@ sha256-checked end to end: download 0.81x the speed of ``scp`` where Fabric's
 SFTP ``get`` reaches 0.54x; upload 0.61x, as fast as Fabric's ``put`` (which
 checks nothing).
 
-Both directions write to ``<name>.part``, hash while streaming, and rename
+Both directions write to a ``.part`` file, hash while streaming, and rename
 only once the sha256 matches, so an interrupted transfer never leaves a file
-that looks complete, and running it again starts clean.
+that looks complete, and running it again starts clean. Locally that file has
+a unique name (two pulls of one host never share it) and mode 0600 from the
+start: an archive holds production data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,16 +45,23 @@ def download(c: Any, remote: str, local: Path, expected: str, *, label: str = ""
         or the bytes do not match ``expected``; the partial file is removed.
     """
     size = int(c.run(f"wc -c < {shlex.quote(remote)}", hide=True).stdout.strip())
-    partial = local.with_name(local.name + ".part")
+    partial: Path | None = None
     digest = hashlib.sha256()
     channel = _channel(c)
     try:
-        channel.exec_command(f"cat -- {shlex.quote(remote)}")
-        with open(partial, "wb") as output, Progress(size, label or local.name) as progress:
-            while data := channel.recv(CHUNK_SIZE):
-                output.write(data)
-                digest.update(data)
-                progress.advance(len(data))
+        fd, name = tempfile.mkstemp(
+            prefix=f".{local.name}.", suffix=".part", dir=local.parent
+        )
+        partial = Path(name)
+        with os.fdopen(fd, "wb") as output:
+            channel.exec_command(f"cat -- {shlex.quote(remote)}")
+            with Progress(size, label or local.name) as progress:
+                while data := channel.recv(CHUNK_SIZE):
+                    output.write(data)
+                    digest.update(data)
+                    progress.advance(len(data))
+            output.flush()
+            os.fsync(output.fileno())
         status = channel.recv_exit_status()
         if status != 0 or digest.hexdigest() != expected:
             raise TransferError(
@@ -63,7 +73,8 @@ def download(c: Any, remote: str, local: Path, expected: str, *, label: str = ""
         raise TransferError(f"downloading {remote} from {c.host} failed: {exc}") from exc
     finally:
         channel.close()
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
 
 
 def upload(c: Any, local: Path, remote: str, *, receiver: Callable[[str], str]) -> str:

@@ -19,6 +19,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings) -> Path:
     media = root / "var" / "media"
     media.mkdir(parents=True)
     monkeypatch.chdir(root)
+    # A developer's laptop: pytest-django runs tests with DEBUG off, which
+    # diskette_load refuses (the production guard, tested on its own).
+    settings.DEBUG = True
     settings.MEDIA_ROOT = media
     settings.DISKETTE_STORAGES = [media]
     settings.DISKETTE_DUMP_PATH = root / "var"

@@ -55,6 +55,18 @@ class SandboxCopy:
     def manage(self, *args: str, check: bool = True):
         return self.run(str(self.python), "manage.py", *args, check=check)
 
+    def manage_measured(self, *args: str) -> tuple[subprocess.CompletedProcess, int]:
+        """Run ``manage.py`` with ``args``; return its result and peak memory in bytes.
+
+        The peak is the child's own ``VmHWM``, which starts again at exec:
+        ``ru_maxrss`` (``wait4``, ``RUSAGE_CHILDREN``) would also count the
+        memory of the pytest process it was forked from.
+        """
+        result = self.run(str(self.python), "-c", MEASURED, *args, check=False)
+        error, _, peak = result.stderr.rstrip("\n").rpartition("\n")
+        result.stderr = error + "\n" if error else ""
+        return result, int(peak) * 1024
+
     def inv(
         self,
         *args: str,
@@ -101,3 +113,17 @@ def postgres_settings_body() -> str:
 
     database = {**postgres_settings(), "NAME": f"copy_{uuid.uuid4().hex[:10]}"}
     return f"DATABASES = {{'default': {database!r}}}\n"
+
+
+#: Runs ``manage.py`` with the arguments, then prints VmHWM (KiB) last on stderr.
+MEASURED = (
+    "import os, sys\n"
+    "sys.path.insert(0, os.getcwd())\n"
+    "from django.core.management import execute_from_command_line\n"
+    "try:\n"
+    "    execute_from_command_line(['manage.py', *sys.argv[1:]])\n"
+    "finally:\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        peak = next(l for l in status if l.startswith('VmHWM:'))\n"
+    "    print(peak.split()[1], file=sys.stderr)\n"
+)

@@ -4,6 +4,10 @@ The server runs from a private folder with its own ``sshd_config``, host key,
 user key and ``authorized_keys``; it never reads the system's SSH setup, and
 the client side gets an ``ssh_config`` of its own that maps host aliases
 (``remote``, ``staging``, ``prod``) to it, the way users name their servers.
+The daemon listens on two ports: ``prod`` (and its other alias ``live``) is
+the second one, a host of its own as far as ssh and diskette's
+``protected_hosts`` guard can tell, so ``staging`` stays pushable while
+``prod`` is protected.
 ``.ci/run`` installs ``openssh-server`` when ``sshd`` is missing.
 """
 
@@ -18,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ALIASES = ("remote", "staging", "prod")
+ALIASES = ("remote", "staging")
+PROD_ALIASES = ("prod", "live")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class SSHServer:
     key: Path
     ssh_config: Path
     process: subprocess.Popen
+    #: The port of the ``prod`` and ``live`` aliases.
+    prod_port: int
 
     def cut_connections(self) -> None:
         """Kill every session process, as a dropped network would; the daemon stays."""
@@ -61,10 +68,11 @@ def start_sshd(root: Path) -> SSHServer:
     authorized = root / "authorized_keys"
     authorized.write_text((root / "client_key.pub").read_text())
     authorized.chmod(0o600)
-    port, user = _free_port(), getpass.getuser()
+    (port, prod_port), user = _free_ports(2), getpass.getuser()
     config = root / "sshd_config"
     config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {root / 'host_key'}\n"
+        f"ListenAddress 127.0.0.1\nPort {port}\nPort {prod_port}\n"
+        f"HostKey {root / 'host_key'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {authorized}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nStrictModes no\nUsePAM no\n"
@@ -78,13 +86,17 @@ def start_sshd(root: Path) -> SSHServer:
         stderr=open(root / "sshd.log", "wb"),  # noqa: SIM115 - lives as long as sshd
     )
     client = root / "ssh_config"
-    client.write_text(
-        f"Host {' '.join(ALIASES)}\n    HostName 127.0.0.1\n    Port {port}\n"
+    common = (
         f"    User {user}\n    IdentityFile {root / 'client_key'}\n"
         "    IdentitiesOnly yes\n    StrictHostKeyChecking no\n"
         "    UserKnownHostsFile /dev/null\n"
     )
-    server = SSHServer(port, user, root / "client_key", client, process)
+    client.write_text(
+        f"Host {' '.join(ALIASES)}\n    HostName 127.0.0.1\n    Port {port}\n{common}"
+        f"Host {' '.join(PROD_ALIASES)}\n    HostName 127.0.0.1\n    Port {prod_port}\n"
+        f"{common}"
+    )
+    server = SSHServer(port, user, root / "client_key", client, process, prod_port)
     _wait_for_banner(server, root / "sshd.log")
     return server
 
@@ -104,9 +116,15 @@ def _wait_for_banner(server: SSHServer, log: Path) -> None:
     raise RuntimeError("sshd did not answer within 15 seconds")
 
 
-def _free_port() -> int:
-    # sshd takes no "Port 0": ask the kernel for a free port and hand it
-    # over; another process could take it meanwhile, which is rare.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    # sshd takes no "Port 0": ask the kernel for free ports (distinct, as
+    # all probes stay open until each has one) and hand them over; another
+    # process could take one meanwhile, which is rare.
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()

@@ -1,3 +1,4 @@
+import gc
 import hashlib
 import io
 import json
@@ -5,12 +6,29 @@ import os
 import re
 import stat
 import tarfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from diskette.archive import MANIFEST_NAME, ArchiveWriter, read_manifest, unpack
+try:
+    import fcntl
+except ImportError:
+    fcntl = None
+
+from diskette.archive import MANIFEST_NAME, ArchiveWriter, Unpacked, read_manifest, unpack
 from diskette.exceptions import ArchiveError, DumpError, ManifestError, UnsafeArchiveError
+
+
+def unpack_to(
+    archive: Path, root: Path, wanted: Callable[[str], bool] = lambda name: True, **options
+) -> Unpacked:
+    """:func:`unpack` writing the ``wanted`` members at their archive path below ``root``."""
+    return unpack(
+        archive, place=lambda name: root / name if wanted(name) else None, **options
+    )
 
 
 def write_sample(path: Path, **kwargs) -> None:
@@ -103,6 +121,74 @@ def test_existing_archive_is_replaced_only_when_the_new_one_is_complete(tmp_path
     assert archive.read_bytes() == before
 
 
+def test_two_writers_to_one_name_each_write_a_whole_archive(tmp_path):
+    """Each writes its own temporary file: the last to close wins, whole."""
+    archive = tmp_path / "a.tar.gz"
+    first = ArchiveWriter(archive, permissions=0o600)
+    second = ArchiveWriter(archive, permissions=0o600)
+    for index, writer in enumerate((first, second)):
+        writer.add_data("app.jsonl", io.BytesIO(b"%d\n" % index), 2)
+    info = first.close({"datas": ["data/app.jsonl"], "storages": []})
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == info.sha256
+    info = second.close({"datas": ["data/app.jsonl"], "storages": []})
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == info.sha256
+    assert list(tmp_path.iterdir()) == [archive]
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("data/app.jsonl").read() == b"1\n"
+
+
+def test_abort_drops_the_partial_file_without_finishing_it(tmp_path, monkeypatch):
+    """Nothing more is compressed or written once a dump has failed."""
+    unraisable = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    archive = tmp_path / "a.tar.gz"
+    writer = ArchiveWriter(archive, permissions=0o600)
+    witness = tmp_path / "witness"
+    os.link(writer.partial, witness)  # sees the file's bytes once it is unlinked
+    data = os.urandom(3 * 1024 * 1024)  # blocks queued, not all written yet
+    writer.add_data("app.jsonl", io.BytesIO(data), len(data))
+    written = witness.stat().st_size
+    writer.abort()
+    assert witness.stat().st_size == written < len(data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["witness"]
+    assert not any(t.name.startswith("diskette-gzip") for t in threading.enumerate())
+    del writer  # tarfile's stream flushes its buffer when collected: dropped too
+    gc.collect()
+    assert unraisable == [] and witness.stat().st_size == written
+
+
+@pytest.mark.skipif(fcntl is None, reason="no flock on this system")
+def test_only_unlocked_old_temporary_files_of_the_same_name_are_removed(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    an_hour_ago = time.time() - 3600
+    files = {}
+    for name in ("dead", "young", "busy"):
+        files[name] = tmp_path / f".a.tar.gz.{name}.part"
+        files[name].write_bytes(b"partial")
+        if name != "young":  # a dump between its mkstemp and its lock
+            os.utime(files[name], (an_hour_ago, an_hour_ago))
+    other = tmp_path / ".b.tar.gz.dead.part"  # another name: not ours
+    other.write_bytes(b"partial")
+    os.utime(other, (an_hour_ago, an_hour_ago))
+    with open(files["busy"], "rb") as busy:
+        fcntl.flock(busy, fcntl.LOCK_EX)  # a dump still at work
+        writer = ArchiveWriter(archive, permissions=0o600)
+    writer.abort()
+    assert writer.leftovers == [files["dead"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [files["young"].name, files["busy"].name, other.name]
+    )
+
+
+def test_a_destination_that_cannot_hold_a_file_is_one_error(tmp_path):
+    with pytest.raises(
+        DumpError,
+        match=r"^cannot create an archive in '.*/missing': No such file or directory; "
+        "choose another destination$",
+    ):
+        ArchiveWriter(tmp_path / "missing" / "a.tar.gz", permissions=0o600)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -171,7 +257,7 @@ def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
     source = (tmp_path / "media" / "photo.bin").stat()
     root = tmp_path / "root"
     root.mkdir()
-    unpacked = unpack(
+    unpacked = unpack_to(
         archive, root, wanted=lambda name: not name.startswith("data/"), digest=True
     )
     photo = root / "var/media/photo.bin"
@@ -186,7 +272,7 @@ def test_unpack_writes_wanted_members_and_verifies_all(tmp_path):
         == hashlib.sha256(b'{"a": 1}\n').hexdigest()
     )
     assert unpacked.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert unpack(archive, tmp_path / "again", wanted=lambda name: False).sha256 is None
+    assert unpack_to(archive, tmp_path / "again", wanted=lambda name: False).sha256 is None
 
 
 def test_a_failed_write_names_the_file_not_the_archive(tmp_path):
@@ -196,7 +282,7 @@ def test_a_failed_write_names_the_file_not_the_archive(tmp_path):
     root.mkdir()
     (root / "var").write_text("a file where a folder must go")
     with pytest.raises(ArchiveError, match=r"root/var/media' cannot be written: "):
-        unpack(archive, root)
+        unpack_to(archive, root)
 
 
 def test_a_diskette_06_archive_is_read(tmp_path):
@@ -207,7 +293,7 @@ def test_a_diskette_06_archive_is_read(tmp_path):
         file("var/media/a.png", b"png"),
         manifest=legacy_manifest(["data/djangocontribsites.json"]),
     )
-    unpacked = unpack(archive, tmp_path, wanted=lambda name: False)
+    unpacked = unpack_to(archive, tmp_path, wanted=lambda name: False)
     assert unpacked.datas == ["data/djangocontribsites.json"]
 
 
@@ -297,7 +383,7 @@ def test_hostile_members_are_refused_before_anything_is_written(tmp_path, member
     root = tmp_path / "root"
     root.mkdir()
     with pytest.raises(UnsafeArchiveError, match=re.escape(message)):
-        unpack(archive, root)
+        unpack_to(archive, root)
     assert not (tmp_path / "evil").exists()
     assert not Path("/etc/evil").exists()
 
@@ -308,7 +394,7 @@ def test_hostile_members_are_refused_before_anything_is_written(tmp_path, member
 def test_storage_outside_the_base_path_is_refused(tmp_path, storage):
     archive = build(tmp_path / "a.tar.gz", manifest=legacy_manifest(storages=[storage]))
     with pytest.raises(UnsafeArchiveError, match="lies outside the storages base path"):
-        unpack(archive, tmp_path)
+        unpack_to(archive, tmp_path)
 
 
 def dumped(tmp_path: Path) -> Path:
@@ -323,7 +409,7 @@ def test_truncated_archive_is_refused(tmp_path):
     for cut in (len(content) - 4, len(content) // 2, 30):
         archive.write_bytes(content[:cut])
         with pytest.raises(ArchiveError, match="is not a complete diskette archive"):
-            unpack(archive, tmp_path, wanted=lambda name: False)
+            unpack_to(archive, tmp_path, wanted=lambda name: False)
 
 
 def test_corrupted_compressed_data_is_refused(tmp_path):
@@ -332,7 +418,7 @@ def test_corrupted_compressed_data_is_refused(tmp_path):
     content[len(content) // 2] ^= 0xFF
     archive.write_bytes(bytes(content))
     with pytest.raises(ArchiveError):
-        unpack(archive, tmp_path, wanted=lambda name: False)
+        unpack_to(archive, tmp_path, wanted=lambda name: False)
 
 
 def test_uncompressed_tar_is_refused(tmp_path):
@@ -340,7 +426,7 @@ def test_uncompressed_tar_is_refused(tmp_path):
         tmp_path / "a.tar.gz", file("data/x"), manifest=legacy_manifest(), compress=False
     )
     with pytest.raises(ArchiveError, match="Not a gzipped file"):
-        unpack(archive, tmp_path)
+        unpack_to(archive, tmp_path)
 
 
 def sample_manifest(tmp_path: Path) -> dict:
@@ -401,13 +487,13 @@ def test_members_must_agree_with_the_manifest(tmp_path, change, message):
         manifest=manifest,
     )
     with pytest.raises(ArchiveError, match=re.escape(message)):
-        unpack(archive, tmp_path, wanted=lambda name: False)
+        unpack_to(archive, tmp_path, wanted=lambda name: False)
 
 
 def test_missing_manifest_is_refused(tmp_path):
     archive = build(tmp_path / "a.tar.gz", file("data/x"))
     with pytest.raises(ManifestError, match="has no manifest.json"):
-        unpack(archive, tmp_path)
+        unpack_to(archive, tmp_path)
 
 
 def test_archives_are_plain_gzip_tar_that_gnu_tar_reads(tmp_path):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import re
+import resource
+import signal
 import stat
+import subprocess
+import sys
 import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,6 +27,7 @@ from demo.models import Book, Review
 from demo.state import data_state
 from diskette.archive import read_manifest
 from tests.conftest import archive_file, archive_members, run_command
+from tests.projects import SandboxCopy
 
 pytestmark = pytest.mark.django_db
 
@@ -488,3 +497,204 @@ def test_progress_bars_are_drawn_on_a_terminal_only(demo):
     call_command("diskette_dump", stdout=plain, stderr=io.StringIO())
     assert terminal.getvalue().count("[" + "." * 75 + "]") == 5  # 4 data files + media
     assert "[." not in plain.getvalue()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
+def test_a_destination_that_cannot_be_created_is_one_line(demo):
+    with pytest.raises(
+        CommandError,
+        match=r"^cannot create the destination folder '/proc/x': No such file or "
+        "directory; choose another destination$",
+    ):
+        dump("--destination", "/proc/x")
+
+
+def test_a_destination_that_is_a_file_is_refused(demo):
+    (demo / "var" / "taken").write_text("a file")
+    with pytest.raises(
+        CommandError, match=r"^destination '.*/var/taken' is not a folder; choose another"
+    ):
+        dump("--destination", str(demo / "var" / "taken"))
+
+
+# Real manage.py processes: concurrency, a full disk, Ctrl-C.
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> SandboxCopy:
+    """A seeded sandbox copy with 48 MiB of incompressible media.
+
+    A dump of it takes a second or two: long enough for two dumps to overlap
+    and for Ctrl-C to land in the middle, and its media outgrow the blocks
+    the compressor holds, so the archive is written while media are read.
+    """
+    copy = SandboxCopy.create(tmp_path_factory.mktemp("dumps") / "project")
+    copy.env["PYTHONUNBUFFERED"] = "1"  # lines arrive as printed: Ctrl-C lands mid-dump
+    copy.manage("migrate", "--verbosity", "0")
+    copy.manage("demo_seed", "--books", "12")
+    big = copy.root / "var" / "media" / "big"
+    big.mkdir()
+    for index in range(6):
+        (big / f"{index}.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    return copy
+
+
+def start_dump(
+    copy: SandboxCopy,
+    destination: Path,
+    *options: str,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(copy.python), "manage.py", "diskette_dump", "--destination", str(destination)]
+        + list(options),
+        cwd=copy.root,
+        env=copy.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
+
+
+@pytest.mark.subprocess
+def test_two_dumps_to_one_name_both_succeed_and_leave_a_whole_archive(sandbox, tmp_path):
+    dumps = [start_dump(sandbox, tmp_path) for _ in range(2)]
+    outputs = [process.communicate(timeout=300) for process in dumps]
+    assert [process.returncode for process in dumps] == [0, 0], outputs
+    claimed = [
+        re.search(r"^Archive checksum \(sha256\): (\w+)$", out, re.MULTILINE)[1]
+        for out, _ in outputs
+    ]
+    archive = tmp_path / "diskette_data_storages.tar.gz"
+    assert list(tmp_path.iterdir()) == [archive]  # no temporary file left
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() in claimed
+    checked = sandbox.manage("diskette_load", str(archive), "--check", check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def file_size_limit(size: int) -> Callable[[], None]:
+    """For a child: writing past ``size`` bytes of a file fails with EFBIG.
+
+    SIGXFSZ is ignored, so the write fails instead of killing the process.
+    """
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return apply
+
+
+@contextlib.contextmanager
+def full_tmpfs(folder: Path) -> Iterator[None]:
+    """Mount a small tmpfs on ``folder`` and fill it: a real full disk.
+
+    Skips the test where mounting is not permitted (not root, no
+    privileges in a container).
+    """
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        # Fill it up, unbuffered: no room left, and nothing to flush at close.
+        with (
+            open(folder / "filler", "wb", buffering=0) as filler,
+            contextlib.suppress(OSError),
+        ):
+            while filler.write(bytes(65536)):
+                pass
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture(params=["tmpfs", "file size limit"])
+def full_disk(request, tmp_path) -> Iterator[tuple[Path, Callable | None, str]]:
+    """A destination where the archive cannot be written, and the error it gets.
+
+    A small tmpfs filled up is a real full disk, where the test may mount
+    one; RLIMIT_FSIZE fails the same writes anywhere.
+    """
+    folder = tmp_path / "full"
+    folder.mkdir()
+    if request.param == "file size limit":
+        yield folder, file_size_limit(0), "File too large"
+        return
+    with full_tmpfs(folder):
+        yield folder, None, "No space left on device"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [((), "diskette_data_storages.tar.gz"), (("--no-storages",), "diskette_data.tar.gz")],
+)
+def test_a_full_disk_blames_the_archive_in_one_line(sandbox, full_disk, options, name):
+    """Not the media file being read when the write failed, and no traceback."""
+    folder, preexec_fn, reason = full_disk
+    before = sorted(folder.iterdir())
+    process = start_dump(sandbox, folder, *options, preexec_fn=preexec_fn)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr == (
+        f"CommandError: cannot write the archive '{folder / name}': {reason}; "
+        "free some space there or choose another destination\n"
+    )
+    assert sorted(folder.iterdir()) == before  # no archive, no temporary file
+
+
+@pytest.mark.subprocess
+def test_ctrl_c_during_a_dump_is_one_line_and_leaves_no_file(sandbox, tmp_path):
+    process = start_dump(sandbox, tmp_path)
+    for line in process.stdout:
+        if line.startswith("Appending storages"):  # media: a second or so of work left
+            process.send_signal(signal.SIGINT)
+            break
+    out, stderr = process.communicate(timeout=300)
+    assert "Dump archive was created" not in out, "the dump ended before Ctrl-C"
+    assert stderr == "CommandError: interrupted; no archive was written\n"
+    assert process.returncode == 130  # as a shell reports Ctrl-C
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_temporary_folder_blames_the_data_file_in_one_line(
+    demo, tmp_path, monkeypatch
+):
+    """Data spilled to a temporary file (over the spool budget) on a full disk."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with full_tmpfs(temporary):
+        monkeypatch.setattr("tempfile.tempdir", str(temporary))
+        monkeypatch.setattr("diskette.dump.SPOOL_BUDGET", 0)  # every file spills
+        with pytest.raises(
+            CommandError,
+            match=rf"^'django.contrib.auth': cannot write its data to a temporary file "
+            rf"in '{temporary}': No space left on device; free some space there or "
+            "set TMPDIR to another folder$",
+        ):
+            dump("--no-storages")
+        assert sorted(p.name for p in temporary.iterdir()) == ["filler"]
+    assert sorted(p.name for p in (demo / "var").iterdir()) == ["media"]
+
+
+@pytest.mark.subprocess
+def test_the_temporary_file_of_a_killed_dump_is_removed_by_the_next(sandbox, tmp_path):
+    """Its name is unique, so no later dump overwrites it: one removes it."""
+    process = start_dump(sandbox, tmp_path)
+    for line in process.stdout:
+        if line.startswith("Appending storages"):
+            process.kill()
+            break
+    process.communicate(timeout=300)
+    (leftover,) = tmp_path.glob(".diskette_data_storages.tar.gz.*.part")
+    an_hour_ago = leftover.stat().st_mtime - 3600
+    os.utime(leftover, (an_hour_ago, an_hour_ago))
+    output = sandbox.manage("diskette_dump", "--destination", str(tmp_path)).stdout
+    assert f"Removed '{leftover}', left by an interrupted dump" in output.splitlines()
+    assert [p.name for p in tmp_path.iterdir()] == ["diskette_data_storages.tar.gz"]

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, reset_queries
 
 from demo.models import Book, Review, Tag
 from demo.state import data_state
@@ -366,23 +367,29 @@ def test_a_failing_second_data_file_undoes_the_first(demo, tmp_path):
     assert (data_state(), tree_state(demo)) == before
 
 
-def test_a_storage_swap_failing_after_the_data_undoes_both(demo, tmp_path, monkeypatch):
+def test_a_storage_swap_failing_after_the_data_undoes_both(
+    demo, tmp_path, monkeypatch, settings
+):
     """The last step before commit fails: data rolls back, media is put back."""
+    settings.DISKETTE_STORAGES = ["var/media", "var/other"]
     archive = hostile(tmp_path, demo, storages=("var/media", "var/other"))
     (demo / "var" / "other").mkdir()
     (demo / "var" / "other" / "keep.txt").write_text("keep")
     wipe(demo)
     (demo / "var" / "media" / "local.txt").write_text("local")
     before = data_state(), tree_state(demo)
-    real_move = shutil.move
+    real_rename = os.rename
 
-    def failing_move(source, destination, *args, **kwargs):
-        if str(destination).endswith("var/other"):
+    def failing_rename(source, destination):
+        if str(source).endswith("var/other/keep.txt"):  # setting the old file aside
             raise OSError(28, "No space left on device")
-        return real_move(source, destination, *args, **kwargs)
+        return real_rename(source, destination)
 
-    monkeypatch.setattr("diskette.load.shutil.move", failing_move)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr("diskette.journal.os.rename", failing_rename)
+    with pytest.raises(
+        CommandError,
+        match=r"^storage 'var/other' could not be swapped into '.*var/other': No space left",
+    ):
         load(str(archive))
     monkeypatch.undo()
     assert (data_state(), tree_state(demo)) == before
@@ -600,7 +607,11 @@ def test_everything_snapshot_loads_back_into_a_fresh_database(demo, tmp_path):
     pks = sorted(Book.objects.values_list("pk", "title"))
     run_command("diskette_dump", "--everything", "--no-storages", destination=tmp_path)
     wipe_database()
-    load(str(tmp_path / "diskette_data.tar.gz"))
+    snapshot = tmp_path / "diskette_data.tar.gz"
+    with pytest.raises(CommandError, match="holds sessions.session objects, a model "):
+        load(str(snapshot))  # more than DISKETTE_APPS covers: only with --everything
+    assert not Book.objects.exists()
+    load(str(snapshot), everything=True)
     assert data_state() == data
     assert sorted(Book.objects.values_list("pk", "title")) == pks
     assert Site.objects.filter(domain="second.example").exists()
@@ -741,6 +752,7 @@ def test_fast_load_keeps_no_log_of_its_inserts_with_debug_on(demo, tmp_path):
     """DEBUG's query log would hold thousands of batch inserts at scale."""
     run_command("diskette_dump", "--no-storages", destination=tmp_path)
     wipe_database()
+    reset_queries()  # the project fixture's DEBUG logged the seeding
     connection.force_debug_cursor = True  # what DEBUG = True does
     try:
         with connection.cursor() as cursor:  # the caller's query: it stays logged
@@ -750,7 +762,8 @@ def test_fast_load_keeps_no_log_of_its_inserts_with_debug_on(demo, tmp_path):
     finally:
         connection.force_debug_cursor = False
     assert Book.objects.count() == 12
-    assert not [sql for sql in logged if sql.startswith("INSERT")]
+    inserts = [sql for sql in logged if sql.startswith("INSERT")]
+    assert len(inserts) == 1 and '"diskette_load"' in inserts[0]  # the load's own row
     assert "SELECT 1 AS before_the_load" in logged
 
 
@@ -766,13 +779,10 @@ def test_fast_load_cache_keys_match_the_file_and_keep_keys_apart():
     assert pack((b"\x00",)) != pack(["\x00"])  # JSON has no bytes: packed, not refused
 
 
-def test_fast_load_falls_back_to_loaddata_for_json_data(demo, tmp_path):
+def test_fast_load_reads_json_arrays_of_older_archives(demo, tmp_path):
     data = data_state()
     archive = legacy_archive(tmp_path, demo, lambda name, objects: None)
     wipe(demo)
     output = load(str(archive), fast=True)
-    assert (
-        "Warning: --fast reads JSON Lines data only: loading with loaddata instead"
-        in output.stderr
-    )
+    assert "Warning" not in output.stderr  # JSON arrays are read as JSON Lines
     assert data_state() == data

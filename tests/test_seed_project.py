@@ -61,6 +61,7 @@ DISKETTE_STORAGES_EXCLUDES = [
 #: What any Django project has besides; the guide leaves it out.
 PROJECT_BOILERPLATE = """
 SECRET_KEY = "test"
+DEBUG = True  # as startproject writes it: the guide's project is a developer's
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_PATH / "db.sqlite3"}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 # The admin wants templates, messages and middleware for its pages; commands don't.

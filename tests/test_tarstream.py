@@ -17,7 +17,12 @@ import zlib
 import pytest
 
 from diskette.archive.pgzip import BLOCK_SIZE, PrefetchingGzipReader
-from diskette.archive.tarstream import TarStream
+from diskette.archive.tarstream import (
+    NAME_LIMIT,
+    PAX_HEADER_LIMIT,
+    PAX_RECORDS_LIMIT,
+    TarStream,
+)
 from diskette.exceptions import TarFormatError
 
 LONG = "media/" + "/".join(["folder-with-a-long-name"] * 6) + "/file.txt"
@@ -202,3 +207,113 @@ def test_gunzip_stops_its_thread_when_closed_early():
     reader.read(10)
     reader.close()
     assert not any(t.name == "diskette-gunzip" for t in threading.enumerate())
+
+
+class Endless:
+    """A source of zeros that counts what was read, and fails past ``budget``.
+
+    A header claiming a gigabyte must be refused from its 512 bytes: reading
+    on would allocate the gigabyte first (the bomb of issue 11).
+    """
+
+    def __init__(self, head: bytes, budget: int = 4 * 1024 * 1024) -> None:
+        self.head, self.budget, self.consumed = head, budget, 0
+
+    def read(self, size: int) -> bytes:
+        self.consumed += size
+        if self.consumed > self.budget:
+            raise AssertionError(f"read {self.consumed} bytes of a header-only bomb")
+        start = min(self.consumed - size, len(self.head))
+        data = self.head[start : self.consumed]
+        return data + bytes(size - len(data))
+
+
+def header_block(kind: bytes, size: int, name: str = "././@PaxHeader") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def pax_record(key: bytes, value: bytes) -> bytes:
+    """``LENGTH KEY=VALUE\\n``, the length counting its own digits."""
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + len(str(len(body)))
+    length += len(str(length)) - len(str(len(body)))
+    return str(length).encode() + body
+
+
+def with_header(body: bytes, kind: bytes = tarfile.XHDTYPE) -> bytes:
+    """A tar of one empty file ``short`` behind a ``kind`` header holding ``body``."""
+    return b"".join(
+        [
+            header_block(kind, len(body)),
+            body + bytes(-len(body) % 512),
+            header_block(tarfile.REGTYPE, 0, "short"),
+            bytes(1024),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "what", "limit"),
+    [
+        (tarfile.XHDTYPE, "a pax extended header", PAX_HEADER_LIMIT),
+        (tarfile.XGLTYPE, "a pax extended header", PAX_HEADER_LIMIT),
+        (tarfile.GNUTYPE_LONGNAME, "a GNU long name header", NAME_LIMIT),
+        (tarfile.GNUTYPE_LONGLINK, "a GNU long name header", NAME_LIMIT),
+    ],
+)
+def test_a_huge_header_is_refused_after_reading_only_its_block(kind, what, limit):
+    source = Endless(header_block(kind, 2**30))
+    with pytest.raises(
+        TarFormatError,
+        match=rf"^{what} of 1073741824 bytes exceeds diskette's limit of {limit} bytes",
+    ):
+        list(TarStream(source))
+    assert source.consumed == 512
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit"),
+    [(tarfile.XHDTYPE, PAX_HEADER_LIMIT), (tarfile.GNUTYPE_LONGNAME, NAME_LIMIT)],
+)
+def test_headers_up_to_the_limit_are_read(kind, limit):
+    """The limit is exact: a header of that size reads, one byte more is refused."""
+    name = b"media/" + b"n" * 200
+    if kind == tarfile.XHDTYPE:  # the path, then a comment filling up to `limit`
+        path = pax_record(b"path", name)
+        digits = len(str(limit))
+        body = path + pax_record(b"comment", b"c" * (limit - len(path) - digits - 10))
+    else:
+        body = name + bytes(limit - len(name))
+    assert len(body) == limit
+    assert [m[0] for m in as_tarstream_sees_it(with_header(body, kind))] == [name.decode()]
+    with pytest.raises(TarFormatError, match="exceeds diskette's limit"):
+        as_tarstream_sees_it(with_header(body + b"\0", kind))
+
+
+def test_a_pax_header_of_countless_tiny_records_is_refused():
+    records = b"6 a=b\n" * (PAX_RECORDS_LIMIT + 1)  # 60 KiB: under the byte limit
+    with pytest.raises(TarFormatError, match=f"over {PAX_RECORDS_LIMIT} records"):
+        as_tarstream_sees_it(with_header(records))
+    assert as_tarstream_sees_it(with_header(b"6 a=b\n" * PAX_RECORDS_LIMIT))
+
+
+def test_a_pax_path_longer_than_any_path_is_refused():
+    record = pax_record(b"path", b"p" * (NAME_LIMIT + 1))
+    with pytest.raises(TarFormatError, match=f"a path of {NAME_LIMIT + 1} bytes"):
+        as_tarstream_sees_it(with_header(record))
+    assert as_tarstream_sees_it(with_header(pax_record(b"path", b"p" * NAME_LIMIT)))
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        b"99999999999999 path=x\n",  # claims more than the header holds
+        b"1" * 5000 + b" path=x\n",  # a length field longer than the header's size
+        b"path=x\n",  # no length at all
+    ],
+)
+def test_a_pax_record_whose_length_lies_is_malformed(records):
+    with pytest.raises(TarFormatError, match="a pax header is malformed"):
+        as_tarstream_sees_it(with_header(records))

@@ -8,12 +8,16 @@ environment, so these tests also prove that the configuration key is used.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import shlex
 import stat
 import sys
-import time
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -127,23 +131,109 @@ def test_debug_false_refuses_unless_forced(project):
     assert books(project) == 0
 
 
-def test_a_failed_load_says_how_to_restore_and_the_snapshot_restores(project, tmp_path):
-    original = project.fingerprint()
+def incomplete_archive(project: SandboxCopy, tmp_path: Path) -> Path:
+    """An archive that verifies but cannot load: books without their authors."""
     appconf = tmp_path / "books-only.json"
     appconf.write_text('[["books", {"models": ["demo.Book"], "natural_foreign": true}]]')
     project.manage(
         "diskette_dump", "--appconf", str(appconf), "--destination", str(tmp_path)
     )
-    incomplete = tmp_path / "diskette_data_storages.tar.gz"  # books without their authors
+    return tmp_path / "diskette_data_storages.tar.gz"
+
+
+def test_a_failed_load_puts_the_safety_snapshot_back_itself(project, tmp_path):
+    original = project.fingerprint()
+    incomplete = incomplete_archive(project, tmp_path)
 
     failed = project.inv("reset-and-load", str(incomplete), "--yes", check=False)
 
     assert failed.returncode == 1
     message = failed.stderr.strip().splitlines()[-1]
-    assert "the database is now empty and the media unchanged" in message
-    restore = re.search(r"put back what you had with: inv (.+)$", message)[1]
-    project.inv(*shlex.split(restore))
+    assert re.match(
+        rf"loading {re.escape(str(incomplete))} failed: data 'data/books.jsonl' could "
+        r"not be loaded: .*; your data and media were put back from the safety "
+        r"snapshot .*/var/diskette-backups/before-reset_[^/]+\.tar\.gz$",
+        message,
+    )
     assert project.fingerprint() == original
+    snapshot = Path(message.rsplit(" ", 1)[1])
+    assert snapshot.exists()  # kept: it is the only copy of what was there
+
+
+def test_a_failed_load_without_a_snapshot_says_the_database_is_empty(project, tmp_path):
+    incomplete = incomplete_archive(project, tmp_path)
+    failed = project.inv(
+        "reset-and-load", str(incomplete), "--yes", "--no-backup", check=False
+    )
+    assert failed.returncode == 1
+    assert (
+        failed.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "the database is now empty (no safety snapshot was taken) and the media unchanged"
+        )
+    )
+    assert books(project) == 0
+
+
+def test_failed_retries_never_push_out_the_snapshot_of_the_real_data(project, tmp_path):
+    """Each failure puts the data back, and pruning waits for a success."""
+    original = project.fingerprint()
+    incomplete = incomplete_archive(project, tmp_path)
+    keep_two = {"INVOKE_DISKETTE_BACKUP_KEEP": "2"}
+    for _ in range(4):
+        failed = project.inv(
+            "reset-and-load", str(incomplete), "--yes", env=keep_two, check=False
+        )
+        assert failed.returncode == 1
+        assert project.fingerprint() == original
+    backups = project.root / "var" / "diskette-backups"
+    assert len(list(backups.iterdir())) == 4  # nothing pruned after a failure
+    for snapshot in sorted(backups.iterdir()):
+        copy = SandboxCopy.create(tmp_path / f"check-{snapshot.name}")
+        if ON_POSTGRES:
+            copy.use_settings(copy.write_settings("settings_db", postgres_settings_body()))
+        copy.manage("diskette_reset", "--noinput")
+        copy.manage("diskette_load", str(snapshot), "--everything", "--keep")
+        assert copy.fingerprint() == original  # every one holds the real data
+
+
+def test_an_empty_database_gets_no_safety_snapshot(project, tmp_path):
+    project.inv("dump", "--filename", "full.tar.gz")
+    project.inv("reset-db", "--yes")
+    result = project.inv("reset-and-load", "var/full.tar.gz", "--yes")
+    assert "holds no data yet: no safety snapshot needed" in result.stdout
+    assert not (project.root / "var" / "diskette-backups").exists()
+
+
+def test_an_archive_url_is_downloaded_once_verified_and_loaded(project, tmp_path):
+    """The check step's download is the file loaded (it used to be refused as
+    'already exists' after the database was dropped)."""
+    expected = project.fingerprint()
+    project.inv("dump", "--filename", "served.tar.gz")
+    www = tmp_path / "www"
+    www.mkdir()
+    (project.root / "var" / "served.tar.gz").rename(www / "served.tar.gz")
+    change_everything(project)
+    with serve(www) as url:
+        result = project.inv("reset-and-load", f"{url}/served.tar.gz", "--yes", check=False)
+    assert result.returncode == 0, result.stderr
+    assert project.fingerprint() == expected
+    assert not (project.root / "served.tar.gz").exists()  # loaded, then removed
+
+
+@contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving ``folder``."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_bad_archive_is_refused_before_anything_is_dropped(project, tmp_path):
@@ -160,10 +250,9 @@ def test_a_bad_archive_is_refused_before_anything_is_dropped(project, tmp_path):
 def test_only_the_last_snapshots_are_kept(project):
     project.inv("dump", "--filename", "a.tar.gz")
     keep_two = {"INVOKE_DISKETTE_BACKUP_KEEP": "2"}
-    for _ in range(3):
+    for _ in range(3):  # within a second or two: names must not collide
         project.inv("dump", "--filename", "b.tar.gz")  # a fresh archive each time
         project.inv("reset-and-load", "var/b.tar.gz", "--yes", env=keep_two)
-        time.sleep(1.1)  # snapshot names carry the second: keep them apart
     assert len(list((project.root / "var" / "diskette-backups").iterdir())) == 2
 
 

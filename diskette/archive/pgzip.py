@@ -49,8 +49,11 @@ class ParallelGzipWriter:
         self.pending: deque[Future[bytes]] = deque()
         self.buffer = bytearray()
         self.blocks = 0
+        self.aborted = False
 
     def write(self, data: Any) -> int:
+        if self.aborted:  # tarfile's stream flushes its buffer when collected
+            return len(data)
         self.buffer += data
         while len(self.buffer) >= BLOCK_SIZE:
             self._submit(bytes(self.buffer[:BLOCK_SIZE]))
@@ -59,6 +62,8 @@ class ParallelGzipWriter:
 
     def close(self) -> None:
         """Compress what is left and write every block, in order."""
+        if self.aborted:
+            return
         if self.buffer or not self.blocks:  # an empty stream is one empty member
             self._submit(bytes(self.buffer))
             self.buffer.clear()
@@ -66,6 +71,15 @@ class ParallelGzipWriter:
         self.pool.shutdown()
 
     def abort(self) -> None:
+        """Stop without writing: queued blocks are dropped, later writes ignored.
+
+        A failed or interrupted dump must not spend minutes compressing (and
+        writing, maybe onto a full disk) an archive that is deleted anyway.
+        Blocks being compressed finish (zlib cannot be stopped), unwritten.
+        """
+        self.aborted = True
+        self.buffer.clear()
+        self.pending.clear()
         self.pool.shutdown(cancel_futures=True)
 
     def _submit(self, block: bytes) -> None:

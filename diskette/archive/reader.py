@@ -10,8 +10,12 @@ that each member belongs to the data folder or to a storage the manifest
 lists, that symlinks stay inside their storage, and that sizes and sha256
 match the manifest where it records them.
 
-Nothing outside the staging folder is touched here; the caller decides what
-to do with a verified archive, and removes the folder.
+Nothing is written but where the caller's ``place`` says; the caller decides
+what to do with a verified archive, and removes what was written. What an
+archive claims is bounded before it costs anything: each member is checked
+against the free space of the disk it would land on before it is written
+(:class:`SpaceBudget`), and the manifest's size and number of containers
+against limits before it is parsed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,8 +37,18 @@ from .format import CHUNK_SIZE, DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
 from .pgzip import PrefetchingGzipReader
 from .tarstream import TarMember, TarStream
 
-#: A manifest larger than this is not one diskette wrote.
-MANIFEST_LIMIT = 256 * 1024 * 1024
+#: A manifest larger than this is not one diskette wrote: it records about
+#: 150 bytes a member, so 64 MiB is some 400,000 media files.
+MANIFEST_LIMIT = 64 * 1024 * 1024
+#: JSON objects and arrays a manifest may hold beyond one per member: the
+#: applications, their counts, the migrations. Parsing costs memory per
+#: container, whatever their size in bytes (``[{},{},...]`` is 3 bytes each).
+MANIFEST_SPARE_CONTAINERS = 100_000
+#: Data members are plain JSON or JSON Lines: nothing else is deserialized,
+#: and nothing compressed inflates once more inside ``loaddata``.
+DATA_FORMATS = (".json", ".jsonl")
+#: Space each disk keeps free while an archive is extracted onto it.
+FREE_SPACE_RESERVE = 16 * 1024 * 1024
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: What breaks a gzip or tar stream: truncation, corruption, a foreign file.
 READ_ERRORS = (TarFormatError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -54,13 +67,12 @@ class Member:
 
 @dataclass
 class Unpacked:
-    """A verified archive, its wanted members written under ``root``.
+    """A verified archive, its placed members written.
 
     :param sha256: digest of the archive file itself, if it was asked for.
     """
 
     path: Path
-    root: Path
     manifest: dict[str, Any]
     members: dict[str, Member]
     size: int
@@ -79,16 +91,16 @@ class Unpacked:
 
 def unpack(
     archive: Path,
-    root: Path,
     *,
-    wanted: Callable[[str], bool] = lambda name: True,
+    place: Callable[[str], Path | None] = lambda name: None,
     progress: Callable[[int], None] | None = None,
     digest: bool = False,
 ) -> Unpacked:
-    """Read and verify ``archive``, writing the ``wanted`` members under ``root``.
+    """Read and verify ``archive``, writing members where ``place`` says.
 
-    :param root: an empty folder of the caller's, removed by the caller.
-    :param wanted: which member names to write; every member is verified.
+    :param place: the path to write a member to, or ``None`` to only verify
+        it; each path lies in a folder of the caller's, which the caller
+        removes. Every member is verified, written or not.
     :param progress: called with the number of archive bytes read.
     :param digest: compute the sha256 of the archive file as well.
     :raises ArchiveError: a truncated, corrupt or foreign file, or members
@@ -103,13 +115,15 @@ def unpack(
             open(archive, "rb") as raw,
             PrefetchingGzipReader(raw, progress=progress, digest=digest) as stream,
         ):
-            tar, folders = TarStream(stream), Folders()
+            tar, folders, budget = TarStream(stream), Folders(), SpaceBudget()
             for info in tar:
                 name = checked_name(info, members)
                 if name == MANIFEST_NAME and info.kind == "file":
                     manifest_bytes = _read_manifest_member(tar, info)
                     continue
-                target = root / name if wanted(name) else None
+                target = place(name)
+                if target is not None and info.kind == "file":
+                    budget.claim(target, info.size, name)
                 members[name] = _unpack_member(tar, info, name, target, folders)
             # The tar end marker is not the end of the gzip stream: read on,
             # so the CRC and length in the gzip trailer are checked too.
@@ -121,9 +135,9 @@ def unpack(
         ) from exc
     except OSError as exc:
         raise ArchiveError(f"'{archive}' cannot be read: {exc.strerror or exc}") from exc
-    manifest = parse_manifest(manifest_bytes, archive)
+    manifest = parse_manifest(manifest_bytes, archive, members=len(members))
     check_members(manifest, members)
-    return Unpacked(archive, root, manifest, members, stream.size, stream.sha256)
+    return Unpacked(archive, manifest, members, stream.size, stream.sha256)
 
 
 def checked_name(info: TarMember, seen: dict[str, Member]) -> str:
@@ -162,7 +176,10 @@ def checked_name(info: TarMember, seen: dict[str, Member]) -> str:
 
 def _read_manifest_member(tar: TarStream, info: TarMember) -> bytes:
     if info.size > MANIFEST_LIMIT:
-        raise ManifestError(f"{MANIFEST_NAME} is too large ({info.size} bytes)")
+        raise ManifestError(
+            f"{MANIFEST_NAME} is too large ({info.size} bytes; diskette reads up to "
+            f"{MANIFEST_LIMIT})"
+        )
     return b"".join(iter(lambda: tar.read(CHUNK_SIZE), b""))
 
 
@@ -226,6 +243,41 @@ def _write_all(descriptor: int, data: bytes) -> None:
         view = view[os.write(descriptor, view) :]
 
 
+class SpaceBudget:
+    """Free space per disk, claimed member by member before each is written.
+
+    The manifest comes last, so sizes cannot be summed before extraction
+    starts; but each member's header states its size, and a member that
+    would not fit is refused before its first byte is written. A disk is
+    never filled by an archive, whatever it inflates to.
+    """
+
+    def __init__(self, reserve: int = FREE_SPACE_RESERVE) -> None:
+        self.reserve = reserve
+        self.free: dict[int, int] = {}
+
+    def claim(self, target: Path, size: int, name: str) -> None:
+        """Count ``size`` bytes against the disk ``target`` will be written on.
+
+        :raises ArchiveError: naming the member, the disk's folder and the
+            space it lacks.
+        """
+        folder = target.parent
+        while not folder.exists():
+            folder = folder.parent
+        status = os.stat(folder)
+        if status.st_dev not in self.free:
+            disk = os.statvfs(folder)
+            self.free[status.st_dev] = disk.f_bavail * disk.f_frsize - self.reserve
+        self.free[status.st_dev] -= size
+        if self.free[status.st_dev] < 0:
+            raise ArchiveError(
+                f"member '{name}' ({size} bytes) does not fit on the disk of '{folder}': "
+                f"free some space there (diskette keeps {self.reserve // 2**20} MiB free) "
+                "or restore elsewhere"
+            )
+
+
 class Folders:
     """Folders made so far: a media tree makes each folder once, not once a file."""
 
@@ -238,15 +290,27 @@ class Folders:
             self.made.add(path)
 
 
-def parse_manifest(content: bytes | None, archive: Path) -> dict[str, Any]:
+def parse_manifest(
+    content: bytes | None, archive: Path, *, members: int = 0
+) -> dict[str, Any]:
     """Decode and check the manifest's shape (diskette 0.6 manifests included).
 
+    :param members: how many members the archive holds, which bounds how
+        many JSON containers its manifest may need.
     :raises ManifestError: naming what is wrong.
     """
     if content is None:
         raise ManifestError(f"'{archive}' has no {MANIFEST_NAME}")
+    containers = content.count(b"{") + content.count(b"[")
+    if containers > members + MANIFEST_SPARE_CONTAINERS:
+        raise ManifestError(
+            f"{MANIFEST_NAME} holds {containers} JSON objects and arrays for "
+            f"{members} members: not a manifest diskette wrote"
+        )
     try:
         manifest = json.loads(content)
+    except RecursionError:
+        raise ManifestError(f"{MANIFEST_NAME} is nested too deeply") from None
     except ValueError as exc:
         raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
     if (
@@ -267,6 +331,14 @@ def parse_manifest(content: bytes | None, archive: Path) -> dict[str, Any]:
             raise ManifestError(f"{MANIFEST_NAME}: '{key}' must be a list of paths")
     for storage in manifest["storages"] or []:
         checked_storage(storage)
+    for data in manifest["datas"] or []:
+        if not data.endswith(DATA_FORMATS):
+            raise UnsafeArchiveError(
+                f"data '{data}' is neither .json nor .jsonl, the only data diskette loads"
+            )
+    for key, kind in (("applications", list), ("members", dict), ("migrations", dict)):
+        if manifest.get(key) is not None and not isinstance(manifest[key], kind):
+            raise ManifestError(f"{MANIFEST_NAME}: '{key}' must be a {kind.__name__}")
     return manifest
 
 
@@ -359,5 +431,4 @@ def read_manifest(archive: Path) -> dict[str, Any]:
 
     :raises ArchiveError: as :func:`unpack` does.
     """
-    with tempfile.TemporaryDirectory(prefix="diskette-") as root:
-        return unpack(archive, Path(root), wanted=lambda name: False).manifest
+    return unpack(archive).manifest

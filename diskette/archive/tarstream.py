@@ -10,6 +10,11 @@ It only reads; :mod:`tarfile` still writes. It reports every member type it
 meets (hard links, devices and unknown types included) so the caller can
 refuse them, and refuses what it cannot read faithfully itself: a bad
 header checksum, sparse files, an archive without its end marker.
+
+Member content is streamed, but a pax extended header or a GNU long name is
+read whole before the member it describes, so its size, which the archive
+alone decides, is bounded before a byte of it is read: a few hundred bytes
+of gzip can otherwise claim (and make us allocate) gigabytes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,21 @@ KINDS = {
 }
 #: Pax keys applied to the member; others (owners, times) are ignored.
 PAX_KEYS = ("path", "linkpath", "size", "mtime")
+#: Largest pax header read. What diskette writes (a long path, a link target,
+#: a fractional mtime) takes a few KiB; other writers add owners, times and
+#: extended attributes (ACLs, SELinux labels), still far below this. Beyond
+#: it the header is refused unread: it is read whole into memory.
+PAX_HEADER_LIMIT = 1024 * 1024
+#: Largest GNU long name or link target, and pax path or linkpath. A path is
+#: at most a few KiB on any system (PATH_MAX is 4096 on Linux, 1024 on macOS):
+#: 64 KiB leaves room for deep trees while bounding what is held.
+NAME_LIMIT = 64 * 1024
+#: Most records in one pax header: the bytes are bounded by PAX_HEADER_LIMIT,
+#: this bounds the work of parsing ``5 a=\n`` records by the hundred thousand.
+PAX_RECORDS_LIMIT = 10_000
+#: Largest read when skipping what was not read of a member, so a source that
+#: returns what is asked never hands over a whole member at once.
+SKIP_CHUNK = 1024 * 1024
 
 
 class Readable(Protocol):
@@ -86,6 +106,7 @@ class TarStream:
                 return
             flag, name, linkname, size = _parse(block)
             if flag in (b"x", b"g", b"L", b"K"):
+                _check_header_size(flag, size)  # before reading it: it is held whole
                 content = self._take(size, exact=True)
                 self._skip(-size % BLOCK)
                 if flag == b"x":
@@ -151,7 +172,7 @@ class TarStream:
             self._offset += size
             return
         while size > 0:
-            size -= len(self._take(size, exact=False))
+            size -= len(self._take(min(size, SKIP_CHUNK), exact=False))
 
 
 def _parse(block: bytes) -> tuple[bytes, str, str, int]:
@@ -166,6 +187,18 @@ def _parse(block: bytes) -> tuple[bytes, str, str, int]:
         name = _text(block[345:500].split(b"\x00", 1)[0]) + "/" + name
     linkname = _text(block[157:257].split(b"\x00", 1)[0])
     return flag, name, linkname, _number(block[124:136])
+
+
+def _check_header_size(flag: bytes, size: int) -> None:
+    """Refuse a pax header or GNU long name larger than diskette ever reads."""
+    pax = flag in (b"x", b"g")
+    limit = PAX_HEADER_LIMIT if pax else NAME_LIMIT
+    if size > limit:
+        what = "a pax extended header" if pax else "a GNU long name header"
+        raise TarFormatError(
+            f"{what} of {size} bytes exceeds diskette's limit of {limit} bytes; "
+            "no archive diskette writes holds one: use another archive"
+        )
 
 
 def _signed_checksum(block: bytes) -> int:
@@ -190,11 +223,19 @@ def _number(field: bytes) -> int:
 def _pax_records(content: bytes) -> dict[str, str]:
     """The ``LENGTH KEY=VALUE\\n`` records of a pax header, refusing sparse files."""
     records: dict[str, str] = {}
-    position = 0
+    position = count = 0
     while position < len(content) and content[position] != 0:
-        space = content.find(b" ", position)
+        count += 1
+        if count > PAX_RECORDS_LIMIT:
+            raise TarFormatError(
+                f"a pax header holds over {PAX_RECORDS_LIMIT} records, "
+                "more than any tar writes"
+            )
+        # The length field counts the whole record, so it has no more digits
+        # than the header's size: a bound that keeps the search short too.
+        space = content.find(b" ", position, position + len(str(len(content))) + 1)
         try:
-            length = int(content[position:space])
+            length = int(content[position:space]) if space > position else 0
         except ValueError:
             length = 0
         record = content[space + 1 : position + length]
@@ -205,6 +246,11 @@ def _pax_records(content: bytes) -> dict[str, str]:
         if name.startswith("GNU.sparse"):
             raise TarFormatError(
                 "the archive holds a sparse file, which diskette never writes"
+            )
+        if name in ("path", "linkpath") and len(value) > NAME_LIMIT:
+            raise TarFormatError(
+                f"a pax header holds a {name} of {len(value)} bytes, "
+                f"over diskette's limit of {NAME_LIMIT} bytes"
             )
         if name in PAX_KEYS:
             records[name] = _text(value)

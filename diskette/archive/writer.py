@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import os
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from ..exceptions import DumpError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, leftovers stay
+    fcntl = None  # type: ignore[assignment]
 from .format import CHUNK_SIZE, DATA_DIR, MANIFEST_NAME, HashingReader
 from .pgzip import ParallelGzipWriter
 
@@ -31,44 +38,106 @@ class ArchiveInfo:
     sha256: str | None
 
 
-class _HashingWriter:
-    """Pass writes through to ``target`` while hashing and counting them."""
+#: Errors that mean "no room": the fix is space, not another file.
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+#: A temporary file of a killed dump is removed once unlocked and this old:
+#: its writer held a lock on it from the moment after it was created.
+LEFTOVER_AGE = 60
 
-    def __init__(self, target: BinaryIO, digest: bool) -> None:
+
+def write_error(action: str, path: Path, exc: OSError) -> DumpError:
+    """A one-line error blaming the archive (or its folder), with the fix."""
+    fix = (
+        "free some space there or choose another destination"
+        if exc.errno in NO_ROOM
+        else "choose another destination"
+    )
+    return DumpError(f"cannot {action} '{path}': {exc.strerror or exc}; {fix}")
+
+
+def read_error(path: Path, exc: OSError) -> DumpError:
+    """A one-line error blaming a media file that could not be archived."""
+    if exc.errno is None:  # tarfile: fewer bytes than the size it took
+        return DumpError(f"'{path}' changed while it was archived: {exc}; dump again")
+    if exc.errno == errno.ENOENT:
+        return DumpError(f"'{path}' was removed while it was archived; dump again")
+    return DumpError(
+        f"'{path}' cannot be read: {exc.strerror}; fix it or exclude it from the dump"
+    )
+
+
+class _HashingWriter:
+    """Pass writes through to ``target`` while hashing and counting them.
+
+    Every byte of the archive goes through here, so a failed write is told
+    apart from a failed read of a media file: it blames the archive.
+    """
+
+    def __init__(self, target: BinaryIO, digest: bool, path: Path) -> None:
         self.target = target
         self.hash = hashlib.sha256() if digest else None
         self.size = 0
+        self.path = path
 
     def write(self, data: Any) -> int:
         if self.hash is not None:
             self.hash.update(data)
         self.size += len(data)
-        return self.target.write(data)
+        try:
+            return self.target.write(data)
+        except OSError as exc:
+            raise write_error("write the archive", self.path, exc) from exc
 
 
 class ArchiveWriter:
-    """Write an archive to ``<path>.part`` and rename it into place on success.
+    """Write an archive to a temporary file beside it, renamed into place on success.
 
-    Use as a context manager: leaving the block with an exception removes the
-    partial file, so a failed dump never leaves something that looks like an
-    archive.
+    The temporary name is unique (``.<name>.<random>.part``), so two dumps to
+    the same name never write into one file: each renames a complete archive
+    of its own into place, the last one wins, and the sha256 each prints is
+    that of the file it wrote.
+
+    Use as a context manager: leaving the block with an exception (Ctrl-C
+    included) removes the partial file, so a failed dump never leaves
+    something that looks like an archive.
 
     :param path: final archive path.
     :param permissions: mode applied to the file before any data is written.
     :param checksums: compute member and archive sha256 (``--no-checksum``
         turns this off for speed; sizes are always recorded).
+    :raises DumpError: if the file cannot be created in the destination.
+
+    ``leftovers`` lists the temporary files of killed dumps to the same name
+    that were removed: a dump holds a lock on its own until it ends.
     """
 
     def __init__(self, path: Path, *, permissions: int, checksums: bool = True) -> None:
         self.path = path
-        self.partial = path.with_name(path.name + ".part")
         self.checksums = checksums
         self.members: dict[str, dict[str, Any]] = {}
         self.mtime = int(time.time())
-        descriptor = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, permissions)
+        self._finished = False
+        try:
+            descriptor, partial = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".part", dir=path.parent
+            )
+        except OSError as exc:
+            raise write_error("create an archive in", path.parent, exc) from exc
+        self.partial = Path(partial)
+        if fcntl is not None:  # released by the kernel however this process ends
+            # Where locks fail (some network file systems), others' flock
+            # fails too: they leave this file alone.
+            with contextlib.suppress(OSError):
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            os.fchmod(descriptor, permissions)  # before a byte is written
+        except OSError as exc:
+            os.close(descriptor)
+            self.partial.unlink(missing_ok=True)
+            raise write_error("set the permissions of", self.partial, exc) from exc
+        self.leftovers = remove_leftovers(path, keep=self.partial)
         self._file = os.fdopen(descriptor, "wb")
-        self._hashed = _HashingWriter(self._file, digest=checksums)
+        self._hashed = _HashingWriter(self._file, digest=checksums, path=path)
         self._gzip = ParallelGzipWriter(
             self._hashed, compresslevel=COMPRESSLEVEL, mtime=self.mtime
         )
@@ -97,17 +166,24 @@ class ArchiveWriter:
 
         :raises DumpError: if the file shrank while it was read.
         """
-        with open(path, "rb") as source:
+        try:
+            source = open(path, "rb")  # noqa: SIM115  # closed below, errors told apart
+        except OSError as exc:
+            raise read_error(path, exc) from exc
+        with source:
             info = self._tar.gettarinfo(arcname=arcname, fileobj=source)
             info.mtime = int(info.mtime)  # whole seconds, as tar keeps them: no pax header
             try:
                 self._add_stream(info, source, progress)
-            except OSError as exc:
-                raise DumpError(f"'{path}' changed while it was archived: {exc}") from exc
+            except OSError as exc:  # a read: writes raise DumpError (_HashingWriter)
+                raise read_error(path, exc) from exc
 
     def add_directory(self, path: Path, arcname: str) -> None:
         """Add a directory entry, so empty folders survive the round trip."""
-        info = self._tar.gettarinfo(str(path), arcname=arcname)
+        try:
+            info = self._tar.gettarinfo(str(path), arcname=arcname)
+        except OSError as exc:
+            raise read_error(path, exc) from exc
         info.mtime = int(info.mtime)
         self._tar.addfile(info)
         self.members[arcname] = {"type": "directory"}
@@ -125,7 +201,12 @@ class ArchiveWriter:
         self.members[arcname] = {"type": "symlink", "target": target}
 
     def close(self, manifest: dict[str, Any]) -> ArchiveInfo:
-        """Write the manifest, finish the archive and move it into place."""
+        """Write the manifest, finish the archive and move it into place.
+
+        The file is on disk (fsync) before the rename, and the rename is on
+        disk before this returns: a crash leaves the old archive or the new
+        one, never a name pointing at a half-written file.
+        """
         manifest = {**manifest, "members": self.members}
         payload = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
         info = tarfile.TarInfo(MANIFEST_NAME)
@@ -133,19 +214,38 @@ class ArchiveWriter:
         self._tar.addfile(info, io.BytesIO(payload))
         self._tar.close()
         self._gzip.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.partial, self.path)
+        try:
+            # A full disk may only show now: delayed allocation, NFS.
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise write_error("write the archive", self.path, exc) from exc
+        try:
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            raise write_error("move the archive into place at", self.path, exc) from exc
+        self._finished = True
+        _fsync_folder(self.path.parent)
         digest = self._hashed.hash.hexdigest() if self._hashed.hash else None
         return ArchiveInfo(self.path, self._hashed.size, digest)
 
     def abort(self) -> None:
-        """Drop the partial archive."""
-        for closable in (self._tar, self._gzip, self._file):
-            with contextlib.suppress(Exception):  # already failing: the cause is raised
-                closable.close()
+        """Drop the partial archive, without finishing it.
+
+        Closing the tar and gzip streams would compress and write what is
+        left (and, on a full disk, fail again) only to delete it: the
+        compressing threads are stopped instead, and the file removed.
+        """
+        if self._finished:  # renamed into place already: it is the archive now
+            return
+        self._finished = True
+        self._gzip.abort()
         self.partial.unlink(missing_ok=True)
+        # Its buffer, if any, goes to the unlinked file: on a full disk the
+        # flush fails again, and the failure being handled is the cause.
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def _add_stream(
         self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None
@@ -156,3 +256,37 @@ class ArchiveWriter:
         if reader.hash is not None:
             entry["sha256"] = reader.hash.hexdigest()
         self.members[info.name] = entry
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; best effort where folders cannot sync."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def remove_leftovers(path: Path, *, keep: Path) -> list[Path]:
+    """Remove the temporary files that killed dumps to ``path`` left behind.
+
+    A file still locked belongs to a dump at work; a younger one may be
+    between its creation and its lock. Unreadable ones are left alone.
+    """
+    removed: list[Path] = []
+    if fcntl is None:
+        return removed
+    for candidate in path.parent.glob(f".{path.name}.*.part"):
+        if candidate == keep:
+            continue
+        try:
+            with open(candidate, "rb") as leftover:
+                if time.time() - os.fstat(leftover.fileno()).st_mtime < LEFTOVER_AGE:
+                    continue
+                fcntl.flock(leftover, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                candidate.unlink()  # under the lock: no dump can take it meanwhile
+        except OSError:  # locked (a dump at work), gone, or not ours to read
+            continue
+        removed.append(candidate)
+    return removed

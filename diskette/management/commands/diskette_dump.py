@@ -16,6 +16,7 @@ from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
 from diskette.dump import archive_filename, dump, plan_data, plan_storage
 from diskette.exceptions import ConfigurationError, DisketteError
+from diskette.load import local_storages, recover_interrupted
 from diskette.reporting import CommandReporter, human_size
 from diskette.storages import Storage, resolve_storages
 
@@ -127,6 +128,10 @@ class Command(BaseCommand):
             ).absolute()
             if options["no_archive"]:
                 return self.print_commands(definitions, destination, options["indent"])
+            # Never archive media halfway through a load that a crash cut.
+            declared = local_storages(settings.storages, Path.cwd())
+            for line in recover_interrupted(declared.values(), options["database"]):
+                self.stderr.write(line)
             storages, excludes = self.storages(options, settings)
             archive = destination / self.archive_name(options, settings)
             if options["check"]:
@@ -233,17 +238,24 @@ class Command(BaseCommand):
     ) -> None:
         reporter = CommandReporter(self, options["verbosity"])
         reporter.info("=== Starting dump ===")
-        result = dump(
-            definitions,
-            storages,
-            archive,
-            excludes=excludes,
-            indent=options["indent"],
-            checksums=not options["no_checksum"],
-            permissions=settings.dump_permissions,
-            using=options["database"],
-            reporter=reporter,
-        )
+        try:
+            result = dump(
+                definitions,
+                storages,
+                archive,
+                excludes=excludes,
+                indent=options["indent"],
+                checksums=not options["no_checksum"],
+                permissions=settings.dump_permissions,
+                using=options["database"],
+                reporter=reporter,
+            )
+        except KeyboardInterrupt:
+            # The writer has dropped its partial file on the way out: say so
+            # in one line, and exit as a shell does for Ctrl-C (128 + SIGINT).
+            raise CommandError(
+                "interrupted; no archive was written", returncode=130
+            ) from None
         info = result.archive
         reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.db import DEFAULT_DB_ALIAS
 from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
-from diskette.load import load
+from diskette.load import LoadOptions, load, local_storages
 from diskette.reporting import CommandReporter
 
 
@@ -80,51 +81,114 @@ class Command(BaseCommand):
             "and keep the archive.",
         )
         parser.add_argument(
+            "--everything",
+            action="store_true",
+            help="Accept objects of every model, not only those of DISKETTE_APPS: for "
+            "a whole-database snapshot (diskette_dump --everything) you made yourself.",
+        )
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Load into a database whose tables already hold data of the archive's "
+            "models: rows with the same primary key are overwritten, others kept.",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Load even though DEBUG is False (that is, probably production).",
+        )
+        parser.add_argument(
+            "--override-protection",
+            action="store_true",
+            help="Load even though this project sets DISKETTE_PROTECTED (no task "
+            "passes this: it is for someone working on the protected host).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print one JSON object saying what was verified or loaded, and where "
+            "the archive is (a downloaded one included), instead of messages.",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to load into. Default: "default".',
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        reporter = CommandReporter(self, options["verbosity"])
+        verbosity = 0 if options["json"] else options["verbosity"]
+        reporter = CommandReporter(self, verbosity)
+        archive = None
         try:
             if options["no_data"] and options["no_storages"]:
                 raise ConfigurationError("nothing to load: --no-data and --no-storages")
             check_database(options["database"])
             settings = get_settings()
+            target = options["storages_basepath"] or settings.load_storages_path
+            if target is not None and not options["no_storages"] and not target.is_dir():
+                raise LoadError(f"storages base path '{target}' is not a directory")
+            # Archive paths are relative to where dumps run, as diskette_dump's are.
+            storages = local_storages(settings.storages, Path.cwd(), target)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
-            load(
+            result = load(
                 archive,
-                basepath=options["storages_basepath"]
-                or settings.load_storages_path
-                or Path.cwd(),
-                with_data=not options["no_data"],
-                with_storages=not options["no_storages"],
-                exclude_data=options["exclude_data"],
-                ignorenonexistent=options["ignorenonexistent"],
-                checksum=options["checksum"],
-                strict=options["strict"],
-                check=options["check"],
-                fast=options["fast"],
-                using=options["database"],
+                storages=storages,
+                definitions=settings.apps,
+                options=LoadOptions(
+                    with_data=not options["no_data"],
+                    with_storages=not options["no_storages"],
+                    exclude_data=options["exclude_data"],
+                    ignorenonexistent=options["ignorenonexistent"],
+                    checksum=options["checksum"],
+                    strict=options["strict"],
+                    check=options["check"],
+                    fast=options["fast"],
+                    everything=options["everything"],
+                    overwrite=options["overwrite"],
+                    force=options["force"],
+                    override_protection=options["override_protection"],
+                    using=options["database"],
+                ),
                 reporter=reporter,
             )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
-        if options["check"]:
-            return
-        if options["keep"]:
+        except KeyboardInterrupt:
+            raise CommandError("interrupted: nothing was loaded") from None
+        removed = (
+            not options["check"] and not options["keep"] and self.remove(archive, reporter)
+        )
+        if options["keep"] and not options["check"]:
             reporter.info(f"Archive kept at: {archive}")
-            return
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "archive": str(archive),
+                        "checked": options["check"],
+                        "datas": result.archive.datas if not options["no_data"] else [],
+                        "storages": result.archive.storages
+                        if not options["no_storages"]
+                        else [],
+                        "loaded": result.loaded,
+                        "restored": result.restored,
+                        "removed": removed,
+                    }
+                )
+            )
+
+    def remove(self, archive: Path, reporter: CommandReporter) -> bool:
+        """Remove the loaded archive, as diskette always did; warn if it cannot be."""
         try:
             archive.unlink()
         except OSError as exc:  # everything is loaded; only the clean-up failed
             reporter.warning(
                 f"the archive '{archive}' could not be removed: {exc.strerror}"
             )
-        else:
-            reporter.info(f"Archive removed: {archive}")
+            return False
+        reporter.info(f"Archive removed: {archive}")
+        return True
 
     def fetch(
         self, source: str, options: dict[str, Any], settings: Any, reporter: Any

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from diskette.conf import check_database
+from diskette.conf import check_database, get_settings
 from diskette.exceptions import DisketteError
-from diskette.reset import describe, reset
+from diskette.guards import database_holds_data, refuse_production
+from diskette.load import local_storages, recover_interrupted
+from diskette.reset import Target, describe, reset
 
 
 class Command(BaseCommand):
     help = (
         "Drop the project's database, create it empty again and apply every "
         "migration, ready for diskette_load. Refused when DEBUG is False unless "
-        "--force; asks for confirmation unless --noinput."
+        "--force, and in a project that sets DISKETTE_PROTECTED; asks for "
+        "confirmation unless --noinput."
     )
     # A project whose checks fail (say, a missing table) must still be resettable.
     requires_system_checks: list[str] = []
@@ -42,29 +46,68 @@ class Command(BaseCommand):
             help="Say what would be reset and whether it is allowed; change nothing.",
         )
         parser.add_argument(
+            "--override-protection",
+            action="store_true",
+            help="Reset even though this project sets DISKETTE_PROTECTED (no task "
+            "passes this: it is for someone working on the protected host).",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="Print one JSON object: the database, whether it holds data, and "
+            "(unless --check) how it was reset.",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to reset. Default: "default".',
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        using = options["database"]
         try:
-            check_database(options["database"])
-            target = describe(options["database"])
-            if not settings.DEBUG and not options["force"]:
-                raise CommandError(
-                    f"DEBUG is False, so {target} may be production: refusing to "
-                    "reset it (add --force if you mean it)"
-                )
+            check_database(using)
+            target = describe(using)
+            refuse_production(
+                "reset",
+                force=options["force"],
+                override_protection=options["override_protection"],
+            )
+            # A load interrupted here is settled first: its journal needs the
+            # database that is about to go.
+            for line in recover_interrupted(
+                local_storages(get_settings().storages, Path.cwd()).values(), using
+            ):
+                self.stderr.write(line)
+            holds_data = database_holds_data(using)
             if options["check"]:
-                self.stdout.write(f"Would drop and recreate {target}, then migrate")
+                self.report(options, target, holds_data, None)
                 return
             if options["interactive"]:
                 self.confirm(target)
-            how = reset(options["database"], verbosity=max(options["verbosity"] - 1, 0))
+            how = reset(using, verbosity=max(options["verbosity"] - 1, 0))
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
-        if options["verbosity"] >= 1:
+        self.report(options, target, holds_data, how)
+
+    def report(
+        self, options: dict[str, Any], target: Target, holds_data: bool, how: str | None
+    ) -> None:
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "database": str(target),
+                        "vendor": target.vendor,
+                        "name": target.name,
+                        "holds_data": holds_data,
+                        "reset": how,
+                    }
+                )
+            )
+        elif how is None:
+            self.stdout.write(f"Would drop and recreate {target}, then migrate")
+        elif options["verbosity"] >= 1:
             self.stdout.write(f"Reset {target}: {how}, then applied all migrations")
 
     def confirm(self, target: object) -> None:

@@ -1,0 +1,301 @@
+"""Crash-safe storage swaps: an on-disk journal, and the recovery that reads it.
+
+A load replaces what a storage folder *holds*, never the folder itself: the
+folder may be a mount point (which cannot be renamed) or a symlink's target,
+and renaming entries inside it is instant and atomic, since they never leave
+its file system. While a load runs, each storage folder ``D`` holds a work
+folder of diskette's own::
+
+    D/.diskette-load-<id>/journal.json   the phase, and what moves where
+    D/.diskette-load-<id>/new/           the archive's files, extracted here
+    D/.diskette-load-<id>/old/           D's previous entries, once set aside
+
+The phases of one storage:
+
+1. ``staging``: the archive is extracted into ``new/``; nothing of ``D`` has
+   moved, so an interrupted load only leaves files to remove.
+2. ``swapping``: written (and synced) before the first rename, with the
+   names of ``D``'s entries and of ``new/``'s. The entries of ``D`` move into
+   ``old/``, those of ``new/`` into ``D``. This happens inside the load's
+   transaction, before its COMMIT.
+3. Once the data committed, ``old/`` and the work folder are removed.
+
+Whether the data committed is something only the database knows: the load
+writes a :class:`diskette.models.Load` row, named by the journal's load id,
+in the same transaction. After a ``kill -9`` at any instant, :func:`recover`
+reads the journal and asks the database: row present, the swap is finished
+(media new, like the data); row absent, it is undone (media old, like the
+data). Each rename is checked against what is on disk before it is made, so
+a recovery interrupted in turn is simply run again.
+
+While a load works on ``D`` it holds an exclusive ``flock`` on ``D`` itself;
+the kernel drops it when the process dies, so a recovery that cannot take
+the lock knows a load is running rather than interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .exceptions import BusyError, LoadError
+
+#: Names of diskette's work folders inside a storage; never dumped, never
+#: accepted from an archive.
+WORK_PREFIX = ".diskette-load-"
+JOURNAL_NAME = "journal.json"
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def is_work_folder(name: str) -> bool:
+    """Whether a storage entry named ``name`` is one of diskette's work folders."""
+    return name.startswith(WORK_PREFIX)
+
+
+@contextlib.contextmanager
+def locked(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive lock on each folder, or refuse at once if one is taken.
+
+    :raises BusyError: another diskette command is loading into a folder.
+    """
+    descriptors: list[int] = []
+    try:
+        for folder in folders:
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+            descriptors.append(descriptor)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BusyError(
+                    f"another diskette load is writing into '{folder}': wait for it "
+                    "to finish, then try again"
+                ) from None
+        yield
+    finally:
+        for descriptor in descriptors:
+            os.close(descriptor)  # closing releases the lock
+
+
+@dataclass(frozen=True)
+class StorageSwap:
+    """The replacement of one storage folder's contents by a load."""
+
+    folder: Path
+    load_id: str
+
+    @property
+    def work(self) -> Path:
+        return self.folder / f"{WORK_PREFIX}{self.load_id}"
+
+    @property
+    def new(self) -> Path:
+        """Where the archive's files for this storage are extracted."""
+        return self.work / "new"
+
+    @classmethod
+    def start(cls, folder: Path, load_id: str, archive: str) -> StorageSwap:
+        """Make the work folder and its journal, in phase ``staging``.
+
+        The caller holds the folder's lock (:func:`locked`).
+        """
+        swap = cls(folder, load_id)
+        swap.work.mkdir(mode=0o700)
+        swap.new.mkdir()
+        _write_journal(swap.work, {"load": load_id, "archive": archive, "state": "staging"})
+        return swap
+
+    def swap(self) -> None:
+        """Set the folder's entries aside and move the new ones in.
+
+        The journal lists both sides before anything moves, so a crash at
+        any point of this is finished or undone by :func:`recover`.
+        """
+        entries = {
+            "old": sorted(n for n in os.listdir(self.folder) if not is_work_folder(n)),
+            "new": sorted(os.listdir(self.new)),
+        }
+        _write_journal(
+            self.work,
+            {"load": self.load_id, "state": "swapping", **entries},
+        )
+        (self.work / "old").mkdir()
+        _forward(self.folder, self.work, entries["old"], entries["new"])
+
+    def finish(self) -> None:
+        """The data committed: drop the previous entries and the work folder."""
+        _remove(self.work)
+
+    def undo(self) -> None:
+        """The data did not commit: put the previous entries back, drop the new."""
+        journal = _read_journal(self.work)
+        if journal.get("state") == "swapping":
+            _backward(self.folder, self.work, journal["old"], journal["new"])
+        _remove(self.work)
+
+
+def recover(folders: Iterable[Path], committed: Callable[[str], bool]) -> list[str]:
+    """Finish or undo every load interrupted in ``folders``; say what was done.
+
+    :param committed: whether the load of that id committed its data.
+    :returns: one line per interrupted load found.
+    :raises BusyError: a load is running in one of the folders.
+    """
+    done = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        works = sorted(p for p in folder.iterdir() if is_work_folder(p.name))
+        if not works:
+            continue
+        with locked([folder]):
+            for work in works:
+                done.append(_recover_one(folder, work, committed))
+    return done
+
+
+def _recover_one(folder: Path, work: Path, committed: Callable[[str], bool]) -> str:
+    journal = _read_journal(work)
+    if journal.get("state") != "swapping":
+        _remove(work)
+        return (
+            f"removed the files of a load interrupted before it changed anything "
+            f"in '{folder}'"
+        )
+    if committed(str(journal.get("load"))):
+        _forward(folder, work, journal["old"], journal["new"])
+        _remove(work)
+        return (
+            f"finished a load interrupted after its data committed: '{folder}' now "
+            "holds the media of that data"
+        )
+    _backward(folder, work, journal["old"], journal["new"])
+    _remove(work)
+    return (
+        f"undid a load interrupted before its data committed: '{folder}' holds "
+        "its media from before, like the database"
+    )
+
+
+def _forward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
+    """Entries of ``old`` out of the folder, entries of ``new`` in; idempotent.
+
+    An entry in the folder whose name is in both lists is the old one as long
+    as its new namesake still waits in ``new/``.
+    """
+    waiting, aside = work / "new", work / "old"
+    aside.mkdir(exist_ok=True)
+    for name in old:
+        if name in new and not _exists(waiting / name):
+            continue  # already replaced by the new entry
+        if _exists(folder / name) and not _exists(aside / name):
+            os.rename(folder / name, aside / name)
+    for name in new:
+        if _exists(waiting / name):
+            os.rename(waiting / name, folder / name)
+
+
+def _backward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
+    """Undo :func:`_forward`, from wherever it stopped; idempotent."""
+    waiting, aside = work / "new", work / "old"
+    waiting.mkdir(exist_ok=True)
+    for name in new:
+        if _exists(folder / name) and not _exists(waiting / name):
+            if name in old and not _exists(aside / name):
+                continue  # the old entry, never moved
+            os.rename(folder / name, waiting / name)
+    for name in old:
+        if _exists(aside / name) and not _exists(folder / name):
+            os.rename(aside / name, folder / name)
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _write_journal(work: Path, content: dict[str, Any]) -> None:
+    """Replace the journal atomically and durably: never half written."""
+    temporary = work / f"{JOURNAL_NAME}.tmp"
+    with open(temporary, "w", encoding="utf-8") as output:
+        json.dump(content, output)
+        output.flush()
+        os.fsync(output.fileno())
+    os.replace(temporary, work / JOURNAL_NAME)
+    descriptor = os.open(work, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_journal(work: Path) -> dict[str, Any]:
+    """The journal, or ``{}`` when the crash came before it was written.
+
+    The journal is replaced atomically, so it is either whole or absent; a
+    ``swapping`` journal is written before anything moves.
+    """
+    try:
+        content = json.loads((work / JOURNAL_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise LoadError(
+            f"the journal of an interrupted load, '{work / JOURNAL_NAME}', cannot be "
+            f"read ({exc}): compare that folder with '{work.parent}' by hand"
+        ) from exc
+    return content if isinstance(content, dict) else {}
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+#: Prefix of the private folders data files are extracted into.
+STAGING_PREFIX = "diskette-data-"
+
+
+@contextlib.contextmanager
+def staging_folder() -> Iterator[Path]:
+    """A private folder for a load's data files, locked while in use, then removed.
+
+    It lives in the system's temporary folder (``TMPDIR``); a process killed
+    while using it leaves it behind, unlocked, for :func:`sweep_staging`.
+    """
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+    except OSError as exc:
+        raise LoadError(
+            f"no folder for the data files can be made in the temporary folder ({exc}): "
+            "point TMPDIR at a folder with room"
+        ) from exc
+    try:
+        with locked([folder]):
+            yield folder
+    finally:
+        _remove(folder)
+
+
+def sweep_staging() -> list[str]:
+    """Remove the data folders that killed loads of this user left behind."""
+    swept: list[str] = []
+    try:
+        root = Path(tempfile.gettempdir())
+    except OSError:
+        return swept  # no usable temporary folder: nothing was left in one
+    for folder in root.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
+                continue
+            with locked([folder]):
+                _remove(folder)
+        except (BusyError, OSError):
+            continue  # in use by a running load, or not ours to remove
+        swept.append(f"removed '{folder}', left by an interrupted load")
+    return swept

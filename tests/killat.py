@@ -1,0 +1,72 @@
+"""Run ``manage.py`` and SIGKILL it at a named instant of a load.
+
+usage: python killat.py POINT manage.py ARGS...
+
+The kill is real (``kill -9`` of the process itself): no clean-up code runs,
+no ``finally``, no atexit, exactly as when the machine's OOM killer or a
+user strikes. Only *when* it comes is chosen, by wrapping one of diskette's
+functions; the code under test is otherwise the installed one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def die(*args: Any, **kwargs: Any) -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def after(owner: Any, name: str, calls: int = 1) -> None:
+    """SIGKILL once the ``calls``-th call of ``owner.name`` has returned."""
+    original: Callable[..., Any] = getattr(owner, name)
+    count = 0
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nonlocal count
+        result = original(*args, **kwargs)
+        count += 1
+        if count == calls:
+            die()
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    point, argv = sys.argv[1], sys.argv[2:]
+    sys.path.insert(0, os.getcwd())
+    import django
+
+    django.setup()
+    from diskette import fastload, journal, load
+    from diskette.archive import reader
+
+    if point == "extracting":  # some media written into the work folder
+        after(reader, "_unpack_member", 6)
+    elif point == "loading-data":  # the first data file loaded, uncommitted
+        after(load, "_load_fixture", 1)
+    elif point == "loading-data-fast":
+        after(fastload._Loader, "load", 1)
+    elif point == "swapping":  # one entry of the storage set aside, no more
+        after(journal.os, "rename", 1)
+    elif point == "swapped":  # every storage swapped, COMMIT not reached
+        after(load._Restore, "swap", 1)
+    elif point == "committed":  # COMMIT done, set-aside entries not removed
+        load._Restore.finish = die
+    elif point == "recovering":  # a recovery cut after its first rename
+        after(journal.os, "rename", 1)
+    else:
+        raise SystemExit(f"unknown point {point!r}")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(argv)
+
+
+if __name__ == "__main__":
+    main()

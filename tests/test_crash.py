@@ -1,0 +1,200 @@
+"""``kill -9`` at every step of a load: data and media end both old or both new.
+
+Each test loads an archive of one state (``new``) over a project holding
+another (``old``), kills the loading process for real at one instant
+(:mod:`tests.killat`), then runs the next diskette command, which must
+finish or undo the interrupted load and say so in one line. The project's
+fingerprint (data and media together) must then be exactly the old one or
+exactly the new one, with no work folder left anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.projects import SandboxCopy, postgres_settings_body
+
+pytestmark = pytest.mark.subprocess
+
+ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
+KILLAT = Path(__file__).with_name("killat.py")
+
+
+def sandbox(root: Path, books: int, seed: int) -> SandboxCopy:
+    copy = SandboxCopy.create(root)
+    if ON_POSTGRES:
+        copy.use_settings(copy.write_settings("settings_db", postgres_settings_body()))
+    copy.env["TMPDIR"] = str(root.parent / f"{root.name}-tmp")  # its own, to inspect
+    Path(copy.env["TMPDIR"]).mkdir()
+    copy.manage("diskette_reset", "--noinput")
+    copy.manage("demo_seed", "--books", str(books), "--seed", str(seed))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def new_state(tmp_path_factory) -> tuple[Path, str]:
+    """An archive of the state to load, and that state's fingerprint."""
+    source = sandbox(tmp_path_factory.mktemp("source") / "project", books=9, seed=3)
+    source.manage("diskette_dump", "--destination", str(source.root.parent))
+    return source.root.parent / "diskette_data_storages.tar.gz", source.fingerprint()
+
+
+@pytest.fixture
+def project(tmp_path) -> SandboxCopy:
+    return sandbox(tmp_path / "project", books=5, seed=2)
+
+
+def kill_during_load(project: SandboxCopy, point: str, archive: Path, *options: str):
+    result = project.run(
+        sys.executable,
+        str(KILLAT),
+        point,
+        "manage.py",
+        "diskette_load",
+        str(archive),
+        "--keep",
+        "--overwrite",
+        *options,
+        check=False,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    return result
+
+
+def leftovers(project: SandboxCopy) -> list[str]:
+    media = project.root / "var" / "media"
+    tmp = Path(project.env["TMPDIR"])
+    return sorted(
+        [p.name for p in media.iterdir() if p.name.startswith(".diskette-")]
+        + [p.name for p in tmp.iterdir()]
+    )
+
+
+NEXT_COMMANDS = {
+    "dump --check": ("diskette_dump", "--check"),
+    "load --check": ("diskette_load", "{archive}", "--check"),
+    "reset --check": ("diskette_reset", "--check"),
+}
+
+
+#: What the next command says it did with the storage, by the instant of the kill.
+EXPECTED = {
+    "extracting": "removed the files of a load interrupted before it changed anything",
+    "loading-data": "removed the files of a load interrupted before it changed anything",
+    "loading-data-fast": "removed the files of a load interrupted before it changed anything",
+    "swapping": "undid a load interrupted before its data committed",
+    "swapped": "undid a load interrupted before its data committed",
+    "committed": "finished a load interrupted after its data committed",
+}
+
+
+@pytest.mark.parametrize(
+    "point, options, outcome, next_command",
+    [
+        ("extracting", (), "old", "dump --check"),
+        ("loading-data", (), "old", "load --check"),
+        ("loading-data-fast", ("--fast",), "old", "reset --check"),
+        ("swapping", (), "old", "dump --check"),
+        ("swapped", (), "old", "load --check"),
+        ("committed", (), "new", "reset --check"),
+    ],
+)
+def test_kill_9_then_the_next_command_leaves_both_old_or_both_new(
+    project, new_state, point, options, outcome, next_command
+):
+    archive, new = new_state
+    old = project.fingerprint()
+    kill_during_load(project, point, archive, *options)
+
+    command = [part.format(archive=archive) for part in NEXT_COMMANDS[next_command]]
+    result = project.manage(*command)
+
+    said = [line for line in result.stderr.splitlines() if "recovered: " in line]
+    media = [line for line in said if str(project.root / "var" / "media") in line]
+    assert len(media) == 1, said  # one line for the one storage, saying what was done
+    assert EXPECTED[point] in media[0]
+    assert "Traceback" not in result.stderr
+    assert project.fingerprint() == {"old": old, "new": new}[outcome]
+    assert leftovers(project) == []
+    # And the same load, run again, goes through.
+    project.manage("diskette_load", str(archive), "--keep", "--overwrite")
+    assert project.fingerprint() == new
+
+
+def test_a_recovery_killed_in_turn_is_finished_by_the_next_one(project, new_state):
+    """Killed before COMMIT with every entry swapped, the undo takes several
+    renames; a recovery killed after the first of them is run again."""
+    archive, _ = new_state
+    old = project.fingerprint()
+    kill_during_load(project, "swapped", archive)
+    cut = project.run(
+        sys.executable,
+        str(KILLAT),
+        "recovering",
+        "manage.py",
+        "diskette_dump",
+        "--check",
+        check=False,
+    )
+    assert cut.returncode == -signal.SIGKILL
+    result = project.manage("diskette_dump", "--check")
+    assert "undid a load interrupted before its data committed" in result.stderr
+    assert project.fingerprint() == old
+    assert leftovers(project) == []
+
+
+def test_a_running_load_is_not_taken_for_an_interrupted_one(project, new_state, tmp_path):
+    """A second command meets the first load's lock, not its journal."""
+    archive, new = new_state
+    stopped = tmp_path / "stopped"
+    gate = (
+        "import os, signal, sys\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "import django; django.setup()\n"
+        "from diskette import load\n"
+        "swap = load._Restore.swap\n"
+        "def paused(self, *a):\n"
+        "    swap(self, *a)\n"
+        f"    open({str(stopped)!r}, 'w').close()\n"
+        "    os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "load._Restore.swap = paused\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv[1:])\n"
+    )
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            gate,
+            "manage.py",
+            "diskette_load",
+            str(archive),
+            "--keep",
+            "--overwrite",
+        ],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not stopped.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stopped.exists(), first.communicate()
+        second = project.manage("diskette_dump", "--check", check=False)
+        assert second.returncode == 1
+        assert "another diskette load is writing into" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+        first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert project.fingerprint() == new

@@ -1,0 +1,304 @@
+"""URL downloads against a real HTTP server on 127.0.0.1, misbehaving on purpose.
+
+Each route of the server is a small function writing a raw response, so a
+test can announce more bytes than it sends, send a header no server should,
+or redirect anywhere. The downloads go through :func:`diskette.download.download`
+itself, with the settings' defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from diskette.conf import DEFAULT_DOWNLOAD_PROTOCOLS
+from diskette.download import download
+from diskette.exceptions import DownloadError
+from diskette.reporting import Reporter
+
+BODY = os.urandom(300 * 1024)
+
+Route = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class Server:
+    """A threaded ``http.server`` whose answers the test decides, per path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        routes = self.routes
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - the base class's name
+                route = routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                route(self)
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.05,), daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    running = Server()
+    yield running
+    running.stop()
+
+
+def whole(body: bytes = BODY) -> Route:
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    return route
+
+
+def cut(sent: int) -> Route:
+    """Announce all of ``BODY``, send ``sent`` bytes, close: a dropped connection."""
+
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(BODY)))
+        handler.end_headers()
+        handler.wfile.write(BODY[:sent])
+
+    return route
+
+
+def header(name: str, value: str) -> Route:
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header(name, value)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.write(BODY)
+
+    return route
+
+
+def redirect(location: str) -> Route:
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return route
+
+
+def fetch(
+    url: str,
+    target: Path,
+    *,
+    allowed_protocols: tuple[str, ...] = DEFAULT_DOWNLOAD_PROTOCOLS,
+    allow_redirect: bool = False,
+    reporter: Reporter | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """:func:`download` with the settings' defaults."""
+    return download(
+        url,
+        target,
+        allowed_protocols=allowed_protocols,
+        allow_redirect=allow_redirect,
+        timeout=5,
+        reporter=reporter,
+        sha256=sha256,
+    )
+
+
+def one_line(exc: pytest.ExceptionInfo[DownloadError]) -> str:
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_whole_download_is_private_and_alone(server, tmp_path):
+    server.routes["/a.tar.gz"] = whole()
+    target = tmp_path / "a.tar.gz"
+
+    assert fetch(f"{server.url}/a.tar.gz", target) == target
+
+    assert target.read_bytes() == BODY
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # production data
+    assert target.stat().st_nlink == 1  # the temporary link is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
+
+
+def test_a_truncated_body_keeps_nothing_and_a_retry_succeeds(server, tmp_path):
+    server.routes["/a.tar.gz"] = cut(100 * 1024)
+    target = tmp_path / "a.tar.gz"
+
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/a.tar.gz", target)
+
+    assert one_line(exc) == (
+        f"downloading '{server.url}/a.tar.gz' failed: received 102400 of the "
+        f"{len(BODY)} bytes announced (the connection ended early); nothing was "
+        "kept, run the command again"
+    )
+    assert list(tmp_path.iterdir()) == []  # no archive, no .part
+
+    server.routes["/a.tar.gz"] = whole()
+    fetch(f"{server.url}/a.tar.gz", target)
+    assert target.read_bytes() == BODY
+
+
+def test_a_chunked_body_cut_short_is_one_line(server, tmp_path):
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.wfile.write(b"%x\r\n" % len(BODY) + BODY[:1000])
+
+    server.routes["/a.tar.gz"] = route
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/a.tar.gz", tmp_path / "a.tar.gz")
+    assert one_line(exc).startswith(
+        f"downloading '{server.url}/a.tar.gz' failed: the server's answer broke off "
+        "(IncompleteRead("
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "12 34", ""])
+def test_an_invalid_content_length_is_one_line(server, tmp_path, value):
+    server.routes["/a.tar.gz"] = header("Content-Length", value)
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/a.tar.gz", tmp_path / "a.tar.gz")
+    assert one_line(exc) == (
+        f"downloading '{server.url}/a.tar.gz' failed: invalid Content-Length "
+        f"{value.strip()!r} (not a byte count); fix the server or use another URL"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checksum_that_differs_keeps_nothing(server, tmp_path):
+    server.routes["/a.tar.gz"] = whole()
+    target = tmp_path / "a.tar.gz"
+    with pytest.raises(DownloadError, match=r"its sha256 is [0-9a-f]{64}, not 0{64}"):
+        fetch(f"{server.url}/a.tar.gz", target, sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+    fetch(f"{server.url}/a.tar.gz", target, sha256=hashlib.sha256(BODY).hexdigest())
+    assert target.read_bytes() == BODY
+
+
+def test_ctrl_c_mid_download_keeps_nothing(server, tmp_path):
+    class Interrupting(Reporter):
+        """A terminal whose user presses Ctrl-C once the first bytes arrived."""
+
+        def progress(self, total: int) -> Callable[[int], None]:
+            def advance(count: int) -> None:
+                raise KeyboardInterrupt
+
+            return advance
+
+    server.routes["/a.tar.gz"] = whole()
+    with pytest.raises(KeyboardInterrupt):
+        fetch(f"{server.url}/a.tar.gz", tmp_path / "a.tar.gz", reporter=Interrupting())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_target_is_refused_and_untouched(server, tmp_path):
+    server.routes["/a.tar.gz"] = whole()
+    mine = tmp_path / "a.tar.gz"
+    mine.write_text("my own file")
+    mine.chmod(0o644)
+
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/a.tar.gz", mine)
+
+    assert one_line(exc) == (
+        f"'{mine}' already exists; move it or choose --download-destination"
+    )
+    assert mine.read_text() == "my own file"
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
+
+
+def test_a_redirect_is_refused_by_default(server, tmp_path):
+    server.routes["/a.tar.gz"] = whole()
+    server.routes["/moved"] = redirect("/a.tar.gz")
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/moved", tmp_path / "a.tar.gz")
+    assert one_line(exc) == (
+        f"downloading '{server.url}/moved' failed: HTTP 302 redirect to "
+        f"'{server.url}/a.tar.gz' refused (see DISKETTE_DOWNLOAD_ALLOW_REDIRECT)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_allowed_redirect_to_http_is_followed(server, tmp_path):
+    server.routes["/a.tar.gz"] = whole()
+    server.routes["/moved"] = redirect("/a.tar.gz")
+    target = tmp_path / "a.tar.gz"
+    fetch(f"{server.url}/moved", target, allow_redirect=True)
+    assert target.read_bytes() == BODY
+
+
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1/a.tar.gz", "http://127.0.0.1:9/"])
+def test_a_redirect_leaves_the_allowed_protocols_never(server, tmp_path, location):
+    """Even with redirects allowed; the last case: plain http where only https is."""
+    server.routes["/moved"] = redirect(location)
+    only_https = location.startswith("http:")
+    allowed = ("https://",) if only_https else DEFAULT_DOWNLOAD_PROTOCOLS
+    url = f"{server.url}/moved"
+    if only_https:  # the first hop must pass the same check: allow this server
+        allowed = (*allowed, f"{server.url}/")
+    with pytest.raises(DownloadError) as exc:
+        fetch(url, tmp_path / "a.tar.gz", allow_redirect=True, allowed_protocols=allowed)
+    assert one_line(exc) == (
+        f"downloading '{url}' failed: HTTP 302 redirect to '{location}' refused: "
+        f"not an allowed protocol ({', '.join(allowed)}; see "
+        "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_redirect_to_a_local_file_is_refused_by_urllib_itself(server, tmp_path):
+    server.routes["/moved"] = redirect("file:///etc/passwd")
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/moved", tmp_path / "a.tar.gz", allow_redirect=True)
+    assert one_line(exc) == (
+        f"downloading '{server.url}/moved' failed: HTTP 302 Found - Redirection to "
+        "url 'file:///etc/passwd' is not allowed"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_redirects_are_capped(server, tmp_path):
+    server.routes["/loop"] = redirect("/loop")
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/loop", tmp_path / "a.tar.gz", allow_redirect=True)
+    assert one_line(exc) == (
+        f"downloading '{server.url}/loop' failed: HTTP 302 redirect to "
+        f"'{server.url}/loop' refused: more than 10 redirects in a row"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,353 @@
+"""The local project decides what an archive may touch, and guards hold.
+
+Every archive here is hostile or foreign; each test first makes the local
+data and media differ from any archive (``leaves_unchanged``), so any write
+would show, and checks the one-line refusal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from demo.models import Book
+from demo.state import data_state
+from tests.conftest import run_command, tree_state
+from tests.projects import SandboxCopy
+from tests.test_load_command import (
+    _add,
+    dumped,  # noqa: F401 - a fixture
+    leaves_unchanged,
+    legacy_archive,
+    load,
+    rebuild,
+    wipe,
+)
+
+# Storages: only those DISKETTE_STORAGES declares.
+
+
+def test_an_archive_storage_naming_the_project_code_is_refused(demo, tmp_path):
+    """The red team's critical finding: a manifest storage 'project' would have
+    replaced the project's own Python package, run on the next manage.py."""
+    code = demo / "project"
+    code.mkdir()
+    (code / "settings.py").write_text("import os; os.system('touch /tmp/pwned')\n")
+    archive = legacy_archive(
+        tmp_path, demo, lambda name, objects: None, storages=("var/media", "project")
+    )
+    (code / "settings.py").write_text("SAFE = True\n")  # the project's own code
+    with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
+        load(str(archive), overwrite=True)
+    assert str(refused.value) == (
+        "the archive holds storage 'project', which DISKETTE_STORAGES does not declare "
+        "here (declared: 'var/media'): declare it, or load with --no-storages"
+    )
+    assert (code / "settings.py").read_text() == "SAFE = True\n"
+    assert not list(code.glob(".diskette-*"))
+
+
+def test_a_declared_storage_restores_and_an_undeclared_one_needs_no_storages(
+    demo, tmp_path, settings
+):
+    (demo / "var" / "other").mkdir()
+    (demo / "var" / "other" / "o.txt").write_text("other")
+    archive = legacy_archive(
+        tmp_path, demo, lambda name, objects: None, storages=("var/media", "var/other")
+    )
+    wipe(demo)
+    (demo / "var" / "other" / "o.txt").write_text("local")
+    load(str(archive), keep=True, no_storages=True)  # data only: accepted
+    assert Book.objects.count() == 12
+    assert (demo / "var" / "other" / "o.txt").read_text() == "local"
+    settings.DISKETTE_STORAGES = ["var/media", "var/other"]
+    load(str(archive), overwrite=True)
+    assert (demo / "var" / "other" / "o.txt").read_text() == "other"
+
+
+def test_members_named_like_the_work_folders_are_refused(demo, tmp_path):
+    archive = legacy_archive(
+        tmp_path,
+        demo,
+        lambda name, objects: None,
+        extra=[("var/media/.diskette-load-x/journal.json", b"{}", None)],
+    )
+    with (
+        leaves_unchanged(demo),
+        pytest.raises(CommandError, match="named like diskette's own work folders"),
+    ):
+        load(str(archive), overwrite=True)
+
+
+# Models: only those the local definitions cover.
+
+
+def slip_in(extra: list[dict]):
+    def change(name, objects):
+        if name == "data/demo.json":
+            objects.extend(extra)
+
+    return change
+
+
+ADMIN = {
+    "model": "auth.user",
+    "pk": 1,
+    "fields": {
+        "username": "admin",
+        "password": "md5$known$hash",
+        "is_superuser": True,
+        "is_staff": True,
+        "date_joined": "2020-01-01T00:00:00Z",
+    },
+}
+SESSION = {
+    "model": "sessions.session",
+    "pk": "x" * 32,
+    "fields": {"session_data": "x", "expire_date": "2030-01-01T00:00:00Z"},
+}
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_model_the_definitions_do_not_cover_is_refused(demo, tmp_path, fast):
+    """A session (not in DISKETTE_APPS) slipped into the demo data file."""
+    archive = legacy_archive(tmp_path, demo, slip_in([SESSION]))
+    with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
+        load(str(archive), overwrite=True, fast=fast)
+    assert str(refused.value) == (
+        "data 'data/demo.json' holds sessions.session objects, a model DISKETTE_APPS "
+        "does not cover here: add it to a definition if this project should load it"
+    )
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_model_the_manifest_does_not_list_for_its_file_is_refused(demo, tmp_path, fast):
+    """A covered model (auth.User: the admin, with a known password) hidden in
+    the demo data file, its size recorded so the archive verifies."""
+    admin = User.objects.create_superuser("admin", password="local")
+    source = rebuild(tmp_path, demo, lambda manifest: None)
+    smuggled = (json.dumps({**ADMIN, "pk": admin.pk}) + "\n").encode()
+    archive = tmp_path / "smuggled.tar.gz"
+    with tarfile.open(source) as old, tarfile.open(archive, "w:gz") as new:
+        manifest = json.loads(old.extractfile("manifest.json").read())
+        demo_data = old.extractfile("data/demo.jsonl").read() + smuggled
+        manifest["members"]["data/demo.jsonl"] = {"size": len(demo_data)}
+        for info in old.getmembers():
+            if info.name == "data/demo.jsonl":
+                _add(new, info.name, demo_data)
+            elif info.name == "manifest.json":
+                _add(new, info.name, json.dumps(manifest).encode())
+            else:
+                new.addfile(info, old.extractfile(info) if info.isfile() else None)
+    with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
+        load(str(archive), overwrite=True, fast=fast)
+    assert "holds auth.user objects, which the archive's manifest does not list" in str(
+        refused.value
+    )
+    admin.refresh_from_db()
+    assert admin.check_password("local")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("data/demo.json.gz", "is neither .json nor .jsonl"),
+        ("data/demo.yaml", "is neither .json nor .jsonl"),
+    ],
+)
+def test_data_members_are_plain_json_only(demo, tmp_path, name, message):
+    archive = tmp_path / "odd.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, name, b"x")
+        manifest = {"version": "0.6.0", "creation": "", "datas": [name], "storages": []}
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    with leaves_unchanged(demo), pytest.raises(CommandError, match=re.escape(message)):
+        load(str(archive), overwrite=True)
+
+
+def test_an_object_over_the_limit_is_refused(demo, tmp_path):
+    """One JSON line of 65 MiB (64 KiB compressed) is not read as one object."""
+    line = json.dumps({"model": "demo.tag", "pk": 1, "fields": {"name": "x" * 65 * 2**20}})
+    archive = tmp_path / "big.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        _add(tar, "data/demo.jsonl", (line + "\n").encode())
+        manifest = {
+            "version": "1",
+            "creation": "",
+            "datas": ["data/demo.jsonl"],
+            "storages": [],
+        }
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
+        load(str(archive), overwrite=True)
+    assert str(refused.value) == (
+        "data 'data/demo.jsonl' object 1 is over 64 MiB, more than diskette reads as one object"
+    )
+
+
+# Guards.
+
+
+def test_debug_false_refuses_unless_force(dumped, demo, settings):  # noqa: F811
+    wipe(demo)
+    settings.DEBUG = False
+    with pytest.raises(CommandError) as refused:
+        load(str(dumped))
+    assert str(refused.value) == (
+        "DEBUG is False, so this database may be production: refusing to load into it "
+        "(add --force if you mean it)"
+    )
+    assert not Book.objects.exists() and dumped.exists()
+    load(str(dumped), force=True)
+    assert Book.objects.count() == 12
+
+
+def test_a_protected_project_refuses_even_with_force(dumped, demo, settings):  # noqa: F811
+    wipe(demo)
+    settings.DISKETTE_PROTECTED = True
+    for options in ({}, {"force": True}):
+        with pytest.raises(CommandError, match="this project sets DISKETTE_PROTECTED"):
+            load(str(dumped), keep=True, **options)
+    assert not Book.objects.exists()
+    load(str(dumped), override_protection=True)
+    assert Book.objects.count() == 12
+
+
+def test_a_populated_database_is_refused_unless_overwrite(dumped, demo):  # noqa: F811
+    before = data_state(), tree_state(demo / "var" / "media")
+    with pytest.raises(CommandError) as refused:
+        load(str(dumped), keep=True)
+    assert str(refused.value).startswith("the database already holds auth.Group, auth.User")
+    assert str(refused.value).endswith("or add --overwrite if you mean it")
+    assert (data_state(), tree_state(demo / "var" / "media")) == before
+    load(str(dumped), overwrite=True)
+    assert Book.objects.count() == 12
+
+
+def test_rows_migrate_creates_do_not_count_as_data(dumped, demo, settings):  # noqa: F811
+    """The default site, content types and permissions come with migrate."""
+    from django.contrib.sites.models import Site
+
+    wipe(demo)
+    Site.objects.get_or_create(
+        pk=settings.SITE_ID, defaults={"domain": "example.com", "name": "example.com"}
+    )
+    load(str(dumped), keep=True)  # accepted
+    wipe(demo)
+    Site.objects.create(domain="mine.example", name="mine")
+    with pytest.raises(CommandError, match="the database already holds sites.Site data"):
+        load(str(dumped))
+
+
+# Bombs: bounded memory and disk whatever the archive claims.
+
+
+def gzip_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, content in members:
+            _add(tar, name, content)
+    return path
+
+
+@pytest.mark.subprocess
+def test_a_manifest_of_millions_of_containers_is_refused_before_parsing(tmp_path):
+    copy = SandboxCopy.create(tmp_path / "project")
+    body = (
+        b'{"format": 1, "datas": [], "storages": [], "x": [' + b"{}," * 5_000_000 + b"{}]}"
+    )
+    archive = gzip_tar(tmp_path / "manifest-bomb.tar.gz", [("manifest.json", body)])
+    result, peak = copy.manage_measured("diskette_load", str(archive), "--check")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "CommandError: manifest.json holds 5000005 JSON objects and arrays for 0 "
+        "members: not a manifest diskette wrote"
+    )
+    assert peak < 150 * 2**20  # parsing it would take over a gigabyte
+
+
+@pytest.mark.subprocess
+def test_a_deeply_nested_manifest_is_one_line(tmp_path):
+    copy = SandboxCopy.create(tmp_path / "project")
+    body = b'{"datas": [], "storages": [], "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    archive = gzip_tar(tmp_path / "nested.tar.gz", [("manifest.json", body)])
+    result = copy.manage("diskette_load", str(archive), "--check", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "CommandError: manifest.json is nested too deeply"
+    ]
+
+
+@pytest.fixture
+def media_mount(project: Path) -> Iterator[Path]:
+    """``var/media`` as a 48 MiB tmpfs mount point of its own."""
+    media = project / "var" / "media"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(media)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield media
+    finally:
+        subprocess.run(["umount", "-l", str(media)], check=True)
+
+
+def used(folder: Path) -> int:
+    status = os.statvfs(folder)
+    return (status.f_blocks - status.f_bfree) * status.f_frsize
+
+
+@pytest.mark.django_db(transaction=True)
+def test_media_on_its_own_mount_point_is_restored_in_place(media_mount, project, tmp_path):
+    """A mount point cannot be renamed (EBUSY): its contents are swapped."""
+    call_command("demo_seed", books=12, users=4, stdout=io.StringIO())
+    for excluded in ("cache/generated.txt", "public/thumbnails/generated.txt"):
+        (media_mount / excluded).unlink()  # excluded from dumps, so never restored
+    data, media = data_state(), tree_state(media_mount)
+    run_command("diskette_dump", destination=tmp_path)
+    wipe(project)
+    (media_mount / "local-only.txt").write_text("local")
+    load(str(tmp_path / "diskette_data_storages.tar.gz"))
+    assert os.path.ismount(media_mount)
+    assert (data_state(), tree_state(media_mount)) == (data, media)
+
+
+def test_a_member_larger_than_the_free_space_is_refused_before_writing(
+    media_mount, demo, tmp_path
+):
+    """64 MiB of zeros (64 KiB compressed) onto a 48 MiB disk: refused from its
+    header, with nothing written; the disk is as full as before."""
+    zeros = bytes(64 * 2**20)
+    archive = tmp_path / "zeros.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        _add(tar, "var/media/zeros.bin", zeros)
+        manifest = {
+            "format": 1,
+            "datas": [],
+            "storages": ["var/media"],
+            "members": {"var/media/zeros.bin": {"size": len(zeros)}},
+        }
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    before = used(media_mount), tree_state(media_mount)
+    with pytest.raises(CommandError) as refused:
+        load(str(archive), no_data=True)
+    assert re.fullmatch(
+        r"member 'var/media/zeros.bin' \(67108864 bytes\) does not fit on the disk of "
+        r"'.*/var/media/\.diskette-load-\w+/new': free some space there \(diskette keeps "
+        r"16 MiB free\) or restore elsewhere",
+        str(refused.value),
+    )
+    assert (used(media_mount), tree_state(media_mount)) == before
