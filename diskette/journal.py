@@ -126,7 +126,6 @@ class StorageSwap:
             self.work,
             {"load": self.load_id, "state": "swapping", **entries},
         )
-        (self.work / "old").mkdir()
         _forward(self.folder, self.work, entries["old"], entries["new"])
 
     def finish(self) -> None:
@@ -246,11 +245,28 @@ def _read_journal(work: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise LoadError(
-            f"the journal of an interrupted load, '{work / JOURNAL_NAME}', cannot be "
-            f"read ({exc}): compare that folder with '{work.parent}' by hand"
-        ) from exc
-    return content if isinstance(content, dict) else {}
+        raise _unreadable(work, str(exc)) from exc
+    if not isinstance(content, dict):
+        raise _unreadable(work, "not a JSON object")
+    if content.get("state") == "swapping":
+        for key in ("old", "new"):
+            names = content.get(key)
+            # Entry names only: a journal planted by someone else must not
+            # move anything from outside the storage folder.
+            if not isinstance(names, list) or not all(
+                isinstance(n, str) and n not in ("", ".", "..") and "/" not in n
+                for n in names
+            ):
+                raise _unreadable(work, f"'{key}' is not a list of entry names")
+    return content
+
+
+def _unreadable(work: Path, reason: str) -> LoadError:
+    return LoadError(
+        f"the journal of an interrupted load, '{work / JOURNAL_NAME}', cannot be "
+        f"used ({reason}): compare that folder with '{work.parent}' by hand, "
+        "then remove it"
+    )
 
 
 def _remove(path: Path) -> None:

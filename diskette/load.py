@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import StringIO
@@ -107,7 +107,7 @@ class LoadOptions:
 
 @dataclass
 class LoadResult:
-    """What a load did: data files loaded, storages restored, crashes recovered."""
+    """What a load did: data files loaded, storages restored."""
 
     archive: Unpacked
     loaded: list[str] = field(default_factory=list)
@@ -149,33 +149,12 @@ def load(
         definitions, options.everything, options.ignorenonexistent
     )
     with ExitStack() as stack:
-        writes = not options.check
-        data_dir = (
-            stack.enter_context(staging_folder()) if writes and options.with_data else None
-        )
+        # Data files are extracted even for --check: their objects are
+        # checked against the local definitions before a task drops anything.
+        data_dir = stack.enter_context(staging_folder()) if options.with_data else None
         restore = _Restore(storages, archive.name, stack)
         try:
-            size = archive.stat().st_size
-            reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
-
-            def place(name: str) -> Path | None:
-                if not writes:
-                    return None
-                if name == DATA_DIR or name.startswith(f"{DATA_DIR}/"):
-                    return data_dir / name if data_dir else None
-                return restore.place(name) if options.with_storages else None
-
-            unpacked = unpack(
-                archive,
-                place=place,
-                progress=reporter.progress(size),
-                digest=bool(options.checksum),
-            )
-            if options.checksum and unpacked.sha256 != options.checksum.strip().lower():
-                raise ArchiveError(
-                    f"'{archive}' has sha256 {unpacked.sha256}, not the expected "
-                    f"{options.checksum}"
-                )
+            unpacked = _unpack(archive, data_dir, restore, options, reporter)
             datas = (
                 _chosen_datas(unpacked, options.exclude_data) if options.with_data else []
             )
@@ -183,6 +162,17 @@ def load(
             for storage in chosen:
                 _check_declared(storage, storages)
             _check_migrations(unpacked, options.using, options.strict, reporter)
+            listed = {data: listed_models(unpacked.manifest, data) for data in datas}
+            files = [
+                _vetted(
+                    _DataFile(data_dir / data, data),
+                    policy,
+                    listed[data],
+                    checked_later=options.fast and not options.check,
+                )
+                for data in datas
+                if data_dir is not None  # always, when there are datas
+            ]
             result = LoadResult(unpacked)
             if options.check:
                 reporter.info(
@@ -192,13 +182,42 @@ def load(
                 return result
             for storage in chosen:
                 restore.swap_of(storage)  # an empty storage has no member
-            assert data_dir is not None or not datas
-            files = [_DataFile(data_dir / d if data_dir else Path(d), d) for d in datas]
-            _restore(unpacked, files, restore, policy, options, reporter, result)
+            _restore(unpacked, files, listed, restore, policy, options, reporter, result)
             return result
         except BaseException:
             restore.undo()
             raise
+
+
+def _unpack(
+    archive: Path,
+    data_dir: Path | None,
+    restore: _Restore,
+    options: LoadOptions,
+    reporter: Reporter,
+) -> Unpacked:
+    """Verify the whole archive; write data files and (unless ``--check``) storages."""
+    size = archive.stat().st_size
+    reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
+
+    def place(name: str) -> Path | None:
+        if name == DATA_DIR or name.startswith(f"{DATA_DIR}/"):
+            return data_dir / name if data_dir else None
+        if options.check or not options.with_storages:
+            return None
+        return restore.place(name)
+
+    unpacked = unpack(
+        archive,
+        place=place,
+        progress=reporter.progress(size),
+        digest=bool(options.checksum),
+    )
+    if options.checksum and unpacked.sha256 != options.checksum.strip().lower():
+        raise ArchiveError(
+            f"'{archive}' has sha256 {unpacked.sha256}, not the expected {options.checksum}"
+        )
+    return unpacked
 
 
 def local_storages(
@@ -231,9 +250,30 @@ def recover_interrupted(folders: Iterable[Path], using: str) -> list[str]:
         except (DatabaseError, ValidationError):
             return False  # no table, or no such load: its data never committed
 
+    folders = list(folders)
     return [
-        f"recovered: {line}" for line in [*recover(folders, committed), *sweep_staging()]
+        *(
+            f"recovered: {line}"
+            for line in [*recover(folders, committed), *sweep_staging()]
+        ),
+        *_older_leftovers(folders),
     ]
+
+
+def _older_leftovers(folders: Iterable[Path]) -> Iterator[str]:
+    """Folders an earlier diskette left beside a storage when a load was killed.
+
+    It renamed the storage aside as ``.<name>.diskette-previous-*``; such a
+    folder may hold the only copy of the media from before that load, so it
+    is pointed out, never removed.
+    """
+    for folder in folders:
+        for aside in sorted(folder.parent.glob(f".{folder.name}.diskette-previous-*")):
+            yield (
+                f"'{aside}' was left by an interrupted load of an earlier diskette: it "
+                f"holds the media '{folder.name}' had before that load; compare it "
+                "with your media, then remove it"
+            )
 
 
 @dataclass(frozen=True)
@@ -380,6 +420,7 @@ def _check_migrations(
 def _restore(
     unpacked: Unpacked,
     files: list[_DataFile],
+    listed: dict[str, frozenset[str] | None],
     restore: _Restore,
     policy: ModelPolicy,
     options: LoadOptions,
@@ -388,31 +429,27 @@ def _restore(
 ) -> None:
     """Data, then storages, in one transaction; storages undone on any failure."""
     using = options.using
-    listed = {f.member: listed_models(unpacked.manifest, f.member) for f in files}
     labels: set[str] = set()
     for known in listed.values():
         labels |= known if known is not None else policy.allowed
-    # JSON arrays become JSON Lines, objects checked on the way: loaddata
-    # would read a .json file whole, and --fast reads lines.
-    files = [_vetted(f, policy, listed[f.member], options.fast) for f in files]
 
     def announce(member: str) -> None:
         size = human_size(unpacked.members[member].size)
         reporter.info(f"Loading data from dump '{Path(member).name}' ({size})")
         result.loaded.append(member)
 
+    connection = connections[using]
+    if Load._meta.db_table not in connection.introspection.table_names():
+        raise LoadError(
+            f"diskette's table '{Load._meta.db_table}' is missing from the database: "
+            "run manage.py migrate first"
+        )
     try:
         with transaction.atomic(using=using):
             _exclusive(using)
-            try:
-                Load.objects.using(using).create(
-                    id=restore.load_id, archive=unpacked.path.name[:255]
-                )
-            except DatabaseError as exc:
-                raise LoadError(
-                    f"diskette's table is missing from the database ({exc}): run "
-                    "manage.py migrate first"
-                ) from exc
+            Load.objects.using(using).create(
+                id=restore.load_id, archive=unpacked.path.name[:255]
+            )
             refuse_populated(labels, using, overwrite=options.overwrite)
             if options.fast:
                 fast_load(
@@ -426,7 +463,7 @@ def _restore(
                 announce(data.member)
                 _load_fixture(data, options.ignorenonexistent, using)
             restore.swap(reporter, unpacked, result)
-    except DatabaseError as exc:  # at COMMIT: a deferred constraint, say
+    except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
     restore.finish()
 
@@ -441,15 +478,19 @@ def _exclusive(using: str) -> None:
 
 
 def _vetted(
-    data: _DataFile, policy: ModelPolicy, listed: frozenset[str] | None, fast: bool
+    data: _DataFile,
+    policy: ModelPolicy,
+    listed: frozenset[str] | None,
+    *,
+    checked_later: bool,
 ) -> _DataFile:
     """Check every object of ``data`` may be loaded here; JSON arrays become JSON Lines.
 
-    ``--fast`` checks JSON Lines objects as it loads them, so they are not
-    read twice.
+    :param checked_later: JSON Lines objects are checked as they load
+        (``--fast``), so they are not read twice here.
     """
     convert = data.member.endswith(".json")
-    if fast and not convert:
+    if checked_later and not convert:
         return data
     output = data.path.with_suffix(".jsonl") if convert else None
     with (

@@ -168,7 +168,7 @@ def _endpoints(host: str, port: int) -> set[tuple[str, int]]:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):  # unknown name, or not a valid one
         return found
-    return found | {(address[4][0], port) for address in addresses}
+    return found | {(str(address[4][0]), port) for address in addresses}
 
 
 def remove_remote(c: Connection, path: str) -> None:

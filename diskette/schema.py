@@ -36,7 +36,14 @@ def migration_differences(recorded: Any, using: str) -> list[str]:
         return []
     local = applied_migrations(using)
     return sorted(
-        label
+        str(label)
         for label in (set(recorded) | set(local)) - {OWN_APP_LABEL}
-        if sorted(recorded.get(label) or []) != local.get(label, [])
+        if _names(recorded.get(label)) != local.get(label, [])
     )
+
+
+def _names(recorded: Any) -> list[str]:
+    """Migration names as an archive records them: a list of strings, or not."""
+    if not isinstance(recorded, list):
+        return [] if recorded is None else ["(unreadable)"]
+    return sorted(str(name) for name in recorded)

@@ -131,6 +131,13 @@ def test_a_model_the_definitions_do_not_cover_is_refused(demo, tmp_path, fast):
     )
 
 
+def test_check_refuses_a_model_the_definitions_do_not_cover(demo, tmp_path):
+    """So reset-and-load refuses such an archive before it drops anything."""
+    archive = legacy_archive(tmp_path, demo, slip_in([SESSION]))
+    with leaves_unchanged(demo), pytest.raises(CommandError, match="sessions.session"):
+        load(str(archive), check=True)
+
+
 @pytest.mark.parametrize("fast", [False, True])
 def test_a_model_the_manifest_does_not_list_for_its_file_is_refused(demo, tmp_path, fast):
     """A covered model (auth.User: the admin, with a known password) hidden in
@@ -351,3 +358,29 @@ def test_a_member_larger_than_the_free_space_is_refused_before_writing(
         str(refused.value),
     )
     assert (used(media_mount), tree_state(media_mount)) == before
+
+
+def test_media_set_aside_by_an_earlier_diskette_is_pointed_out_never_removed(demo):
+    aside = demo / "var" / ".media.diskette-previous-1a2b3c4d"
+    aside.mkdir()
+    (aside / "only-copy.bin").write_bytes(b"old media")
+    output = run_command("diskette_dump", "--check")
+    assert (
+        f"'{aside}' was left by an interrupted load of an earlier diskette: it holds "
+        "the media 'media' had before that load; compare it with your media, then "
+        "remove it"
+    ) in output.stderr
+    assert (aside / "only-copy.bin").read_bytes() == b"old media"
+
+
+def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo):
+    """A journal naming '..' entries is refused, in one line, and nothing moves."""
+    work = demo / "var" / "media" / ".diskette-load-planted"
+    (work / "new").mkdir(parents=True)
+    (work / "journal.json").write_text(
+        json.dumps({"load": "x", "state": "swapping", "old": ["../../project"], "new": []})
+    )
+    before = tree_state(demo)
+    with pytest.raises(CommandError, match="'old' is not a list of entry names"):
+        run_command("diskette_dump", "--check")
+    assert tree_state(demo) == before
