@@ -25,6 +25,7 @@ from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
 from .exceptions import DumpError
+from .journal import locked
 from .reporting import Reporter
 from .schema import applied_migrations
 from .storages import Entry, Skipped, Storage, walk_storage
@@ -89,6 +90,9 @@ def dump(
     counts: dict[str, dict[str, int]] = {}
     skipped: list[Skipped] = []
     with (
+        # Held from before the data is read: a load cannot swap media in
+        # between, so data and media come from the same side of it.
+        locked([s.path for s in storages], shared=True),
         ArchiveWriter(archive_path, permissions=permissions, checksums=checksums) as writer,
         ExitStack() as cleanup,
     ):

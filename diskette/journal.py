@@ -40,6 +40,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -61,22 +62,28 @@ def is_work_folder(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def locked(folders: Iterable[Path]) -> Iterator[None]:
-    """Hold an exclusive lock on each folder, or refuse at once if one is taken.
+def locked(folders: Iterable[Path], *, shared: bool = False) -> Iterator[None]:
+    """Hold a lock on each folder, or refuse at once if one is taken.
 
-    :raises BusyError: another diskette command is loading into a folder.
+    A load (and a recovery) holds exclusive locks on the storages it
+    replaces; a dump holds shared ones on those it archives, so it never
+    reads media halfway through a swap, and dumps run side by side.
+
+    :raises BusyError: another diskette command holds a conflicting lock.
     """
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     descriptors: list[int] = []
     try:
         for folder in folders:
             descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
             descriptors.append(descriptor)
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
             except BlockingIOError:
+                doing = "a load is writing into" if shared else "a load or a dump is using"
                 raise BusyError(
-                    f"another diskette load is writing into '{folder}': wait for it "
-                    "to finish, then try again"
+                    f"another diskette command ({doing} '{folder}') is running: wait "
+                    "for it to finish, then try again"
                 ) from None
         yield
     finally:
@@ -100,17 +107,26 @@ class StorageSwap:
         """Where the archive's files for this storage are extracted."""
         return self.work / "new"
 
+    database: str
+
     @classmethod
-    def start(cls, folder: Path, load_id: str, archive: str) -> StorageSwap:
+    def start(cls, folder: Path, load_id: str, archive: str, database: str) -> StorageSwap:
         """Make the work folder and its journal, in phase ``staging``.
 
         The caller holds the folder's lock (:func:`locked`).
+
+        :param database: the alias of the database the load writes to, which
+            alone can tell a recovery whether the load committed.
         """
-        swap = cls(folder, load_id)
+        swap = cls(folder, load_id, database)
         swap.work.mkdir(mode=0o700)
         swap.new.mkdir()
-        _write_journal(swap.work, {"load": load_id, "archive": archive, "state": "staging"})
+        _write_journal(swap.work, {**swap.header, "archive": archive, "state": "staging"})
         return swap
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {"load": self.load_id, "database": self.database}
 
     def swap(self) -> None:
         """Set the folder's entries aside and move the new ones in.
@@ -122,10 +138,7 @@ class StorageSwap:
             "old": sorted(n for n in os.listdir(self.folder) if not is_work_folder(n)),
             "new": sorted(os.listdir(self.new)),
         }
-        _write_journal(
-            self.work,
-            {"load": self.load_id, "state": "swapping", **entries},
-        )
+        _write_journal(self.work, {**self.header, "state": "swapping", **entries})
         _forward(self.folder, self.work, entries["old"], entries["new"])
 
     def finish(self) -> None:
@@ -140,10 +153,16 @@ class StorageSwap:
         _remove(self.work)
 
 
-def recover(folders: Iterable[Path], committed: Callable[[str], bool]) -> list[str]:
+#: Whether the load of an id committed its data, asked of a database alias
+#: (``None`` for a journal that names none); raises when it cannot tell.
+Committed = Callable[[str, "str | None"], bool]
+
+
+def recover(folders: Iterable[Path], committed: Committed) -> list[str]:
     """Finish or undo every load interrupted in ``folders``; say what was done.
 
-    :param committed: whether the load of that id committed its data.
+    :param committed: asked for each interrupted load; when it raises, that
+        load's journal stays as it is, for a later attempt.
     :returns: one line per interrupted load found.
     :raises BusyError: a load is running in one of the folders.
     """
@@ -160,7 +179,7 @@ def recover(folders: Iterable[Path], committed: Callable[[str], bool]) -> list[s
     return done
 
 
-def _recover_one(folder: Path, work: Path, committed: Callable[[str], bool]) -> str:
+def _recover_one(folder: Path, work: Path, committed: Committed) -> str:
     journal = _read_journal(work)
     if journal.get("state") != "swapping":
         _remove(work)
@@ -168,7 +187,8 @@ def _recover_one(folder: Path, work: Path, committed: Callable[[str], bool]) -> 
             f"removed the files of a load interrupted before it changed anything "
             f"in '{folder}'"
         )
-    if committed(str(journal.get("load"))):
+    database = journal.get("database")
+    if committed(str(journal.get("load")), database if isinstance(database, str) else None):
         _forward(folder, work, journal["old"], journal["new"])
         _remove(work)
         return (
@@ -239,7 +259,14 @@ def _read_journal(work: Path) -> dict[str, Any]:
 
     The journal is replaced atomically, so it is either whole or absent; a
     ``swapping`` journal is written before anything moves.
+
+    Anyone who can write into a storage (a web server's user) could plant a
+    work folder: its parts must be real folders, and its lists plain entry
+    names, or nothing is moved.
     """
+    for part in (work, work / "new", work / "old"):
+        if os.path.lexists(part) and not stat.S_ISDIR(os.lstat(part).st_mode):
+            raise _unreadable(work, f"'{part.name}' is not a folder")
     try:
         content = json.loads((work / JOURNAL_NAME).read_text(encoding="utf-8"))
     except FileNotFoundError:

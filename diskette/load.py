@@ -152,7 +152,7 @@ def load(
         # Data files are extracted even for --check: their objects are
         # checked against the local definitions before a task drops anything.
         data_dir = stack.enter_context(staging_folder()) if options.with_data else None
-        restore = _Restore(storages, archive.name, stack)
+        restore = _Restore(storages, archive.name, options.using, stack)
         try:
             unpacked = _unpack(archive, data_dir, restore, options, reporter)
             datas = (
@@ -244,11 +244,24 @@ def recover_interrupted(folders: Iterable[Path], using: str) -> list[str]:
     :raises BusyError: a load is running on one of ``folders``.
     """
 
-    def committed(load_id: str) -> bool:
+    def committed(load_id: str, database: str | None) -> bool:
+        alias = database or using
+        if alias not in connections:
+            raise LoadError(
+                f"an interrupted load's journal names database '{alias}', which this "
+                "project does not define: run the command with the settings of that load"
+            )
         try:
-            return Load.objects.using(using).filter(pk=load_id).exists()
-        except (DatabaseError, ValidationError):
-            return False  # no table, or no such load: its data never committed
+            return Load.objects.using(alias).filter(pk=load_id).exists()
+        except ValidationError:
+            return False  # not an id a load wrote: no load of it committed
+        except DatabaseError as exc:
+            if not _has_load_table(alias):
+                return False  # no table: no load could commit there
+            raise LoadError(
+                f"cannot ask database '{alias}' whether an interrupted load committed "
+                f"({_one_line(exc)}): nothing was changed; run the command again"
+            ) from exc
 
     folders = list(folders)
     return [
@@ -285,10 +298,13 @@ class _DataFile:
 class _Restore:
     """The storage swaps of one load, started as the archive's members arrive."""
 
-    def __init__(self, storages: dict[str, Path], archive: str, stack: ExitStack) -> None:
+    def __init__(
+        self, storages: dict[str, Path], archive: str, using: str, stack: ExitStack
+    ) -> None:
         # Longest first: a member goes to the most specific storage.
         self.storages = dict(sorted(storages.items(), key=lambda item: -len(item[0])))
         self.archive = archive
+        self.using = using
         self.stack = stack
         self.load_id = uuid.uuid4().hex
         self.swaps: dict[str, StorageSwap] = {}
@@ -312,7 +328,9 @@ class _Restore:
         if storage not in self.swaps:
             folder = self._folder(storage)
             self.stack.enter_context(locked([folder]))
-            self.swaps[storage] = StorageSwap.start(folder, self.load_id, self.archive)
+            self.swaps[storage] = StorageSwap.start(
+                folder, self.load_id, self.archive, self.using
+            )
         return self.swaps[storage]
 
     def _folder(self, storage: str) -> Path:
@@ -323,6 +341,11 @@ class _Restore:
             if not real.is_dir():
                 raise LoadError(
                     f"storage '{storage}' cannot be restored: '{destination}' is not a folder"
+                )
+            if destination.parent.resolve().is_relative_to(real):
+                raise LoadError(
+                    f"storage '{storage}' leads to '{real}', which holds the storage "
+                    "itself (the project, say): refusing to replace its contents"
                 )
             return real
         missing = destination
@@ -438,8 +461,7 @@ def _restore(
         reporter.info(f"Loading data from dump '{Path(member).name}' ({size})")
         result.loaded.append(member)
 
-    connection = connections[using]
-    if Load._meta.db_table not in connection.introspection.table_names():
+    if not _has_load_table(using):
         raise LoadError(
             f"diskette's table '{Load._meta.db_table}' is missing from the database: "
             "run manage.py migrate first"
@@ -466,6 +488,13 @@ def _restore(
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
     restore.finish()
+
+
+def _has_load_table(using: str) -> bool:
+    try:
+        return Load._meta.db_table in connections[using].introspection.table_names()
+    except DatabaseError:
+        return True  # cannot tell: assume so, and let the query's error speak
 
 
 def _exclusive(using: str) -> None:

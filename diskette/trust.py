@@ -18,12 +18,13 @@ into a data file. So a load restores only:
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from django.apps import apps
 
@@ -122,12 +123,13 @@ def json_objects(path: Path, member: str) -> Iterator[tuple[int, Any]]:
     """The objects of a ``.jsonl`` or ``.json`` data file, with their position.
 
     Positions are line numbers in JSON Lines and object numbers in a JSON
-    array. Memory holds one object at a time, whatever the file's size.
+    array. Memory holds one object at a time, whatever the file's size, and
+    no object over :data:`OBJECT_LIMIT` bytes is read whole.
 
-    :raises UntrustedDataError: for an object over :data:`OBJECT_LIMIT`,
-        nesting too deep for the parser, or a file that is not JSON.
+    :raises UntrustedDataError: for an object over the limit, nesting too
+        deep for the parser, or a file that is not JSON.
     """
-    with open(path, encoding="utf-8") as source:
+    with open(path, "rb") as source:
         try:
             if path.suffix == ".jsonl":
                 yield from _lines(source, member)
@@ -139,7 +141,7 @@ def json_objects(path: Path, member: str) -> Iterator[tuple[int, Any]]:
             raise UntrustedDataError(f"data '{member}' is not valid JSON: {exc}") from exc
 
 
-def _lines(source: IO[str], member: str) -> Iterator[tuple[int, Any]]:
+def _lines(source: BinaryIO, member: str) -> Iterator[tuple[int, Any]]:
     number = 0
     while line := source.readline(OBJECT_LIMIT + 1):
         number += 1
@@ -149,15 +151,24 @@ def _lines(source: IO[str], member: str) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
 
 
-def _array(source: IO[str], member: str) -> Iterator[tuple[int, Any]]:
-    """Objects of a JSON array, decoded one by one as the file is read."""
-    decoder = json.JSONDecoder()
+def _array(source: BinaryIO, member: str) -> Iterator[tuple[int, Any]]:
+    """Objects of a JSON array, decoded one by one as the file is read.
+
+    An object cut by the end of what was read is decoded again once more
+    is read; each read is as large as what waits, so a large object costs
+    a few decodes, not one a megabyte.
+    """
+    decoder, utf8 = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
     buffer, position, number, at_end = "", 0, 0, False
+    waiting = 0  # bytes read since the last object was decoded
 
     def fill() -> bool:
-        nonlocal buffer, position, at_end
-        chunk = source.read(READ_SIZE)
-        buffer, position = buffer[position:] + chunk, 0
+        nonlocal buffer, position, at_end, waiting
+        chunk = source.read(max(READ_SIZE, waiting))
+        waiting += len(chunk)
+        if waiting > OBJECT_LIMIT + READ_SIZE:
+            raise _too_large(member, number + 1)
+        buffer, position = buffer[position:] + utf8.decode(chunk, final=not chunk), 0
         at_end = not chunk
         return bool(chunk)
 
@@ -190,12 +201,10 @@ def _array(source: IO[str], member: str) -> Iterator[tuple[int, Any]]:
                 value, end = decoder.raw_decode(buffer, position)
                 break
             except json.JSONDecodeError:
-                if len(buffer) - position > OBJECT_LIMIT:
-                    raise _too_large(member, number + 1) from None
                 if at_end or not fill():
                     raise
         number += 1
-        position, expect_value = end, False
+        position, expect_value, waiting = end, False, 0
         yield number, value
 
 

@@ -11,7 +11,9 @@ exactly the new one, with no work folder left anywhere.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tree_state
 from tests.projects import SandboxCopy, postgres_settings_body
 
 pytestmark = pytest.mark.subprocess
@@ -189,12 +192,46 @@ def test_a_running_load_is_not_taken_for_an_interrupted_one(project, new_state, 
         while not stopped.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert stopped.exists(), first.communicate()
-        second = project.manage("diskette_dump", "--check", check=False)
-        assert second.returncode == 1
-        assert "another diskette load is writing into" in second.stderr
-        assert "Traceback" not in second.stderr
+        for command in (("--check",), ("--destination", str(tmp_path))):
+            second = project.manage("diskette_dump", *command, check=False)
+            assert second.returncode == 1
+            assert re.search(
+                r"another diskette command \(.*var/media.\) is running", second.stderr
+            )
+            assert "Traceback" not in second.stderr
+        assert not list(tmp_path.glob("*.tar.gz"))  # no archive of half-swapped media
     finally:
         first.send_signal(signal.SIGCONT)
         first.communicate(timeout=120)
     assert first.returncode == 0
     assert project.fingerprint() == new
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="a locked SQLite file; PostgreSQL would wait")
+def test_a_recovery_that_cannot_ask_the_database_changes_nothing(project, new_state):
+    """Killed after COMMIT: only the database knows the data is new. While it
+    cannot answer (locked), the media must not be taken back to the old."""
+    archive, new = new_state
+    kill_during_load(project, "committed", archive)
+    media = tree_state(project.root / "var" / "media")
+    database = sqlite3.connect(project.root / "var" / "db.sqlite3", timeout=1)
+    try:
+        database.execute("BEGIN EXCLUSIVE")
+        blocked = project.manage("diskette_dump", "--check", check=False)
+    finally:
+        database.rollback()
+        database.close()
+    assert blocked.returncode == 1
+    assert (
+        blocked.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "CommandError: cannot ask database 'default' whether an interrupted load "
+            "committed (database is locked): nothing was changed; run the command again"
+        )
+    )
+    assert tree_state(project.root / "var" / "media") == media
+    result = project.manage("diskette_dump", "--check")
+    assert "finished a load interrupted after its data committed" in result.stderr
+    assert project.fingerprint() == new
+    assert leftovers(project) == []

@@ -471,6 +471,20 @@ def test_a_download_never_replaces_an_existing_file(dumped, server, tmp_path):
     assert mine.read_text() == "my own file"
 
 
+def test_a_download_that_does_not_verify_is_removed_so_a_retry_works(
+    dumped, demo, server, tmp_path
+):
+    www, url = server
+    (www / "a.tar.gz").write_text("<html>maintenance</html>")
+    with pytest.raises(CommandError, match="is not a complete diskette archive"):
+        load(f"{url}/a.tar.gz", download_destination=tmp_path, check=True)
+    assert list(tmp_path.glob("a.tar.gz*")) == []  # not kept to block the retry
+    dumped.rename(www / "a.tar.gz")
+    output = load(f"{url}/a.tar.gz", download_destination=tmp_path, check=True)
+    assert "Archive verified" in output.stdout
+    assert (tmp_path / "a.tar.gz").exists()  # a verified download is kept by --check
+
+
 def test_a_storage_that_is_a_symlink_is_restored_where_it_points(dumped, demo, tmp_path):
     media = demo / "var" / "media"
     elsewhere = tmp_path / "big-disk" / "media"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -183,23 +184,24 @@ def test_data_members_are_plain_json_only(demo, tmp_path, name, message):
         load(str(archive), overwrite=True)
 
 
-def test_an_object_over_the_limit_is_refused(demo, tmp_path):
-    """One JSON line of 65 MiB (64 KiB compressed) is not read as one object."""
-    line = json.dumps({"model": "demo.tag", "pk": 1, "fields": {"name": "x" * 65 * 2**20}})
+@pytest.mark.parametrize("member", ["data/demo.jsonl", "data/demo.json"])
+def test_an_object_over_the_limit_is_refused(demo, tmp_path, member):
+    """One object of 72 MB (36 million two-byte characters, so under the limit
+    if it counted characters; 64 KiB compressed) is not read as one object."""
+    obj = json.dumps(
+        {"model": "demo.tag", "pk": 1, "fields": {"name": "é" * 36_000_000}},
+        ensure_ascii=False,
+    )
+    content = obj + "\n" if member.endswith(".jsonl") else f"[{obj}]"
     archive = tmp_path / "big.tar.gz"
     with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
-        _add(tar, "data/demo.jsonl", (line + "\n").encode())
-        manifest = {
-            "version": "1",
-            "creation": "",
-            "datas": ["data/demo.jsonl"],
-            "storages": [],
-        }
+        _add(tar, member, content.encode())
+        manifest = {"version": "1", "creation": "", "datas": [member], "storages": []}
         _add(tar, "manifest.json", json.dumps(manifest).encode())
     with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
         load(str(archive), overwrite=True)
     assert str(refused.value) == (
-        "data 'data/demo.jsonl' object 1 is over 64 MiB, more than diskette reads as one object"
+        f"data '{member}' object 1 is over 64 MiB, more than diskette reads as one object"
     )
 
 
@@ -353,8 +355,8 @@ def test_a_member_larger_than_the_free_space_is_refused_before_writing(
         load(str(archive), no_data=True)
     assert re.fullmatch(
         r"member 'var/media/zeros.bin' \(67108864 bytes\) does not fit on the disk of "
-        r"'.*/var/media/\.diskette-load-\w+/new': free some space there \(diskette keeps "
-        r"16 MiB free\) or restore elsewhere",
+        r"'.*/var/media/\.diskette-load-\w+/new': it lacks space; free some there "
+        r"\(diskette keeps 16 MiB free\) or restore elsewhere",
         str(refused.value),
     )
     assert (used(media_mount), tree_state(media_mount)) == before
@@ -383,4 +385,70 @@ def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo):
     before = tree_state(demo)
     with pytest.raises(CommandError, match="'old' is not a list of entry names"):
         run_command("diskette_dump", "--check")
+    assert tree_state(demo) == before
+
+
+def test_a_flood_of_tiny_files_is_refused_before_the_disk_fills(
+    media_mount, demo, tmp_path
+):
+    """20,000 one-byte files (a few hundred KiB compressed) take 160 MB as a disk
+    stores them: counted in blocks, refused long before the 48 MiB disk fills."""
+    archive = tmp_path / "flood.tar.gz"
+    members = {}
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        for index in range(20_000):
+            name = f"var/media/flood/{index:05}"
+            _add(tar, name, b"x")
+            members[name] = {"size": 1}
+        manifest = {"format": 1, "datas": [], "storages": ["var/media"], "members": members}
+        _add(tar, "manifest.json", json.dumps(manifest).encode())
+    before = used(media_mount), tree_state(media_mount)
+    with pytest.raises(
+        CommandError, match=r"does not fit on the disk of .*: it lacks space"
+    ):
+        load(str(archive), no_data=True)
+    assert (used(media_mount), tree_state(media_mount)) == before
+
+
+def test_a_chain_of_symlinks_cannot_lead_out_of_the_storage(demo, tmp_path):
+    """Each link alone stays inside ('s -> .', 'u -> s/..' reads as '.'), but
+    followed on disk 'v' is the project root: a link through a link is refused."""
+    chain = [
+        ("var/media/s", None, "."),
+        ("var/media/u", None, "s/.."),
+        ("var/media/v", None, "u/.."),
+        ("var/media/code", None, "v/project"),
+    ]
+    archive = legacy_archive(tmp_path, demo, lambda name, objects: None, extra=chain)
+    with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
+        load(str(archive), overwrite=True)
+    assert str(refused.value) == (
+        "symlink 'var/media/u' leads through symlink 'var/media/s', which diskette never "
+        "writes"
+    )
+
+
+def test_a_planted_work_folder_whose_parts_are_symlinks_moves_nothing(demo):
+    code = demo / "project"
+    code.mkdir()
+    (code / "settings.py").write_text("SECRET = 1\n")
+    work = demo / "var" / "media" / ".diskette-load-planted"
+    (work / "new").mkdir(parents=True)
+    (work / "old").symlink_to(code)
+    (work / "journal.json").write_text(
+        json.dumps({"load": "0", "state": "swapping", "old": ["settings.py"], "new": []})
+    )
+    before = tree_state(demo)
+    with pytest.raises(CommandError, match="'old' is not a folder"):
+        run_command("diskette_dump", "--check")
+    assert tree_state(demo) == before
+
+
+def test_a_storage_symlinked_to_an_ancestor_is_never_emptied(dumped, demo):  # noqa: F811
+    media = demo / "var" / "media"
+    shutil.rmtree(media)
+    media.symlink_to(demo)  # a slip in the project's own layout
+    before = tree_state(demo)
+    with pytest.raises(CommandError, match="which holds the storage itself"):
+        load(str(dumped), overwrite=True)
     assert tree_state(demo) == before

@@ -47,8 +47,9 @@ MANIFEST_SPARE_CONTAINERS = 100_000
 #: Data members are plain JSON or JSON Lines: nothing else is deserialized,
 #: and nothing compressed inflates once more inside ``loaddata``.
 DATA_FORMATS = (".json", ".jsonl")
-#: Space each disk keeps free while an archive is extracted onto it.
+#: Space and inodes each disk keeps free while an archive is extracted onto it.
 FREE_SPACE_RESERVE = 16 * 1024 * 1024
+INODE_RESERVE = 1000
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: What breaks a gzip or tar stream: truncation, corruption, a foreign file.
 READ_ERRORS = (TarFormatError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -122,7 +123,7 @@ def unpack(
                     manifest_bytes = _read_manifest_member(tar, info)
                     continue
                 target = place(name)
-                if target is not None and info.kind == "file":
+                if target is not None:
                     budget.claim(target, info.size, name)
                 members[name] = _unpack_member(tar, info, name, target, folders)
             # The tar end marker is not the end of the gzip stream: read on,
@@ -244,37 +245,51 @@ def _write_all(descriptor: int, data: bytes) -> None:
 
 
 class SpaceBudget:
-    """Free space per disk, claimed member by member before each is written.
+    """Free space and inodes per disk, claimed member by member before each is written.
 
     The manifest comes last, so sizes cannot be summed before extraction
     starts; but each member's header states its size, and a member that
-    would not fit is refused before its first byte is written. A disk is
-    never filled by an archive, whatever it inflates to.
+    would not fit is refused before its first byte is written. Each member
+    is counted as the disk stores it: whole blocks, one more for its
+    metadata, and an inode; so neither one large file nor a flood of tiny
+    ones fills a disk, whatever the archive inflates to.
     """
 
     def __init__(self, reserve: int = FREE_SPACE_RESERVE) -> None:
         self.reserve = reserve
-        self.free: dict[int, int] = {}
+        self.disks: dict[int, list[int]] = {}  # device: [bytes, inodes, block size]
+        self.devices: dict[Path, int] = {}  # folder: its device
 
     def claim(self, target: Path, size: int, name: str) -> None:
-        """Count ``size`` bytes against the disk ``target`` will be written on.
+        """Count member ``name`` (``size`` bytes) against the disk of ``target``.
 
         :raises ArchiveError: naming the member, the disk's folder and the
             space it lacks.
         """
         folder = target.parent
-        while not folder.exists():
-            folder = folder.parent
-        status = os.stat(folder)
-        if status.st_dev not in self.free:
+        device = self.devices.get(folder)
+        if device is None:  # once a folder: media trees hold many files a folder
+            while not folder.exists():
+                folder = folder.parent
+            device = self.devices[target.parent] = os.stat(folder).st_dev
+        if device not in self.disks:
             disk = os.statvfs(folder)
-            self.free[status.st_dev] = disk.f_bavail * disk.f_frsize - self.reserve
-        self.free[status.st_dev] -= size
-        if self.free[status.st_dev] < 0:
+            inodes = disk.f_favail - INODE_RESERVE if disk.f_files else 2**62
+            self.disks[device] = [
+                disk.f_bavail * disk.f_frsize - self.reserve,
+                inodes,
+                max(disk.f_frsize, 512),
+            ]
+        free = self.disks[device]
+        block = free[2]
+        free[0] -= -(-size // block) * block + block
+        free[1] -= 1
+        if free[0] < 0 or free[1] < 0:
+            lacking = "space" if free[0] < 0 else "inodes (files)"
             raise ArchiveError(
                 f"member '{name}' ({size} bytes) does not fit on the disk of '{folder}': "
-                f"free some space there (diskette keeps {self.reserve // 2**20} MiB free) "
-                "or restore elsewhere"
+                f"it lacks {lacking}; free some there (diskette keeps "
+                f"{self.reserve // 2**20} MiB free) or restore elsewhere"
             )
 
 
@@ -382,9 +397,7 @@ def check_members(manifest: dict[str, Any], members: dict[str, Member]) -> None:
                 f"member '{member.name}' is neither data nor in a storage the manifest lists"
             )
         elif member.kind == "symlink":
-            resolved = posixpath.normpath(
-                posixpath.join(posixpath.dirname(member.name), member.target)
-            )
+            resolved = _link_target(member, members)
             if _storage_of(resolved, [storage]) is None:
                 raise UnsafeArchiveError(
                     f"symlink '{member.name}' points out of its storage: '{member.target}'"
@@ -392,6 +405,39 @@ def check_members(manifest: dict[str, Any], members: dict[str, Member]) -> None:
     recorded = manifest.get("members")
     if recorded is not None:
         _compare_with_manifest(recorded, members)
+
+
+def _link_target(link: Member, members: dict[str, Member]) -> str:
+    """Where symlink ``link`` leads, walked one component at a time.
+
+    Normalizing the target as a string is not enough: ``u -> s/..`` with
+    ``s -> .`` reads as ``u -> .`` but leads to the storage's parent, and a
+    chain of such links reaches anywhere. A diskette dump writes each link's
+    real target (``os.path.realpath``), so its path never goes through
+    another link: one that does is refused.
+
+    :raises UnsafeArchiveError: for a target through another symlink member,
+        or above the archive's root.
+    """
+    path = link.name.split("/")[:-1]
+    for part in link.target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not path:
+                raise UnsafeArchiveError(
+                    f"symlink '{link.name}' points out of the archive: '{link.target}'"
+                )
+            path.pop()
+            continue
+        path.append(part)
+        through = members.get("/".join(path))
+        if through is not None and through.kind == "symlink":
+            raise UnsafeArchiveError(
+                f"symlink '{link.name}' leads through symlink '{through.name}', "
+                "which diskette never writes"
+            )
+    return "/".join(path)
 
 
 def _storage_of(name: str, storages: list[str]) -> str | None:

@@ -153,8 +153,10 @@ class Command(BaseCommand):
                 reporter=reporter,
             )
         except DisketteError as exc:
+            self.drop_download(archive, options)
             raise CommandError(str(exc)) from exc
         except KeyboardInterrupt:
+            self.drop_download(archive, options)
             raise CommandError("interrupted: nothing was loaded") from None
         removed = (
             not options["check"] and not options["keep"] and self.remove(archive, reporter)
@@ -177,6 +179,15 @@ class Command(BaseCommand):
                     }
                 )
             )
+
+    def drop_download(self, archive: Path | None, options: dict[str, Any]) -> None:
+        """Remove an archive this command downloaded and could not use.
+
+        Kept, it would only make the next attempt refuse "already exists";
+        a local archive the user gave is never removed after a failure.
+        """
+        if archive is not None and is_url(options["archive"]):
+            archive.unlink(missing_ok=True)
 
     def remove(self, archive: Path, reporter: CommandReporter) -> bool:
         """Remove the loaded archive, as diskette always did; warn if it cannot be."""
