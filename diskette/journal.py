@@ -97,6 +97,7 @@ class StorageSwap:
 
     folder: Path
     load_id: str
+    database: str
 
     @property
     def work(self) -> Path:
@@ -106,8 +107,6 @@ class StorageSwap:
     def new(self) -> Path:
         """Where the archive's files for this storage are extracted."""
         return self.work / "new"
-
-    database: str
 
     @classmethod
     def start(cls, folder: Path, load_id: str, archive: str, database: str) -> StorageSwap:
@@ -155,7 +154,7 @@ class StorageSwap:
 
 #: Whether the load of an id committed its data, asked of a database alias
 #: (``None`` for a journal that names none); raises when it cannot tell.
-Committed = Callable[[str, "str | None"], bool]
+Committed = Callable[[str, str | None], bool]
 
 
 def recover(folders: Iterable[Path], committed: Committed) -> list[str]:

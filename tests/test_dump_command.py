@@ -26,7 +26,7 @@ from django.db import connection
 from demo.models import Book, Review
 from demo.state import data_state
 from diskette.archive import read_manifest
-from tests.conftest import archive_file, archive_members, run_command
+from tests.conftest import archive_file, archive_members, run_command, tmpfs
 from tests.projects import SandboxCopy
 
 pytestmark = pytest.mark.django_db
@@ -589,19 +589,8 @@ def file_size_limit(size: int) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def full_tmpfs(folder: Path) -> Iterator[None]:
-    """Mount a small tmpfs on ``folder`` and fill it: a real full disk.
-
-    Skips the test where mounting is not permitted (not root, no
-    privileges in a container).
-    """
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if mount.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
-    try:
+    """Mount a small tmpfs on ``folder`` and fill it: a real full disk."""
+    with tmpfs(folder, "1m"):
         # Fill it up, unbuffered: no room left, and nothing to flush at close.
         with (
             open(folder / "filler", "wb", buffering=0) as filler,
@@ -610,8 +599,6 @@ def full_tmpfs(folder: Path) -> Iterator[None]:
             while filler.write(bytes(65536)):
                 pass
         yield
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture(params=["tmpfs", "file size limit"])

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from django.core.management.base import CommandError
 
 from demo.models import Book
 from demo.state import data_state
-from tests.conftest import run_command, tree_state
+from tests.conftest import run_command, tmpfs, tree_state
 from tests.projects import SandboxCopy
 from tests.test_load_command import (
     _add,
@@ -300,18 +299,8 @@ def test_a_deeply_nested_manifest_is_one_line(tmp_path):
 @pytest.fixture
 def media_mount(project: Path) -> Iterator[Path]:
     """``var/media`` as a 48 MiB tmpfs mount point of its own."""
-    media = project / "var" / "media"
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(media)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(project / "var" / "media", "48m") as media:
         yield media
-    finally:
-        subprocess.run(["umount", "-l", str(media)], check=True)
 
 
 def used(folder: Path) -> int:
