@@ -221,17 +221,17 @@ def _unpack(
 
 
 def local_storages(
-    paths: Iterable[str | Path], base: Path, target: Path | None = None
+    paths: Iterable[str | Path], target: Path | None = None
 ) -> dict[str, Path]:
     """The declared storages by archive path, with the folder each restores to.
 
-    :param base: the folder archive paths are relative to (the storages base
-        path of the project).
-    :param target: where to restore them instead of ``base`` (the load's
-        ``--storages-basepath``).
+    Archive paths are relative to the current directory, as
+    ``diskette_dump`` records them; this is the one place that says so.
+
+    :param target: where to restore them instead (the load's
+        ``--storages-basepath`` or ``DISKETTE_LOAD_STORAGES_PATH``).
     """
-    base = Path(os.path.abspath(base))
-    declared = declared_storages(paths, base)
+    declared = declared_storages(paths, Path.cwd())
     if target is None:
         return declared
     target = Path(os.path.abspath(target))

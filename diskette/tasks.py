@@ -212,24 +212,27 @@ def safety_snapshot(c: Context, project: Project, folder: str) -> str:
     return found.group(1)
 
 
-def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> Result:
-    """Reset the database and load ``snapshot`` back, keeping the file.
+def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
+    """The ``manage.py`` commands that put ``snapshot`` back, keeping the file.
 
     Only here does a task pass ``--everything``: the snapshot is the
     project's own, made by :func:`safety_snapshot`, and holds every model.
+    The same list is run by :func:`restore_snapshot` and printed for a
+    person when that fails, so the two never differ.
     """
-    manage(c, project, "diskette_reset", "--noinput", *flags(force=force), hide="out")
-    return manage(
-        c,
-        project,
-        "diskette_load",
-        snapshot,
-        "--everything",
-        "--keep",
-        *flags(force=force),
-        hide="out",
-        warn=True,
-    )
+    return [
+        ("diskette_reset", "--noinput", *flags(force=force)),
+        ("diskette_load", snapshot, "--everything", "--keep", *flags(force=force)),
+    ]
+
+
+def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> Result:
+    """Reset the database and load ``snapshot`` back; the first failure stops it."""
+    for step in restore_steps(snapshot, force):
+        result = manage(c, project, *step, hide="out", warn=True)
+        if result.failed:
+            break
+    return result
 
 
 def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
@@ -303,9 +306,9 @@ def reset_and_load_archive(
         restored = restore_snapshot(c, project, snapshot, force)
         if restored.failed:
             by_hand = project.shell(
-                project.manage_line("diskette_reset", "--noinput", *flags(force=force))
-                + " && "
-                + project.manage_line("diskette_load", snapshot, "--everything", "--keep")
+                " && ".join(
+                    project.manage_line(*step) for step in restore_steps(snapshot, force)
+                )
             )
             raise Exit(
                 f"{failure}; putting the safety snapshot back failed too "

@@ -23,7 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.apps import apps
@@ -44,11 +44,12 @@ def declared_storages(paths: Iterable[str | Path], base: Path) -> dict[str, Path
     exist yet: a fresh checkout has no media folder, and a load creates it.
     A storage outside ``base`` cannot be named by an archive at all.
     """
+    base = Path(os.path.abspath(base))
     declared: dict[str, Path] = {}
     for raw in paths:
         path = Path(os.path.abspath(base / raw))
         if path.is_relative_to(base) and path != base:
-            declared[PurePosixPath(path.relative_to(base).as_posix()).as_posix()] = path
+            declared[path.relative_to(base).as_posix()] = path
     return declared
 
 
@@ -75,8 +76,8 @@ class ModelPolicy:
             through, for ``--ignorenonexistent`` to skip as ``loaddata`` does.
         """
         if whole_database:
-            # Every model diskette dumps at all: a snapshot made by
-            # diskette_dump --everything, or one definition of DISKETTE_APPS.
+            # Every model diskette dumps at all, as diskette_dump --everything
+            # writes them.
             labels = {m._meta.label_lower for m in dumpable_models(apps.get_models())}
             return cls(frozenset(labels), "--everything", skip_unknown)
         definitions = load_definitions(raw)

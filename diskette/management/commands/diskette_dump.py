@@ -129,7 +129,7 @@ class Command(BaseCommand):
             if options["no_archive"]:
                 return self.print_commands(definitions, destination, options["indent"])
             # Never archive media halfway through a load that a crash cut.
-            declared = local_storages(settings.storages, Path.cwd())
+            declared = local_storages(settings.storages)
             for line in recover_interrupted(declared.values(), options["database"]):
                 self.stderr.write(line)
             storages, excludes = self.storages(options, settings)

@@ -127,8 +127,7 @@ class Command(BaseCommand):
             target = options["storages_basepath"] or settings.load_storages_path
             if target is not None and not options["no_storages"] and not target.is_dir():
                 raise LoadError(f"storages base path '{target}' is not a directory")
-            # Archive paths are relative to where dumps run, as diskette_dump's are.
-            storages = local_storages(settings.storages, Path.cwd(), target)
+            storages = local_storages(settings.storages, target)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
             result = load(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -76,7 +75,7 @@ class Command(BaseCommand):
             # A load interrupted here is settled first: its journal needs the
             # database that is about to go.
             for line in recover_interrupted(
-                local_storages(get_settings().storages, Path.cwd()).values(), using
+                local_storages(get_settings().storages).values(), using
             ):
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
