@@ -6,7 +6,7 @@
 # HOST is an ~/.ssh/config alias (or user@host). The project carries a
 # fabfile.py holding `from diskette.remote import ns`, and a fabric.yaml that
 # says where the project lives on the server (diskette.remote.project_dir).
-# Its requirements include "diskette[remote]".
+# Its requirements include "django-diskette[remote]" (Fabric comes with it).
 #
 # Environment: PYTHON (interpreter for the virtualenv, default python3),
 # MANAGE (path of manage.py, default manage.py).
