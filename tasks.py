@@ -8,8 +8,10 @@ call these once the virtual environment exists, so the steps live in one place.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from invoke import Context, Exit, task
@@ -26,19 +28,63 @@ DATABASES = ("sqlite", "postgres")
     help={
         "db": "sqlite, postgres, or all (default): the suite runs once per database",
         "args": "extra pytest arguments, e.g. '-k dump -x'",
+        "serial": "run the databases one after the other, with live output (default: "
+        "side by side when the machine has a core for each, each shown when done)",
     }
 )
-def test(c: Context, db: str = "all", args: str = "") -> None:
-    """Run the test suite on SQLite, then on a throwaway PostgreSQL cluster."""
-    for name in DATABASES if db == "all" else (db,):
-        print(f"=== Test suite on {name} ===", flush=True)
-        c.run(f"{PYTHON} -m pytest {args}", env={"DISKETTE_TEST_DB": name}, pty=False)
+def test(c: Context, db: str = "all", args: str = "", serial: bool = False) -> None:
+    """Run the test suite on SQLite and on a throwaway PostgreSQL cluster.
+
+    Each pass spends most of its time in one child process at a time (a
+    real ``manage.py``, ``inv`` or ``fab``), so on a machine with a core per
+    database the passes run side by side: the wall time is that of the
+    slowest, not the sum. Every database runs even when another failed, so
+    one run tells all; the task then fails, naming the databases that did.
+    """
+    names = DATABASES if db == "all" else (db,)
+    command = f"{PYTHON} -m pytest {args}"
+    started = time.monotonic()
+    failed = []
+    if serial or len(names) == 1 or (os.cpu_count() or 1) < len(names):
+        for name in names:
+            print(f"=== Test suite on {name} ===", flush=True)
+            result = c.run(command, env={"DISKETTE_TEST_DB": name}, pty=False, warn=True)
+            print(f"=== {name}: {time.monotonic() - started:.0f} s ===", flush=True)
+            started = time.monotonic()
+            if result.failed:
+                failed.append(name)
+    else:
+        print(
+            f"=== Test suite on {', '.join(names)}, side by side (each shown when done; "
+            "--serial for live output) ===",
+            flush=True,
+        )
+        running = {
+            name: c.run(
+                command,
+                env={"DISKETTE_TEST_DB": name},
+                pty=False,
+                warn=True,
+                hide=True,
+                asynchronous=True,
+            )
+            for name in names
+        }
+        for name, promise in running.items():
+            result = promise.join()
+            print(f"=== Test suite on {name} ===\n{result.stdout}{result.stderr}", end="")
+            print(f"=== {name}: done after {time.monotonic() - started:.0f} s ===", flush=True)
+            if result.failed:
+                failed.append(name)
+    if failed:
+        raise Exit(f"the test suite failed on {', '.join(failed)}", code=1)
 
 
 @task
 def lint(c: Context) -> None:
-    """Check style and common mistakes with ruff."""
+    """Check style and common mistakes with ruff, and the types with mypy."""
     c.run(f"{PYTHON} -m ruff check .")
+    c.run(f"{PYTHON} -m mypy")  # what it checks: [tool.mypy] in pyproject.toml
 
 
 def _reset_sandbox() -> None:

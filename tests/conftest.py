@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from tests.projects import Templates
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings) -> Path:
@@ -25,6 +27,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings) -> Path:
     # A developer's laptop: pytest-django runs tests with DEBUG off, which
     # diskette_load refuses (the production guard, tested on its own).
     settings.DEBUG = True
+    settings.BASE_DIR = root  # as startproject writes it: storages are archived below it
     settings.MEDIA_ROOT = media
     settings.DISKETTE_STORAGES = [media]
     settings.DISKETTE_DUMP_PATH = root / "var"
@@ -36,6 +39,16 @@ def demo(project: Path, db) -> Path:
     """The project with the sandbox's demo data and media."""
     call_command("demo_seed", books=12, users=4, stdout=io.StringIO())
     return project
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    """Copies of the sandbox, migrated and seeded once a session (``tests/projects.py``).
+
+    ``seeded.copy(root, books=12, seed=1)`` is a project at ``root`` as
+    ``diskette_reset`` and ``demo_seed`` in a fresh copy would leave it.
+    """
+    return Templates(tmp_path_factory.mktemp("templates"))
 
 
 @dataclass

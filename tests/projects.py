@@ -3,6 +3,13 @@
 Tests that need a project of their own (cross-version, Invoke tasks, resets)
 copy the sandbox into a temporary folder and run real commands in it, in
 child processes, with the environment a user's shell would have.
+
+Migrating and seeding such a copy takes a few child processes and seconds;
+:class:`Templates` does it once a session for each kind of project (how many
+books, which random seed) and hands each test a copy: the folder, with its
+SQLite file and media, and on PostgreSQL a database created from the
+template's (``CREATE DATABASE ... TEMPLATE``). The copies are the same as
+freshly seeded ones, down to the fingerprint.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +35,18 @@ class SandboxCopy:
     python: Path = Path(sys.executable)
     settings: str = "project.settings"
     env: dict[str, str] = field(default_factory=dict)
+    #: Settings lines selecting the copy's own database ("" for the SQLite file).
+    database: str = ""
 
     @classmethod
     def create(cls, root: Path, **kwargs) -> SandboxCopy:
         shutil.copytree(SANDBOX, root, ignore=shutil.ignore_patterns("var", "__pycache__"))
         (root / "var" / "media").mkdir(parents=True)
+        return cls.at(root, **kwargs)
+
+    @classmethod
+    def at(cls, root: Path, **kwargs) -> SandboxCopy:
+        """The project already at ``root``, run with a user's environment."""
         copy = cls(root, **kwargs)
         copy.env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         copy.env["DJANGO_SETTINGS_MODULE"] = copy.settings
@@ -107,12 +122,100 @@ class SandboxCopy:
         return f"project.{name}"
 
 
-def postgres_settings_body() -> str:
-    """Settings lines pointing the copy at a new database on the test cluster."""
+def postgres_settings_body(name: str | None = None) -> str:
+    """Settings lines pointing the copy at database ``name`` (default: a new
+    name) on the test cluster."""
     from tests.postgres import postgres_settings
 
-    database = {**postgres_settings(), "NAME": f"copy_{uuid.uuid4().hex[:10]}"}
+    database = {**postgres_settings(), "NAME": name or f"copy_{uuid.uuid4().hex[:10]}"}
     return f"DATABASES = {{'default': {database!r}}}\n"
+
+
+class Templates:
+    """Sandbox projects migrated (and seeded) once a session, copied per test.
+
+    A template is made the way tests made each project before: a copy of the
+    sandbox, ``diskette_reset --noinput`` (creates the database, migrates)
+    and, unless ``books`` is ``None``, ``demo_seed``, all in child processes.
+    Handing out a copy is a folder copy (the SQLite file lives in ``var/``)
+    and, on PostgreSQL, ``CREATE DATABASE ... TEMPLATE`` of the template's
+    database, which no process holds open once its ``manage.py`` has exited.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        #: Template project and the name of its PostgreSQL database, by kind.
+        self.made: dict[tuple[int | None, int, bool], tuple[SandboxCopy, str]] = {}
+
+    def copy(
+        self,
+        root: Path,
+        *,
+        books: int | None = None,
+        seed: int = 7,
+        postgres: bool | None = None,
+    ) -> SandboxCopy:
+        """A project at ``root`` with ``books`` demo books made with ``seed``
+        (``None``: migrated, no data), on PostgreSQL if ``postgres`` (default:
+        the database the suite runs on)."""
+        if postgres is None:
+            postgres = os.environ.get("DISKETTE_TEST_DB") == "postgres"
+        key = (books, seed, postgres)
+        template, database = self.made.get(key) or self._make(key)
+        shutil.copytree(
+            template.root, root, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
+        copy = SandboxCopy.at(root)
+        if postgres:
+            name = f"copy_{uuid.uuid4().hex[:10]}"
+            _create_database(name, template=database)
+            copy.database = postgres_settings_body(name)
+            copy.use_settings(copy.write_settings("settings_db", copy.database))
+        return copy
+
+    def _make(self, key: tuple[int | None, int, bool]) -> tuple[SandboxCopy, str]:
+        books, seed, postgres = key
+        name = f"tpl_{uuid.uuid4().hex[:10]}"
+        template = SandboxCopy.create(self.folder / name)
+        if postgres:
+            template.database = postgres_settings_body(name)
+            template.use_settings(template.write_settings("settings_db", template.database))
+        template.manage("diskette_reset", "--noinput")
+        if books is not None:
+            template.manage("demo_seed", "--books", str(books), "--seed", str(seed))
+        self.made[key] = (template, name)
+        return self.made[key]
+
+
+def _create_database(name: str, *, template: str) -> None:
+    """``CREATE DATABASE name TEMPLATE template`` on the test cluster.
+
+    A backend may outlive its client by a few milliseconds: while the
+    template is still "being accessed by other users", try again.
+    """
+    import psycopg
+    from psycopg import errors
+
+    from tests.postgres import postgres_settings
+
+    admin = postgres_settings()
+    deadline = time.monotonic() + 10
+    with psycopg.connect(
+        host=admin["HOST"],
+        port=admin["PORT"],
+        user=admin["USER"],
+        password=admin["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
+        while True:
+            try:
+                connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 #: Runs ``manage.py`` with the arguments, then prints VmHWM (KiB) last on stderr.
