@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fabric import Config, Connection  # noqa: E402
 
-from diskette.transfer import RECEIVE_SCRIPT, download, file_sha256, upload  # noqa: E402
+from diskette.files import file_sha256  # noqa: E402
+from diskette.transfer import RECEIVE_SCRIPT, download, upload  # noqa: E402
 from tests.sshd import start_sshd  # noqa: E402
 
 

@@ -16,24 +16,63 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from .conf import settings_problems
+from . import DOCS_URL
+from .conf import base_directory, setting, settings_problems
 from .definitions import resolve_definitions
 from .exceptions import StorageError
-from .storages import check_directory
+from .storages import check_directory, resolve_storages
 
-HINT = "See the diskette documentation: docs/settings.md and docs/definitions.md."
+HINT = f"See {DOCS_URL}settings.md and {DOCS_URL}definitions.md"
 
 
 @register("diskette")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Report invalid settings (E001), definitions (E002) and storages (W001),
-    and models that two definitions both dump (W002)."""
+    """Report invalid settings (E001), definitions (E002), missing storages
+    (W001), models that two definitions both dump (W002) and storages the
+    commands would refuse (W003: outside the base directory, overlapping).
+
+    Never raises, whatever a setting holds: checks run before ``migrate`` and
+    ``runserver``, so a crash here would stop the whole project. A setting of
+    the wrong type is reported once (E001) and not looked into further.
+    """
+    problems = list(settings_problems(settings))
     messages: list[CheckMessage] = [
-        Error(str(problem), hint=HINT, id="diskette.E001")
-        for problem in settings_problems(settings)
+        Error(str(problem), hint=HINT, id="diskette.E001") for problem in problems
     ]
-    definitions, problems = resolve_definitions(getattr(settings, "DISKETTE_APPS", []))
-    messages += [Error(str(p), hint=HINT, id="diskette.E002") for p in problems]
+    wrong = {str(problem).split("[")[0].split(" ")[0] for problem in problems}
+    if "DISKETTE_APPS" not in wrong:
+        messages += _definition_messages(setting("DISKETTE_APPS", settings))
+    if not wrong & {"DISKETTE_STORAGES", "DISKETTE_BASE_DIR"}:
+        messages += _storage_messages(setting("DISKETTE_STORAGES", settings))
+    return messages
+
+
+def _storage_messages(paths: list[Any]) -> list[CheckMessage]:
+    """Missing storages (W001); once all exist, how they sit together (W003).
+
+    Warnings, not errors: an error would stop ``runserver`` and ``migrate``,
+    and only diskette's commands need the storages right (they refuse then).
+    """
+    base = base_directory(settings)
+    messages: list[CheckMessage] = []
+    for path in paths:
+        try:
+            check_directory(base / path, name=path)
+        except StorageError as exc:
+            messages.append(Warning(str(exc), hint=HINT, id="diskette.W001"))
+    if not messages:
+        try:
+            resolve_storages(paths, base)
+        except StorageError as exc:
+            messages.append(Warning(str(exc), hint=HINT, id="diskette.W003"))
+    return messages
+
+
+def _definition_messages(raw: Any) -> list[CheckMessage]:
+    definitions, problems = resolve_definitions(raw)
+    messages: list[CheckMessage] = [
+        Error(str(p), hint=HINT, id="diskette.E002") for p in problems
+    ]
     owners: dict[str, str] = {}
     for definition in definitions:
         for label in definition.labels:
@@ -47,9 +86,4 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     )
                 )
             owners.setdefault(label, definition.name)
-    for path in getattr(settings, "DISKETTE_STORAGES", []):
-        try:
-            check_directory(path)
-        except StorageError as exc:
-            messages.append(Warning(str(exc), hint=HINT, id="diskette.W001"))
     return messages

@@ -8,8 +8,9 @@ and nowhere else; ``docs/settings.md`` documents them.
 
 from __future__ import annotations
 
+import os
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,46 +20,77 @@ from django.db import connections
 
 from .exceptions import ConfigurationError
 
-DEFAULT_DUMP_FILENAME = "diskette{features}.tar.gz"
 #: Archives hold production data (password hashes, personal data): only their
 #: owner may read them unless the project says otherwise.
 DEFAULT_DUMP_PERMISSIONS = 0o600
-FILENAME_FIELDS = frozenset({"features", "date"})
 DEFAULT_DOWNLOAD_PROTOCOLS = ("https://", "http://")
-#: Seconds a download may wait for the server, per connection or read.
-DEFAULT_DOWNLOAD_TIMEOUT = 10
+FILENAME_FIELDS = frozenset({"features", "date"})
+
+#: Every ``DISKETTE_*`` setting and its default: the one place a default is
+#: written (``docs/settings.md`` mirrors this table, a test holds them equal).
+#: A ``None`` path is worked out when the settings are read, see
+#: :class:`DisketteSettings`.
+DEFAULTS: dict[str, Any] = {
+    "DISKETTE_APPS": [],
+    "DISKETTE_STORAGES": [],
+    "DISKETTE_STORAGES_EXCLUDES": [],
+    "DISKETTE_BASE_DIR": None,
+    "DISKETTE_DUMP_PATH": None,
+    "DISKETTE_DUMP_FILENAME": "diskette{features}.tar.gz",
+    "DISKETTE_DUMP_PERMISSIONS": DEFAULT_DUMP_PERMISSIONS,
+    "DISKETTE_LOAD_STORAGES_PATH": None,
+    "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS": DEFAULT_DOWNLOAD_PROTOCOLS,
+    "DISKETTE_DOWNLOAD_ALLOW_REDIRECT": False,
+    #: Seconds a download may wait for the server, per connection or read.
+    "DISKETTE_DOWNLOAD_TIMEOUT": 10,
+    "DISKETTE_PROTECTED": False,
+}
 
 
 @dataclass(frozen=True)
 class DisketteSettings:
     """The project's diskette settings, defaults applied and validated.
 
+    Built only by :func:`get_settings`, from :data:`DEFAULTS`: no field has a
+    default of its own, so no default can drift from the table.
+
     :param apps: raw application definitions (``DISKETTE_APPS``), validated
         separately by :mod:`diskette.definitions` since that needs the app
         registry.
     :param storages: storage directories (``DISKETTE_STORAGES``).
     :param storages_excludes: ``fnmatch`` patterns relative to each storage.
+    :param base_dir: absolute folder storages are archived relative to and
+        restored below (``DISKETTE_BASE_DIR``, else the project's
+        ``BASE_DIR``, else the current directory when the settings are read).
     :param dump_path: directory where archives are written; ``None`` means the
         current directory at the time of the dump.
     :param dump_filename: archive name template, ``{features}`` and ``{date}``.
     :param dump_permissions: mode applied to the written archive.
     :param load_storages_path: base directory storages are restored under;
-        ``None`` means the current directory at the time of the load.
+        ``None`` means :attr:`base_dir`.
     :param download_allowed_protocols: URL prefixes ``diskette_load`` accepts.
     :param download_allow_redirect: whether a download may follow redirects.
     :param download_timeout: seconds to wait for the server, per operation.
+    :param protected: the project refuses loads and resets (production).
     """
 
-    apps: Any = ()
-    storages: tuple[Path, ...] = ()
-    storages_excludes: tuple[str, ...] = ()
-    dump_path: Path | None = None
-    dump_filename: str = DEFAULT_DUMP_FILENAME
-    dump_permissions: int = DEFAULT_DUMP_PERMISSIONS
-    load_storages_path: Path | None = None
-    download_allowed_protocols: tuple[str, ...] = DEFAULT_DOWNLOAD_PROTOCOLS
-    download_allow_redirect: bool = False
-    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT
+    apps: Any
+    storages: tuple[Path, ...]
+    storages_excludes: tuple[str, ...]
+    base_dir: Path
+    dump_path: Path | None
+    dump_filename: str
+    dump_permissions: int
+    load_storages_path: Path | None
+    download_allowed_protocols: tuple[str, ...]
+    download_allow_redirect: bool
+    download_timeout: float
+    protected: bool
+
+
+def setting(name: str, settings: Any = django_settings) -> Any:
+    """The raw value of one ``DISKETTE_*`` setting, its default if unset."""
+    return getattr(settings, name, DEFAULTS[name])
 
 
 def get_settings(settings: Any = django_settings) -> DisketteSettings:
@@ -69,80 +101,136 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
     problems = list(settings_problems(settings))
     if problems:
         raise problems[0]
+    value = {name: setting(name, settings) for name in DEFAULTS}
     return DisketteSettings(
-        apps=getattr(settings, "DISKETTE_APPS", ()),
-        storages=tuple(Path(p) for p in getattr(settings, "DISKETTE_STORAGES", ())),
-        storages_excludes=tuple(getattr(settings, "DISKETTE_STORAGES_EXCLUDES", ())),
-        dump_path=_optional_path(getattr(settings, "DISKETTE_DUMP_PATH", None)),
-        dump_filename=getattr(settings, "DISKETTE_DUMP_FILENAME", DEFAULT_DUMP_FILENAME),
-        dump_permissions=getattr(
-            settings, "DISKETTE_DUMP_PERMISSIONS", DEFAULT_DUMP_PERMISSIONS
-        ),
-        load_storages_path=_optional_path(
-            getattr(settings, "DISKETTE_LOAD_STORAGES_PATH", None)
-        ),
-        download_allowed_protocols=tuple(
-            getattr(
-                settings, "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS", DEFAULT_DOWNLOAD_PROTOCOLS
-            )
-        ),
-        download_allow_redirect=getattr(
-            settings, "DISKETTE_DOWNLOAD_ALLOW_REDIRECT", False
-        ),
-        download_timeout=getattr(
-            settings, "DISKETTE_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT
-        ),
+        apps=value["DISKETTE_APPS"],
+        storages=tuple(Path(p) for p in value["DISKETTE_STORAGES"]),
+        storages_excludes=tuple(value["DISKETTE_STORAGES_EXCLUDES"]),
+        base_dir=base_directory(settings),
+        dump_path=_optional_path(value["DISKETTE_DUMP_PATH"]),
+        dump_filename=value["DISKETTE_DUMP_FILENAME"],
+        dump_permissions=value["DISKETTE_DUMP_PERMISSIONS"],
+        load_storages_path=_optional_path(value["DISKETTE_LOAD_STORAGES_PATH"]),
+        download_allowed_protocols=tuple(value["DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS"]),
+        download_allow_redirect=value["DISKETTE_DOWNLOAD_ALLOW_REDIRECT"],
+        download_timeout=value["DISKETTE_DOWNLOAD_TIMEOUT"],
+        protected=value["DISKETTE_PROTECTED"],
     )
+
+
+def base_directory(settings: Any = django_settings) -> Path:
+    """The absolute folder storages are archived relative to.
+
+    ``DISKETTE_BASE_DIR`` when set; else the project's ``BASE_DIR`` when it is
+    a path (the ``startproject`` convention), so an archive's layout does not
+    depend on where ``manage.py`` runs from; else the current directory, as
+    diskette 0.6 did. Reads the settings without validating them, for the
+    system checks.
+    """
+    for value in (
+        setting("DISKETTE_BASE_DIR", settings),
+        getattr(settings, "BASE_DIR", None),
+    ):
+        if isinstance(value, str | Path) and str(value):
+            return Path(os.path.abspath(value))
+    return Path.cwd()
 
 
 def settings_problems(settings: Any = django_settings) -> Iterator[ConfigurationError]:
     """Yield one error per invalid ``DISKETTE_*`` setting (shape only).
 
     Shared by :func:`get_settings` and the system checks, so ``manage.py
-    check`` and the commands word a problem the same way. ``DISKETTE_APPS``
-    is left to :mod:`diskette.definitions`, which needs the app registry.
+    check`` and the commands word a problem the same way. Each message names
+    the setting and what a valid value looks like. Only ``DISKETTE_APPS``'s
+    outer shape is checked here; its definitions are left to
+    :mod:`diskette.definitions`, which needs the app registry.
     """
-    for key in ("DISKETTE_STORAGES", "DISKETTE_STORAGES_EXCLUDES"):
-        value = getattr(settings, key, [])
-        kinds: tuple[type, ...] = (str,) if key.endswith("EXCLUDES") else (str, Path)
+    for name, validate in VALIDATORS.items():
+        for problem in validate(setting(name, settings)):
+            yield ConfigurationError(f"{name}{problem}")
+
+
+def _list_of(
+    kinds: tuple[type, ...], what: str, example: str, item: str
+) -> Callable[[Any], Iterator[str]]:
+    """A validator for a list of ``kinds``: ``what`` it is, an ``example``."""
+
+    def validate(value: Any) -> Iterator[str]:
         if not isinstance(value, list | tuple):
-            yield ConfigurationError(f"{key} must be a list, not {type(value).__name__}")
-            continue
-        for index, item in enumerate(value):
-            if not isinstance(item, kinds):
-                names = " or ".join(k.__name__ for k in kinds)
-                yield ConfigurationError(
-                    f"{key}[{index}] must be a {names}, not {type(item).__name__}"
-                )
-    for key in ("DISKETTE_DUMP_PATH", "DISKETTE_LOAD_STORAGES_PATH"):
-        value = getattr(settings, key, None)
+            yield f" must be a list of {what}, e.g. {example}, not {_kind(value)}"
+            return
+        for index, element in enumerate(value):
+            if not isinstance(element, kinds):
+                yield f"[{index}] must be {item}, not {_kind(element)}"
+
+    return validate
+
+
+def _path(example: str) -> Callable[[Any], Iterator[str]]:
+    def validate(value: Any) -> Iterator[str]:
         if value is not None and not isinstance(value, str | Path):
-            yield ConfigurationError(f"{key} must be a path, not {type(value).__name__}")
-    filename = getattr(settings, "DISKETTE_DUMP_FILENAME", DEFAULT_DUMP_FILENAME)
+            yield f" must be a folder path, e.g. {example}, not {_kind(value)}"
+
+    return validate
+
+
+def _flag(value: Any) -> Iterator[str]:
+    if not isinstance(value, bool):
+        yield f" must be True or False, not {value!r}"
+
+
+def _filename(value: Any) -> Iterator[str]:
     try:
-        check_archive_filename(filename)
+        check_archive_filename(value)
     except ConfigurationError as exc:
-        yield ConfigurationError(f"DISKETTE_DUMP_FILENAME: {exc}")
-    protocols = getattr(settings, "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS", ())
-    if not isinstance(protocols, list | tuple) or not all(
-        isinstance(p, str) and p.endswith("://") for p in protocols
+        yield f": {exc}"
+
+
+def _permissions(value: Any) -> Iterator[str]:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        # 644 (decimal) is 0o1204: readable by all, not by its owner.
+        hint = f" (write {value} as 0o{value})" if isinstance(value, int) and value > 0o777 else ""
+        yield f" must be an octal mode such as 0o600, not {value!r}{hint}"
+    elif not value & 0o400:
+        yield f" must let the owner read the archive (0o400), not 0o{value:o}"
+
+
+def _protocols(value: Any) -> Iterator[str]:
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(p, str) and p.endswith("://") for p in value
     ):
-        yield ConfigurationError(
-            f"DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS must be a list such as "
-            f"['https://'], not {protocols!r}"
-        )
-    if not isinstance(getattr(settings, "DISKETTE_DOWNLOAD_ALLOW_REDIRECT", False), bool):
-        yield ConfigurationError("DISKETTE_DOWNLOAD_ALLOW_REDIRECT must be True or False")
-    timeout = getattr(settings, "DISKETTE_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        yield ConfigurationError(
-            f"DISKETTE_DOWNLOAD_TIMEOUT must be a number of seconds, not {timeout!r}"
-        )
-    mode = getattr(settings, "DISKETTE_DUMP_PERMISSIONS", DEFAULT_DUMP_PERMISSIONS)
-    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
-        yield ConfigurationError(
-            f"DISKETTE_DUMP_PERMISSIONS must be an octal mode such as 0o600, not {mode!r}"
-        )
+        yield f" must be a list such as ['https://'], not {value!r}"
+
+
+def _timeout(value: Any) -> Iterator[str]:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        yield f" must be a number of seconds, e.g. 30, not {value!r}"
+
+
+#: How each setting is checked; a validator yields what follows the name.
+VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
+    "DISKETTE_APPS": _list_of(
+        (list, tuple),
+        "[name, {options}] definitions",
+        '[["django.contrib.sites", {}]] (see `manage.py diskette_apps`)',
+        "a [name, {options}] pair",
+    ),
+    "DISKETTE_STORAGES": _list_of(
+        (str, Path), "folders", "[MEDIA_ROOT]", "a folder path (str or Path)"
+    ),
+    "DISKETTE_STORAGES_EXCLUDES": _list_of(
+        (str,), "patterns", '["cache/*"]', 'a str pattern such as "cache/*"'
+    ),
+    "DISKETTE_BASE_DIR": _path("BASE_DIR"),
+    "DISKETTE_DUMP_PATH": _path('BASE_DIR / "var"'),
+    "DISKETTE_DUMP_FILENAME": _filename,
+    "DISKETTE_DUMP_PERMISSIONS": _permissions,
+    "DISKETTE_LOAD_STORAGES_PATH": _path("BASE_DIR"),
+    "DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS": _protocols,
+    "DISKETTE_DOWNLOAD_ALLOW_REDIRECT": _flag,
+    "DISKETTE_DOWNLOAD_TIMEOUT": _timeout,
+    "DISKETTE_PROTECTED": _flag,
+}
 
 
 def check_archive_filename(template: Any) -> None:
@@ -177,4 +265,9 @@ def check_database(alias: str) -> None:
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
-    return None if value in (None, "") else Path(value)  # type: ignore[arg-type]
+    return None if value is None or value == "" else Path(value)
+
+
+def _kind(value: Any) -> str:
+    """How a message names the type of a wrong value: ``PosixPath``, ``dict``."""
+    return type(value).__name__

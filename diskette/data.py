@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import shlex
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -27,7 +27,7 @@ from .definitions import ARCHIVE_FORMAT, COMMAND_FORMAT, Definition
 from .exceptions import DumpError
 
 #: Rows fetched per round trip; Django's ``dumpdata`` uses the same.
-CHUNK_SIZE = 2000
+BATCH_ROWS = 2000
 #: Text is encoded and handed to the binary stream in blocks this large,
 #: rather than once per small ``write()`` of the JSON encoder.
 WRITE_BUFFER = 64 * 1024
@@ -90,11 +90,14 @@ def write_data(
     *,
     using: str,
     indent: int | None = None,
-    progress_output: IO[str] | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> dict[str, int]:
     """Serialize ``definition`` into the binary ``stream``.
 
-    :param progress_output: a terminal stream for Django's progress bar.
+    :param progress: given the number of objects to write, returns the
+        function to call as they are written (see
+        :meth:`diskette.reporting.Reporter.progress`); counting them costs a
+        query per model, so it is only done when someone watches.
     :returns: the number of objects written per model label.
     :raises DumpError: naming the definition when the database or the
         serializer fails.
@@ -103,14 +106,18 @@ def write_data(
         return _write_with_command(definition, stream, using=using, indent=indent)
     counts = {m._meta.label_lower: 0 for m in dumped_models(definition, using)}
 
+    advance: Callable[[int], None] = _ignore
+    if progress is not None:
+        advance = progress(sum(count_objects(definition, using).values()))
+
     def objects() -> Iterator[Model]:
         for model in dumped_models(definition, using):
             label = model._meta.label_lower
-            for obj in queryset(definition, model, using).iterator(chunk_size=CHUNK_SIZE):
+            for obj in queryset(definition, model, using).iterator(chunk_size=BATCH_ROWS):
                 counts[label] += 1
+                advance(1)
                 yield obj
 
-    total = sum(count_objects(definition, using).values()) if progress_output else 0
     text = _EncodingWriter(stream)
     try:
         serializers.serialize(
@@ -120,8 +127,6 @@ def write_data(
             indent=indent,
             use_natural_foreign_keys=definition.natural_foreign,
             use_natural_primary_keys=definition.natural_primary,
-            progress_output=progress_output if total else None,
-            object_count=total,
         )
     except (DatabaseError, SerializationError) as exc:
         raise DumpError(f"{definition.name!r}: cannot serialize: {exc}") from exc
@@ -228,3 +233,7 @@ class _EncodingWriter:
             self.binary.write("".join(self.parts).encode())
             self.parts.clear()
             self.pending = 0
+
+
+def _ignore(count: int) -> None:
+    """Progress nobody watches."""

@@ -4,6 +4,12 @@ The list is deliberately explicit and opinionated: every model is listed
 (auto-created many-to-many tables included) so a person sees what exists and
 picks what to exclude; ``natural_foreign`` is always on, since it is right for
 nearly every model; ``comments`` carries the app's verbose name.
+
+Some models are listed but should usually not be dumped (:data:`LEFT_OUT`).
+The JSON output keeps them, as the user guide shows it (JSON holds no
+comments), and the command says so on the standard error; the Python output,
+the one meant for pasting into settings, has them commented out with the
+reason beside each, so the list is a sound starter as it is.
 """
 
 from __future__ import annotations
@@ -16,6 +22,16 @@ from django.apps import apps
 
 from .definitions import OWN_APP_LABEL
 from .exceptions import ConfigurationError
+
+#: Models a starter list should leave out, and why: ``migrate`` recreates the
+#: first two (dumped, they clash with the rows it made), the others are one
+#: site's logins and admin history (docs/definitions.md says the same).
+LEFT_OUT = {
+    "contenttypes.ContentType": "migrate recreates it",
+    "auth.Permission": "migrate recreates it",
+    "sessions.Session": "logins of the source site, rarely worth carrying",
+    "admin.LogEntry": "the admin's history, rarely worth carrying",
+}
 
 
 def application_definitions(
@@ -58,11 +74,47 @@ def application_definitions(
     return definitions
 
 
+def left_out(definitions: list[list[Any]]) -> list[str]:
+    """The models of ``definitions`` a starter list should leave out."""
+    return [
+        label
+        for _, options in definitions
+        for label in options.get("models", [])
+        if label in LEFT_OUT
+    ]
+
+
 def render(definitions: list[list[Any]], fmt: str = "json") -> str:
-    """Definitions as indented JSON, or as Python to paste into settings."""
+    """Definitions as indented JSON, or as Python to paste into settings.
+
+    In Python, the models of :data:`LEFT_OUT` are commented out with their
+    reason; a definition left with no model is commented out whole.
+    """
     if fmt == "json":
         return json.dumps(definitions, indent=4, ensure_ascii=False)
-    return _python(definitions, 0)
+    return "[\n" + "".join(_python_definition(d) for d in definitions) + "]"
+
+
+def _python_definition(definition: list[Any]) -> str:
+    """One definition as an item of the Python list, left-out models commented."""
+    lines = f"    {_python(definition, 1)},".splitlines()
+    models = definition[1].get("models", [])
+    if models and all(label in LEFT_OUT for label in models):
+        why = "; ".join(f"{label}: {LEFT_OUT[label]}" for label in models)
+        block = [f"Left out ({why}):", *(line[4:] for line in lines)]
+        return "".join(f"    # {line}\n" for line in block)  # uncomments as one block
+    out = []
+    for line in lines:
+        label = line.strip().removesuffix(",")
+        reason = LEFT_OUT.get(label[1:-1]) if label.startswith('"') else None
+        out.append(f"{_commented(line)}  # {reason}" if reason else line)
+    return "".join(line + "\n" for line in out)
+
+
+def _commented(line: str) -> str:
+    """``line`` as a comment at its own indentation."""
+    text = line.lstrip(" ")
+    return f"{line[: len(line) - len(text)]}# {text}"
 
 
 def _python(value: Any, level: int) -> str:

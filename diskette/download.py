@@ -17,20 +17,15 @@ allowed, each one must still lead to an allowed prefix (``ftp://`` or
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .archive.format import CHUNK_SIZE
 from .exceptions import DownloadError
+from .files import BLOCK_SIZE, PartialFile
 from .reporting import Reporter
 
 DEFAULT_NAME = "diskette_downloaded_archive.tar.gz"
@@ -86,31 +81,28 @@ def download(
     try:
         with (
             opener.open(url, timeout=timeout) as response,
-            _partial_file(target) as (partial, output),
+            PartialFile(target) as output,
         ):
             expected = _content_length(response, url)
-            digest = hashlib.sha256()
-            received = 0
-            advance = reporter.progress(expected or 0)
-            while block := response.read(CHUNK_SIZE):
+            output.progress = reporter.progress(expected or 0, f"Downloading {target.name}")
+            while block := response.read(BLOCK_SIZE):
                 output.write(block)
-                digest.update(block)
-                received += len(block)
-                advance(len(block))
-            output.flush()
-            os.fsync(output.fileno())  # whole on disk before it gets its name
+            received, digest = output.size, output.sha256
             if expected is not None and received != expected:
                 raise DownloadError(
                     f"downloading '{url}' failed: received {received} of the "
                     f"{expected} bytes announced (the connection ended early); "
                     "nothing was kept, run the command again"
                 )
-            if sha256 is not None and digest.hexdigest() != sha256.lower():
+            if sha256 is not None and digest != sha256.lower():
                 raise DownloadError(
-                    f"downloading '{url}' failed: its sha256 is {digest.hexdigest()}, "
+                    f"downloading '{url}' failed: its sha256 is {digest}, "
                     f"not {sha256}; nothing was kept"
                 )
-            _publish(partial, target)
+            try:  # never over a file that appeared meanwhile: it would be removed
+                output.commit(replace=False)
+            except FileExistsError as exc:
+                raise _exists(target) from exc
     except urllib.error.HTTPError as exc:
         raise DownloadError(
             f"downloading '{url}' failed: HTTP {exc.code} {exc.reason}"
@@ -124,43 +116,6 @@ def download(
     except (TimeoutError, OSError) as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc}") from exc
     return target
-
-
-@contextlib.contextmanager
-def _partial_file(target: Path) -> Iterator[tuple[Path, IO[bytes]]]:
-    """A new private file beside ``target``, removed on leaving, whatever happens.
-
-    A unique name (``mkstemp``) means two downloads to the same target never
-    write into one file, and ``mkstemp`` creates it 0600 from the start: the
-    archive is never readable by others, not even while it arrives.
-    """
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part", dir=target.parent
-    )
-    partial = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as output:
-            yield partial, output
-    finally:  # after a successful publish, only the extra link goes
-        partial.unlink(missing_ok=True)
-
-
-def _publish(partial: Path, target: Path) -> None:
-    """Give the complete ``partial`` the name ``target``, never replacing a file.
-
-    ``os.link`` fails if ``target`` exists, unlike a rename, so a file that
-    appeared meanwhile is kept. Where hard links are not supported (some
-    network or FAT file systems), a rename after a last check is the
-    fallback.
-    """
-    try:
-        os.link(partial, target)
-    except FileExistsError as exc:
-        raise _exists(target) from exc
-    except OSError:
-        if target.exists():
-            raise _exists(target) from None
-        os.rename(partial, target)
 
 
 def _exists(target: Path) -> DownloadError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +24,7 @@ from . import __version__
 from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
-from .exceptions import DumpError
+from .exceptions import ConfigurationError, DumpError
 from .journal import locked
 from .reporting import Reporter
 from .schema import applied_migrations
@@ -38,10 +38,12 @@ SPOOL_BUDGET = 32 * 1024 * 1024
 
 @dataclass
 class DumpResult:
-    """What a dump wrote: the archive, objects per definition, what was skipped."""
+    """What a dump wrote: the archive, objects per definition, its data members,
+    what was skipped."""
 
     archive: ArchiveInfo
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    datas: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
 
@@ -84,10 +86,10 @@ def dump(
     :param excludes: ``fnmatch`` patterns relative to each storage.
     :param permissions: mode of the archive file.
     """
+    check_something_to_dump(definitions, storages)
     reporter = reporter or Reporter()
     now = datetime.now().astimezone()
     _make_destination(archive_path.parent)
-    counts: dict[str, dict[str, int]] = {}
     skipped: list[Skipped] = []
     with (
         # Held from before the data is read: a load cannot swap media in
@@ -98,7 +100,7 @@ def dump(
     ):
         for leftover in writer.leftovers:
             reporter.info(f"Removed '{leftover}', left by an interrupted dump")
-        spools = _dump_data(definitions, counts, indent, using, reporter, cleanup)
+        spools, counts = _dump_data(definitions, indent, using, reporter, cleanup)
         if definitions:
             reporter.info("Appending data to the archive")
         datas = []
@@ -112,7 +114,44 @@ def dump(
             skipped = _append_storages(writer, storages, excludes, reporter)
         manifest = build_manifest(definitions, datas, counts, storages, now, using)
         info = writer.close(manifest)
-    return DumpResult(archive=info, counts=counts, skipped=skipped)
+    return DumpResult(archive=info, counts=counts, datas=datas, skipped=skipped)
+
+
+def check_something_to_dump(
+    definitions: Sequence[Definition],
+    storages: Sequence[Storage],
+    *,
+    with_data: bool = True,
+    with_storages: bool = True,
+) -> None:
+    """Refuse a dump that would write an archive holding only its manifest.
+
+    Such an archive "succeeds" and loads as nothing: a new project with no
+    configuration yet deserves the way forward instead.
+
+    :param with_data: ``False`` when data was left out on purpose (``--no-data``).
+    :param with_storages: ``False`` when storages were (``--no-storages``).
+    :raises ConfigurationError: naming what is empty and how to fill it.
+    """
+    if definitions or storages:
+        return
+    starter = (
+        "run `manage.py diskette_apps` for a starter list, or pass --everything "
+        "to dump the whole database"
+    )
+    if not with_data:
+        raise ConfigurationError(
+            "nothing to dump: --no-data leaves only storages, and DISKETTE_STORAGES "
+            "is empty; declare storages, or give one with --storage"
+        )
+    if not with_storages:
+        raise ConfigurationError(
+            f"nothing to dump: --no-storages leaves only data, and DISKETTE_APPS is "
+            f"empty; {starter}"
+        )
+    raise ConfigurationError(
+        f"nothing to dump: DISKETTE_APPS and DISKETTE_STORAGES are both empty; {starter}"
+    )
 
 
 def _make_destination(folder: Path) -> None:
@@ -130,14 +169,18 @@ def _make_destination(folder: Path) -> None:
 
 def _dump_data(
     definitions: Sequence[Definition],
-    counts: dict[str, dict[str, int]],
     indent: int | None,
     using: str,
     reporter: Reporter,
     cleanup: ExitStack,
-) -> list[tuple[Definition, Any]]:
-    """Serialize every definition from one snapshot into spooled files."""
+) -> tuple[list[tuple[Definition, Any]], dict[str, dict[str, int]]]:
+    """Serialize every definition from one snapshot into spooled files.
+
+    :returns: the spools, each with its definition, and the objects written
+        per definition and model.
+    """
     spools = []
+    counts: dict[str, dict[str, int]] = {}
     budget = SPOOL_BUDGET
     with consistent_snapshot(using):
         for definition in definitions:
@@ -153,7 +196,7 @@ def _dump_data(
                     spool,
                     using=using,
                     indent=indent,
-                    progress_output=reporter.progress_output,
+                    progress=_object_progress(reporter, definition.name),
                 )
                 spool.flush()  # a spilled spool's last bytes: their errors belong here
             except OSError as exc:  # spilled to disk, and the disk is full
@@ -164,7 +207,16 @@ def _dump_data(
                 ) from exc
             if spool.tell() <= budget:  # not rolled over to disk: it stays in memory
                 budget -= spool.tell()
-    return spools
+    return spools, counts
+
+
+def _object_progress(
+    reporter: Reporter, name: str
+) -> Callable[[int], Callable[[int], None]] | None:
+    """Progress of the objects of one definition, or ``None`` if nobody watches."""
+    if reporter.progress_output is None:
+        return None
+    return lambda total: reporter.progress(total, f"Dumping {name}", unit="objects")
 
 
 def _discard(spool: Any) -> None:
@@ -183,7 +235,7 @@ def _append_storages(
     total = 0
     if reporter.progress_output is not None:  # sizing takes a walk: only for a bar
         total = sum(plan_storage(s, excludes).size for s in storages)
-    advance = reporter.progress(total)
+    advance = reporter.progress(total, "Archiving storages")
     for storage in storages:
         for item in walk_storage(storage, excludes):
             if isinstance(item, Skipped):

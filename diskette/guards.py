@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Model, Q
 
+from .conf import setting
 from .definitions import dumpable_models
 from .exceptions import GuardError
 
@@ -40,7 +41,7 @@ def refuse_production(action: str, *, force: bool, override_protection: bool) ->
     :param action: what is refused, for the message ("load into", "reset").
     :raises GuardError: naming the guard and the one flag that passes it.
     """
-    if getattr(settings, "DISKETTE_PROTECTED", False) and not override_protection:
+    if setting("DISKETTE_PROTECTED", settings) and not override_protection:
         raise GuardError(
             f"this project sets DISKETTE_PROTECTED, so diskette will not {action} its "
             "database, whatever a push asks; on this host, --override-protection "

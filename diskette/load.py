@@ -173,17 +173,15 @@ def load(
                 for data in datas
                 if data_dir is not None  # always, when there are datas
             ]
-            result = LoadResult(unpacked)
             if options.check:
                 reporter.info(
                     f"Archive verified: {len(datas)} data files and {len(chosen)} "
                     "storages would be restored; nothing was changed"
                 )
-                return result
+                return LoadResult(unpacked)
             for storage in chosen:
                 restore.swap_of(storage)  # an empty storage has no member
-            _restore(unpacked, files, listed, restore, policy, options, reporter, result)
-            return result
+            return _restore(_Plan(unpacked, files, listed, policy), restore, options, reporter)
         except BaseException:
             restore.undo()
             raise
@@ -210,7 +208,7 @@ def _unpack(
     unpacked = unpack(
         archive,
         place=place,
-        progress=reporter.progress(size),
+        progress=reporter.progress(size, "Verifying archive"),
         digest=bool(options.checksum),
     )
     if options.checksum and unpacked.sha256 != options.checksum.strip().lower():
@@ -221,17 +219,18 @@ def _unpack(
 
 
 def local_storages(
-    paths: Iterable[str | Path], target: Path | None = None
+    paths: Iterable[str | Path], target: Path | None = None, base: Path | None = None
 ) -> dict[str, Path]:
     """The declared storages by archive path, with the folder each restores to.
 
-    Archive paths are relative to the current directory, as
-    ``diskette_dump`` records them; this is the one place that says so.
+    Archive paths are relative to ``base`` (the settings' ``base_dir``; the
+    current directory if not given), as ``diskette_dump`` records them; this
+    is the one place that says so.
 
     :param target: where to restore them instead (the load's
         ``--storages-basepath`` or ``DISKETTE_LOAD_STORAGES_PATH``).
     """
-    declared = declared_storages(paths, Path.cwd())
+    declared = declared_storages(paths, base or Path.cwd())
     if target is None:
         return declared
     target = Path(os.path.abspath(target))
@@ -355,7 +354,9 @@ class _Restore:
         self.created.append(missing)
         return destination
 
-    def swap(self, reporter: Reporter, unpacked: Unpacked, result: LoadResult) -> None:
+    def swap(self, reporter: Reporter, unpacked: Unpacked) -> list[str]:
+        """Swap every storage's new contents in; return the storages swapped."""
+        restored = []
         for storage, swap in self.swaps.items():
             size = sum(
                 m.size
@@ -370,7 +371,8 @@ class _Restore:
                     f"storage '{storage}' could not be swapped into '{swap.folder}': "
                     f"{exc.strerror or exc}"
                 ) from exc
-            result.restored.append(storage)
+            restored.append(storage)
+        return restored
 
     def finish(self) -> None:
         for swap in self.swaps.values():
@@ -440,24 +442,33 @@ def _check_migrations(
     reporter.warning(message)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a verified archive loads: its data files and the models each may hold."""
+
+    unpacked: Unpacked
+    files: list[_DataFile]
+    #: Per data member, the models its manifest lists (``None``: not listed).
+    listed: dict[str, frozenset[str] | None]
+    policy: ModelPolicy
+
+    def labels(self) -> set[str]:
+        """Every model the data may write to: the tables that must be empty."""
+        labels: set[str] = set()
+        for known in self.listed.values():
+            labels |= known if known is not None else self.policy.allowed
+        return labels
+
+
 def _restore(
-    unpacked: Unpacked,
-    files: list[_DataFile],
-    listed: dict[str, frozenset[str] | None],
-    restore: _Restore,
-    policy: ModelPolicy,
-    options: LoadOptions,
-    reporter: Reporter,
-    result: LoadResult,
-) -> None:
+    plan: _Plan, restore: _Restore, options: LoadOptions, reporter: Reporter
+) -> LoadResult:
     """Data, then storages, in one transaction; storages undone on any failure."""
     using = options.using
-    labels: set[str] = set()
-    for known in listed.values():
-        labels |= known if known is not None else policy.allowed
+    result = LoadResult(plan.unpacked)
 
     def announce(member: str) -> None:
-        size = human_size(unpacked.members[member].size)
+        size = human_size(plan.unpacked.members[member].size)
         reporter.info(f"Loading data from dump '{Path(member).name}' ({size})")
         result.loaded.append(member)
 
@@ -470,24 +481,27 @@ def _restore(
         with transaction.atomic(using=using):
             _exclusive(using)
             Load.objects.using(using).create(
-                id=restore.load_id, archive=unpacked.path.name[:255]
+                id=restore.load_id, archive=plan.unpacked.path.name[:255]
             )
-            refuse_populated(labels, using, overwrite=options.overwrite)
+            refuse_populated(plan.labels(), using, overwrite=options.overwrite)
             if options.fast:
                 fast_load(
-                    [(f.path, f.member) for f in files],
+                    [(f.path, f.member) for f in plan.files],
                     using,
                     announce,
                     options.ignorenonexistent,
-                    check=lambda data, member: policy.check(data, member, listed[member]),
+                    check=lambda data, member: plan.policy.check(
+                        data, member, plan.listed[member]
+                    ),
                 )
-            for data in [] if options.fast else files:
+            for data in [] if options.fast else plan.files:
                 announce(data.member)
                 _load_fixture(data, options.ignorenonexistent, using)
-            restore.swap(reporter, unpacked, result)
+            result.restored = restore.swap(reporter, plan.unpacked)
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
     restore.finish()
+    return result
 
 
 def _has_load_table(using: str) -> bool:

@@ -2,18 +2,23 @@
 
 A project's ``fabfile.py`` holding ``from diskette.remote import ns`` gets:
 
-- ``fab -H HOST remote-dump``: dump on the host; print the archive's path and
-  sha256 there (several hosts: ``-H a,b``);
+- ``fab -H HOST remote-dump``: dump on the host; print ``HOST:PATH (sha256
+  ...)`` of the archive there (several hosts: ``-H a,b``);
 - ``fab -H HOST pull-snapshot``: dump there, download (sha256 checked), remove
   the remote archive, then reset the local database and load, as
   ``inv reset-and-load`` does (safety snapshot included);
-- ``fab -H HOST push-snapshot ARCHIVE``: upload (sha256 checked on the host),
-  then reset the remote database and load there.
+- ``fab -H HOST push-snapshot ARCHIVE``: check the host's database, ask, then
+  upload (sha256 checked on the host), reset the database there and load.
 
 The remote side runs the very functions of :mod:`diskette.tasks` with the
-``Connection`` as context: only the project's ``manage.py`` is needed there.
-Hosts come from ``-H`` and ``~/.ssh/config`` aliases, as Fabric resolves
-them. Configuration (``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
+``Connection`` as context: only the project's ``manage.py`` (and diskette,
+for its Python) is needed there; :func:`remote_project` checks both in one
+round trip before anything else. Hosts come from ``-H`` and
+``~/.ssh/config`` aliases, as Fabric resolves them. What the host prints
+comes live, each line prefixed with its name, where a person watches
+(:class:`diskette.ssh.HostOutput`); every failure is one line naming the
+host and the fix (:func:`diskette.ssh.speaking_for`). Configuration
+(``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
 
 - ``diskette.remote.project_dir``: folder of ``manage.py`` on the host;
 - ``diskette.remote.python``: its interpreter (default: the project's
@@ -21,58 +26,159 @@ them. Configuration (``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
 - ``diskette.remote.settings``: settings module on the host;
 - ``diskette.remote.download_dir``: where pulled archives land locally
   (default ``var/diskette-snapshots``);
-- ``diskette.protected_hosts``: hosts that refuse a push unless ``--force``,
-  by any name that reaches them (:func:`protected_entry`);
+- ``diskette.protected_hosts``: hosts that refuse a push unless
+  ``--override-protection``, by any name that reaches them
+  (:func:`protected_entry`);
 - and the local keys of :mod:`diskette.tasks` for the load after a pull.
 
-This module imports Fabric, not Django: install ``diskette[remote]``.
+This module imports Fabric, not Django: install ``django-diskette[remote]``.
 """
 
 from __future__ import annotations
 
+import functools
 import shlex
 import socket
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fabric import Connection, task
+import fabric
+from fabric import Connection
 from invoke import Collection, Context, Exit
 
-from .exceptions import DisketteError
+from .shortflags import ShortFlags
+from .ssh import HostOutput, connect, on_host, speaking_for
 from .tasks import (
     DEFAULTS,
     FAST_HELP,
-    Dumped,
+    JSON_HELP,
+    REMOTE_KEYS,
+    SETTINGS_CHECK,
     Project,
+    SafetyNet,
+    answering,
+    can_ask,
+    confirm,
     dump_archive,
     flags,
     reset_and_load_archive,
+    reset_target,
+    warn_unknown_keys,
 )
 from .transfer import RECEIVE_SCRIPT, download, upload
 
+#: The configuration under ``diskette.remote``, with its defaults.
+REMOTE_DEFAULTS: dict[str, Any] = {
+    "project_dir": None,
+    "python": None,
+    "settings": None,
+    "download_dir": "var/diskette-snapshots",
+}
+
 
 def remote_project(c: Connection, project_dir: str | None, python: str | None) -> Project:
-    """The project on ``c``'s host, from the task flags, else the configuration."""
+    """The project on ``c``'s host, from the task flags, else the configuration.
+
+    Checked on the host in one round trip (:data:`PREFLIGHT`) before any
+    work: a wrong folder or interpreter otherwise surfaced halfway through
+    as a bare ``bash: cd: ...`` or exit 127, without the host or the
+    setting to fix.
+
+    :raises Exit: naming the host, what is wrong and the setting or flag
+        that fixes it.
+    """
     conf = c.config.diskette.remote
+    name = c.original_host
+    # Connected here, after the checks that need no host (the protected
+    # list, the local project), and before any work there.
+    connect(c)
     directory = project_dir or conf.project_dir
     if not directory:
         raise Exit(
-            f"where is the project on {c.original_host}? Set diskette.remote.project_dir "
+            f"where is the project on {name}? Set diskette.remote.project_dir "
             "in fabric.yaml, or pass --project-dir",
             code=1,
         )
-    project = Project(
-        python=python or conf.python or "", settings=conf.settings, directory=directory
+    chosen = python or conf.python or ""
+    project = Project(python=chosen, settings=conf.settings, directory=str(directory))
+    script = PREFLIGHT.format(
+        directory=shlex.quote(project.directory or ""),
+        python=shlex.quote(chosen),
+        manage=shlex.quote(project.manage),
+        settings=shlex.quote(project.settings or ""),
+        check=shlex.quote(SETTINGS_CHECK),
     )
-    if not project.python:
-        venv = c.run(project.shell("test -x .venv/bin/python"), hide=True, warn=True)
-        project = Project(
-            python=".venv/bin/python" if venv.ok else "python3",
-            settings=project.settings,
-            directory=directory,
+    result = c.run(script, hide=True, warn=True, in_stream=False)
+    answers = dict(
+        line.partition(" ")[::2] for line in result.stdout.splitlines() if line.strip()
+    )
+    set_python = (
+        "set diskette.remote.python in fabric.yaml (or pass --python) to the "
+        "project's interpreter"
+    )
+    if "nodir" in answers:
+        raise Exit(
+            f"{name}: project folder {directory} does not exist: set "
+            "diskette.remote.project_dir in fabric.yaml or pass --project-dir",
+            code=1,
+        )
+    if "python" not in answers or ("import" not in answers and "nomanage" not in answers):
+        reason = (result.stderr.strip().splitlines() or [f"exit {result.exited}"])[-1]
+        raise Exit(f"{name}: checking the project there failed: {reason}", code=1)
+    project = Project(
+        python=answers["python"], settings=project.settings, directory=project.directory
+    )
+    guessed = "" if chosen else f" (no .venv/bin/python in {directory} either)"
+    if "nomanage" in answers:
+        raise Exit(
+            f"{name}: no {project.manage} in {directory}: set diskette.remote.project_dir "
+            "to the folder of manage.py (or pass --project-dir)",
+            code=1,
+        )
+    code, _, error = answers["import"].partition(" ")
+    if code == "127":
+        raise Exit(f"{name}: {project.python} not found{guessed}: {set_python}", code=1)
+    if code == "126":
+        raise Exit(f"{name}: {project.python} cannot be run: {set_python}", code=1)
+    if code != "0":
+        missing = "No module named 'diskette'" in error
+        raise Exit(
+            f"{name}: diskette is not installed for {project.python}: pip install "
+            "django-diskette there, or point diskette.remote.python at the project's "
+            "virtualenv"
+            if missing
+            else f"{name}: {project.python} cannot import diskette ({error or 'exit ' + code}): "
+            "point diskette.remote.python at the project's virtualenv",
+            code=1,
+        )
+    if answers.get("settings", "0") != "0":
+        raise Exit(
+            f"{name}: settings module {project.settings} not found in {directory}: fix "
+            "diskette.remote.settings in fabric.yaml",
+            code=1,
         )
     return project
+
+
+#: One remote shell script checking the project folder, the interpreter
+#: (defaulting to the project's ``.venv``), ``manage.py`` and diskette's
+#: import and, when one is configured, the settings module; it answers in
+#: ``word value`` lines that :func:`remote_project` reads.
+PREFLIGHT = (
+    "cd -- {directory} 2>/dev/null || {{ echo nodir; exit 0; }}; "
+    "py={python}; "
+    'if [ -z "$py" ]; then '
+    "if [ -x .venv/bin/python ]; then py=.venv/bin/python; else py=python3; fi; fi; "
+    'printf "python %s\\n" "$py"; '
+    "[ -f {manage} ] || {{ echo nomanage; exit 0; }}; "
+    "err=$(\"$py\" -c 'import diskette' 2>&1 >/dev/null); code=$?; "
+    'printf "import %s %s\\n" "$code" "$(printf "%s\\n" "$err" | tail -n 1)"; '
+    '[ "$code" = 0 ] && [ -n {settings} ] && '
+    '{{ "$py" -c {check} {settings} >/dev/null 2>&1; printf "settings %s\\n" "$?"; }}; '
+    "exit 0"
+)
 
 
 #: The file that marks a remote temporary folder as diskette's own.
@@ -172,8 +278,20 @@ def _endpoints(host: str, port: int) -> set[tuple[str, int]]:
 
 
 def remove_remote(c: Connection, path: str) -> None:
-    """Remove ``path`` on the host; reconnects if the connection dropped."""
-    c.run(shlex.join(["rm", "-rf", "--", path]), hide=True, warn=True)
+    """Remove ``path`` on the host, reconnecting if the connection dropped.
+
+    Best effort, as it runs on the way out of a failure whose message must
+    not be replaced: if even that fails, one line says what is left where;
+    the next pull or push removes it once it is a day old.
+    """
+    try:
+        c.run(shlex.join(["rm", "-rf", "--", path]), hide=True, warn=True, in_stream=False)
+    except Exception as exc:  # noqa: BLE001 - any failure: say it, keep the first error
+        print(
+            f"{c.original_host}: could not remove {c.original_host}:{path} ({exc}); "
+            "the next pull or push removes it after a day",
+            file=sys.stderr,
+        )
 
 
 def pull(
@@ -192,18 +310,25 @@ def pull(
     """
     folder = None if keep_remote else remote_tempdir(c)
     try:
-        dumped = dump_archive(
-            c, project, *options, *(["--destination", folder] if folder else [])
-        )
-        if dumped.sha256 is None:
-            raise Exit(
-                "the remote dump printed no sha256 to check the download against", code=1
+        with on_host(c):
+            dumped = dump_archive(
+                c, project, *options, *(["--destination", folder] if folder else [])
             )
+            if dumped.sha256 is None:
+                raise Exit(
+                    "the remote dump printed no sha256 to check the download against",
+                    code=1,
+                )
         destination.mkdir(parents=True, exist_ok=True)
         local = destination / f"{c.original_host}_{Path(dumped.path).name}"
-        download(
-            c, dumped.path, local, dumped.sha256, label=f"{c.original_host}: {local.name}"
-        )
+        with on_host(c):
+            download(
+                c,
+                dumped.path,
+                local,
+                dumped.sha256,
+                label=f"Downloading {local.name} from {c.original_host}",
+            )
     finally:
         if folder:
             remove_remote(c, folder)
@@ -211,11 +336,30 @@ def pull(
     return local
 
 
-def push(c: Connection, project: Project, archive: Path, **load: Any) -> None:
-    """Upload ``archive`` to ``c``'s host, then reset its database and load it.
+def push(
+    c: Connection,
+    project: Project,
+    archive: Path,
+    *,
+    yes: bool = False,
+    force: bool = False,
+    **load: Any,
+) -> dict[str, Any]:
+    """Ask, upload ``archive`` to ``c``'s host, then reset its database and load it.
+
+    What needs no upload comes first: the host's database is checked
+    (``diskette_reset --check``: its guards, which database it is), and the
+    question names the host and that database, so that a "no", a refusal or
+    a missing terminal sends nothing. Once confirmed, the archive is
+    uploaded, verified and loaded there without asking again.
 
     :param load: passed to :func:`diskette.tasks.reset_and_load_archive`.
+    :returns: what it reports, with the ``sha256`` of the upload.
     """
+    name = c.original_host
+    with on_host(c):
+        target = reset_target(c, project, force)
+    confirm(f"Drop the {target.database} on {name} and load {archive} into it?", yes)
     folder = remote_tempdir(c)
     try:
         remote = f"{folder}/{archive.name}"
@@ -223,18 +367,83 @@ def push(c: Connection, project: Project, archive: Path, **load: Any) -> None:
         def receiver(path: str) -> str:
             return project.shell(shlex.join([project.python, "-c", RECEIVE_SCRIPT, path]))
 
-        digest = upload(c, archive, remote, receiver=receiver)
-        print(f"Uploaded {archive} to {c.original_host} (sha256 {digest})")
-        reset_and_load_archive(c, project, remote, host=c.original_host, **load)
+        with on_host(c):
+            digest = upload(c, archive, remote, receiver=receiver)
+        print(f"Uploaded {archive} to {name}:{remote} (sha256 {digest})")
+        with on_host(c):
+            # Answered above: yes=True only skips the question, not the checks.
+            done = reset_and_load_archive(
+                c, project, remote, host=name, name=archive.name, yes=True, force=force, **load
+            )
     finally:
         remove_remote(c, folder)
+    return {**done, "archive": str(archive), "sha256": digest}
 
 
-def _connection(c: Context, name: str) -> Connection:
-    # Without -H, Fabric hands a plain Invoke Context, which would run locally.
-    if not isinstance(c, Connection):
-        raise Exit(f"{name} needs a host: fab -H HOST {name}", code=1)
-    return c
+def remote_task(body: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a task body on a Connection, each failure one line (:func:`speaking_for`).
+
+    Without ``-H``, Fabric hands a plain Invoke Context, which would run
+    locally: refused. The host's output is relayed live with its name
+    (:class:`HostOutput`). The body returns what ``--json`` prints
+    (:func:`~diskette.tasks.answering`).
+    """
+    command = body.__name__.replace("_", "-")
+
+    @functools.wraps(body)
+    def run(c: Context, *args: Any, **kwargs: Any) -> None:
+        with answering(bool(kwargs.get("json"))) as answer:
+            if not isinstance(c, Connection):
+                raise Exit(f"{command} needs a host: fab -H HOST {command}", code=1)
+            check_config_keys(c)
+            c.config.runners.remote = HostOutput
+            with speaking_for(c):
+                answer.update(body(c, *args, **kwargs))
+
+    return run
+
+
+def check_config_keys(c: Connection) -> None:
+    """Warn about ``diskette`` keys no task reads; refuse a misspelled guard.
+
+    ``protected_host: [prod]`` would otherwise leave the list empty without a
+    word, and let a push through to production.
+
+    :raises Exit: when an unknown key looks like ``protected_hosts``.
+    """
+    conf = c.config.diskette
+    unknown = {
+        f"diskette.{key}": close
+        for key, close in warn_unknown_keys(conf, {*DEFAULTS, *REMOTE_KEYS}).items()
+    }
+    if hasattr(conf.get("remote"), "keys"):  # a mapping, as the defaults make it
+        nested = warn_unknown_keys(conf.remote, REMOTE_DEFAULTS, "diskette.remote")
+        unknown |= {f"diskette.remote.{key}": close for key, close in nested.items()}
+    for key, close in unknown.items():
+        if close == "protected_hosts" or key.endswith(".protected_hosts"):
+            raise Exit(
+                f"{key} is not a key diskette reads (did you mean "
+                "diskette.protected_hosts?): fix it in fabric.yaml, so that the hosts "
+                "it lists are protected",
+                code=1,
+            )
+    hosts = conf.get("protected_hosts")
+    if not isinstance(hosts, list | tuple) or not all(isinstance(h, str) for h in hosts):
+        # A YAML scalar (protected_hosts: prod) would be read letter by letter.
+        raise Exit(
+            f"diskette.protected_hosts must be a list of hosts, such as [prod], not "
+            f"{hosts!r}: fix it in fabric.yaml",
+            code=1,
+        )
+
+
+class RemoteTask(ShortFlags, fabric.tasks.Task):
+    """A Fabric task with diskette's short flags (:mod:`diskette.shortflags`)."""
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Fabric's ``@task``, making a :class:`RemoteTask`."""
+    return fabric.task(*args, klass=RemoteTask, **kwargs)
 
 
 PROJECT_HELP = {
@@ -247,24 +456,25 @@ PROJECT_HELP = {
     help={
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "json": JSON_HELP,
         **PROJECT_HELP,
     }
 )
+@remote_task
 def remote_dump(
-    c: Context,
+    c: Connection,
     no_data: bool = False,
     no_storages: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
-) -> Dumped:
-    """Dump the project on the host; print the archive's path and sha256 there."""
-    connection = _connection(c, "remote-dump")
-    project = remote_project(connection, project_dir, python)
-    dumped = dump_archive(
-        connection, project, *flags(no_data=no_data, no_storages=no_storages)
-    )
-    print(f"{connection.original_host}: {dumped.path} (sha256 {dumped.sha256})")
-    return dumped
+    json: bool = False,
+) -> dict[str, Any]:
+    """Dump the project on the host; print HOST:PATH (sha256 ...) of the archive there."""
+    project = remote_project(c, project_dir, python)
+    with on_host(c):
+        dumped = dump_archive(c, project, *flags(no_data=no_data, no_storages=no_storages))
+    print(f"{c.original_host}:{dumped.path} (sha256 {dumped.sha256})")
+    return {**dumped.answer, "host": c.original_host}
 
 
 @task(
@@ -277,11 +487,13 @@ def remote_dump(
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
         "fast": FAST_HELP,
+        "json": JSON_HELP,
         **PROJECT_HELP,
     }
 )
+@remote_task
 def pull_snapshot(
-    c: Context,
+    c: Connection,
     yes: bool = False,
     force: bool = False,
     no_backup: bool = False,
@@ -292,89 +504,92 @@ def pull_snapshot(
     fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
-) -> None:
+    json: bool = False,
+) -> dict[str, Any]:
     """Dump on the host, download, then reset the local database and load it here."""
-    connection = _connection(c, "pull-snapshot")
-    conf = connection.config.diskette
-    try:
-        local = pull(
-            connection,
-            remote_project(connection, project_dir, python),
-            Path(conf.remote.download_dir),
-            *flags(no_data=no_data, no_storages=no_storages),
-            keep_remote=keep_remote,
-        )
-        if no_load:
-            return
-        here = Context(config=connection.config)
-        reset_and_load_archive(
-            here,
-            Project.from_config(here),
-            str(local),
-            yes=yes,
-            force=force,
-            backup=not no_backup,
-            backup_dir=conf.backup_dir,
-            backup_keep=int(conf.backup_keep),
-            load_options=tuple(flags(fast=fast)),
-        )
-    except DisketteError as exc:
-        raise Exit(str(exc), code=1) from exc
+    conf = c.config.diskette
+    here = Context(config=c.config)
+    # The local side is checked first: a wrong diskette.manage, or no
+    # terminal to ask on, must not cost a whole production dump and download.
+    local_project = None
+    if not no_load:
+        local_project = Project.from_config(here)
+        can_ask(f"Drop the local database and load {c.original_host}'s snapshot?", yes)
+    local = pull(
+        c,
+        remote_project(c, project_dir, python),
+        Path(conf.remote.download_dir),
+        *flags(no_data=no_data, no_storages=no_storages),
+        keep_remote=keep_remote,
+    )
+    pulled = {"host": c.original_host, "downloaded": str(local)}
+    if local_project is None:
+        print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
+        return pulled
+    done = reset_and_load_archive(
+        here,
+        local_project,
+        str(local),
+        yes=yes,
+        force=force,
+        safety=SafetyNet.from_config(c, no_backup=no_backup),
+        load_options=tuple(flags(fast=fast)),
+    )
+    return {**pulled, **done}
 
 
 @task(
     help={
         "archive": "Local archive to send.",
         "yes": "Do not ask before resetting the remote database (for scripts).",
-        "force": "Push to a protected host, or one whose DEBUG is False.",
+        "force": "Reset the host's database even though its DEBUG is False.",
+        "override_protection": "Push to a host in diskette.protected_hosts.",
         "no_backup": "Do not save a safety snapshot of the remote data first.",
         "fast": FAST_HELP,
+        "json": JSON_HELP,
         **PROJECT_HELP,
     }
 )
+@remote_task
 def push_snapshot(
-    c: Context,
+    c: Connection,
     archive: str,
     yes: bool = False,
     force: bool = False,
+    override_protection: bool = False,
     no_backup: bool = False,
     fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
-) -> None:
-    """Upload an archive, then reset the host's database and load it there."""
-    connection = _connection(c, "push-snapshot")
-    conf = connection.config.diskette
-    entry = None if force else protected_entry(connection, conf.protected_hosts or ())
+    json: bool = False,
+) -> dict[str, Any]:
+    """Check the host's database, ask, upload an archive, reset the database there, load."""
+    conf = c.config.diskette
+    entry = None if override_protection else protected_entry(c, conf.protected_hosts or ())
     if entry is not None:
-        name = connection.original_host
+        name = c.original_host
         raise Exit(
             (
                 f"{name} is in diskette.protected_hosts"
                 if entry == name
                 else f"{name} is the same host as {entry}, which is in "
-                f"diskette.protected_hosts ({connection.host} port {connection.port})"
+                f"diskette.protected_hosts ({c.host} port {c.port})"
             )
-            + ": refusing to push there (add --force if you mean it)",
+            + ": refusing to push there (add --override-protection if you mean it)",
             code=1,
         )
     path = Path(archive)
     if not path.is_file():
         raise Exit(f"archive '{archive}' does not exist", code=1)
-    try:
-        push(
-            connection,
-            remote_project(connection, project_dir, python),
-            path,
-            yes=yes,
-            force=force,
-            backup=not no_backup,
-            backup_dir=conf.backup_dir,
-            backup_keep=int(conf.backup_keep),
-            load_options=tuple(flags(fast=fast)),
-        )
-    except DisketteError as exc:
-        raise Exit(str(exc), code=1) from exc
+    return push(
+        c,
+        remote_project(c, project_dir, python),
+        path,
+        yes=yes,
+        force=force,
+        safety=SafetyNet.from_config(c, no_backup=no_backup),
+        load_options=tuple(flags(fast=fast)),
+    )
 
 
 ns = Collection(remote_dump, pull_snapshot, push_snapshot)
@@ -383,12 +598,7 @@ ns.configure(
         "diskette": {
             **DEFAULTS,
             "protected_hosts": [],
-            "remote": {
-                "project_dir": None,
-                "python": None,
-                "settings": None,
-                "download_dir": "var/diskette-snapshots",
-            },
+            "remote": REMOTE_DEFAULTS,
         }
     }
 )

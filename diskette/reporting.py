@@ -1,9 +1,12 @@
 """How the dump and load functions tell a person what they are doing.
 
-The functions of :mod:`diskette.dump` never print: they call a
-:class:`Reporter`, silent by default, which a management command replaces with
-a :class:`CommandReporter` writing to its own ``stdout``/``stderr``. Progress
-bars are drawn only on a terminal, as ``dumpdata`` does.
+The functions of :mod:`diskette.dump` and :mod:`diskette.load` never print:
+they call a :class:`Reporter`, silent by default, which a management command
+replaces with a :class:`CommandReporter` writing to its own ``stdout`` and
+``stderr``. Progress lines (:class:`~diskette.progress.Progress`) go to the
+standard error, and only where someone watches: a terminal, or a task that
+relays the standard error to one and says so with ``--progress``. Anywhere
+else, a command prints its results and nothing more.
 """
 
 from __future__ import annotations
@@ -11,14 +14,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import IO, Any
 
-from django.core.serializers.base import ProgressBar
+from .progress import Progress, human_size
+
+__all__ = ["CommandReporter", "Reporter", "human_size"]
 
 
 class Reporter:
     """Receives messages and progress; the base class ignores them all."""
 
-    #: A terminal stream to draw progress bars on, or ``None``.
+    #: Where progress lines are drawn, or ``None`` for nowhere.
     progress_output: IO[str] | None = None
+
+    def __init__(self) -> None:
+        self._open: Progress | None = None
 
     def info(self, message: str) -> None:
         """A step of the work has started or finished."""
@@ -26,22 +34,31 @@ class Reporter:
     def warning(self, message: str) -> None:
         """Something was skipped or looks wrong, but the work goes on."""
 
-    def progress(self, total: int) -> Callable[[int], None]:
+    def progress(
+        self, total: int, label: str = "", unit: str = "bytes"
+    ) -> Callable[[int], None]:
         """A function to call with each amount of work done, out of ``total``.
 
-        It draws a progress bar when there is a terminal, and does nothing
-        otherwise, so callers need not care.
+        It redraws a progress line where someone watches and does nothing
+        otherwise, so callers need not care. A line left open (work that
+        ended short of ``total``) is ended by the next message.
         """
-        if self.progress_output is None or total <= 0:
-            return lambda count: None
-        bar, done = ProgressBar(self.progress_output, total), 0
+        if self.progress_output is None:
+            return _ignore
+        self.end_progress()
+        self._open = Progress(self.progress_output, total, label, unit)
+        return self._open.advance
 
-        def advance(count: int) -> None:
-            nonlocal done
-            done += count
-            bar.update(min(done, total))
+    def end_progress(self) -> None:
+        """End the open progress line, if any, so a message starts on its own line."""
+        if getattr(self, "_open", None) is not None:
+            assert self._open is not None
+            self._open.close()
+            self._open = None
 
-        return advance
+
+def _ignore(count: int) -> None:
+    """Progress nobody watches."""
 
 
 class CommandReporter(Reporter):
@@ -49,31 +66,33 @@ class CommandReporter(Reporter):
 
     :param command: the running ``BaseCommand`` (for ``stdout``, ``stderr``
         and ``style``).
-    :param verbosity: the command's ``--verbosity``; 0 silences everything
-        but warnings.
+    :param verbosity: the command's ``--verbosity``; 0 silences the steps
+        (warnings are always written; progress follows ``progress``).
+    :param progress: draw progress on the standard error: ``True`` always
+        (``--progress``), ``None`` when it is a terminal.
+    :param steps: where :meth:`info` writes; the standard output by default.
     """
 
-    def __init__(self, command: Any, verbosity: int = 1) -> None:
+    def __init__(
+        self,
+        command: Any,
+        verbosity: int = 1,
+        progress: bool | None = None,
+        steps: Any = None,
+    ) -> None:
+        super().__init__()
         self.command = command
         self.verbosity = verbosity
-        stdout = command.stdout
-        if verbosity >= 1 and stdout.isatty():
-            self.progress_output = stdout
+        self.steps = steps if steps is not None else command.stdout
+        stderr = command.stderr
+        if progress or (progress is None and verbosity >= 1 and stderr.isatty()):
+            self.progress_output = stderr._out if hasattr(stderr, "_out") else stderr
 
     def info(self, message: str) -> None:
+        self.end_progress()
         if self.verbosity >= 1:
-            self.command.stdout.write(message)
+            self.steps.write(message)
 
     def warning(self, message: str) -> None:
+        self.end_progress()
         self.command.stderr.write(self.command.style.WARNING(f"Warning: {message}"))
-
-
-def human_size(size: float) -> str:
-    """Size in bytes for people: ``512 B``, ``8.1 MiB``."""
-    if size < 1024:
-        return f"{int(size)} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        size /= 1024
-        if size < 1024 or unit == "TiB":
-            break
-    return f"{size:.1f} {unit}"

@@ -77,9 +77,10 @@ def _reset_sqlite(connection: Any) -> str:
     if name == ":memory:" or "mode=memory" in name:
         raise ConfigurationError("an in-memory SQLite database has nothing to reset")
     connection.close()
+    existed = Path(name).exists()
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{name}{suffix}").unlink(missing_ok=True)
-    return "deleted the database file"
+    return "deleted the database file" if existed else "there was no database file yet"
 
 
 def _reset_postgresql(connection: Any) -> str:

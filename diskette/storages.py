@@ -1,8 +1,9 @@
 """Storages: media directories archived at their path below a base directory.
 
-A storage is recorded in the archive relative to the *base path* (the current
-directory unless told otherwise), so the same archive restores into another
-checkout of the project. Exclude patterns are ``fnmatch`` patterns matched
+A storage is recorded in the archive relative to the *base path*
+(``DISKETTE_BASE_DIR``, by default the project's ``BASE_DIR``), so the same
+archive restores into another checkout of the project, whatever directory the
+command runs from. Exclude patterns are ``fnmatch`` patterns matched
 against paths relative to each storage, as diskette 0.6 did.
 
 Links are never followed out of a storage: a symlink whose target resolves
@@ -75,9 +76,17 @@ def resolve_storages(paths: Iterable[str | Path], basepath: Path) -> list[Storag
     storages: list[Storage] = []
     for raw in paths:
         path = check_directory(base / raw, name=raw)
-        if not path.is_relative_to(base) or path == base:
+        if path == base:
             raise StorageError(
-                f"storage {str(raw)!r} is not below the storages base path '{base}'"
+                f"storage {str(raw)!r} is the base directory '{base}' itself: it would "
+                "archive the whole project, its database included; list the media "
+                "folders below it instead (MEDIA_ROOT, say)"
+            )
+        if not path.is_relative_to(base):
+            raise StorageError(
+                f"storage {str(raw)!r} is not below the storages base path '{base}': "
+                "set DISKETTE_BASE_DIR (or pass --storages-basepath) to a folder "
+                "that holds every storage"
             )
         relpath = PurePosixPath(path.relative_to(base).as_posix())
         if relpath.parts[0] in RESERVED:
@@ -87,9 +96,29 @@ def resolve_storages(paths: Iterable[str | Path], basepath: Path) -> list[Storag
             )
         for other in storages:
             if path.is_relative_to(other.path) or other.path.is_relative_to(path):
-                raise StorageError(f"storage {str(raw)!r} overlaps storage '{other.path}'")
+                raise StorageError(
+                    f"storage {str(raw)!r} overlaps storage '{other.path}': list each "
+                    "folder once, and none inside another"
+                )
         storages.append(Storage(path=path, relpath=relpath))
     return storages
+
+
+def missing_storages(
+    paths: Iterable[str | Path], basepath: Path
+) -> tuple[list[str | Path], list[str | Path]]:
+    """Split storage paths into those that exist and those that do not.
+
+    For a whole-project snapshot (``diskette_dump --everything``): a storage
+    folder a fresh checkout has not made yet holds no media to keep, so it is
+    left out of the archive rather than refused, and a load of that archive
+    leaves the folder alone.
+    """
+    present: list[str | Path] = []
+    missing: list[str | Path] = []
+    for raw in paths:
+        (present if os.path.lexists(Path(basepath) / raw) else missing).append(raw)
+    return present, missing
 
 
 def check_directory(path: str | Path, name: str | Path | None = None) -> Path:

@@ -21,26 +21,34 @@ environment variables), under ``diskette``:
   (default: ``var/diskette-backups``, relative to the current directory);
 - ``backup_keep``: how many safety snapshots to keep (default: 3).
 
-This module imports Invoke, not Django: install ``diskette[tasks]``.
+This module imports Invoke, not Django: install ``django-diskette[tasks]``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
-import re
 import secrets
 import shlex
+import shutil
 import sys
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit
 from invoke.runners import Result
 
-#: What ``diskette_dump`` prints once the archive is complete.
-CREATED = re.compile(r"^Dump archive was created at: (.+) \([^()]+\)$", re.MULTILINE)
-CHECKSUM = re.compile(r"^Archive checksum \(sha256\): ([0-9a-f]{64})$", re.MULTILINE)
+from . import DOCS_URL
+from .progress import human_size
+from .shortflags import task
+
+_Value = TypeVar("_Value")
 BACKUP_PREFIX = "before-reset_"
+BACKUP_DIR = "var/diskette-backups"
+BACKUP_KEEP = 3
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,46 @@ class Project:
 
     @classmethod
     def from_config(cls, c: Context) -> Project:
+        """The local project, as configured; checked before any work.
+
+        :raises Exit: naming the setting to fix when ``manage.py`` or the
+            interpreter is not there (else Python's own two-line error
+            would surface halfway through a task).
+        """
         conf = c.config.diskette
-        return cls(
+        warn_unknown_keys(conf, {*DEFAULTS, *REMOTE_KEYS})
+        project = cls(
             python=conf.python or sys.executable, manage=conf.manage, settings=conf.settings
         )
+        if not Path(project.manage).is_file():
+            raise Exit(
+                f"{project.manage} not found in {Path.cwd()}: run this from the "
+                f"project's folder, or set diskette.manage in {CONFIG_FILES}",
+                code=1,
+            )
+        python = shutil.which(project.python)
+        if python is None:
+            raise Exit(
+                f"the interpreter {project.python} was not found: fix diskette.python "
+                f"in {CONFIG_FILES}",
+                code=1,
+            )
+        if project.settings:
+            folder = str(Path(project.manage).parent.absolute())
+            found = c.run(
+                f"cd -- {shlex.quote(folder)} && "
+                + shlex.join([python, "-c", SETTINGS_CHECK, project.settings]),
+                hide=True,
+                warn=True,
+                in_stream=False,
+            )
+            if found is None or not found.ok:
+                raise Exit(
+                    f"settings module {project.settings} not found from {folder}: fix "
+                    f"diskette.settings in {CONFIG_FILES}",
+                    code=1,
+                )
+        return project
 
     def command(self, *args: str) -> str:
         """The shell command running ``manage.py`` with ``args``, every part quoted."""
@@ -80,37 +124,156 @@ class Project:
         """
         if not self.directory:
             return command
-        return f"cd {shlex.quote(self.directory)} && {command}"
+        return f"cd -- {shlex.quote(self.directory)} && {command}"
+
+
+#: Where a user sets the keys these tasks read.
+CONFIG_FILES = "invoke.yaml (fabric.yaml for fab)"
+#: Exits 0 when the settings module named by argv[1] can be found from the
+#: current folder (as ``manage.py`` finds it), 3 otherwise. Only its parent
+#: packages are imported (``find_spec`` must), never the settings themselves.
+SETTINGS_CHECK = (
+    "import importlib.util,sys\n"
+    "sys.path.insert(0,'')\n"
+    "try:\n found=importlib.util.find_spec(sys.argv[1]) is not None\n"
+    "except ImportError:\n found=False\n"
+    "sys.exit(0 if found else 3)"
+)
+#: Keys under ``diskette`` that :mod:`diskette.remote` reads.
+REMOTE_KEYS = ("protected_hosts", "remote")
+_warned: set[str] = set()
+
+
+def warn_unknown_keys(
+    conf: Mapping[str, Any], known: Iterable[str], prefix: str = "diskette"
+) -> dict[str, str | None]:
+    """Warn, once per key, about configuration keys no task reads.
+
+    A typo in ``invoke.yaml`` (``backupdir``) would otherwise be ignored
+    without a word, and the default silently used instead.
+
+    :returns: each unknown key with the known key it is closest to, if any.
+    """
+    known = list(known)
+    unknown: dict[str, str | None] = {}
+    for key in conf:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        unknown[key] = close[0] if close else None
+        name = f"{prefix}.{key}"
+        if name in _warned:
+            continue
+        _warned.add(name)
+        hint = f"did you mean '{prefix}.{close[0]}'?" if close else "it is ignored"
+        print(
+            f"Warning: unknown configuration key '{name}' "
+            f"(invoke.yaml, fabric.yaml or the environment): {hint}",
+            file=sys.stderr,
+        )
+    return unknown
 
 
 def manage(c: Context, project: Project, *args: str, **run: Any) -> Result:
     """Run ``manage.py`` with ``args``; ``run`` goes to ``c.run`` (``hide``, ``warn``)."""
-    return c.run(project.command(*args), **run)
+    return finished(c.run(project.command(*args), **run))
 
 
-def command_error(result: Result) -> str:
-    """The one-line ``CommandError`` a failed management command printed."""
+def finished(result: Result | None) -> Result:
+    """The result of a command run in the foreground (``run`` returns ``None``
+    only for ``disown``, which these tasks never ask for)."""
+    if result is None:
+        raise Exit("a command ran in the background; diskette needs its result", code=1)
+    return result
+
+
+class CommandFailed(Exit):
+    """A management command run with ``--json`` failed; ``message`` is its error."""
+
+    def __init__(self, message: str, result: Result) -> None:
+        super().__init__(message, code=1)
+        self.result = result
+
+
+def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, Any]:
+    """Run a diskette command with ``--json``; return the object it printed.
+
+    The commands' JSON output is the contract between them and these
+    tasks (``docs/commands.md``): the human messages are free to change.
+    Progress is asked for when our standard error is a terminal: the
+    command's standard error is relayed to it as it comes.
+
+    :raises CommandFailed: with the command's one-line error, read from its
+        ``{"error": ...}`` answer (or, for a command that could not even
+        start, the last line of its standard error).
+    """
+    # in_stream=False: an answer typed ahead belongs to our question, not
+    # to the command (which asks nothing under --json).
+    result = manage(
+        c,
+        project,
+        *args,
+        "--json",
+        *progress_flag(),
+        hide="out",
+        warn=True,
+        in_stream=False,
+        **run,
+    )
+    answer = _last_json_object(result.stdout)
+    if result.failed or answer is None:
+        raise CommandFailed(_error(result, answer), result)
+    return answer
+
+
+def progress_flag() -> list[str]:
+    """``--progress`` when our standard error is a terminal to relay progress to."""
+    return ["--progress"] if sys.stderr.isatty() else []
+
+
+def _last_json_object(output: str) -> dict[str, Any] | None:
+    lines = output.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _error(result: Result, answer: dict[str, Any] | None) -> str:
+    """The one-line error of a failed command."""
+    if answer is not None and isinstance(answer.get("error"), str):
+        return answer["error"]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if result.ok:
+        return f"{result.command!r} printed no JSON answer"
     message = lines[-1] if lines else f"exit status {result.exited}"
     return message.removeprefix("CommandError: ")
 
 
 @dataclass(frozen=True)
 class Dumped:
-    """An archive ``diskette_dump`` wrote: its path where it ran, its sha256."""
+    """An archive ``diskette_dump`` wrote: its path where it ran, size, sha256,
+    and the command's whole ``--json`` answer."""
 
     path: str
     sha256: str | None
+    size: int = 0
+    answer: dict[str, Any] = field(default_factory=dict)
 
 
 def dump_archive(c: Context, project: Project, *options: str, **run: Any) -> Dumped:
-    """Run ``diskette_dump`` with ``options``; return where the archive is."""
-    result = manage(c, project, "diskette_dump", *options, **run)
-    found = CREATED.search(result.stdout)
-    if found is None:
-        raise Exit("diskette_dump did not say where it wrote the archive", code=1)
-    checksum = CHECKSUM.search(result.stdout)
-    return Dumped(found.group(1), checksum.group(1) if checksum else None)
+    """Run ``diskette_dump`` with ``options``; return where the archive is.
+
+    :raises Exit: when the answer lacks what a pull relies on (it may come
+        from another host: it is checked, not trusted).
+    """
+    answer = run_json(c, project, "diskette_dump", *options, **run)
+    sha256 = answer.get("sha256")
+    if sha256 is not None:  # None with --no-checksum
+        sha256 = expect(answer, "sha256", str, "diskette_dump")
+    path = expect(answer, "archive", str, "diskette_dump")
+    return Dumped(path, sha256, expect(answer, "size", int, "diskette_dump"), answer)
 
 
 @dataclass(frozen=True)
@@ -123,20 +286,11 @@ class ResetTarget:
 
 def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
     """What a reset would drop, or :class:`Exit` if the project refuses it."""
-    result = manage(
-        c,
-        project,
-        "diskette_reset",
-        "--check",
-        "--json",
-        *flags(force=force),
-        hide=True,
-        warn=True,
+    answer = run_json(c, project, "diskette_reset", "--check", *flags(force=force))
+    return ResetTarget(
+        expect(answer, "database", str, "diskette_reset"),
+        expect(answer, "holds_data", bool, "diskette_reset"),
     )
-    if result.failed:
-        raise Exit(command_error(result), code=1)
-    answer = json_output(result)
-    return ResetTarget(answer["database"], bool(answer["holds_data"]))
 
 
 def verified_archive(c: Context, project: Project, archive: str) -> str:
@@ -144,24 +298,28 @@ def verified_archive(c: Context, project: Project, archive: str) -> str:
 
     :raises Exit: naming the archive and what is wrong with it.
     """
-    result = manage(
-        c, project, "diskette_load", archive, "--check", "--json", hide="out", warn=True
-    )
-    if result.failed:
-        raise Exit(f"{archive} cannot be loaded: {command_error(result)}", code=1)
-    return str(json_output(result)["archive"])
-
-
-def json_output(result: Result) -> dict[str, Any]:
-    """The JSON object a command printed last with ``--json``."""
-    lines = result.stdout.strip().splitlines()
     try:
-        answer = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        raise Exit(f"{result.command!r} printed no JSON answer", code=1) from None
-    if not isinstance(answer, dict):
-        raise Exit(f"{result.command!r} printed no JSON object", code=1)
-    return answer
+        answer = run_json(c, project, "diskette_load", archive, "--check")
+    except CommandFailed as exc:
+        raise Exit(f"{archive} cannot be loaded: {exc.message}", code=1) from exc
+    return expect(answer, "archive", str, "diskette_load")
+
+
+def expect(answer: dict[str, Any], key: str, kind: type[_Value], command: str) -> _Value:
+    """``answer[key]``, checked to be a ``kind``.
+
+    On a push the answer comes from another host, whose diskette may be
+    older or not diskette at all: checked, it fails in one line rather than
+    with a ``KeyError`` traceback.
+    """
+    value = answer.get(key)
+    if not isinstance(value, kind):
+        raise Exit(
+            f"{command} --json answered without a valid {key!r} ({answer!r}); is the "
+            "same diskette version installed there?",
+            code=1,
+        )
+    return value
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -171,17 +329,52 @@ def confirm(question: str, yes: bool) -> None:
     """
     if yes:
         return
-    if not sys.stdin.isatty():
+    can_ask(question, yes)
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:  # Ctrl-D: no answer is not a yes
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Exit("cancelled", code=1)
+
+
+def can_ask(question: str, yes: bool) -> None:
+    """Refuse now, before any work, what :func:`confirm` would refuse later.
+
+    :raises Exit: without ``yes`` and without a terminal to ask on.
+    """
+    if not yes and not sys.stdin.isatty():
         raise Exit(
             f"refusing without confirmation ({question}): no terminal to ask on; "
             "pass --yes to confirm from a script",
             code=1,
         )
-    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
-        raise Exit("cancelled", code=1)
 
 
-def safety_snapshot(c: Context, project: Project, folder: str) -> str:
+@contextlib.contextmanager
+def answering(enabled: bool) -> Iterator[dict[str, Any]]:
+    """``--json`` for a task: one JSON object on the standard output, nothing else.
+
+    Inside the block, whatever the task prints (its messages, the
+    commands' relayed output, a question) goes to the standard error; the
+    dict the block fills is printed at the end as one JSON object, or
+    ``{"error": ...}`` when the task fails with :class:`Exit`.
+    """
+    answer: dict[str, Any] = {}
+    if not enabled:
+        yield answer
+        return
+    stdout = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield answer
+    except Exit as exc:
+        print(json.dumps({"error": str(exc.message or exc)}), file=stdout, flush=True)
+        raise
+    print(json.dumps(answer, sort_keys=True), file=stdout, flush=True)
+
+
+def safety_snapshot(c: Context, project: Project, folder: str, host: str | None = None) -> str:
     """Dump the whole database and the storages into ``folder``.
 
     Names carry the date, then a random part: two resets within a second
@@ -189,27 +382,25 @@ def safety_snapshot(c: Context, project: Project, folder: str) -> str:
 
     :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
     """
-    result = manage(
-        c,
-        project,
-        "diskette_dump",
-        "--everything",
-        "--destination",
-        folder,
-        "--filename",
-        f"{BACKUP_PREFIX}{{date}}_{secrets.token_hex(3)}{{features}}.tar.gz",
-        hide="out",
-        warn=True,
-    )
-    found = CREATED.search(result.stdout)
-    if result.failed or found is None:
+    try:
+        dumped = dump_archive(
+            c,
+            project,
+            "--everything",
+            "--destination",
+            folder,
+            "--filename",
+            f"{BACKUP_PREFIX}{{date}}_{secrets.token_hex(3)}{{features}}.tar.gz",
+        )
+    except CommandFailed as exc:
         raise Exit(
-            f"could not save a safety snapshot first: {command_error(result)} "
+            f"could not save a safety snapshot first: {exc.message} "
             "(pass --no-backup to go on without one)",
             code=1,
-        )
-    print(f"Safety snapshot of the current database and media: {found.group(1)}")
-    return found.group(1)
+        ) from exc
+    where = f"{host}:{dumped.path}" if host else dumped.path
+    print(f"Safety snapshot of the current database and media: {where}")
+    return dumped.path
 
 
 def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
@@ -226,13 +417,13 @@ def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
     ]
 
 
-def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> Result:
-    """Reset the database and load ``snapshot`` back; the first failure stops it."""
+def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> None:
+    """Reset the database and load ``snapshot`` back; the first failure stops it.
+
+    :raises CommandFailed: naming what failed.
+    """
     for step in restore_steps(snapshot, force):
-        result = manage(c, project, *step, hide="out", warn=True)
-        if result.failed:
-            break
-    return result
+        run_json(c, project, *step)
 
 
 def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
@@ -241,7 +432,9 @@ def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
     Called only once a reset-and-load succeeded: a failed attempt never
     pushes out the snapshot that holds the data from before it.
     """
-    listing = c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
+    listing = finished(
+        c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
+    )
     # Names carry the date: the newest sort last.
     backups = sorted(
         name
@@ -255,9 +448,36 @@ def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
         )
 
 
-FAST_HELP = (
-    "Load JSON Lines data in batches: much faster, no save signals (docs/commands.md)."
+JSON_HELP = (
+    "Print one JSON object with the result (or the error) on the standard output; "
+    "messages go to the standard error."
 )
+FAST_HELP = (
+    "Load JSON Lines data in batches: much faster, no save signals "
+    f"({DOCS_URL}commands.md#--fast)."
+)
+
+
+@dataclass(frozen=True)
+class SafetyNet:
+    """The safety snapshot a reset-and-load saves first: whether, where, how many kept."""
+
+    enabled: bool = True
+    folder: str = BACKUP_DIR
+    keep: int = BACKUP_KEEP
+
+    @classmethod
+    def from_config(cls, c: Context, *, no_backup: bool = False) -> SafetyNet:
+        """From ``diskette.backup_dir`` and ``backup_keep``, and the ``--no-backup`` flag."""
+        conf = c.config.diskette
+        keep = conf.backup_keep
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise Exit(
+                f"diskette.backup_keep must be a whole number of snapshots, 1 or more, "
+                f"not {keep!r}: fix it in {CONFIG_FILES}",
+                code=1,
+            )
+        return cls(not no_backup, str(conf.backup_dir), keep)
 
 
 def reset_and_load_archive(
@@ -267,12 +487,11 @@ def reset_and_load_archive(
     *,
     yes: bool = False,
     force: bool = False,
-    backup: bool = True,
-    backup_dir: str = "var/diskette-backups",
-    backup_keep: int = 3,
+    safety: SafetyNet = SafetyNet(),  # noqa: B008 - frozen, never mutated
     load_options: tuple[str, ...] = (),
     host: str | None = None,
-) -> None:
+    name: str | None = None,
+) -> dict[str, Any]:
     """Verify ``archive``, save a safety snapshot, reset the database, load.
 
     All or nothing as a whole: the archive is verified (a URL downloaded,
@@ -281,30 +500,36 @@ def reset_and_load_archive(
     snapshots are pruned only after a success.
 
     :param host: the host's name, for messages, when ``c`` is a Connection.
+    :param name: how messages name the archive (default: ``archive``), for
+        one uploaded to a temporary path.
+    :returns: what was done, for ``--json``: the ``archive``, the
+        ``database`` dropped, the ``snapshot`` saved first (or ``None``), and
+        the ``loaded`` data, ``restored`` storages and ``objects`` the load
+        reports.
     """
     on = f" on {host}" if host else ""
     target = reset_target(c, project, force)
     local = verified_archive(c, project, archive)
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
-    if backup and target.holds_data:
-        snapshot = safety_snapshot(c, project, backup_dir)
-    elif backup:
+    if safety.enabled and target.holds_data:
+        snapshot = safety_snapshot(c, project, safety.folder, host)
+    elif safety.enabled:
         print(f"The database{on} holds no data yet: no safety snapshot needed")
-    manage(c, project, "diskette_reset", "--noinput", *flags(force=force))
-    loaded = manage(
-        c, project, "diskette_load", local, *load_options, *flags(force=force), warn=True
-    )
-    if loaded.failed:
-        failure = f"loading {archive} failed: {command_error(loaded)}"
+    reset = reset_database(c, project, force, host)
+    try:
+        loaded = run_json(c, project, "diskette_load", local, *load_options, *flags(force=force))
+    except CommandFailed as exc:
+        failure = f"loading {archive} failed: {exc.message}"
         if snapshot is None:
             raise Exit(
                 f"{failure}; the database is now empty (no safety snapshot was taken) and "
                 "the media unchanged",
                 code=1,
-            )
-        restored = restore_snapshot(c, project, snapshot, force)
-        if restored.failed:
+            ) from exc
+        try:
+            restore_snapshot(c, project, snapshot, force)
+        except CommandFailed as failed:
             by_hand = project.shell(
                 " && ".join(
                     project.manage_line(*step) for step in restore_steps(snapshot, force)
@@ -312,17 +537,61 @@ def reset_and_load_archive(
             )
             raise Exit(
                 f"{failure}; putting the safety snapshot back failed too "
-                f"({command_error(restored)}): your data and media are in {snapshot}, "
+                f"({failed.message}): your data and media are in {snapshot}, "
                 f"put them back{on} with: {by_hand}",
                 code=1,
-            )
+            ) from exc
         raise Exit(
             f"{failure}; your data and media were put back from the safety snapshot "
             f"{snapshot}",
             code=1,
-        )
+        ) from exc
+    removed = " (archive removed)" if loaded.get("removed") is True else ""
+    print(f"Loaded {name or archive}{on}: {loaded_summary(loaded)}{removed}")
     if snapshot is not None:
-        prune_backups(c, project, backup_dir, backup_keep)
+        prune_backups(c, project, safety.folder, safety.keep)
+    return {
+        "archive": archive,
+        "database": target.database,
+        "snapshot": snapshot,
+        "reset": reset.get("reset"),
+        **{key: loaded.get(key) for key in ("loaded", "restored", "objects")},
+    }
+
+
+def reset_database(
+    c: Context, project: Project, force: bool, host: str | None = None
+) -> dict[str, Any]:
+    """Drop the database, create it again and migrate (``diskette_reset``).
+
+    :returns: ``diskette_reset``'s JSON answer.
+    """
+    answer = run_json(c, project, "diskette_reset", "--noinput", *flags(force=force))
+    on = f" on {host}" if host else ""
+    print(
+        f"Reset {answer.get('database')}{on}: {answer.get('reset')}, "
+        "then applied all migrations"
+    )
+    return answer
+
+
+def loaded_summary(answer: dict[str, Any]) -> str:
+    """What ``diskette_load --json`` says it did, in a few words.
+
+    Read defensively: on a push, the answer comes from another host.
+    """
+    per_application = answer.get("objects")
+    objects = sum(
+        count
+        for counts in (per_application.values() if isinstance(per_application, dict) else ())
+        if isinstance(counts, dict)
+        for count in counts.values()
+        if isinstance(count, int)
+    )
+    loaded, restored = answer.get("loaded"), answer.get("restored")
+    files = len(loaded) if isinstance(loaded, list) else 0
+    storages = ", ".join(map(str, restored)) if isinstance(restored, list) else ""
+    return f"{objects:,} objects from {files} data files, storages restored: {storages or 'none'}"
 
 
 @task(
@@ -331,6 +600,7 @@ def reset_and_load_archive(
         "filename": "Archive file name, with {features} and {date} fields.",
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "json": JSON_HELP,
     }
 )
 def dump(
@@ -339,11 +609,20 @@ def dump(
     filename: str | None = None,
     no_data: bool = False,
     no_storages: bool = False,
+    json: bool = False,
 ) -> None:
     """Dump the project's data and media into an archive (diskette_dump)."""
     options = [*_option("--destination", destination), *_option("--filename", filename)]
     options += flags(no_data=no_data, no_storages=no_storages)
-    dump_archive(c, Project.from_config(c), *options)
+    with answering(json) as answer:
+        try:
+            dumped = dump_archive(c, Project.from_config(c), *options)
+        except CommandFailed as exc:
+            raise Exit(f"dump failed: {exc.message}", code=1) from exc
+        print(f"Dump archive was created at: {dumped.path} ({human_size(dumped.size)})")
+        if dumped.sha256:
+            print(f"Archive checksum (sha256): {dumped.sha256}")
+        answer.update(dumped.answer)
 
 
 @task(
@@ -356,6 +635,7 @@ def dump(
         "overwrite": "Load into a database that already holds data (rows overwritten by "
         "primary key, others kept).",
         "force": "Load even though the project's DEBUG is False.",
+        "json": JSON_HELP,
     }
 )
 def load(
@@ -367,6 +647,7 @@ def load(
     fast: bool = False,
     overwrite: bool = False,
     force: bool = False,
+    json: bool = False,
 ) -> None:
     """Load an archive into the project's (freshly migrated) database (diskette_load)."""
     options = flags(
@@ -377,7 +658,11 @@ def load(
         overwrite=overwrite,
         force=force,
     )
-    manage(c, Project.from_config(c), "diskette_load", archive, *options)
+    if not json:
+        manage(c, Project.from_config(c), "diskette_load", archive, *options, *progress_flag())
+        return
+    with answering(json) as answer:
+        answer.update(run_json(c, Project.from_config(c), "diskette_load", archive, *options))
 
 
 @task(help={"format": "json (default) or python."})
@@ -390,14 +675,16 @@ def apps(c: Context, format: str = "json") -> None:
     help={
         "yes": "Do not ask for confirmation (for scripts).",
         "force": "Reset even though the project's DEBUG is False.",
+        "json": JSON_HELP,
     }
 )
-def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
+def reset_db(c: Context, yes: bool = False, force: bool = False, json: bool = False) -> None:
     """Drop the project's database, create it empty and migrate (diskette_reset)."""
-    project = Project.from_config(c)
-    target = reset_target(c, project, force)
-    confirm(f"Drop and recreate the {target.database}?", yes)
-    manage(c, project, "diskette_reset", "--noinput", *flags(force=force))
+    with answering(json) as answer:
+        project = Project.from_config(c)
+        target = reset_target(c, project, force)
+        confirm(f"Drop and recreate the {target.database}?", yes)
+        answer.update(reset_database(c, project, force))
 
 
 @task(
@@ -408,6 +695,7 @@ def reset_db(c: Context, yes: bool = False, force: bool = False) -> None:
         "no_backup": "Do not save a safety snapshot of the current data and media first.",
         "keep": "Keep the archive once loaded.",
         "fast": FAST_HELP,
+        "json": JSON_HELP,
     }
 )
 def reset_and_load(
@@ -418,20 +706,20 @@ def reset_and_load(
     no_backup: bool = False,
     keep: bool = False,
     fast: bool = False,
+    json: bool = False,
 ) -> None:
     """Verify an archive, snapshot the current data, reset the database, load the archive."""
-    conf = c.config.diskette
-    reset_and_load_archive(
-        c,
-        Project.from_config(c),
-        archive,
-        yes=yes,
-        force=force,
-        backup=not no_backup,
-        backup_dir=conf.backup_dir,
-        backup_keep=int(conf.backup_keep),
-        load_options=tuple(flags(keep=keep, fast=fast)),
-    )
+    with answering(json) as answer:
+        done = reset_and_load_archive(
+            c,
+            Project.from_config(c),
+            archive,
+            yes=yes,
+            force=force,
+            safety=SafetyNet.from_config(c, no_backup=no_backup),
+            load_options=tuple(flags(keep=keep, fast=fast)),
+        )
+        answer.update(done)
 
 
 def _option(name: str, value: str | None) -> list[str]:
@@ -447,8 +735,8 @@ DEFAULTS: dict[str, Any] = {
     "manage": "manage.py",
     "python": None,
     "settings": None,
-    "backup_dir": "var/diskette-backups",
-    "backup_keep": 3,
+    "backup_dir": BACKUP_DIR,
+    "backup_keep": BACKUP_KEEP,
 }
 
 ns = Collection(dump, load, apps, reset_db, reset_and_load)

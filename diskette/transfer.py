@@ -18,21 +18,18 @@ start: an archive holds production data.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import shlex
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from paramiko.ssh_exception import SSHException
 
 from .exceptions import TransferError
+from .files import BLOCK_SIZE, HashingReader, PartialFile
+from .progress import Progress
 
-CHUNK_SIZE = 1024 * 1024
 #: A wide SSH window keeps the pipe full on links with latency.
 WINDOW_SIZE = 64 * 1024 * 1024
 MAX_PACKET = 256 * 1024
@@ -44,37 +41,29 @@ def download(c: Any, remote: str, local: Path, expected: str, *, label: str = ""
     :raises TransferError: if the connection drops, the remote command fails
         or the bytes do not match ``expected``; the partial file is removed.
     """
-    size = int(c.run(f"wc -c < {shlex.quote(remote)}", hide=True).stdout.strip())
-    partial: Path | None = None
-    digest = hashlib.sha256()
+    counted = c.run(f"wc -c < {shlex.quote(remote)}", hide=True).stdout.strip()
+    if not counted.isdigit():
+        raise TransferError(f"{c.host} gave no size for {remote} ({counted[:80]!r})")
+    progress = terminal_progress(int(counted), label or local.name)
     channel = _channel(c)
     try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{local.name}.", suffix=".part", dir=local.parent
-        )
-        partial = Path(name)
-        with os.fdopen(fd, "wb") as output:
+        with PartialFile(local, progress=progress.advance if progress else None) as output:
             channel.exec_command(f"cat -- {shlex.quote(remote)}")
-            with Progress(size, label or local.name) as progress:
-                while data := channel.recv(CHUNK_SIZE):
-                    output.write(data)
-                    digest.update(data)
-                    progress.advance(len(data))
-            output.flush()
-            os.fsync(output.fileno())
-        status = channel.recv_exit_status()
-        if status != 0 or digest.hexdigest() != expected:
-            raise TransferError(
-                f"downloading {remote} from {c.host} failed: "
-                + (f"cat exited with {status}" if status else "sha256 does not match")
-            )
-        os.replace(partial, local)
+            while data := channel.recv(BLOCK_SIZE):
+                output.write(data)
+            status = channel.recv_exit_status()
+            if status != 0 or output.sha256 != expected:
+                raise TransferError(
+                    f"downloading {remote} from {c.host} failed: "
+                    + (f"cat exited with {status}" if status else "sha256 does not match")
+                )
+            output.commit()
     except (OSError, EOFError, SSHException) as exc:
         raise TransferError(f"downloading {remote} from {c.host} failed: {exc}") from exc
     finally:
         channel.close()
-        if partial is not None:
-            partial.unlink(missing_ok=True)
+        if progress is not None:
+            progress.close()
 
 
 def upload(c: Any, local: Path, remote: str, *, receiver: Callable[[str], str]) -> str:
@@ -90,22 +79,20 @@ def upload(c: Any, local: Path, remote: str, *, receiver: Callable[[str], str]) 
         removed.
     """
     partial = f"{remote}.part"
-    digest = hashlib.sha256()
+    progress = terminal_progress(local.stat().st_size, local.name)
     channel = _channel(c)
     try:
         channel.exec_command(receiver(partial))
-        with (
-            open(local, "rb") as source,
-            Progress(local.stat().st_size, local.name) as progress,
-        ):
-            while data := source.read(CHUNK_SIZE):
+        with open(local, "rb") as source:
+            reader = HashingReader(source, progress=progress.advance if progress else None)
+            while data := reader.read(BLOCK_SIZE):
                 channel.sendall(data)
-                digest.update(data)
-                progress.advance(len(data))
         channel.shutdown_write()
-        answer = channel.makefile("rb").read().decode().strip()
+        answer = channel.makefile("rb").read().decode(errors="replace").strip()
         if channel.recv_exit_status() != 0:
             raise TransferError(f"uploading {local} to {c.host} failed")
+        assert reader.hash is not None
+        digest = reader.hash
         if answer != digest.hexdigest():
             raise TransferError(
                 f"the copy of {local} on {c.host} does not match its sha256"
@@ -119,6 +106,8 @@ def upload(c: Any, local: Path, remote: str, *, receiver: Callable[[str], str]) 
         raise
     finally:
         channel.close()
+        if progress is not None:
+            progress.close()
     return digest.hexdigest()
 
 
@@ -138,15 +127,6 @@ def _remove_remote(c: Any, path: str) -> None:
         c.run(shlex.join(["rm", "-f", "--", path]), hide=True, warn=True)
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a local file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while block := source.read(CHUNK_SIZE):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _channel(c: Any) -> Any:
     c.open()
     return c.client.get_transport().open_session(
@@ -154,32 +134,8 @@ def _channel(c: Any) -> Any:
     )
 
 
-class Progress:
-    """A one-line progress bar on the standard error, when it is a terminal."""
-
-    def __init__(self, total: int, label: str, stream: IO[str] | None = None) -> None:
-        self.total, self.label, self.done = max(total, 1), label, 0
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self.started = self.shown = time.monotonic()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._draw()
-            self.stream.write("\n")
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.enabled and time.monotonic() - self.shown > 0.2:
-            self._draw()
-
-    def _draw(self) -> None:
-        self.shown = time.monotonic()
-        share = min(self.done / self.total, 1)
-        speed = self.done / max(self.shown - self.started, 1e-6) / 2**20
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\r{self.label} [{bar:<30}] {share:4.0%} {speed:6.1f} MiB/s")
-        self.stream.flush()
+def terminal_progress(total: int, label: str) -> Progress | None:
+    """A progress line on the standard error when it is a terminal, else ``None``."""
+    if not sys.stderr.isatty():
+        return None
+    return Progress(sys.stderr, total, label)

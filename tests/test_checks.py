@@ -3,6 +3,8 @@ from django.core.checks import run_checks
 from django.core.management.base import CommandError
 
 from tests.conftest import run_command
+from tests.projects import SandboxCopy
+from tests.test_conf import WRONG_VALUES
 
 
 def diskette_messages():
@@ -63,3 +65,63 @@ def test_the_dump_command_refuses_with_the_check_message(settings, project):
     with pytest.raises(CommandError) as refused:
         run_command("diskette_dump")
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(("name", "value", "message"), WRONG_VALUES)
+def test_a_wrong_type_is_one_error_never_a_crash(settings, name, value, message):
+    setattr(settings, name, value)
+    ((check_id, text),) = diskette_messages()
+    assert check_id == "diskette.E001"
+    assert text.startswith(message)
+
+
+def test_a_string_storage_is_one_error_not_one_per_character(settings):
+    settings.DISKETTE_STORAGES = "media"
+    assert diskette_messages() == [
+        (
+            "diskette.E001",
+            "DISKETTE_STORAGES must be a list of folders, e.g. [MEDIA_ROOT], not str",
+        )
+    ]
+
+
+def test_a_relative_storage_is_checked_below_the_base_dir(settings, tmp_path):
+    (tmp_path / "var" / "media").mkdir(parents=True)
+    settings.BASE_DIR = tmp_path  # the current directory is elsewhere
+    settings.DISKETTE_STORAGES = ["var/media", "var/nope"]
+    assert diskette_messages() == [("diskette.W001", "storage 'var/nope' does not exist")]
+
+
+def test_storages_the_commands_would_refuse_are_a_warning(settings, tmp_path):
+    """Overlapping storages, or the project folder itself: every command
+    refuses them, so ``check`` says so too (a warning: the site still runs)."""
+    media = tmp_path / "var" / "media"
+    media.mkdir(parents=True)
+    settings.BASE_DIR = tmp_path
+    settings.DISKETTE_STORAGES = [media, tmp_path / "var"]
+    assert diskette_messages() == [
+        (
+            "diskette.W003",
+            f"storage '{tmp_path / 'var'}' overlaps storage '{media}': list each folder "
+            "once, and none inside another",
+        )
+    ]
+    settings.DISKETTE_STORAGES = [tmp_path]
+    ((message_id, message),) = diskette_messages()
+    assert message_id == "diskette.W003"
+    assert message.startswith(f"storage '{tmp_path}' is the base directory '{tmp_path}' itself")
+
+
+@pytest.mark.subprocess
+def test_manage_py_check_names_a_path_given_for_a_list(tmp_path):
+    """The new user's mistake, through the real ``manage.py check``."""
+    copy = SandboxCopy.create(tmp_path / "project")
+    copy.use_settings(copy.write_settings("wrong", "DISKETTE_STORAGES = MEDIA_ROOT\n"))
+    result = copy.manage("check", check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "(diskette.E001) DISKETTE_STORAGES must be a list of folders, e.g. "
+        "[MEDIA_ROOT], not PosixPath"
+    ) in result.stderr
+    assert result.stderr.count("diskette.E001") == 1

@@ -5,11 +5,13 @@ diskette 0.6 is installed in a virtualenv of its own (both packages are named
 ``manage.py``: one with this diskette, one with 0.6 configured as its
 documentation asks (its settings star-imported). The demo's fingerprint
 (data and archived media, independent of primary keys) must survive a dump on
-one side and a load on the other, in both directions.
+one side and a load on the other, in both directions. This diskette's copy
+runs on the suite's database (``DISKETTE_TEST_DB``); 0.6's on SQLite.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,14 +34,20 @@ DISKETTE_APPS[-1][1]["drain_excluded"] = True
 
 @pytest.fixture(scope="module")
 def python06(tmp_path_factory) -> Path:
-    """The interpreter of a virtualenv holding diskette 0.6.0 and this Django."""
+    """The interpreter of a virtualenv holding diskette 0.6.0 and this Django.
+
+    The virtualenv gets no pip of its own (installing one takes longer than
+    the rest): this environment's pip installs into it (``--python``).
+    """
     venv = tmp_path_factory.mktemp("diskette06") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     installed = subprocess.run(
         [
-            str(venv / "bin" / "python"),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(venv / "bin" / "python"),
             "install",
             "--quiet",
             "--disable-pip-version-check",
@@ -55,16 +63,32 @@ def python06(tmp_path_factory) -> Path:
     return venv / "bin" / "python"
 
 
-def project(root: Path, python: Path, settings: str) -> SandboxCopy:
-    copy = SandboxCopy.create(root, python=python, settings=settings)
+@pytest.fixture(scope="module")
+def migrated06(tmp_path_factory, python06) -> SandboxCopy:
+    """A sandbox copy run by diskette 0.6, migrated once; tests copy it."""
+    root = tmp_path_factory.mktemp("migrated06") / "project"
+    copy = SandboxCopy.create(root, python=python06, settings="project.settings_06")
     (root / "project" / "settings_06.py").write_text(SETTINGS_06)
     copy.manage("migrate", "--verbosity", "0")
     return copy
 
 
-def test_an_archive_made_here_loads_with_diskette_06(tmp_path, python06):
-    ours = project(tmp_path / "ours", Path(sys.executable), "project.settings")
-    theirs = project(tmp_path / "theirs", python06, "project.settings_06")
+@pytest.fixture
+def theirs(tmp_path, migrated06) -> SandboxCopy:
+    """A project of diskette 0.6: a copy of the migrated one (SQLite in var/)."""
+    shutil.copytree(migrated06.root, tmp_path / "theirs", symlinks=True)
+    return SandboxCopy.at(
+        tmp_path / "theirs", python=migrated06.python, settings=migrated06.settings
+    )
+
+
+@pytest.fixture
+def ours(tmp_path, seeded) -> SandboxCopy:
+    """A project of this diskette, freshly migrated, on the suite's database."""
+    return seeded.copy(tmp_path / "ours")
+
+
+def test_an_archive_made_here_loads_with_diskette_06(tmp_path, ours, theirs):
     ours.manage("demo_seed", "--books", "15")
     expected = ours.fingerprint()
     ours.manage("diskette_dump", "--destination", str(tmp_path))
@@ -74,9 +98,7 @@ def test_an_archive_made_here_loads_with_diskette_06(tmp_path, python06):
     assert theirs.fingerprint() == expected
 
 
-def test_an_archive_made_by_diskette_06_loads_here(tmp_path, python06):
-    theirs = project(tmp_path / "theirs", python06, "project.settings_06")
-    ours = project(tmp_path / "ours", Path(sys.executable), "project.settings")
+def test_an_archive_made_by_diskette_06_loads_here(tmp_path, ours, theirs):
     theirs.manage("demo_seed", "--books", "15")
     expected = theirs.fingerprint()
     theirs.manage("diskette_dump", "--destination", str(tmp_path))

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tree_state
-from tests.projects import SandboxCopy, postgres_settings_body
+from tests.projects import SandboxCopy, Templates
 
 pytestmark = pytest.mark.subprocess
 
@@ -30,28 +30,26 @@ ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
 KILLAT = Path(__file__).with_name("killat.py")
 
 
-def sandbox(root: Path, books: int, seed: int) -> SandboxCopy:
-    copy = SandboxCopy.create(root)
-    if ON_POSTGRES:
-        copy.use_settings(copy.write_settings("settings_db", postgres_settings_body()))
+def sandbox(seeded: Templates, root: Path, books: int, seed: int) -> SandboxCopy:
+    copy = seeded.copy(root, books=books, seed=seed)  # reset (migrated), seeded
     copy.env["TMPDIR"] = str(root.parent / f"{root.name}-tmp")  # its own, to inspect
     Path(copy.env["TMPDIR"]).mkdir()
-    copy.manage("diskette_reset", "--noinput")
-    copy.manage("demo_seed", "--books", str(books), "--seed", str(seed))
     return copy
 
 
 @pytest.fixture(scope="module")
-def new_state(tmp_path_factory) -> tuple[Path, str]:
+def new_state(tmp_path_factory, seeded) -> tuple[Path, str]:
     """An archive of the state to load, and that state's fingerprint."""
-    source = sandbox(tmp_path_factory.mktemp("source") / "project", books=9, seed=3)
+    source = sandbox(
+        seeded, tmp_path_factory.mktemp("source") / "project", books=12, seed=1
+    )
     source.manage("diskette_dump", "--destination", str(source.root.parent))
     return source.root.parent / "diskette_data_storages.tar.gz", source.fingerprint()
 
 
 @pytest.fixture
-def project(tmp_path) -> SandboxCopy:
-    return sandbox(tmp_path / "project", books=5, seed=2)
+def project(tmp_path, seeded) -> SandboxCopy:
+    return sandbox(seeded, tmp_path / "project", books=5, seed=2)
 
 
 def kill_during_load(project: SandboxCopy, point: str, archive: Path, *options: str):
@@ -213,6 +211,9 @@ def test_a_recovery_that_cannot_ask_the_database_changes_nothing(project, new_st
     cannot answer (locked), the media must not be taken back to the old."""
     archive, new = new_state
     kill_during_load(project, "committed", archive)
+    # SQLite waits 5 s for a lock by default: the same answer comes sooner.
+    lock_timeout = 'DATABASES["default"]["OPTIONS"] = {"timeout": 0.5}\n'
+    project.use_settings(project.write_settings("settings_lock", lock_timeout))
     media = tree_state(project.root / "var" / "media")
     database = sqlite3.connect(project.root / "var" / "db.sqlite3", timeout=1)
     try:

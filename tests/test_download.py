@@ -214,7 +214,7 @@ def test_ctrl_c_mid_download_keeps_nothing(server, tmp_path):
     class Interrupting(Reporter):
         """A terminal whose user presses Ctrl-C once the first bytes arrived."""
 
-        def progress(self, total: int) -> Callable[[int], None]:
+        def progress(self, total: int, *label: str) -> Callable[[int], None]:
             def advance(count: int) -> None:
                 raise KeyboardInterrupt
 

@@ -224,15 +224,17 @@ def test_a_diskette_06_archive_loads(demo, tmp_path):
     assert tree_state(demo / "var" / "media") == media
 
 
-def test_progress_bar_on_a_terminal(dumped, demo):
+def test_progress_line_on_a_terminal(dumped, demo):
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     wipe(demo)
     terminal = Terminal()
-    call_command("diskette_load", str(dumped), stdout=terminal, stderr=io.StringIO())
-    assert "[" + "." * 75 + "]" in terminal.getvalue()
+    call_command("diskette_load", str(dumped), stdout=io.StringIO(), stderr=terminal)
+    drawn = terminal.getvalue()
+    assert re.search(r"\rVerifying archive  [\d.]+ KiB/[\d.]+ KiB  100%  .*/s  in 0:\d\d", drawn)
+    assert drawn.count("\n") == 1  # redrawn in place, ended once
 
 
 # Refusals: the database and the media stay exactly as they were.

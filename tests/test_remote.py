@@ -5,10 +5,14 @@ has a "remote" copy of the sandbox, in a folder whose path holds a space and
 a quote, and a "local" copy whose ``fabfile.py`` is the one-liner users write
 and whose ``fabric.yaml`` says where the remote project is. Hosts are named
 by ``ssh_config`` aliases (``remote``, ``staging``, ``prod``), as users do.
+Both copies come seeded from the session's templates (``seeded`` in
+``tests/conftest.py``); what diskette leaves on the "remote" host is read in
+the sshd sessions' own ``TMPDIR``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -19,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.projects import BIN, SandboxCopy, postgres_settings_body
-from tests.sshd import SSHServer, find_sshd, start_sshd
+from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
 
 pytestmark = [
     pytest.mark.subprocess,
@@ -38,26 +42,16 @@ def sshd(tmp_path_factory) -> SSHServer:
     server.stop()
 
 
-def sandbox(root: Path, books: int, seed: int) -> SandboxCopy:
-    copy = SandboxCopy.create(root)
-    copy.database = postgres_settings_body() if ON_POSTGRES else ""
-    if ON_POSTGRES:
-        copy.use_settings(copy.write_settings("settings_db", copy.database))
-    copy.manage("diskette_reset", "--noinput")
-    copy.manage("demo_seed", "--books", str(books), "--seed", str(seed))
-    return copy
-
-
 @pytest.fixture
-def remote(tmp_path) -> SandboxCopy:
+def remote(tmp_path, seeded) -> SandboxCopy:
     """The server's project, under a path with a space and a quote."""
-    return sandbox(tmp_path / "srv" / "it's the remote" / "site", books=12, seed=1)
+    return seeded.copy(tmp_path / "srv" / "it's the remote" / "site", books=12, seed=1)
 
 
 @pytest.fixture
-def local(tmp_path, remote, sshd) -> SandboxCopy:
+def local(tmp_path, remote, sshd, seeded) -> SandboxCopy:
     """A developer's checkout whose fabfile is ``from diskette.remote import ns``."""
-    copy = sandbox(tmp_path / "laptop", books=5, seed=2)
+    copy = seeded.copy(tmp_path / "laptop", books=5, seed=2)
     (copy.root / "fabfile.py").write_text("from diskette.remote import ns\n")
     settings = f"  settings: {copy.settings}\n" if ON_POSTGRES else ""
     remote_settings = f"    settings: {remote.settings}\n" if ON_POSTGRES else ""
@@ -78,10 +72,10 @@ def fab(local: SandboxCopy, *args: str, check: bool = True) -> subprocess.Comple
     return local.run(str(BIN / "fab"), "-S", str(local.sshd.ssh_config), *args, check=check)
 
 
-def leftovers() -> list[str]:
-    """Temporary folders diskette left on the "remote" host (this machine)."""
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    return sorted(p.name for p in tmp.glob("diskette.*"))
+def leftovers(local: SandboxCopy) -> list[str]:
+    """Temporary folders diskette left on the "remote" host: in the sessions'
+    own ``TMPDIR`` (``tests/sshd.py``), which nothing else on the machine uses."""
+    return sorted(p.name for p in local.sshd.tmpdir.iterdir())
 
 
 def files(root: Path) -> set[str]:
@@ -94,14 +88,14 @@ def files(root: Path) -> set[str]:
 def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, remote):
     wanted = remote.fingerprint()
     assert local.fingerprint() != wanted
-    remote_files, temp = files(remote.root), leftovers()
+    remote_files, temp = files(remote.root), leftovers(local)
 
     result = fab(local, "-H", "remote", "pull-snapshot", "--yes")
 
     assert local.fingerprint() == wanted
     assert remote.fingerprint() == wanted
     assert files(remote.root) == remote_files
-    assert leftovers() == temp
+    assert leftovers(local) == temp
     assert re.search(
         r"^Downloaded .*remote_diskette_data_storages.tar.gz from remote",
         result.stdout,
@@ -124,7 +118,7 @@ def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
         "--no-storages",
     )
     kept = remote.root / "var" / "diskette_data.tar.gz"  # the host's DISKETTE_DUMP_PATH
-    from diskette.transfer import file_sha256
+    from diskette.files import file_sha256
 
     (pulled,) = (local.root / "var" / "diskette-snapshots").iterdir()
     assert file_sha256(kept) == file_sha256(pulled)
@@ -134,6 +128,22 @@ def test_pull_with_the_fast_load(local, remote):
     wanted = remote.fingerprint()
     fab(local, "-H", "remote", "pull-snapshot", "--yes", "--fast", "--no-backup")
     assert local.fingerprint() == wanted
+
+
+def test_pull_json_is_one_object_naming_what_was_pulled_and_loaded(local, remote):
+    """``--json``: the standard output is one object; messages and the host's
+    relayed output go to the standard error."""
+    wanted = remote.fingerprint()
+    result = fab(local, "-H", "remote", "pull-snapshot", "--yes", "--json")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    answer = json.loads(lines[0])
+    assert answer["host"] == "remote"
+    assert answer["downloaded"].endswith("remote_diskette_data_storages.tar.gz")
+    assert answer["restored"] == ["var/media"] and answer["loaded"]
+    assert answer["snapshot"]  # the laptop's database held data
+    assert local.fingerprint() == wanted
+    assert "Downloaded" in result.stderr
 
 
 def test_pull_no_load_only_downloads(local, remote):
@@ -148,13 +158,13 @@ def test_remote_dump_prints_path_and_checksum_on_every_host(local, remote):
     result = fab(local, "-H", "remote,staging", "remote-dump", "--no-storages")
     archive = remote.root / "var" / "diskette_data.tar.gz"
     lines = re.findall(
-        r"^(remote|staging): (.+) \(sha256 ([0-9a-f]{64})\)$", result.stdout, re.M
+        r"^(remote|staging):(.+) \(sha256 ([0-9a-f]{64})\)$", result.stdout, re.M
     )
     assert [(host, path) for host, path, _ in lines] == [
         ("remote", str(archive)),
         ("staging", str(archive)),
     ]
-    from diskette.transfer import file_sha256
+    from diskette.files import file_sha256
 
     assert lines[-1][2] == file_sha256(archive)
 
@@ -162,7 +172,7 @@ def test_remote_dump_prints_path_and_checksum_on_every_host(local, remote):
 def test_push_loads_the_archive_on_the_remote(local, remote):
     local.manage("diskette_dump", "--destination", str(local.root / "out"))
     wanted = local.fingerprint()
-    temp = leftovers()
+    temp = leftovers(local)
 
     result = fab(
         local,
@@ -174,15 +184,16 @@ def test_push_loads_the_archive_on_the_remote(local, remote):
     )
 
     assert remote.fingerprint() == wanted
-    assert "Uploaded out/diskette_data_storages.tar.gz to staging (sha256 " in result.stdout
-    assert leftovers() == temp
+    uploaded = r"^Uploaded out/(\S+) to staging:/\S+/\1 \(sha256 [0-9a-f]{64}\)$"
+    assert re.search(uploaded, result.stdout, re.M)
+    assert leftovers(local) == temp
     assert list((remote.root / "var" / "diskette-backups").glob("before-reset_*"))
     assert (local.root / "out" / "diskette_data_storages.tar.gz").exists()
 
 
 def test_a_protected_host_refuses_a_push_and_stays_untouched(local, remote):
     local.manage("diskette_dump", "--destination", str(local.root / "out"))
-    before, remote_files, temp = remote.fingerprint(), files(remote.root), leftovers()
+    before, remote_files, temp = remote.fingerprint(), files(remote.root), leftovers(local)
 
     result = fab(
         local,
@@ -196,35 +207,20 @@ def test_a_protected_host_refuses_a_push_and_stays_untouched(local, remote):
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "prod is in diskette.protected_hosts: refusing to push there (add --force if you mean it)"
+        "prod is in diskette.protected_hosts: refusing to push there "
+        "(add --override-protection if you mean it)"
     )
     assert remote.fingerprint() == before
     assert files(remote.root) == remote_files
-    assert leftovers() == temp
-
-
-def test_push_asks_on_the_remote_reset_like_the_local_one(local, remote):
-    local.manage("diskette_dump", "--destination", str(local.root / "out"))
-    before = remote.fingerprint()
-    result = fab(
-        local,
-        "-H",
-        "staging",
-        "push-snapshot",
-        "out/diskette_data_storages.tar.gz",
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "no terminal to ask on; pass --yes" in result.stderr
-    assert remote.fingerprint() == before
+    assert leftovers(local) == temp
 
 
 def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     local, remote, sshd
 ):
     big = remote.root / "var" / "media" / "video.bin"
-    big.write_bytes(os.urandom(150 * 1024 * 1024))  # incompressible: a long download
-    wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers()
+    big.write_bytes(os.urandom(4 * 1024 * 1024))  # incompressible: 8 s through "slow"
+    wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers(local)
     downloads = local.root / "var" / "diskette-snapshots"
     env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
     process = subprocess.Popen(
@@ -233,7 +229,7 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
             "-S",
             str(sshd.ssh_config),
             "-H",
-            "remote",
+            SLOW_ALIAS,  # the same sshd through a throttled link: a long download
             "pull-snapshot",
             "--yes",
         ],
@@ -254,12 +250,12 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     _, stderr = process.communicate(timeout=120)
 
     assert process.returncode != 0, (
-        "the download finished before the cut: make the file larger"
+        "the download finished before the cut: make the file larger or SLOW_RATE lower"
     )
     assert "failed" in stderr.strip().splitlines()[-1]
     assert local.fingerprint() == before
     assert list(downloads.iterdir()) == []  # no file that looks complete, no .part
-    assert leftovers() == temp  # the remote temporary folder went too (reconnecting)
+    assert leftovers(local) == temp  # the remote temporary folder went too (reconnecting)
 
     fab(local, "-H", "remote", "pull-snapshot", "--yes")
     assert local.fingerprint() == wanted
@@ -277,7 +273,7 @@ def test_remote_python_defaults_to_the_project_venv(local, remote):
         yaml.replace(f"    python: {sys.executable}\n", "")
     )
     result = fab(local, "-H", "remote", "remote-dump", "--no-storages")
-    assert re.search(r"^remote: .+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
+    assert re.search(r"^remote:/.+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
 
 
 def test_flags_override_the_configuration(local, remote, tmp_path):
@@ -295,7 +291,7 @@ def test_flags_override_the_configuration(local, remote, tmp_path):
         "--python",
         sys.executable,
     )
-    assert re.search(r"^remote: .+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
+    assert re.search(r"^remote:/.+ \(sha256 [0-9a-f]{64}\)$", result.stdout, re.M)
 
 
 def test_tasks_without_a_host_or_a_project_refuse(local):

@@ -25,7 +25,7 @@ from invoke import Exit
 from diskette.remote import TRANSIT_MARKER, protected_entry, remote_tempdir
 from tests import test_remote
 from tests.projects import BIN, SandboxCopy
-from tests.sshd import find_sshd
+from tests.sshd import SLOW_ALIAS, find_sshd
 from tests.test_remote import fab, files
 
 # The fixtures of tests/test_remote.py, shared by name.
@@ -124,7 +124,8 @@ def test_a_protected_host_refuses_a_push_by_any_of_its_names(
     shown = "127.0.0.1" if alias != "localhost" else "localhost"
     assert result.stderr.strip().splitlines()[-1] == (
         f"{alias} is the same host as prod, which is in diskette.protected_hosts "
-        f"({shown} port {port}): refusing to push there (add --force if you mean it)"
+        f"({shown} port {port}): refusing to push there "
+        "(add --override-protection if you mean it)"
     )
     assert remote.fingerprint() == before
     assert files(remote.root) == remote_files
@@ -149,12 +150,12 @@ def transit_folder(tmp: Path, name: str, *, marked: bool, age: float) -> Path:
 @needs_sshd
 @pytest.mark.subprocess
 def test_a_pull_killed_mid_download_is_cleaned_by_the_next_pull(local, remote, remote_tmp):
-    (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(64 * 2**20))
+    (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(4 * 2**20))
     downloads = local.root / "var" / "diskette-snapshots"
     env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
-    command = [str(BIN / "fab"), "-S", str(local.sshd.ssh_config), "-H", "remote"]
-    process = subprocess.Popen(
-        [*command, "pull-snapshot", "--no-load"],
+    command = [str(BIN / "fab"), "-S", str(local.sshd.ssh_config), "-H"]
+    process = subprocess.Popen(  # through the throttled link: a download of 8 s
+        [*command, SLOW_ALIAS, "pull-snapshot", "--no-load"],
         cwd=local.root,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -169,7 +170,9 @@ def test_a_pull_killed_mid_download_is_cleaned_by_the_next_pull(local, remote, r
             break
         time.sleep(0.002)
     process.wait(timeout=60)
-    assert process.returncode == -9, "the pull ended before the kill: make the file larger"
+    assert process.returncode == -9, (
+        "the pull ended before the kill: make the file larger or SLOW_RATE lower"
+    )
     (left,) = remote_tmp.iterdir()  # what the bug left: a whole archive, for ever
     assert left.name.startswith("diskette.") and (left / TRANSIT_MARKER).is_file()
     assert list(left.glob("*.tar.gz"))
@@ -257,8 +260,9 @@ def test_a_hostile_host_cannot_replace_the_laptops_code(local, remote):
 @needs_sshd
 @pytest.mark.subprocess
 def test_a_host_that_protects_itself_refuses_a_forced_push(local, remote, remote_tmp):
-    """DISKETTE_PROTECTED in the host's settings: --force from a laptop, which
-    passes DEBUG's guard and the laptop's list, does not pass the host's own."""
+    """DISKETTE_PROTECTED in the host's settings: --force and --override-protection
+    from a laptop, which pass DEBUG's guard and the laptop's list, do not pass the
+    host's own (no task sends the flag to the host)."""
     add_settings(remote, "DISKETTE_PROTECTED = True\n")
     local.manage("diskette_dump", "--destination", str(local.root / "out"))
     before, remote_files = remote.fingerprint(), files(remote.root)
@@ -271,13 +275,68 @@ def test_a_host_that_protects_itself_refuses_a_forced_push(local, remote, remote
         "out/diskette_data_storages.tar.gz",
         "--yes",
         "--force",
+        "--override-protection",
         check=False,
     )
 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "this project sets DISKETTE_PROTECTED, so diskette will not reset its database, "
+        "remote: this project sets DISKETTE_PROTECTED, so diskette will not reset its database, "
         "whatever a push asks; on this host, --override-protection passes the guard"
     )
     assert remote.fingerprint() == before
     assert files(remote.root) == remote_files
+    assert list(remote_tmp.iterdir()) == []  # refused before anything was sent
+
+
+# A push asks first, naming the host; the guards have a flag each.
+
+
+@needs_sshd
+@pytest.mark.subprocess
+def test_a_push_asks_before_it_sends_anything(local, remote, remote_tmp):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    before, remote_files = remote.fingerprint(), files(remote.root)
+
+    result = fab(
+        local,
+        "-H",
+        "staging",
+        "push-snapshot",
+        "out/diskette_data_storages.tar.gz",
+        check=False,
+    )
+
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("refusing without confirmation (Drop the ")
+    assert line.endswith(
+        " on staging and load out/diskette_data_storages.tar.gz into it?): no terminal "
+        "to ask on; pass --yes to confirm from a script"
+    )
+    assert "Uploaded" not in result.stdout
+    assert list(remote_tmp.iterdir()) == []  # not even a temporary folder
+    assert remote.fingerprint() == before
+    assert files(remote.root) == remote_files
+
+
+@needs_sshd
+@pytest.mark.subprocess
+def test_override_protection_passes_the_protected_list_and_force_does_not(
+    local, remote, remote_tmp
+):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    wanted, before = local.fingerprint(), remote.fingerprint()
+    push = ["-H", "prod", "push-snapshot", "out/diskette_data_storages.tar.gz", "--yes"]
+
+    forced = fab(local, *push, "--force", check=False)
+    assert forced.returncode == 1
+    assert forced.stderr.strip().splitlines()[-1] == (
+        "prod is in diskette.protected_hosts: refusing to push there "
+        "(add --override-protection if you mean it)"
+    )
+    assert remote.fingerprint() == before
+
+    fab(local, *push, "--override-protection")
+    assert remote.fingerprint() == wanted
+    assert list(remote_tmp.iterdir()) == []

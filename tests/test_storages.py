@@ -31,7 +31,7 @@ def test_relative_storage_is_taken_from_the_base_path(base):
         (None, "missing", "storage 'missing' does not exist"),
         ("file", "afile", "storage 'afile' is not a directory"),
         (None, "..", "is not below the storages base path"),
-        (None, ".", "is not below the storages base path"),
+        (None, ".", "itself: it would archive the whole project, its database included"),
         (None, "var/media/../../..", "is not below the storages base path"),
         ("dir", "data", "would be archived as 'data', which collides with diskette's own"),
     ],

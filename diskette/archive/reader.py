@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
-from .format import CHUNK_SIZE, DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
+from ..files import BLOCK_SIZE
+from .format import DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
 from .pgzip import PrefetchingGzipReader
 from .tarstream import TarMember, TarStream
 
@@ -128,7 +129,7 @@ def unpack(
                 members[name] = _unpack_member(tar, info, name, target, folders)
             # The tar end marker is not the end of the gzip stream: read on,
             # so the CRC and length in the gzip trailer are checked too.
-            while stream.read(CHUNK_SIZE):
+            while stream.read(BLOCK_SIZE):
                 pass
     except READ_ERRORS as exc:
         raise ArchiveError(
@@ -181,7 +182,7 @@ def _read_manifest_member(tar: TarStream, info: TarMember) -> bytes:
             f"{MANIFEST_NAME} is too large ({info.size} bytes; diskette reads up to "
             f"{MANIFEST_LIMIT})"
         )
-    return b"".join(iter(lambda: tar.read(CHUNK_SIZE), b""))
+    return b"".join(iter(lambda: tar.read(BLOCK_SIZE), b""))
 
 
 def _unpack_member(
@@ -213,7 +214,7 @@ def _unpack_member(
                 target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC, 0o600
             )
     try:
-        while block := tar.read(CHUNK_SIZE):
+        while block := tar.read(BLOCK_SIZE):
             digest.update(block)
             size += len(block)
             if output is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..exceptions import TarFormatError
 
@@ -258,7 +258,10 @@ def _pax_records(content: bytes) -> dict[str, str]:
     return records
 
 
-def _pax_number(value: str, kind: type, key: str) -> int | float:
+_Number = TypeVar("_Number", int, float)
+
+
+def _pax_number(value: str, kind: type[_Number], key: str) -> _Number:
     try:
         number = kind(value)
     except ValueError:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from ..exceptions import DumpError
 
@@ -21,7 +18,8 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock, leftovers stay
     fcntl = None  # type: ignore[assignment]
-from .format import CHUNK_SIZE, DATA_DIR, MANIFEST_NAME, HashingReader
+from ..files import BLOCK_SIZE, HashingReader, PartialFile
+from .format import DATA_DIR, MANIFEST_NAME
 from .pgzip import ParallelGzipWriter
 
 #: ``tar czf`` compresses at gzip's default level; Python's default (9) costs
@@ -66,27 +64,21 @@ def read_error(path: Path, exc: OSError) -> DumpError:
     )
 
 
-class _HashingWriter:
-    """Pass writes through to ``target`` while hashing and counting them.
+class _ArchiveOutput:
+    """The archive's :class:`PartialFile`, whose write errors blame the archive.
 
     Every byte of the archive goes through here, so a failed write is told
-    apart from a failed read of a media file: it blames the archive.
+    apart from a failed read of a media file.
     """
 
-    def __init__(self, target: BinaryIO, digest: bool, path: Path) -> None:
-        self.target = target
-        self.hash = hashlib.sha256() if digest else None
-        self.size = 0
-        self.path = path
+    def __init__(self, partial: PartialFile) -> None:
+        self.partial = partial
 
     def write(self, data: Any) -> int:
-        if self.hash is not None:
-            self.hash.update(data)
-        self.size += len(data)
         try:
-            return self.target.write(data)
+            return self.partial.write(data)
         except OSError as exc:
-            raise write_error("write the archive", self.path, exc) from exc
+            raise write_error("write the archive", self.partial.target, exc) from exc
 
 
 class ArchiveWriter:
@@ -118,32 +110,19 @@ class ArchiveWriter:
         self.mtime = int(time.time())
         self._finished = False
         try:
-            descriptor, partial = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=".part", dir=path.parent
-            )
+            # Locked: remove_leftovers tells a dump at work from a killed one.
+            self._output = PartialFile(path, mode=permissions, digest=checksums, lock=True)
         except OSError as exc:
             raise write_error("create an archive in", path.parent, exc) from exc
-        self.partial = Path(partial)
-        if fcntl is not None:  # released by the kernel however this process ends
-            # Where locks fail (some network file systems), others' flock
-            # fails too: they leave this file alone.
-            with contextlib.suppress(OSError):
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        try:
-            os.fchmod(descriptor, permissions)  # before a byte is written
-        except OSError as exc:
-            os.close(descriptor)
-            self.partial.unlink(missing_ok=True)
-            raise write_error("set the permissions of", self.partial, exc) from exc
+        self.partial = self._output.path
         self.leftovers = remove_leftovers(path, keep=self.partial)
-        self._file = os.fdopen(descriptor, "wb")
-        self._hashed = _HashingWriter(self._file, digest=checksums, path=path)
         self._gzip = ParallelGzipWriter(
-            self._hashed, compresslevel=COMPRESSLEVEL, mtime=self.mtime
+            _ArchiveOutput(self._output), compresslevel=COMPRESSLEVEL, mtime=self.mtime
         )
         # Open across calls, closed by close() or abort(): no `with` can span them.
-        self._tar = tarfile.open(  # noqa: SIM115
-            fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE
+        # typeshed misses ``copybufsize`` for stream modes; tarfile takes it.
+        self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+            fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=BLOCK_SIZE
         )
 
     def __enter__(self) -> ArchiveWriter:
@@ -215,20 +194,12 @@ class ArchiveWriter:
         self._tar.close()
         self._gzip.close()
         try:
-            # A full disk may only show now: delayed allocation, NFS.
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            # A full disk may only show now (delayed allocation, NFS): at fsync.
+            self._output.commit()
         except OSError as exc:
             raise write_error("write the archive", self.path, exc) from exc
-        try:
-            os.replace(self.partial, self.path)
-        except OSError as exc:
-            raise write_error("move the archive into place at", self.path, exc) from exc
         self._finished = True
-        _fsync_folder(self.path.parent)
-        digest = self._hashed.hash.hexdigest() if self._hashed.hash else None
-        return ArchiveInfo(self.path, self._hashed.size, digest)
+        return ArchiveInfo(self.path, self._output.size, self._output.sha256)
 
     def abort(self) -> None:
         """Drop the partial archive, without finishing it.
@@ -241,31 +212,17 @@ class ArchiveWriter:
             return
         self._finished = True
         self._gzip.abort()
-        self.partial.unlink(missing_ok=True)
-        # Its buffer, if any, goes to the unlinked file: on a full disk the
-        # flush fails again, and the failure being handled is the cause.
-        with contextlib.suppress(OSError):
-            self._file.close()
+        self._output.discard()
 
     def _add_stream(
         self, info: tarfile.TarInfo, stream: IO[bytes], progress: Any = None
     ) -> None:
         reader = HashingReader(stream, self.checksums, progress)
-        self._tar.addfile(info, reader)  # type: ignore[arg-type]  # tarfile only reads
+        self._tar.addfile(info, reader)  # type: ignore[arg-type,unused-ignore]  # only read
         entry: dict[str, Any] = {"size": reader.size}
         if reader.hash is not None:
             entry["sha256"] = reader.hash.hexdigest()
         self.members[info.name] = entry
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable; best effort where folders cannot sync."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def remove_leftovers(path: Path, *, keep: Path) -> list[Path]:

@@ -7,14 +7,17 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from diskette.discovery import application_definitions, render
+from diskette.discovery import LEFT_OUT, application_definitions, left_out, render
 from diskette.exceptions import DisketteError
 
 
 class Command(BaseCommand):
     help = (
         "Print a definition for every installed application with models, in "
-        "INSTALLED_APPS order, to start DISKETTE_APPS from."
+        "INSTALLED_APPS order, to start DISKETTE_APPS from. Models usually left "
+        "out (content types, permissions, sessions, admin log entries) are "
+        "commented out, with why, in the python format; JSON lists them and a "
+        "note on the standard error names them."
     )
     requires_system_checks: list[str] = []
 
@@ -53,6 +56,7 @@ class Command(BaseCommand):
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
         output = render(definitions, options["format"])
+        self.note_left_out(definitions, options)
         destination = options["destination"]
         if destination is None:
             self.stdout.write(output)
@@ -63,3 +67,17 @@ class Command(BaseCommand):
             raise CommandError(f"--destination '{destination}': {exc.strerror}") from exc
         if options["verbosity"] >= 1:
             self.stderr.write(f"Definitions written to: {destination}")
+
+    def note_left_out(self, definitions: list[Any], options: dict[str, Any]) -> None:
+        """Name, on the standard error, the models JSON lists but should not.
+
+        JSON has no comments, and its output stays as the user guide shows it.
+        """
+        models = left_out(definitions)
+        if options["format"] != "json" or not models or options["verbosity"] < 1:
+            return
+        listed = ", ".join(f"{label} ({LEFT_OUT[label]})" for label in models)
+        self.stderr.write(
+            f"Note: usually left out of DISKETTE_APPS: {listed}; "
+            "--format python comments them out."
+        )

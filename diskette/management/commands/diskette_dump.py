@@ -7,24 +7,36 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
-from diskette.dump import archive_filename, dump, plan_data, plan_storage
+from diskette.dump import (
+    archive_filename,
+    check_something_to_dump,
+    dump,
+    plan_data,
+    plan_storage,
+)
 from diskette.exceptions import ConfigurationError, DisketteError
 from diskette.load import local_storages, recover_interrupted
-from diskette.reporting import CommandReporter, human_size
-from diskette.storages import Storage, resolve_storages
+from diskette.management.base import DisketteCommand
+from diskette.reporting import human_size
+from diskette.storages import Storage, missing_storages, resolve_storages
 
 
-class Command(BaseCommand):
+class Command(DisketteCommand):
     help = (
         "Dump application data (DISKETTE_APPS) and storage directories "
         "(DISKETTE_STORAGES) into one .tar.gz archive."
+    )
+    json_help = (
+        "Print one JSON object instead of messages: the archive's path, size and "
+        "sha256, objects per application and the storages (with --check: what would "
+        "be dumped)."
     )
     # Settings are validated below with the same messages as the system
     # checks, on one line; other apps' check errors must not block a dump.
@@ -68,8 +80,8 @@ class Command(BaseCommand):
             "--storages-basepath",
             type=Path,
             metavar="DIR",
-            help="Directory storages are archived relative to. Default: the "
-            "current directory.",
+            help="Directory storages are archived relative to. Default: "
+            "DISKETTE_BASE_DIR, else BASE_DIR, else the current directory.",
         )
         parser.add_argument(
             "--storages-exclude",
@@ -129,11 +141,19 @@ class Command(BaseCommand):
             if options["no_archive"]:
                 return self.print_commands(definitions, destination, options["indent"])
             # Never archive media halfway through a load that a crash cut.
-            declared = local_storages(settings.storages)
+            declared = local_storages(settings.storages, base=settings.base_dir)
             for line in recover_interrupted(declared.values(), options["database"]):
                 self.stderr.write(line)
             storages, excludes = self.storages(options, settings)
-            archive = destination / self.archive_name(options, settings)
+            archive = destination / self.archive_name(
+                options, settings, with_data=bool(definitions), with_storages=bool(storages)
+            )
+            check_something_to_dump(
+                definitions,
+                storages,
+                with_data=not options["no_data"],
+                with_storages=not options["no_storages"],
+            )
             if options["check"]:
                 return self.report_plan(definitions, storages, excludes, archive, options)
             self.run_dump(definitions, storages, excludes, archive, settings, options)
@@ -141,6 +161,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def refuse_conflicts(self, options: dict[str, Any]) -> None:
+        if options["no_archive"] and options["json"]:
+            raise ConfigurationError(
+                "--no-archive prints dumpdata command lines, not a --json answer: "
+                "drop one of them"
+            )
         if options["no_data"] and (options["no_storages"] or options["no_archive"]):
             other = "--no-storages" if options["no_storages"] else "--no-archive"
             raise ConfigurationError(
@@ -168,13 +193,25 @@ class Command(BaseCommand):
         """Storages to dump and the exclude patterns that apply to them."""
         if options["no_storages"]:
             return [], []
-        basepath = options["storages_basepath"] or Path.cwd()
-        storages = resolve_storages(options["storages"] or settings.storages, basepath)
+        basepath = options["storages_basepath"] or settings.base_dir
+        paths = options["storages"] or settings.storages
+        if options["everything"]:  # a snapshot: a folder not made yet holds nothing
+            paths, missing = missing_storages(paths, basepath)
+            for path in missing:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"Warning: storage '{path}' does not exist: left out of the archive"
+                    )
+                )
+        storages = resolve_storages(paths, basepath)
         if options["no_storages_excludes"]:
             return storages, []
         return storages, list(options["storages_excludes"] or settings.storages_excludes)
 
-    def archive_name(self, options: dict[str, Any], settings: Any) -> str:
+    def archive_name(
+        self, options: dict[str, Any], settings: Any, *, with_data: bool, with_storages: bool
+    ) -> str:
+        """The archive's file name; ``{features}`` says what it holds."""
         template = options["filename"] or settings.dump_filename
         if options["filename"]:
             try:
@@ -182,10 +219,7 @@ class Command(BaseCommand):
             except ConfigurationError as exc:
                 raise ConfigurationError(f"--filename: {exc}") from None
         return archive_filename(
-            template,
-            with_data=not options["no_data"],
-            with_storages=not options["no_storages"],
-            now=datetime.now(),
+            template, with_data=with_data, with_storages=with_storages, now=datetime.now()
         )
 
     def print_commands(
@@ -208,8 +242,22 @@ class Command(BaseCommand):
         archive: Path,
         options: dict[str, Any],
     ) -> None:
-        self.stdout.write("=== Checking dump (nothing is written) ===")
         counts = plan_data(definitions, options["database"])
+        plans = [plan_storage(storage, excludes) for storage in storages]
+        if options["json"]:
+            return self.write_json(
+                {
+                    "archive": str(archive),
+                    "checked": True,
+                    "objects": counts,
+                    "storages": {
+                        str(plan.storage.relpath): {"files": plan.files, "size": plan.size}
+                        for plan in plans
+                    },
+                    "skipped": [str(s.path) for plan in plans for s in plan.skipped],
+                }
+            )
+        self.stdout.write("=== Checking dump (nothing is written) ===")
         for definition in definitions:
             objects = counts[definition.name]
             self.stdout.write(
@@ -218,10 +266,10 @@ class Command(BaseCommand):
             )
             for label, count in objects.items():
                 self.stdout.write(f"  - {label}: {count}")
-        for storage in storages:
-            plan = plan_storage(storage, excludes)
+        for plan in plans:
             self.stdout.write(
-                f"Storage '{storage.relpath}': {plan.files} files ({human_size(plan.size)})"
+                f"Storage '{plan.storage.relpath}': {plan.files} files "
+                f"({human_size(plan.size)})"
             )
             for skipped in plan.skipped:
                 self.stderr.write(f"  - would skip '{skipped.path}': {skipped.reason}")
@@ -236,7 +284,7 @@ class Command(BaseCommand):
         settings: Any,
         options: dict[str, Any],
     ) -> None:
-        reporter = CommandReporter(self, options["verbosity"])
+        reporter = self.reporter(options)
         reporter.info("=== Starting dump ===")
         try:
             result = dump(
@@ -257,6 +305,19 @@ class Command(BaseCommand):
                 "interrupted; no archive was written", returncode=130
             ) from None
         info = result.archive
+        if options["json"]:
+            return self.write_json(
+                {
+                    "archive": str(info.path),
+                    "checked": False,
+                    "size": info.size,
+                    "sha256": info.sha256,
+                    "objects": result.counts,
+                    "datas": result.datas,
+                    "storages": [str(storage.relpath) for storage in storages],
+                    "skipped": [str(skipped.path) for skipped in result.skipped],
+                }
+            )
         reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")

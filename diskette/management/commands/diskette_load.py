@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
 from diskette.load import LoadOptions, load, local_storages
+from diskette.management.base import DisketteCommand
 from diskette.reporting import CommandReporter
 
 
-class Command(BaseCommand):
+class Command(DisketteCommand):
     help = (
         "Restore the data and storages of a diskette archive (a path or an "
         "http(s) URL) into a freshly migrated database. The archive is verified "
@@ -24,6 +24,10 @@ class Command(BaseCommand):
         "once loaded unless --keep."
     )
     missing_args_message = "give the archive to load: a path or an http(s):// URL"
+    json_help = (
+        "Print one JSON object instead of messages: the archive (a downloaded one "
+        "included), what was verified or loaded, and whether the archive was removed."
+    )
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -33,7 +37,7 @@ class Command(BaseCommand):
             type=Path,
             metavar="DIR",
             help="Directory storages are restored under. Default: "
-            "DISKETTE_LOAD_STORAGES_PATH, else the current directory.",
+            "DISKETTE_LOAD_STORAGES_PATH, else DISKETTE_BASE_DIR (by default BASE_DIR).",
         )
         parser.add_argument(
             "--exclude-data",
@@ -104,20 +108,13 @@ class Command(BaseCommand):
             "passes this: it is for someone working on the protected host).",
         )
         parser.add_argument(
-            "--json",
-            action="store_true",
-            help="Print one JSON object saying what was verified or loaded, and where "
-            "the archive is (a downloaded one included), instead of messages.",
-        )
-        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to load into. Default: "default".',
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        verbosity = 0 if options["json"] else options["verbosity"]
-        reporter = CommandReporter(self, verbosity)
+        reporter = self.reporter(options)
         archive = None
         try:
             if options["no_data"] and options["no_storages"]:
@@ -127,7 +124,7 @@ class Command(BaseCommand):
             target = options["storages_basepath"] or settings.load_storages_path
             if target is not None and not options["no_storages"] and not target.is_dir():
                 raise LoadError(f"storages base path '{target}' is not a directory")
-            storages = local_storages(settings.storages, target)
+            storages = local_storages(settings.storages, target, base=settings.base_dir)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
             result = load(
@@ -163,20 +160,22 @@ class Command(BaseCommand):
         if options["keep"] and not options["check"]:
             reporter.info(f"Archive kept at: {archive}")
         if options["json"]:
-            self.stdout.write(
-                json.dumps(
-                    {
-                        "archive": str(archive),
-                        "checked": options["check"],
-                        "datas": result.archive.datas if not options["no_data"] else [],
-                        "storages": result.archive.storages
-                        if not options["no_storages"]
-                        else [],
-                        "loaded": result.loaded,
-                        "restored": result.restored,
-                        "removed": removed,
-                    }
-                )
+            self.write_json(
+                {
+                    "archive": str(archive),
+                    "checked": options["check"],
+                    "datas": result.archive.datas if not options["no_data"] else [],
+                    "storages": result.archive.storages if not options["no_storages"] else [],
+                    "loaded": result.loaded,
+                    "objects": {
+                        str(application.get("name")): application.get("objects", {})
+                        for application in result.archive.manifest.get("applications", [])
+                        if isinstance(application, dict)
+                        and application.get("data") in result.loaded
+                    },
+                    "restored": result.restored,
+                    "removed": removed,
+                }
             )
 
     def drop_download(self, archive: Path | None, options: dict[str, Any]) -> None:
@@ -206,6 +205,8 @@ class Command(BaseCommand):
         """The local archive path, downloading ``source`` first if it is a URL."""
         if not is_url(source):
             path = Path(source).absolute()
+            if path.is_dir():
+                raise LoadError(f"archive '{source}' is a folder: give the archive file in it")
             if not path.is_file():
                 raise LoadError(f"archive '{source}' does not exist")
             return path

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.conf import check_database, get_settings
 from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
 from diskette.load import local_storages, recover_interrupted
+from diskette.management.base import DisketteCommand
 from diskette.reset import Target, describe, reset
 
 
-class Command(BaseCommand):
+class Command(DisketteCommand):
     help = (
         "Drop the project's database, create it empty again and apply every "
         "migration, ready for diskette_load. Refused when DEBUG is False unless "
         "--force, and in a project that sets DISKETTE_PROTECTED; asks for "
         "confirmation unless --noinput."
+    )
+    json_help = (
+        "Print one JSON object: the database, whether it holds data, and (unless "
+        "--check) how it was reset."
     )
     # A project whose checks fail (say, a missing table) must still be resettable.
     requires_system_checks: list[str] = []
@@ -51,12 +55,6 @@ class Command(BaseCommand):
             "passes this: it is for someone working on the protected host).",
         )
         parser.add_argument(
-            "--json",
-            action="store_true",
-            help="Print one JSON object: the database, whether it holds data, and "
-            "(unless --check) how it was reset.",
-        )
-        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to reset. Default: "default".',
@@ -74,15 +72,20 @@ class Command(BaseCommand):
             )
             # A load interrupted here is settled first: its journal needs the
             # database that is about to go.
-            for line in recover_interrupted(
-                local_storages(get_settings().storages).values(), using
-            ):
+            settings = get_settings()
+            declared = local_storages(settings.storages, base=settings.base_dir)
+            for line in recover_interrupted(declared.values(), using):
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
             if options["check"]:
                 self.report(options, target, holds_data, None)
                 return
             if options["interactive"]:
+                if options["json"]:  # the question would break the one-object output
+                    raise CommandError(
+                        "--json is for scripts, which cannot answer the question: "
+                        "pass --noinput too"
+                    )
                 self.confirm(target)
             how = reset(using, verbosity=max(options["verbosity"] - 1, 0))
         except DisketteError as exc:
@@ -93,16 +96,14 @@ class Command(BaseCommand):
         self, options: dict[str, Any], target: Target, holds_data: bool, how: str | None
     ) -> None:
         if options["json"]:
-            self.stdout.write(
-                json.dumps(
-                    {
-                        "database": str(target),
-                        "vendor": target.vendor,
-                        "name": target.name,
-                        "holds_data": holds_data,
-                        "reset": how,
-                    }
-                )
+            self.write_json(
+                {
+                    "database": str(target),
+                    "vendor": target.vendor,
+                    "name": target.name,
+                    "holds_data": holds_data,
+                    "reset": how,
+                }
             )
         elif how is None:
             self.stdout.write(f"Would drop and recreate {target}, then migrate")
