@@ -11,13 +11,14 @@ folder yet must still start. ``diskette_dump`` refuses it.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import DOCS_URL
-from .conf import base_directory, setting, settings_problems
+from .conf import DEFAULTS, base_directory, setting, settings_problems
 from .definitions import resolve_definitions
 from .exceptions import StorageError
 from .storages import check_directory, resolve_storages
@@ -28,8 +29,9 @@ HINT = f"See {DOCS_URL}settings.md and {DOCS_URL}definitions.md"
 @register("diskette")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report invalid settings (E001), definitions (E002), missing storages
-    (W001), models that two definitions both dump (W002) and storages the
-    commands would refuse (W003: outside the base directory, overlapping).
+    (W001), models that two definitions both dump (W002), storages the
+    commands would refuse (W003: outside the base directory, overlapping) and
+    ``DISKETTE_*`` settings diskette does not read (W004).
 
     Never raises, whatever a setting holds: checks run before ``migrate`` and
     ``runserver``, so a crash here would stop the whole project. A setting of
@@ -44,6 +46,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages += _definition_messages(setting("DISKETTE_APPS", settings))
     if not wrong & {"DISKETTE_STORAGES", "DISKETTE_BASE_DIR"}:
         messages += _storage_messages(setting("DISKETTE_STORAGES", settings))
+    return messages + _unknown_settings()
+
+
+def _unknown_settings() -> list[CheckMessage]:
+    """A ``DISKETTE_*`` setting diskette does not read (W004): a typo, most often.
+
+    ``DISKETTE_STORAGE = [MEDIA_ROOT]`` would otherwise leave the media out
+    of every dump without a word.
+    """
+    messages: list[CheckMessage] = []
+    for name in sorted(n for n in dir(settings) if n.startswith("DISKETTE_")):
+        if name in DEFAULTS:
+            continue
+        close = difflib.get_close_matches(name, DEFAULTS, n=1)
+        messages.append(
+            Warning(
+                f"{name} is not a setting diskette reads"
+                + (f": did you mean {close[0]}?" if close else ""),
+                hint=HINT,
+                id="diskette.W004",
+            )
+        )
     return messages
 
 

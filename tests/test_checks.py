@@ -125,3 +125,13 @@ def test_manage_py_check_names_a_path_given_for_a_list(tmp_path):
         "[MEDIA_ROOT], not PosixPath"
     ) in result.stderr
     assert result.stderr.count("diskette.E001") == 1
+
+
+def test_a_misspelled_setting_is_a_warning_naming_the_right_one(settings, tmp_path):
+    settings.DISKETTE_STORAGE = [tmp_path]  # a typo: the media would be left out
+    assert diskette_messages() == [
+        (
+            "diskette.W004",
+            "DISKETTE_STORAGE is not a setting diskette reads: did you mean DISKETTE_STORAGES?",
+        )
+    ]
