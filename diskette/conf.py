@@ -202,8 +202,16 @@ def _protocols(value: Any) -> Iterator[str]:
         yield f" must be a list such as ['https://'], not {value!r}"
 
 
+#: A longer wait than a day is a mistake, and past it the socket layer fails.
+LONGEST_TIMEOUT = 24 * 3600
+
+
 def _timeout(value: Any) -> Iterator[str]:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= LONGEST_TIMEOUT  # NaN fails this too
+    ):
         yield f" must be a number of seconds, e.g. 30, not {value!r}"
 
 
@@ -247,9 +255,16 @@ def check_archive_filename(template: Any) -> None:
     if not template.endswith(".tar.gz"):
         raise ConfigurationError(f"{template!r} must end with '.tar.gz'")
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConfigurationError(f"{template!r} is not a valid template: {exc}") from None
+    for _, name, spec, conversion in parsed:
+        if name is not None and (spec or conversion):
+            # "{date:%}" fails at the dump, "{features:>9999999999}" fills memory.
+            raise ConfigurationError(
+                f"{template!r} formats {{{name}}}; write {{features}} and {{date}} bare"
+            )
+    fields = {name for _, name, _, _ in parsed if name}
     unknown = fields - FILENAME_FIELDS
     if unknown:
         raise ConfigurationError(

@@ -9,6 +9,7 @@ JSON one reads the whole file first.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shlex
 import tempfile
@@ -113,10 +114,14 @@ def write_data(
     def objects() -> Iterator[Model]:
         for model in dumped_models(definition, using):
             label = model._meta.label_lower
-            for obj in queryset(definition, model, using).iterator(chunk_size=BATCH_ROWS):
-                counts[label] += 1
-                advance(1)
-                yield obj
+            rows = queryset(definition, model, using).iterator(chunk_size=BATCH_ROWS)
+            # Closed here, even on Ctrl-C: a cursor left to the garbage
+            # collector after its connection closed prints a traceback.
+            with contextlib.closing(rows):
+                for obj in rows:
+                    counts[label] += 1
+                    advance(1)
+                    yield obj
 
     text = _EncodingWriter(stream)
     try:

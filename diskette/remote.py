@@ -37,6 +37,7 @@ This module imports Fabric, not Django: install ``django-diskette[remote]``.
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import socket
 import sys
@@ -60,6 +61,7 @@ from .tasks import (
     SafetyNet,
     answering,
     can_ask,
+    config_text,
     confirm,
     dump_archive,
     flags,
@@ -94,15 +96,18 @@ def remote_project(c: Connection, project_dir: str | None, python: str | None) -
     # Connected here, after the checks that need no host (the protected
     # list, the local project), and before any work there.
     connect(c)
-    directory = project_dir or conf.project_dir
+    directory = project_dir or config_text(
+        conf, "project_dir", optional=True, prefix="diskette.remote"
+    )
     if not directory:
         raise Exit(
             f"where is the project on {name}? Set diskette.remote.project_dir "
             "in fabric.yaml, or pass --project-dir",
             code=1,
         )
-    chosen = python or conf.python or ""
-    project = Project(python=chosen, settings=conf.settings, directory=str(directory))
+    chosen = python or config_text(conf, "python", optional=True, prefix="diskette.remote") or ""
+    settings = config_text(conf, "settings", optional=True, prefix="diskette.remote")
+    project = Project(python=chosen, settings=settings, directory=str(directory))
     script = PREFLIGHT.format(
         directory=shlex.quote(project.directory or ""),
         python=shlex.quote(chosen),
@@ -255,8 +260,10 @@ def protected_entry(c: Connection, entries: Iterable[str]) -> str | None:
         if entry in names:
             return entry
         try:
+            if not PROTECTED_ENTRY.fullmatch(entry):
+                raise ValueError("one host per entry, as -H takes it, such as deploy@prod:22")
             protected = Connection(entry, config=c.config)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise Exit(
                 f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port] "
                 f"({exc}); fix it in fabric.yaml",
@@ -265,6 +272,14 @@ def protected_entry(c: Connection, entries: Iterable[str]) -> str | None:
         if target & _endpoints(protected.host, protected.port):
             return entry
     return None
+
+
+#: ``[user@]host[:port]``: no list (``a,b``), no blank, no path; a port of 1
+#: to 65535. Brackets hold an IPv6 address, as ``-H [::1]:22``.
+PROTECTED_ENTRY = re.compile(
+    r"(?:[^@\s,/]+@)?(?:\[[0-9A-Fa-f:.]+\]|[^@\s,/:\[\]]+)"
+    r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3}))?"
+)
 
 
 def _endpoints(host: str, port: int) -> set[tuple[str, int]]:
@@ -518,7 +533,7 @@ def pull_snapshot(
     local = pull(
         c,
         remote_project(c, project_dir, python),
-        Path(conf.remote.download_dir),
+        Path(str(config_text(conf.remote, "download_dir", prefix="diskette.remote"))),
         *flags(no_data=no_data, no_storages=no_storages),
         keep_remote=keep_remote,
     )

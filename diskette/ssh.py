@@ -224,6 +224,7 @@ class HostOutput(Remote):
 
     def write_our_output(self, stream: IO[str], string: str) -> None:
         prefix = f"{self.context.original_host}: "
+        string = harmless(string)
         if _isatty(stream):
             with self.lock:
                 stream.write(self._prefixed(id(stream), string, prefix))
@@ -251,6 +252,18 @@ class HostOutput(Remote):
                 start = False
         self.at_line_start[key] = start
         return "".join(out)
+
+
+#: Control characters a host's output may not send to our terminal: all but
+#: tab, newline and carriage return, and of escape sequences all but the
+#: "erase to the end of the line" progress lines use. A hostile host could
+#: otherwise set the window title, move the cursor or hide text.
+_CONTROL = re.compile(r"\x1b\[K|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def harmless(text: str) -> str:
+    """``text`` without the control characters that could drive a terminal."""
+    return _CONTROL.sub(lambda found: found[0] if found[0] == "\x1b[K" else "", text)
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -129,8 +129,12 @@ def check_directory(path: str | Path, name: str | Path | None = None) -> Path:
     """
     absolute = Path(os.path.abspath(path))
     shown = str(path if name is None else name)
-    if not absolute.exists():
-        raise StorageError(f"storage {shown!r} does not exist")
+    try:
+        absolute.stat()
+    except FileNotFoundError:
+        raise StorageError(f"storage {shown!r} does not exist") from None
+    except OSError as exc:  # a name too long, a folder we may not enter
+        raise StorageError(f"storage {shown!r} cannot be read: {exc.strerror}") from None
     if not absolute.is_dir():
         raise StorageError(f"storage {shown!r} is not a directory")
     return absolute

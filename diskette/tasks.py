@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import reprlib
 import secrets
 import shlex
 import shutil
@@ -75,7 +76,9 @@ class Project:
         conf = c.config.diskette
         warn_unknown_keys(conf, {*DEFAULTS, *REMOTE_KEYS})
         project = cls(
-            python=conf.python or sys.executable, manage=conf.manage, settings=conf.settings
+            python=config_text(conf, "python", optional=True) or sys.executable,
+            manage=str(config_text(conf, "manage")),
+            settings=config_text(conf, "settings", optional=True),
         )
         if not Path(project.manage).is_file():
             raise Exit(
@@ -139,6 +142,28 @@ SETTINGS_CHECK = (
     "except ImportError:\n found=False\n"
     "sys.exit(0 if found else 3)"
 )
+def config_text(
+    conf: Mapping[str, Any], key: str, *, optional: bool = False, prefix: str = "diskette"
+) -> str | None:
+    """The text a configuration key holds, checked: a path, a module, a name.
+
+    YAML turns ``manage: 5`` or ``python: [x]`` into other types, which would
+    otherwise fail deep inside a task with a ``TypeError`` traceback.
+
+    :raises Exit: naming the key and the file to fix.
+    """
+    value = conf.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise Exit(
+            f"{prefix}.{key} must be a non-empty line of text, not {value!r}: fix it "
+            f"in {CONFIG_FILES}",
+            code=1,
+        )
+    return value
+
+
 #: Keys under ``diskette`` that :mod:`diskette.remote` reads.
 REMOTE_KEYS = ("protected_hosts", "remote")
 _warned: set[str] = set()
@@ -221,7 +246,7 @@ def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, 
         **run,
     )
     answer = _last_json_object(result.stdout)
-    if result.failed or answer is None:
+    if result.failed or answer is None or "error" in answer:
         raise CommandFailed(_error(result, answer), result)
     return answer
 
@@ -232,23 +257,42 @@ def progress_flag() -> list[str]:
 
 
 def _last_json_object(output: str) -> dict[str, Any] | None:
+    """The object on the last line of ``output``, if it is one.
+
+    On a push or a pull, ``output`` comes from another host: it is parsed
+    strictly (no ``NaN``, no nesting deep enough to exhaust the stack).
+    """
     lines = output.strip().splitlines()
     try:
-        answer = json.loads(lines[-1]) if lines else None
-    except ValueError:
+        answer = json.loads(lines[-1], parse_constant=_refuse) if lines else None
+    except (ValueError, RecursionError):
         return None
     return answer if isinstance(answer, dict) else None
 
 
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _error(result: Result, answer: dict[str, Any] | None) -> str:
-    """The one-line error of a failed command."""
+    """The one-line error of a failed command, made safe to print."""
     if answer is not None and isinstance(answer.get("error"), str):
-        return answer["error"]
+        return one_line(answer["error"])
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.ok:
         return f"{result.command!r} printed no JSON answer"
     message = lines[-1] if lines else f"exit status {result.exited}"
-    return message.removeprefix("CommandError: ")
+    return one_line(message.removeprefix("CommandError: "))
+
+
+#: Longest message from a command (maybe on another host) passed on as is.
+MESSAGE_LIMIT = 500
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: no terminal escapes, no newline, bounded."""
+    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -313,13 +357,23 @@ def expect(answer: dict[str, Any], key: str, kind: type[_Value], command: str) -
     with a ``KeyError`` traceback.
     """
     value = answer.get(key)
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (isinstance(value, str) and not _printable(value)):
         raise Exit(
-            f"{command} --json answered without a valid {key!r} ({answer!r}); is the "
-            "same diskette version installed there?",
+            f"{command} --json answered without a valid {key!r} "
+            f"({one_line(reprlib.repr(answer))}); is the same diskette version "
+            "installed there?",
             code=1,
         )
     return value
+
+
+def _printable(text: str) -> bool:
+    """Whether ``text`` is one line of UTF-8: a path or a name to pass on."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8
+        return False
+    return text.isprintable()
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -370,6 +424,9 @@ def answering(enabled: bool) -> Iterator[dict[str, Any]]:
             yield answer
     except Exit as exc:
         print(json.dumps({"error": str(exc.message or exc)}), file=stdout, flush=True)
+        raise
+    except KeyboardInterrupt:
+        print(json.dumps({"error": "interrupted"}), file=stdout, flush=True)
         raise
     print(json.dumps(answer, sort_keys=True), file=stdout, flush=True)
 
@@ -477,7 +534,7 @@ class SafetyNet:
                 f"not {keep!r}: fix it in {CONFIG_FILES}",
                 code=1,
             )
-        return cls(not no_backup, str(conf.backup_dir), keep)
+        return cls(not no_backup, str(config_text(conf, "backup_dir")), keep)
 
 
 def reset_and_load_archive(

@@ -94,6 +94,13 @@ WRONG_VALUES = [
     ("DISKETTE_DUMP_PERMISSIONS", "644", "DISKETTE_DUMP_PERMISSIONS must be an octal"),
     ("DISKETTE_DUMP_PERMISSIONS", True, "DISKETTE_DUMP_PERMISSIONS must be an octal"),
     (
+        "DISKETTE_DUMP_FILENAME",
+        "{features:>9999999999}.tar.gz",  # would fill memory at the dump
+        "DISKETTE_DUMP_FILENAME: '{features:>9999999999}.tar.gz' formats {features}",
+    ),
+    ("DISKETTE_DOWNLOAD_TIMEOUT", float("nan"), "DISKETTE_DOWNLOAD_TIMEOUT must be a number"),
+    ("DISKETTE_DOWNLOAD_TIMEOUT", 10**400, "DISKETTE_DOWNLOAD_TIMEOUT must be a number"),
+    (
         "DISKETTE_DUMP_PERMISSIONS",
         644,  # decimal: 0o1204, readable by all but its owner
         "DISKETTE_DUMP_PERMISSIONS must be an octal mode such as 0o600, not 644 "

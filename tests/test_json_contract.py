@@ -17,7 +17,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from invoke import Config, Context
+from invoke import Config, Context, Exit
 
 from demo.models import Book, Review
 from diskette import tasks
@@ -170,3 +170,30 @@ def test_json_refuses_what_would_break_its_one_object(demo):
         call_command("diskette_dump", "--no-archive", "--json", stdout=io.StringIO())
     with pytest.raises(CommandError, match="pass --noinput too"):
         call_command("diskette_reset", "--json", stdout=io.StringIO())
+
+
+# What comes back from another host is parsed strictly and printed safely.
+
+
+def test_an_answer_is_parsed_strictly():
+    assert tasks._last_json_object('{"size": NaN}') is None
+    assert tasks._last_json_object("[" * 100_000) is None
+    assert tasks._last_json_object('noise\n{"archive": "a"}') == {"archive": "a"}
+
+
+def test_a_message_from_elsewhere_is_one_bounded_printable_line():
+    hostile = "line1\nline2\x1b]0;pwned\x07 " + "x" * 10_000
+    line = tasks.one_line(hostile)
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+    assert line.startswith("line1 line2 ]0;pwned ")
+    assert len(line) == tasks.MESSAGE_LIMIT
+
+
+def test_a_configuration_value_of_the_wrong_type_names_the_key():
+    config = Config(overrides={"diskette": {**tasks.DEFAULTS, "manage": 5}})
+    with pytest.raises(Exit) as refused:
+        tasks.Project.from_config(Context(config=config))
+    assert refused.value.message == (
+        "diskette.manage must be a non-empty line of text, not 5: fix it in invoke.yaml "
+        "(fabric.yaml for fab)"
+    )

@@ -373,3 +373,21 @@ def test_a_protected_hosts_value_that_is_not_a_list_refuses_the_push(laptop):
         "diskette.protected_hosts must be a list of hosts, such as [prod], not 'remote': "
         "fix it in fabric.yaml"
     )
+
+
+@pytest.mark.parametrize("entry", ["remote,staging", "", "user@", "remote:99999"])
+def test_a_protected_hosts_entry_that_is_not_one_host_refuses_the_push(laptop, entry):
+    (laptop.root / "fabric.yaml").write_text(
+        f'diskette:\n  protected_hosts: ["{entry}"]\n  remote:\n    project_dir: {SANDBOX}\n'
+    )
+    line = one_line(laptop.fab("-H", "remote", "push-snapshot", "fabfile.py", "--yes"))
+    assert line.startswith(f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port]")
+    assert line.endswith("fix it in fabric.yaml")
+
+
+def test_a_hosts_output_cannot_drive_the_terminal():
+    from diskette.ssh import harmless
+
+    assert harmless("a\x1b[31mred\x1b]0;title\x07 \r50%\x1b[K\n\tok") == (
+        "a[31mred]0;title \r50%\x1b[K\n\tok"
+    )

@@ -131,3 +131,8 @@ def test_special_files_are_skipped(base):
     os.mkfifo(media / "pipe")
     (storage,) = resolve_storages([media], base)
     assert ("skipped", "is not a regular file, directory or symlink") in names(storage)
+
+
+def test_a_storage_path_too_long_to_read_is_one_error(base):
+    with pytest.raises(StorageError, match=r"^storage 'x{5000}' cannot be read: File name too long$"):
+        resolve_storages(["x" * 5000], base)

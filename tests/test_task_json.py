@@ -91,3 +91,9 @@ def test_a_failing_command_under_json_answers_on_stdout_alone(project):
     assert result.returncode == 1
     assert answer_of(result.stdout) == {"error": "storage 'nowhere' does not exist"}
     assert result.stderr == ""  # not said a second time
+
+
+def test_a_wrong_option_under_json_still_answers(project):
+    result = project.manage("diskette_dump", "--json", "--bogus", check=False)
+    assert result.returncode == 2  # argparse's, with its usage on stderr
+    assert answer_of(result.stdout) == {"error": "unrecognized arguments: --bogus"}

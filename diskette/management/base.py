@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from typing import Any
 
 from django.core.management.base import (
@@ -39,6 +40,17 @@ class DisketteCommand(BaseCommand):
             help="Draw progress on the standard error even when it is not a terminal "
             "(for a task that relays it to one).",
         )
+        usage_error = parser.error
+
+        def error(message: str) -> None:
+            # A wrong option is an error too: a script reading --json gets
+            # its object (argparse then prints the usage and exits 2).
+            if parser.called_from_command_line and "--json" in sys.argv:
+                sys.stdout.write(json.dumps({"error": message}) + "\n")
+                sys.stdout.flush()
+            usage_error(message)
+
+        parser.error = error
         return parser
 
     _reporter: CommandReporter | None = None
@@ -75,4 +87,6 @@ class DisketteCommand(BaseCommand):
         return self._reporter
 
     def write_json(self, answer: dict[str, Any]) -> None:
+        if self._reporter is not None:  # its last line before the answer
+            self._reporter.end_progress()
         self.stdout.write(json.dumps(answer, sort_keys=True))

@@ -183,7 +183,7 @@ class Command(DisketteCommand):
             return load_definitions(settings.apps)
         try:
             raw = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise ConfigurationError(f"--appconf '{path}' cannot be read: {exc}") from exc
         return load_definitions(raw, source=f"--appconf '{path}'")
 
