@@ -24,9 +24,8 @@ class Reporter:
 
     #: Where progress lines are drawn, or ``None`` for nowhere.
     progress_output: IO[str] | None = None
-
-    def __init__(self) -> None:
-        self._open: Progress | None = None
+    #: The progress line being drawn, until it ends.
+    _open: Progress | None = None
 
     def info(self, message: str) -> None:
         """A step of the work has started or finished."""
@@ -51,8 +50,7 @@ class Reporter:
 
     def end_progress(self) -> None:
         """End the open progress line, if any, so a message starts on its own line."""
-        if getattr(self, "_open", None) is not None:
-            assert self._open is not None
+        if self._open is not None:
             self._open.close()
             self._open = None
 
@@ -80,7 +78,6 @@ class CommandReporter(Reporter):
         progress: bool | None = None,
         steps: Any = None,
     ) -> None:
-        super().__init__()
         self.command = command
         self.verbosity = verbosity
         self.steps = steps if steps is not None else command.stdout

@@ -553,6 +553,14 @@ def start_dump(
     *options: str,
     preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen:
+    def prepare() -> None:
+        # A suite started in the background (`make test &`, CI runners)
+        # ignores SIGINT, and so would the dump: Python then installs no
+        # Ctrl-C handler. The child gets the default back, as on a terminal.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
     return subprocess.Popen(
         [str(copy.python), "manage.py", "diskette_dump", "--destination", str(destination)]
         + list(options),
@@ -562,7 +570,7 @@ def start_dump(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=preexec_fn,
+        preexec_fn=prepare,
     )
 
 

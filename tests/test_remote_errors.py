@@ -375,7 +375,7 @@ def test_a_protected_hosts_value_that_is_not_a_list_refuses_the_push(laptop):
     )
 
 
-@pytest.mark.parametrize("entry", ["remote,staging", "", "user@", "remote:99999"])
+@pytest.mark.parametrize("entry", ["remote,staging"])  # other shapes: test_remote_guards
 def test_a_protected_hosts_entry_that_is_not_one_host_refuses_the_push(laptop, entry):
     (laptop.root / "fabric.yaml").write_text(
         f'diskette:\n  protected_hosts: ["{entry}"]\n  remote:\n    project_dir: {SANDBOX}\n'

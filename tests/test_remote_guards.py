@@ -89,13 +89,23 @@ def test_an_entry_that_does_not_resolve_is_compared_by_name(ssh_config):
     )
 
 
-def test_an_entry_that_is_not_a_host_refuses_in_one_line(ssh_config):
+@pytest.mark.parametrize(
+    "entry", ["prod:22x", "prod,live", "", "user@", "prod:99999", "prod:0", "a b", "x/y"]
+)
+def test_an_entry_that_is_not_a_host_refuses_in_one_line(ssh_config, entry):
+    """A guard that cannot be read refuses: ``prod,live`` (as -H takes two
+    hosts) would otherwise match neither, and let the push through."""
     with pytest.raises(Exit) as exc:
-        protected_entry(connect("by-name", ssh_config), ["prod:22x"])
+        protected_entry(connect("by-name", ssh_config), [entry])
     assert exc.value.message == (
-        "diskette.protected_hosts entry 'prod:22x' is not [user@]host[:port] "
-        "(invalid literal for int() with base 10: '22x'); fix it in fabric.yaml"
+        f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port] "
+        "(one host per entry, as -H takes it, such as deploy@prod:22); fix it in fabric.yaml"
     )
+
+
+@pytest.mark.parametrize("entry", ["prod", "deploy@prod:22", "[::1]:2222", "10.0.0.5"])
+def test_an_entry_of_one_host_is_read(ssh_config, entry):
+    assert protected_entry(connect("other-port", ssh_config), [entry]) is None  # elsewhere
 
 
 @needs_sshd

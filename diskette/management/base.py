@@ -3,9 +3,9 @@
 With ``--json`` a command prints exactly one JSON object on its standard
 output, on one line, and nothing else there: the result when it succeeds,
 ``{"error": "..."}`` when it fails, with a non-zero exit (the standard error
-then holds only warnings, not the error a second time). Scripts and diskette's own tasks
-read that object, never the human messages, which stay free to change. The
-keys of each command are listed in ``docs/commands.md``.
+then holds only warnings, not the error a second time). Scripts and
+diskette's own tasks read that object, never the human messages, which stay
+free to change. The keys of each command are listed in ``docs/commands.md``.
 """
 
 from __future__ import annotations
