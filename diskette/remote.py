@@ -31,7 +31,9 @@ host and the fix (:func:`diskette.ssh.speaking_for`). Configuration
   (:func:`protected_entry`);
 - and the local keys of :mod:`diskette.tasks` for the load after a pull.
 
-This module imports Fabric, not Django: install ``django-diskette[remote]``.
+This module needs Fabric and never sets Django up (of Django, only its
+exception classes are imported, through :mod:`diskette.exceptions`): install
+``django-diskette[remote]``.
 """
 
 from __future__ import annotations
