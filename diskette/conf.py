@@ -189,7 +189,8 @@ def _filename(value: Any) -> Iterator[str]:
 def _permissions(value: Any) -> Iterator[str]:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
         # 644 (decimal) is 0o1204: readable by all, not by its owner.
-        hint = f" (write {value} as 0o{value})" if isinstance(value, int) and value > 0o777 else ""
+        octal = isinstance(value, int) and set(str(value)) <= set("01234567")
+        hint = f" (write {value} as 0o{value})" if octal and int(str(value), 8) <= 0o777 else ""
         yield f" must be an octal mode such as 0o600, not {value!r}{hint}"
     elif not value & 0o400:
         yield f" must let the owner read the archive (0o400), not 0o{value:o}"
