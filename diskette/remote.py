@@ -67,6 +67,7 @@ from .tasks import (
     confirm,
     dump_archive,
     flags,
+    last_error,
     reset_and_load_archive,
     reset_target,
     warn_unknown_keys,
@@ -132,7 +133,7 @@ def remote_project(c: Connection, project_dir: str | None, python: str | None) -
             code=1,
         )
     if "python" not in answers or ("import" not in answers and "nomanage" not in answers):
-        reason = (result.stderr.strip().splitlines() or [f"exit {result.exited}"])[-1]
+        reason = last_error(result, f"exit {result.exited}")
         raise Exit(f"{name}: checking the project there failed: {reason}", code=1)
     project = Project(
         python=answers["python"], settings=project.settings, directory=project.directory
@@ -231,10 +232,10 @@ def remote_tempdir(c: Connection) -> str:
         elif word == "created":
             created = path
     if not result.ok or not created:
-        reason = result.stderr.strip().splitlines()[-1:] or [f"exit {result.exited}"]
+        reason = last_error(result, f"exit {result.exited}")
         raise Exit(
             f"{c.original_host}: cannot create a temporary folder in $TMPDIR "
-            f"(or /tmp): {reason[0]}; free space or fix TMPDIR there",
+            f"(or /tmp): {reason}; free space or fix TMPDIR there",
             code=1,
         )
     return created

@@ -39,6 +39,7 @@ from paramiko.ssh_exception import (
 )
 
 from .exceptions import DisketteError
+from .tasks import last_error
 
 #: Errors of ``connect()`` that mean the host cannot be reached at all.
 UNREACHABLE = {
@@ -129,8 +130,7 @@ def command_failure(exc: UnexpectedExit) -> str:
     result = exc.result
     found = re.search(r"\bdiskette_\w+", result.command)
     what = found.group(0) if found else result.command
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    reason = lines[-1].removeprefix("CommandError: ") if lines else "no message"
+    reason = last_error(result, "no message")
     connection = getattr(result, "connection", None)
     where = f"{connection.original_host}: " if connection is not None else ""
     return f"{where}{what} failed (exit {result.exited}): {reason}"

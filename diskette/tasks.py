@@ -278,11 +278,19 @@ def _error(result: Result, answer: dict[str, Any] | None) -> str:
     """The one-line error of a failed command, made safe to print."""
     if answer is not None and isinstance(answer.get("error"), str):
         return one_line(answer["error"])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.ok:
         return f"{result.command!r} printed no JSON answer"
-    message = lines[-1] if lines else f"exit status {result.exited}"
-    return one_line(message.removeprefix("CommandError: "))
+    return last_error(result, f"exit status {result.exited}")
+
+
+def last_error(result: Result, fallback: str) -> str:
+    """The last line a command wrote on its standard error, made safe to print.
+
+    That line is its error (a ``CommandError``, a shell's complaint); on a
+    remote host it is the host's text, so it goes through :func:`one_line`.
+    """
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return one_line(lines[-1].removeprefix("CommandError: ")) if lines else fallback
 
 
 #: Longest message from a command (maybe on another host) passed on as is.

@@ -197,3 +197,11 @@ def test_a_configuration_value_of_the_wrong_type_names_the_key():
         "diskette.manage must be a non-empty line of text, not 5: fix it in invoke.yaml "
         "(fabric.yaml for fab)"
     )
+
+
+def test_a_commands_last_error_line_is_made_safe_to_print():
+    from invoke.runners import Result
+
+    failed = Result(stderr="Traceback …\nCommandError: bad\x1b]0;pwned\x07 archive\n\n", exited=1)
+    assert tasks.last_error(failed, "no message") == "bad ]0;pwned archive"
+    assert tasks.last_error(Result(stderr="", exited=127), "exit 127") == "exit 127"
