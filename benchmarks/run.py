@@ -1,7 +1,8 @@
 """diskette against the plain alternative, on the same machine in the same run.
 
 For each database (SQLite, PostgreSQL), in a fresh copy of the sandbox filled
-by ``demo_bulk_seed`` (``--rows`` objects, ``--media-mb`` of media):
+by ``demo_bulk_seed`` (``--rows`` objects, ``--media-mb`` of media) and
+``shop_seed`` (every model kind, about 1% more rows):
 
 - dump: ``diskette_dump`` against ``dumpdata --natural-foreign`` into
   ``.json`` plus ``tar czf`` of the data and the media;
@@ -40,10 +41,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.projects import SandboxCopy, postgres_settings_body  # noqa: E402
+from tests.databases import server_settings_body  # noqa: E402
+from tests.projects import SandboxCopy  # noqa: E402
 
 #: The models the sandbox's DISKETTE_APPS dump, for ``dumpdata``.
-MODELS = ["auth.Group", "auth.User", "sites", "demo"]
+MODELS = ["auth.Group", "auth.User", "sites", "demo", "shop"]
 
 
 @dataclass
@@ -104,10 +106,14 @@ def bench(database: str, rows: int, media_mb: int, repeat: int, work: Path) -> l
     copy = SandboxCopy.create(work / database)
     manage = [sys.executable, "manage.py"]
     if database == "postgres":
-        copy.use_settings(copy.write_settings("settings_db", postgres_settings_body()))
+        copy.use_settings(
+            copy.write_settings("settings_db", server_settings_body(server="postgres"))
+        )
     copy.manage("diskette_reset", "--noinput")
     print(f"[{database}] generating {rows} rows and {media_mb} MB of media...", flush=True)
     copy.manage("demo_bulk_seed", "--rows", str(rows), "--media-mb", str(media_mb))
+    # Every model kind of the shop app too, about 1% of the rows.
+    copy.manage("shop_seed", "--scale", str(max(rows // 10_000, 1)))
     original = copy.fingerprint()
     out = copy.root / "out"
     out.mkdir()

@@ -40,11 +40,15 @@ WRITE_BUFFER = 64 * 1024
 def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet[Any]:
     """Rows of ``model`` to dump, in primary key order, as ``dumpdata`` reads them."""
     manager = model._base_manager if definition.use_base_manager else model._default_manager
-    rows = manager.using(using).order_by(model._meta.pk.name)
-    if definition.natural_foreign:
-        # A natural foreign key reads the related object (and what its
-        # natural key reads) per row: join them in the same query instead.
-        rows = rows.select_related(*natural_relations(model))
+    rows = own_rows(manager.using(using)).order_by(model._meta.pk.name)
+    # A natural foreign key reads the related object (and what its natural
+    # key reads) per row: join them in the same query instead. Without
+    # natural foreign keys, references to migrate-made models still are.
+    joined = natural_relations(model)
+    if not definition.natural_foreign:
+        joined = [path for path in joined if _migrate_made(model, path.split("__")[0])]
+    if joined:
+        rows = rows.select_related(*joined)
     # The serializer reads each many-to-many field per object unless prefetched.
     m2m = [
         f.name
@@ -52,6 +56,20 @@ def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet
         if f.remote_field.through._meta.auto_created
     ]
     return rows.prefetch_related(*m2m) if m2m else rows
+
+
+def own_rows(rows: QuerySet[Any]) -> QuerySet[Any]:
+    """``rows`` as instances of the queried model itself, never of a subclass.
+
+    A django-polymorphic manager turns each row of a parent model into an
+    instance of its most derived class: serialized, every shape would come
+    out as a circle or a square, and the parent table's rows would be
+    missing from the dump (``shape_ptr_id`` then points at nothing on
+    load). ``dumpdata`` gets plain rows only because django-polymorphic
+    recognises its module on the call stack; diskette asks for them.
+    """
+    plain = getattr(rows, "non_polymorphic", None)
+    return plain() if callable(plain) else rows
 
 
 def natural_relations(model: type[Model], depth: int = 2) -> list[str]:
@@ -128,8 +146,7 @@ def write_data(
 
     text = _EncodingWriter(stream)
     try:
-        serializers.serialize(
-            definition.format or ARCHIVE_FORMAT,
+        serializer_class(definition.format or ARCHIVE_FORMAT)().serialize(
             objects(),
             stream=text,
             indent=indent,
@@ -177,6 +194,55 @@ def _write_with_command(
             while block := produced.read(WRITE_BUFFER):
                 stream.write(block)
     return counts
+
+
+#: Models whose rows ``migrate`` creates: their ids depend on the order
+#: migrations ran in, so they differ between two databases of one project.
+MIGRATE_CREATED = frozenset({"contenttypes.contenttype", "auth.permission"})
+
+
+def serializer_class(fmt: str) -> type[Any]:
+    """Django's serializer for ``fmt``, writing references to
+    :data:`MIGRATE_CREATED` models by natural key, whatever the definition says.
+
+    A generic relation, a django-polymorphic ``polymorphic_ctype`` or a
+    group's permissions hold content type and permission ids: loaded into a
+    database whose ``migrate`` numbered them otherwise, they would point at
+    other models. Their natural keys (``["shop", "circle"]``) mean the same
+    everywhere, and ``loaddata`` reads a natural key wherever one is given.
+    """
+    base = serializers.get_serializer(fmt)
+
+    class Serializer(base):  # type: ignore[valid-type, misc]
+        def handle_fk_field(self, obj: Model, field: Any) -> None:
+            with _naturally(self, field):
+                super().handle_fk_field(obj, field)
+
+        def handle_m2m_field(self, obj: Model, field: Any) -> None:
+            with _naturally(self, field):
+                super().handle_m2m_field(obj, field)
+
+    return Serializer
+
+
+def _migrate_made(model: type[Model], name: str) -> bool:
+    related = model._meta.get_field(name).related_model
+    return related is not None and related._meta.label_lower in MIGRATE_CREATED
+
+
+@contextmanager
+def _naturally(serializer: Any, field: Any) -> Iterator[None]:
+    """Natural foreign keys on for ``field`` if it refers to a migrate-made model."""
+    if serializer.use_natural_foreign_keys or (
+        field.related_model._meta.label_lower not in MIGRATE_CREATED
+    ):
+        yield
+        return
+    serializer.use_natural_foreign_keys = True
+    try:
+        yield
+    finally:
+        serializer.use_natural_foreign_keys = False
 
 
 def dumpdata_command(definition: Definition, data_dir: Path, indent: int | None) -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.core import serializers
 from django.core.management import get_commands
 from django.db.models import Model
 from django.utils.text import slugify
@@ -347,11 +346,61 @@ def _app_label_for_name(name: str) -> str:
 
 
 def _natural_key_order(models: tuple[type[Model], ...]) -> tuple[type[Model], ...]:
-    """Order models so natural key dependencies load first, as ``dumpdata`` does."""
-    by_app: dict[Any, list[type[Model]]] = {}
-    for model in models:
-        by_app.setdefault(model._meta.app_config, []).append(model)
-    return tuple(serializers.sort_dependencies(by_app.items(), allow_cycles=True))
+    """Order models so natural key dependencies load first, as ``dumpdata`` does.
+
+    The passes are ``dumpdata``'s (``sort_dependencies``), so without a
+    cycle the order is the one it writes. A cycle (a chef's signature dish,
+    cooked by that chef) is broken where loading can wait: at a model whose
+    remaining dependencies are all through fields that may be empty, which
+    ``loaddata`` (and ``--fast``) set once the other row exists. Django
+    breaks it at whichever model it skipped last, which can be one outside
+    the cycle whose rows need a row of it (an order line's dish), and such a
+    dump does not load.
+    """
+    members = set(models)
+    waiting = [(m, *_dependencies(m, members)) for m in reversed(models)]
+    ordered: list[type[Model]] = []
+    while waiting:
+        placed, skipped = len(ordered), []
+        while waiting:
+            model, hard, soft = waiting.pop()
+            if (hard | soft) <= set(ordered):
+                ordered.append(model)
+            else:
+                skipped.append((model, hard, soft))
+        if len(ordered) == placed:  # a whole pass placed nothing: a cycle
+            can_wait = [i for i, (_, hard, _) in enumerate(skipped) if hard <= set(ordered)]
+            ordered.append(skipped.pop(can_wait[-1] if can_wait else -1)[0])
+        waiting = skipped
+    return tuple(ordered)
+
+
+def _dependencies(
+    model: type[Model], members: set[type[Model]]
+) -> tuple[set[type[Model]], set[type[Model]]]:
+    """The models of ``members`` whose rows ``model``'s natural keys need first.
+
+    Hard: what its ``natural_key.dependencies`` name, and the targets of
+    foreign keys that may not be empty. Soft: targets of foreign keys that
+    may be empty, and of plain many-to-many fields, which a load can set last.
+    """
+    hard: set[type[Model]] = set()
+    soft: set[type[Model]] = set()
+    for label in getattr(getattr(model, "natural_key", None), "dependencies", []):
+        hard.add(apps.get_model(label))
+    for fk in model._meta.fields:
+        related = fk.related_model if fk.remote_field else None
+        if related is not None and related is not model and hasattr(related, "natural_key"):
+            (soft if fk.null else hard).add(related)
+    for m2m in model._meta.many_to_many:
+        related = m2m.related_model
+        if (
+            m2m.remote_field.through._meta.auto_created
+            and related is not model
+            and hasattr(related, "natural_key")
+        ):
+            soft.add(related)
+    return hard & members, soft & members
 
 
 def _as_list(value: str | Sequence[str]) -> list[str]:

@@ -11,14 +11,20 @@ writes the same rows, but:
   with the data;
 - objects are inserted with ``bulk_create`` in batches, many-to-many rows too.
 
+What it cannot batch it loads as ``loaddata`` does, one object at a time,
+and says so at verbosity 2: rows of a multi-table inherited model (a
+``Restaurant(Place)``, every django-polymorphic child), which
+``bulk_create`` refuses. Forward references by natural key (an object
+naming one that comes later in the files) are handled as ``loaddata``
+handles them: the field is set once everything else is written. Where the
+database cannot update a row on a primary key conflict (MySQL names no
+conflict target), rows that exist already are updated one by one.
+
 What differs, and why it is opt-in: no ``pre_save``/``post_save`` or
-``m2m_changed`` signals are sent (``loaddata`` sends them with
-``raw=True``), and models' ``save()`` methods are not called. Forward
-references by natural key (an object naming one that comes later in the
-files) are not supported: such data fails with a message saying to load
-without ``--fast``. Like ``loaddata``, it runs with constraint checks
-deferred, checks them at the end, and resets sequences; the caller holds the
-transaction.
+``m2m_changed`` signals are sent for batched rows (``loaddata`` sends them
+with ``raw=True``), and models' ``save()`` methods are not called. Like
+``loaddata``, it runs with constraint checks deferred, checks them at the
+end, and resets sequences; the caller holds the transaction.
 """
 
 from __future__ import annotations
@@ -29,33 +35,50 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist
 from django.core.management.color import no_style
+from django.core.serializers.base import DeserializedObject
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.python import Deserializer as PythonDeserializer
 from django.db import connections
 from django.db.models import Model
 
-from .data import natural_relations
+from .data import natural_relations, own_rows
 from .exceptions import LoadError
 from .trust import json_objects
 
 #: Called with a serialized object and its data file; raises to refuse it.
 Checker = Callable[[Any, str], None]
+#: Called with a message for a person who asked for details (verbosity 2).
+Note = Callable[[str], None]
 
 BATCH_SIZE = 2000
 
 
+#: What :meth:`_Loader.pk_of` answers for a natural key no row has yet.
+_UNKNOWN = object()
+
+
 class _Loader:
     def __init__(
-        self, using: str, ignorenonexistent: bool = False, check: Checker | None = None
+        self,
+        using: str,
+        ignorenonexistent: bool = False,
+        check: Checker | None = None,
+        note: Note | None = None,
     ) -> None:
         self.using = using
         self.ignorenonexistent = ignorenonexistent
         self.check = check
+        self.note = note or _ignore
         self.pending: dict[type[Model], list[Model]] = defaultdict(list)
         self.links: dict[Any, list[Model]] = defaultdict(list)
         self.keys: dict[type[Model], dict[bytes, Any]] = {}
         self.models: set[type[Model]] = set()
+        #: Objects waiting for a forward reference, with where they were read.
+        self.deferred: list[tuple[DeserializedObject, str, int]] = []
+        #: Models loaded one object at a time, each named once at verbosity 2.
+        self.one_by_one: set[type[Model]] = set()
         # Queries logged before the load are the caller's (a test capturing
         # queries, say): only the ones the load adds are dropped.
         self.logged_before = len(connections[using].queries_log)
@@ -65,14 +88,14 @@ class _Loader:
             if self.check is not None:
                 self.check(data, member)  # before anything of it is written
             try:
-                self.add(data)
+                self.add(data, member, number)
             except Exception as exc:  # one line names the file, the line, the cause
                 raise LoadError(
                     f"data '{member}' line {number} could not be loaded: {exc}"
                 ) from exc
         self.flush()
 
-    def add(self, data: dict[str, Any]) -> None:
+    def add(self, data: dict[str, Any], member: str, number: int) -> None:
         try:
             model = apps.get_model(data["model"])
         except LookupError:
@@ -86,9 +109,18 @@ class _Loader:
             )
         self.resolve(model, data["fields"])
         (deserialized,) = PythonDeserializer(
-            [data], using=self.using, ignorenonexistent=self.ignorenonexistent
+            [data],
+            using=self.using,
+            ignorenonexistent=self.ignorenonexistent,
+            handle_forward_references=True,
         )
         self.models.add(model)
+        if deserialized.deferred_fields:
+            _refuse_empty(deserialized.deferred_fields)
+            self.deferred.append((deserialized, member, number))
+        if not batchable(model):
+            self.save_one(model, deserialized)
+            return
         self.pending[model].append(deserialized.object)
         for name, values in (deserialized.m2m_data or {}).items():
             field = model._meta.get_field(name)
@@ -105,19 +137,41 @@ class _Loader:
         if len(self.pending[model]) >= BATCH_SIZE:
             self.flush()
 
+    def save_one(self, model: type[Model], deserialized: DeserializedObject) -> None:
+        """Save as ``loaddata`` does: this table's row only, many-to-many too."""
+        if model not in self.one_by_one:
+            self.one_by_one.add(model)
+            self.note(
+                f"{model._meta.label}: multi-table inheritance, loaded one object "
+                "at a time (bulk inserts cannot write a child table alone)"
+            )
+        deserialized.save(using=self.using)
+
     def resolve(self, model: type[Model], fields: dict[str, Any]) -> None:
-        """Replace natural keys in ``fields`` by primary keys, from the cache."""
+        """Replace natural keys in ``fields`` by primary keys, from the cache.
+
+        A key no row has yet is left as it is: the deserializer defers the
+        field, which :meth:`finish` sets once every file is written.
+        """
         for name, value in fields.items():
             if not isinstance(value, list) or not value:
                 continue
-            field = model._meta.get_field(name)
+            try:
+                field = model._meta.get_field(name)
+            except FieldDoesNotExist:
+                continue  # the deserializer refuses it, or ignores it if asked to
             related = field.related_model
             if field.many_to_many and isinstance(value[0], list):
-                fields[name] = [self.pk_of(related, key) for key in value]
-            elif field.many_to_one and not isinstance(value[0], list):
-                fields[name] = self.pk_of(related, value)
+                keys = [self.pk_of(related, key) for key in value]
+                if _UNKNOWN not in keys:
+                    fields[name] = keys
+            elif (field.many_to_one or field.one_to_one) and not isinstance(value[0], list):
+                key = self.pk_of(related, value)
+                if key is not _UNKNOWN:
+                    fields[name] = key
 
     def pk_of(self, model: type[Model], key: list[Any]) -> Any:
+        """The primary key of the ``model`` row with natural ``key``, or :data:`_UNKNOWN`."""
         known, packed = self.keys.get(model), pack(key)
         if known is None or packed not in known:
             self.flush()  # the object may sit in a batch not yet written
@@ -128,16 +182,12 @@ class _Loader:
                 try:
                     known[packed] = manager.get_by_natural_key(*key).pk
                 except model.DoesNotExist:
-                    raise LoadError(
-                        f"{model._meta.label} {key!r} does not exist (yet): it is missing, "
-                        "or comes later in the data; load without --fast"
-                    ) from None
+                    return _UNKNOWN
         return known[packed]
 
     def _all_keys(self, model: type[Model]) -> Iterator[tuple[bytes, Any]]:
-        rows = model._default_manager.db_manager(self.using).select_related(
-            *natural_relations(model)
-        )
+        rows = own_rows(model._default_manager.db_manager(self.using).all())
+        rows = rows.select_related(*natural_relations(model))
         for obj in rows.iterator(chunk_size=BATCH_SIZE):
             yield pack(obj.natural_key()), obj.pk
 
@@ -157,6 +207,40 @@ class _Loader:
         log = connections[self.using].queries_log
         while len(log) > self.logged_before:
             log.pop()
+
+    def finish(self) -> None:
+        """Write what waits, then set the fields that referred forward."""
+        self.flush()
+        if self.deferred:
+            self.note(f"{len(self.deferred)} forward references by natural key set last")
+        for deserialized, member, number in self.deferred:
+            try:
+                deserialized.save_deferred_fields(using=self.using)
+            except Exception as exc:
+                raise LoadError(
+                    f"data '{member}' line {number} could not be loaded: {exc}"
+                ) from exc
+
+
+def _refuse_empty(deferred: dict[Any, Any]) -> None:
+    """Refuse a forward reference the row cannot wait for.
+
+    A deferred field is written empty, then set at the end: a column that
+    may not be empty refuses that at once (``loaddata`` fails there too).
+    """
+    for field, key in deferred.items():
+        if not field.many_to_many and not field.null:
+            raise LoadError(
+                f"{field.related_model._meta.label} {key!r} does not exist (yet): it is "
+                f"missing, or comes later in the data, and {field.model._meta.label}."
+                f"{field.name} cannot be empty meanwhile"
+            )
+
+
+def batchable(model: type[Model]) -> bool:
+    """Whether ``bulk_create`` writes ``model``: not for a multi-table child."""
+    concrete = model._meta.concrete_model
+    return all(p._meta.concrete_model is concrete for p in model._meta.get_parent_list())
 
 
 def pack(key: list[Any] | tuple[Any, ...]) -> bytes:
@@ -196,12 +280,17 @@ def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
     """Insert ``objects``, updating rows whose primary key exists already.
 
     That is what ``loaddata``'s ``save()`` does: ``migrate`` creates some rows
-    (the default site) that a dump carries too.
+    (the default site) that a dump carries too. MySQL updates on a conflict
+    with any unique key, not with a named one: there, the rows that exist
+    are found first and updated one by one, which is rare (the default
+    site), and the others inserted in one batch.
     """
     pk = model._meta.pk
     fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
     manager = model._base_manager.db_manager(using)
-    if fields:
+    if not fields:
+        manager.bulk_create(objects, BATCH_SIZE, ignore_conflicts=True)
+    elif connections[using].features.supports_update_conflicts_with_target:
         manager.bulk_create(
             objects,
             BATCH_SIZE,
@@ -210,7 +299,15 @@ def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
             update_fields=fields,
         )
     else:
-        manager.bulk_create(objects, BATCH_SIZE, ignore_conflicts=True)
+        existing = set(
+            own_rows(manager.filter(pk__in=[o.pk for o in objects])).values_list(
+                "pk", flat=True
+            )
+        )
+        for obj in objects:
+            if obj.pk in existing:
+                obj.save_base(raw=True, using=using, force_update=True)
+        manager.bulk_create([o for o in objects if o.pk not in existing], BATCH_SIZE)
 
 
 def fast_load(
@@ -219,20 +316,30 @@ def fast_load(
     before: Callable[[str], None] = print,
     ignorenonexistent: bool = False,
     check: Checker | None = None,
+    note: Note | None = None,
 ) -> None:
     """Load JSON Lines files ``(path, member name)`` in order, in batches.
 
     :param before: called with each member name before it loads.
     :param check: called with each object and its member name before it is
         added; raises to refuse it (:meth:`diskette.trust.ModelPolicy.check`).
+    :param note: called with what a person asking for details should know
+        (models loaded one object at a time, forward references).
     The caller holds the transaction; on any error nothing it wrote stays.
     """
     connection = connections[using]
-    loader = _Loader(using, ignorenonexistent, check)
+    loader = _Loader(using, ignorenonexistent, check, note)
+    if connection.vendor == "postgresql":
+        # Django's foreign keys there are deferrable, deferred unless the
+        # transaction said otherwise; rows refer to rows later in the files
+        # (a child table's row to its parent's, still in a batch).
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     with connection.constraint_checks_disabled():
         for path, member in paths:
             before(member)
             loader.load(path, member)
+        loader.finish()
     tables = [model._meta.db_table for model in loader.models]
     connection.check_constraints(table_names=tables)
     statements = connection.ops.sequence_reset_sql(no_style(), list(loader.models))
@@ -240,3 +347,7 @@ def fast_load(
         with connection.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement)
+
+
+def _ignore(message: str) -> None:
+    """Details nobody asked for."""

@@ -66,7 +66,8 @@ FIXTURE_ERRORS = (
     ValueError,
     LookupError,
 )
-#: Serializes loads into one PostgreSQL database (``pg_advisory_xact_lock``),
+#: Serializes loads into one PostgreSQL database (``pg_advisory_xact_lock``;
+#: MySQL takes a named lock instead, see ``_alone``),
 #: so two loads cannot both find it empty and merge.
 ADVISORY_LOCK = 0x6469736B  # "disk"
 
@@ -478,8 +479,7 @@ def _restore(
             "run manage.py migrate first"
         )
     try:
-        with transaction.atomic(using=using):
-            _exclusive(using)
+        with _alone(using):
             Load.objects.using(using).create(
                 id=restore.load_id, archive=plan.unpacked.path.name[:255]
             )
@@ -493,6 +493,7 @@ def _restore(
                     check=lambda data, member: plan.policy.check(
                         data, member, plan.listed[member]
                     ),
+                    note=reporter.detail,
                 )
             for data in [] if options.fast else plan.files:
                 announce(data.member)
@@ -511,13 +512,33 @@ def _has_load_table(using: str) -> bool:
         return True  # cannot tell: assume so, and let the query's error speak
 
 
-def _exclusive(using: str) -> None:
-    """Wait for any other load into this database to end, then go on alone."""
+@contextlib.contextmanager
+def _alone(using: str) -> Iterator[None]:
+    """The load's transaction, once any other load into this database has ended.
+
+    PostgreSQL holds a transaction-level advisory lock; MySQL's named locks
+    belong to the session, so one is taken before the transaction starts and
+    released after it ends, committed or not. SQLite: the first write (the
+    ``Load`` row) takes the database's write lock.
+    """
     connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
-    # SQLite: the first write (the Load row) takes the database's write lock.
+    if connection.vendor != "mysql":
+        with transaction.atomic(using=using):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
+            yield
+        return
+    # Named locks are server-wide: the name says which database (64 characters at most).
+    name = f"diskette-load:{connection.settings_dict['NAME']}"[:64]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, -1)", [name])
+    try:
+        with transaction.atomic(using=using):
+            yield
+    finally:
+        with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
 
 
 def _vetted(
@@ -559,7 +580,11 @@ def _load_fixture(data: _DataFile, ignorenonexistent: bool, using: str) -> None:
             stdout=StringIO(),
         )
     except FIXTURE_ERRORS as exc:
-        detail = _one_line(exc).replace(str(data.path), data.member)
+        detail = _one_line(exc)
+        cause = _one_line(exc.__cause__) if exc.__cause__ is not None else ""
+        if cause not in detail:  # Django 4.2 chains the reason to an empty error
+            detail = f"{detail} {cause}"
+        detail = detail.replace(str(data.path), data.member)
         raise LoadError(f"data '{data.member}' could not be loaded: {detail}") from exc
 
 

@@ -30,6 +30,9 @@ class Reporter:
     def info(self, message: str) -> None:
         """A step of the work has started or finished."""
 
+    def detail(self, message: str) -> None:
+        """How the work is done, for a person who asked (verbosity 2)."""
+
     def warning(self, message: str) -> None:
         """Something was skipped or looks wrong, but the work goes on."""
 
@@ -89,6 +92,10 @@ class CommandReporter(Reporter):
         self.end_progress()
         if self.verbosity >= 1:
             self.steps.write(message)
+
+    def detail(self, message: str) -> None:
+        if self.verbosity >= 2:
+            self.info(message)
 
     def warning(self, message: str) -> None:
         self.end_progress()

@@ -10,10 +10,16 @@ needed there, with the project's own database settings and drivers.
   dropped and created again with the same owner, encoding and locale. When
   the role may not create databases, the ``public`` schema is dropped and
   created again instead, which removes every table, sequence and view in it.
+- MySQL/MariaDB: the other sessions of the user on the database are killed,
+  the database is dropped and created again with the same default character
+  set and collation. When the user may not create it (a ``CREATE DATABASE``
+  privilege is checked before anything is dropped), every table, view and
+  sequence in it is dropped instead, with foreign key checks off.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -55,11 +61,15 @@ def reset(using: str = DEFAULT_DB_ALIAS, verbosity: int = 0) -> str:
     :raises ResetError: when the database refuses.
     """
     connection = connections[using]
-    resetters = {"sqlite": _reset_sqlite, "postgresql": _reset_postgresql}
+    resetters = {
+        "sqlite": _reset_sqlite,
+        "postgresql": _reset_postgresql,
+        "mysql": _reset_mysql,
+    }
     if connection.vendor not in resetters:
         raise ConfigurationError(
-            f"diskette_reset handles SQLite and PostgreSQL, not {connection.vendor}: "
-            "drop and create the database yourself, then run migrate"
+            "diskette_reset handles SQLite, PostgreSQL and MySQL/MariaDB, not "
+            f"{connection.vendor}: drop and create the database yourself, then run migrate"
         )
     try:
         how = resetters[connection.vendor](connection)
@@ -121,3 +131,79 @@ def _reset_postgresql(connection: Any) -> str:
         cursor.execute("CREATE SCHEMA public")
     connection.close()
     return "dropped and created schema 'public' (the role may not create databases)"
+
+
+#: MySQL's "access denied" errors: to a database (1044), to a table (1142), for
+#: an operation needing a privilege the user lacks (1227).
+_MYSQL_ACCESS_DENIED = {1044, 1142, 1227}
+#: How each kind of object in ``information_schema.TABLES`` is dropped.
+_MYSQL_DROP = {"BASE TABLE": "TABLE", "SYSTEM VERSIONED": "TABLE", "VIEW": "VIEW"}
+
+
+def _reset_mysql(connection: Any) -> str:
+    name = connection.settings_dict["NAME"]
+    quoted = connection.ops.quote_name(name)
+    connection.close()
+    # A database is dropped and created from a connection with none selected.
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            [name],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            cursor.execute(f"CREATE DATABASE {quoted}")  # the server's defaults
+            return "created the database (there was none yet)"
+        charset, collation = found
+        try:
+            # The privilege is checked before existence: a user who could drop
+            # the database but not create it again is stopped here, with the
+            # database still in place.
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quoted}")
+            _kill_mysql_sessions(cursor, name)
+            cursor.execute(f"DROP DATABASE {quoted}")
+        except DatabaseError as exc:
+            if _mysql_error_code(exc) not in _MYSQL_ACCESS_DENIED:
+                raise
+        else:
+            cursor.execute(
+                f"CREATE DATABASE {quoted} CHARACTER SET {charset} COLLATE {collation}"
+            )
+            return "dropped and created the database"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE()"
+        )
+        objects = cursor.fetchall()
+        cursor.execute("SET SESSION foreign_key_checks = 0")
+        try:
+            for table, kind in objects:
+                what = _MYSQL_DROP.get(kind, kind)  # "SEQUENCE" on MariaDB
+                cursor.execute(f"DROP {what} IF EXISTS {connection.ops.quote_name(table)}")
+        finally:
+            cursor.execute("SET SESSION foreign_key_checks = 1")
+    connection.close()
+    return (
+        "dropped every table and view in the database (the user may not create databases)"
+    )
+
+
+def _kill_mysql_sessions(cursor: Any, name: str) -> None:
+    """End the other sessions on database ``name`` that this user may see and
+    end (its own, or all with the PROCESS and CONNECTION ADMIN privileges):
+    one in a transaction would make ``DROP DATABASE`` wait on its locks."""
+    cursor.execute(
+        "SELECT ID FROM information_schema.PROCESSLIST "
+        "WHERE DB = %s AND ID <> CONNECTION_ID()",
+        [name],
+    )
+    for (session,) in cursor.fetchall():
+        with contextlib.suppress(DatabaseError):  # gone meanwhile, or not ours to end
+            cursor.execute(f"KILL CONNECTION {int(session)}")
+
+
+def _mysql_error_code(exc: DatabaseError) -> int | None:
+    code = exc.args[0] if exc.args else None
+    return code if isinstance(code, int) else None

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -73,7 +74,7 @@ def start_cluster() -> str:
         account = pwd.getpwnam(SERVER_USER)
         os.chown(root, account.pw_uid, account.pw_gid)
         as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
 
     def run(*args: str) -> None:
         subprocess.run(args, check=True, capture_output=True, cwd=root, **as_user)
@@ -117,9 +118,40 @@ def start_cluster() -> str:
     return url
 
 
-def _free_port() -> int:
-    # sshd and postgres take no "port 0": ask the kernel for a free port and
-    # hand it over; another process could take it meanwhile, which is rare.
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (also for :mod:`tests.mariadb`)."""
+    # sshd, postgres and mariadbd take no "port 0": ask the kernel for a free
+    # port and hand it over; another process could take it meanwhile, which
+    # is rare.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def clone_database(name: str, *, template: str) -> None:
+    """``CREATE DATABASE name TEMPLATE template`` on the test cluster.
+
+    A backend may outlive its client by a few milliseconds: while the
+    template is still "being accessed by other users", try again.
+    """
+    import psycopg
+    from psycopg import errors
+
+    admin = postgres_settings()
+    deadline = time.monotonic() + 10
+    with psycopg.connect(
+        host=admin["HOST"],
+        port=admin["PORT"],
+        user=admin["USER"],
+        password=admin["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
+        while True:
+            try:
+                connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                return
+            except errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)

@@ -7,9 +7,10 @@ child processes, with the environment a user's shell would have.
 Migrating and seeding such a copy takes a few child processes and seconds;
 :class:`Templates` does it once a session for each kind of project (how many
 books, which random seed) and hands each test a copy: the folder, with its
-SQLite file and media, and on PostgreSQL a database created from the
-template's (``CREATE DATABASE ... TEMPLATE``). The copies are the same as
-freshly seeded ones, down to the fingerprint.
+SQLite file and media, and on a database server a database cloned from the
+template's (:func:`tests.databases.clone_database`: ``CREATE DATABASE ...
+TEMPLATE`` on PostgreSQL, table by table on MariaDB). The copies are the
+same as freshly seeded ones, down to the fingerprint.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.databases import (
+    ON_SERVER,
+    clone_database,
+    new_database_name,
+    server_settings_body,
+)
 
 SANDBOX = Path(__file__).resolve().parents[1] / "sandbox"
 BIN = Path(sys.executable).parent
@@ -52,7 +58,15 @@ class SandboxCopy:
         copy.env["DJANGO_SETTINGS_MODULE"] = copy.settings
         return copy
 
-    def run(self, *command: str, check: bool = True, cwd: Path | None = None):
+    def run(
+        self,
+        *command: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+    ):
+        """Run ``command`` in the copy; ``timeout`` (seconds) for one that
+        could hang on a lock."""
         result = subprocess.run(
             command,
             cwd=cwd or self.root,
@@ -60,6 +74,7 @@ class SandboxCopy:
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
+            timeout=timeout,
         )
         if check and result.returncode:
             raise AssertionError(
@@ -67,8 +82,8 @@ class SandboxCopy:
             )
         return result
 
-    def manage(self, *args: str, check: bool = True):
-        return self.run(str(self.python), "manage.py", *args, check=check)
+    def manage(self, *args: str, check: bool = True, timeout: float | None = None):
+        return self.run(str(self.python), "manage.py", *args, check=check, timeout=timeout)
 
     def manage_measured(self, *args: str) -> tuple[subprocess.CompletedProcess, int]:
         """Run ``manage.py`` with ``args``; return its result and peak memory in bytes.
@@ -122,15 +137,6 @@ class SandboxCopy:
         return f"project.{name}"
 
 
-def postgres_settings_body(name: str | None = None) -> str:
-    """Settings lines pointing the copy at database ``name`` (default: a new
-    name) on the test cluster."""
-    from tests.postgres import postgres_settings
-
-    database = {**postgres_settings(), "NAME": name or f"copy_{uuid.uuid4().hex[:10]}"}
-    return f"DATABASES = {{'default': {database!r}}}\n"
-
-
 class Templates:
     """Sandbox projects migrated (and seeded) once a session, copied per test.
 
@@ -138,14 +144,14 @@ class Templates:
     sandbox, ``diskette_reset --noinput`` (creates the database, migrates)
     and, unless ``books`` is ``None``, ``demo_seed``, all in child processes.
     Handing out a copy is a folder copy (the SQLite file lives in ``var/``)
-    and, on PostgreSQL, ``CREATE DATABASE ... TEMPLATE`` of the template's
-    database, which no process holds open once its ``manage.py`` has exited.
+    and, on a database server, a clone of the template's database, which no
+    process holds open once its ``manage.py`` has exited.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        #: Template project and the name of its PostgreSQL database, by kind.
-        self.made: dict[tuple[int | None, int, bool], tuple[SandboxCopy, str]] = {}
+        #: Template project and the name of its server database, by kind.
+        self.made: dict[tuple[int | None, int, bool, bool], tuple[SandboxCopy, str]] = {}
 
     def copy(
         self,
@@ -153,69 +159,42 @@ class Templates:
         *,
         books: int | None = None,
         seed: int = 7,
-        postgres: bool | None = None,
+        server: bool | None = None,
+        shop: bool = True,
     ) -> SandboxCopy:
         """A project at ``root`` with ``books`` demo books made with ``seed``
-        (``None``: migrated, no data), on PostgreSQL if ``postgres`` (default:
-        the database the suite runs on)."""
-        if postgres is None:
-            postgres = os.environ.get("DISKETTE_TEST_DB") == "postgres"
-        key = (books, seed, postgres)
+        (``None``: migrated, no data), and the shop's objects unless ``shop``
+        is false, on the suite's database server if ``server`` (default: when
+        the suite runs on one; ``False``: on the copy's own SQLite file
+        whatever the suite runs on)."""
+        if server is None:
+            server = ON_SERVER
+        key = (books, seed, server, shop)
         template, database = self.made.get(key) or self._make(key)
         shutil.copytree(
             template.root, root, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
         )
         copy = SandboxCopy.at(root)
-        if postgres:
-            name = f"copy_{uuid.uuid4().hex[:10]}"
-            _create_database(name, template=database)
-            copy.database = postgres_settings_body(name)
+        if server:
+            name = new_database_name("copy")
+            clone_database(name, template=database)
+            copy.database = server_settings_body(name)
             copy.use_settings(copy.write_settings("settings_db", copy.database))
         return copy
 
-    def _make(self, key: tuple[int | None, int, bool]) -> tuple[SandboxCopy, str]:
-        books, seed, postgres = key
-        name = f"tpl_{uuid.uuid4().hex[:10]}"
+    def _make(self, key: tuple[int | None, int, bool, bool]) -> tuple[SandboxCopy, str]:
+        books, seed, server, shop = key
+        name = new_database_name("tpl")
         template = SandboxCopy.create(self.folder / name)
-        if postgres:
-            template.database = postgres_settings_body(name)
+        if server:
+            template.database = server_settings_body(name)
             template.use_settings(template.write_settings("settings_db", template.database))
         template.manage("diskette_reset", "--noinput")
         if books is not None:
-            template.manage("demo_seed", "--books", str(books), "--seed", str(seed))
+            seeding = ["--books", str(books), "--seed", str(seed)]
+            template.manage("demo_seed", *seeding, *([] if shop else ["--no-shop"]))
         self.made[key] = (template, name)
         return self.made[key]
-
-
-def _create_database(name: str, *, template: str) -> None:
-    """``CREATE DATABASE name TEMPLATE template`` on the test cluster.
-
-    A backend may outlive its client by a few milliseconds: while the
-    template is still "being accessed by other users", try again.
-    """
-    import psycopg
-    from psycopg import errors
-
-    from tests.postgres import postgres_settings
-
-    admin = postgres_settings()
-    deadline = time.monotonic() + 10
-    with psycopg.connect(
-        host=admin["HOST"],
-        port=admin["PORT"],
-        user=admin["USER"],
-        password=admin["PASSWORD"],
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        while True:
-            try:
-                connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-                return
-            except errors.ObjectInUse:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
 
 #: Runs ``manage.py`` with the arguments, then prints VmHWM (KiB) last on stderr.

@@ -1,18 +1,15 @@
-"""Test settings: the sandbox project, on SQLite or PostgreSQL.
+"""Test settings: the sandbox project, on SQLite, PostgreSQL or MariaDB.
 
-``DISKETTE_TEST_DB=postgres`` selects PostgreSQL (see :mod:`tests.postgres`).
-Storages and the dump path are left empty here; tests set what they need.
+``DISKETTE_TEST_DB`` selects the database (see :mod:`tests.databases`):
+``sqlite`` (default), ``postgres`` (:mod:`tests.postgres`) or ``mariadb``
+(:mod:`tests.mariadb`). Storages and the dump path are left empty here;
+tests set what they need.
 """
 
-import os
-
 from project.settings import *  # noqa: F403 - the sandbox is the project under test
-from tests.postgres import postgres_settings
+from tests.databases import database_settings
 
-if os.environ.get("DISKETTE_TEST_DB", "sqlite") == "postgres":
-    DATABASES = {"default": postgres_settings()}
-else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DATABASES = {"default": database_settings()}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = None  # set by the fixtures, never the sandbox's own var/media

@@ -19,6 +19,7 @@ def test_json_lists_every_installed_app_with_models_in_order():
         "django.contrib.sessions",
         "django.contrib.sites",
         "demo",
+        "shop",
     ]
     options = dict(definitions)
     assert options["django.contrib.auth"] == dict(SEED_APPS_OUTPUT)["django.contrib.auth"]
@@ -45,6 +46,7 @@ def test_python_format_is_the_list_less_what_should_not_be_dumped():
         "django.contrib.auth",
         "django.contrib.sites",
         "demo",
+        "shop",
     ]
     assert '                # "auth.Permission",  # migrate recreates it\n' in as_python
     assert (

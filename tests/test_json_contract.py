@@ -107,6 +107,7 @@ def test_progress_draws_one_line_redrawn_in_place(demo):
         "Dumping django.contrib.auth",
         "Dumping django.contrib.sites",
         "Dumping demo",
+        "Dumping shop",
         "Dumping everything else",
         "Archiving storages",
     ]

@@ -38,20 +38,21 @@ from pathlib import Path
 import pytest
 
 from diskette import DOCS_URL
+from tests.databases import ON_SERVER
 from tests.projects import SandboxCopy
 
 pytestmark = [
     pytest.mark.subprocess,
     # The package is the same whatever database the suite runs on: build it once.
     pytest.mark.skipif(
-        os.environ.get("DISKETTE_TEST_DB") == "postgres",
+        ON_SERVER,
         reason="packaging is checked in the SQLite run",
     ),
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "django-diskette"
-EXTRAS = {"tasks", "remote", "postgres", "test", "dev"}
+EXTRAS = {"tasks", "remote", "postgres", "mysql", "test", "dev"}
 #: Files a user's install needs that are not plain modules.
 REQUIRED = ["diskette/py.typed", "diskette/migrations/0001_load.py"]
 #: Top-level folders of the repository that are not part of the package.

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.projects import BIN, SandboxCopy, postgres_settings_body
+from tests.databases import ON_SERVER, server_settings_body
+from tests.projects import BIN, SandboxCopy
 from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
 
 pytestmark = [
@@ -31,8 +32,6 @@ pytestmark = [
         find_sshd() is None, reason="needs OpenSSH's sshd (.ci/run installs it)"
     ),
 ]
-
-ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
 
 
 @pytest.fixture(scope="session")
@@ -53,8 +52,8 @@ def local(tmp_path, remote, sshd, seeded) -> SandboxCopy:
     """A developer's checkout whose fabfile is ``from diskette.remote import ns``."""
     copy = seeded.copy(tmp_path / "laptop", books=5, seed=2)
     (copy.root / "fabfile.py").write_text("from diskette.remote import ns\n")
-    settings = f"  settings: {copy.settings}\n" if ON_POSTGRES else ""
-    remote_settings = f"    settings: {remote.settings}\n" if ON_POSTGRES else ""
+    settings = f"  settings: {copy.settings}\n" if ON_SERVER else ""
+    remote_settings = f"    settings: {remote.settings}\n" if ON_SERVER else ""
     (copy.root / "fabric.yaml").write_text(
         "diskette:\n"
         f"{settings}"
@@ -309,15 +308,15 @@ def test_tasks_without_a_host_or_a_project_refuse(local):
 def test_onboarding_script_takes_a_fresh_clone_to_the_remote_data(tmp_path, remote, sshd):
     """scripts/onboard.sh on a checkout with no database and no media yet."""
     clone = SandboxCopy.create(tmp_path / "new-developer")
-    if ON_POSTGRES:  # a database the cluster does not have yet
-        clone.use_settings(clone.write_settings("settings_db", postgres_settings_body()))
+    if ON_SERVER:  # a database the server does not have yet
+        clone.use_settings(clone.write_settings("settings_db", server_settings_body()))
     (clone.root / "fabfile.py").write_text("from diskette.remote import ns\n")
     (clone.root / "fabric.yaml").write_text(
         f"ssh_config_path: {sshd.ssh_config}\n"
         "diskette:\n"
-        + (f"  settings: {clone.settings}\n" if ON_POSTGRES else "")
+        + (f"  settings: {clone.settings}\n" if ON_SERVER else "")
         + f"  remote:\n    project_dir: {remote.root}\n    python: {sys.executable}\n"
-        + (f"    settings: {remote.settings}\n" if ON_POSTGRES else "")
+        + (f"    settings: {remote.settings}\n" if ON_SERVER else "")
     )
     (clone.root / "scripts").mkdir()
     script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"

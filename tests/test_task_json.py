@@ -45,7 +45,7 @@ def test_reset_and_load_json_says_what_was_dropped_saved_and_loaded(project):
     result = project.inv("reset-and-load", dumped["archive"], "--yes", "--json")
     answer = answer_of(result.stdout)
     assert answer["archive"] == dumped["archive"]
-    assert answer["database"].split()[0] in ("sqlite", "postgresql")
+    assert answer["database"].split()[0] in ("sqlite", "postgresql", "mysql")
     assert Path(answer["snapshot"]).is_file()  # the database held data
     assert answer["loaded"] == dumped["datas"]
     assert answer["restored"] == ["var/media"]

@@ -1,7 +1,7 @@
 """The Invoke collection, through the real ``inv`` in a copy of the sandbox.
 
-Under ``DISKETTE_TEST_DB=postgres`` the copy's database lives on the test
-cluster, selected only through the copy's ``invoke.yaml``
+Under ``DISKETTE_TEST_DB=postgres`` or ``mariadb`` the copy's database lives
+on the test server, selected only through the copy's ``invoke.yaml``
 (``diskette.settings``): ``inv`` runs without any settings module in its
 environment, so these tests also prove that the configuration key is used.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
 import shlex
 import shutil
@@ -23,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import ON_MARIADB, ON_POSTGRES, ON_SERVER, server_settings_body
 from tests.projects import SandboxCopy
 
 pytestmark = pytest.mark.subprocess
-
-ON_POSTGRES = os.environ.get("DISKETTE_TEST_DB") == "postgres"
 
 
 @pytest.fixture
@@ -95,7 +93,7 @@ def test_load_and_apps_run_their_commands(project, tmp_path):
 def test_reset_db_empties_the_database_and_migrates(project):
     result = project.inv("reset-db", "--yes")
     assert re.search(
-        r"^Reset (sqlite|postgresql) database .*: ", result.stdout, re.MULTILINE
+        r"^Reset (sqlite|postgresql|mysql) database .*: ", result.stdout, re.MULTILINE
     )
     assert books(project) == 0
     migrations = project.manage("showmigrations", "demo").stdout
@@ -268,7 +266,7 @@ def test_manage_and_python_come_from_the_configuration(project, tmp_path):
         "INVOKE_DISKETTE_MANAGE": "project/manage.py",
         "INVOKE_DISKETTE_PYTHON": str(wrapper),
     }
-    if ON_POSTGRES:
+    if ON_SERVER:
         config["INVOKE_DISKETTE_SETTINGS"] = project.settings
     result = project.inv("apps", env=config, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stderr
@@ -314,3 +312,103 @@ def test_postgres_role_that_cannot_create_databases_gets_its_schema_reset(tmp_pa
     )
     assert books(copy) == 0
     assert "[X] 0001_initial" in copy.manage("showmigrations", "demo").stdout
+
+
+@pytest.mark.skipif(not ON_MARIADB, reason="runs in the MariaDB pass of `make test`")
+def test_mysql_user_that_cannot_create_databases_gets_its_tables_dropped(tmp_path):
+    """A user with every privilege on its database but CREATE, which it has
+    on each of the tables migrate makes: DROP DATABASE would succeed and the
+    CREATE DATABASE after it fail, so the reset must drop the tables."""
+    from tests.mariadb import admin_cursor, mariadb_settings
+
+    copy = SandboxCopy.create(tmp_path / "project")
+    with admin_cursor() as cursor:
+        cursor.execute("DROP DATABASE IF EXISTS limited_db")
+        cursor.execute("DROP USER IF EXISTS 'limited'@'127.0.0.1'")
+        cursor.execute(
+            "CREATE DATABASE limited_db CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )
+        cursor.execute("CREATE USER 'limited'@'127.0.0.1' IDENTIFIED BY 'limited'")
+    copy.use_settings(
+        copy.write_settings("settings_admin", server_settings_body("limited_db"))
+    )
+    copy.manage("migrate", "-v0")  # by the admin: the tables the user may create again
+    with admin_cursor() as cursor:
+        cursor.execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, DROP, ALTER, INDEX, REFERENCES "
+            "ON limited_db.* TO 'limited'@'127.0.0.1'"
+        )
+        cursor.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'limited_db'"
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"GRANT CREATE ON limited_db.`{table}` TO 'limited'@'127.0.0.1'")
+    database = {
+        **mariadb_settings(),
+        "NAME": "limited_db",
+        "USER": "limited",
+        "PASSWORD": "limited",
+    }
+    body = f"DATABASES = {{'default': {database!r}}}\n"
+    copy.use_settings(copy.write_settings("settings_limited", body))
+    copy.manage("demo_seed", "--books", "3")
+
+    result = copy.manage("diskette_reset", "--noinput")
+
+    assert (
+        "dropped every table and view in the database (the user may not create databases)"
+        in result.stdout
+    )
+    assert books(copy) == 0
+    assert "[X] 0001_initial" in copy.manage("showmigrations", "demo").stdout
+    assert mysql_database_defaults("limited_db") == ("utf8mb4", "utf8mb4_bin")
+
+
+@pytest.mark.skipif(not ON_MARIADB, reason="runs in the MariaDB pass of `make test`")
+def test_mysql_reset_keeps_charset_and_collation_and_ends_other_sessions(tmp_path):
+    import MySQLdb
+
+    from tests.mariadb import admin_cursor, mariadb_settings
+
+    with admin_cursor() as cursor:  # not the server's utf8mb4_unicode_ci
+        cursor.execute("DROP DATABASE IF EXISTS collated_db")
+        cursor.execute(
+            "CREATE DATABASE collated_db CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )
+    copy = SandboxCopy.create(tmp_path / "project")
+    copy.use_settings(
+        copy.write_settings("settings_db", server_settings_body("collated_db"))
+    )
+    copy.manage("migrate", "-v0")
+    copy.manage("demo_seed", "--books", "3")
+    admin = mariadb_settings()
+    # A session in a transaction holds a lock DROP DATABASE would wait on.
+    holder = MySQLdb.connect(
+        host=admin["HOST"],
+        port=int(admin["PORT"]),
+        user=admin["USER"],
+        password=admin["PASSWORD"],
+        database="collated_db",
+    )
+    try:
+        holder.cursor().execute("SELECT COUNT(*) FROM demo_book")
+        result = copy.manage("diskette_reset", "--noinput", timeout=60)
+    finally:
+        holder.close()
+
+    assert "dropped and created the database" in result.stdout
+    assert books(copy) == 0
+    assert mysql_database_defaults("collated_db") == ("utf8mb4", "utf8mb4_bin")
+
+
+def mysql_database_defaults(name: str) -> tuple[str, str]:
+    """The default character set and collation of MariaDB database ``name``."""
+    from tests.mariadb import admin_cursor
+
+    with admin_cursor() as cursor:
+        cursor.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            [name],
+        )
+        return cursor.fetchone()

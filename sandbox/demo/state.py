@@ -6,17 +6,21 @@ dump and after a load; ``demo_fingerprint`` digests it. Nothing here imports
 diskette, so it also runs beside diskette 0.6 in the cross-version tests.
 """
 
-from django.contrib.auth.models import User
+from django.contrib.auth import get_user_model
 
 from demo.models import Book, Review
 
 
 def data_state():
+    User = get_user_model()  # auth.User, or a custom one such as shop.Shopper
     # Many-to-many names come from their through tables in one query each:
     # prefetch_related would send every primary key as a query parameter,
     # more than SQLite accepts at the benchmark's million rows.
+    groups_field = User._meta.get_field("groups")  # its column: user, shopper...
     groups = names_by_owner(
-        User.groups.through.objects.values_list("user_id", "group__name")
+        groups_field.remote_field.through.objects.values_list(
+            groups_field.m2m_field_name(), "group__name"
+        )
     )
     tags = names_by_owner(Book.tags.through.objects.values_list("book_id", "tag__name"))
     return {

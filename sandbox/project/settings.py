@@ -33,7 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.sites",
     "diskette",
+    "polymorphic",  # django-polymorphic asks for it: its system checks
     "demo",
+    "shop",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +89,17 @@ DISKETTE_APPS = [
             "models": "demo",
             "excludes": ["demo.Review"],
             "allow_drain": True,
+        },
+    ],
+    [
+        "shop",
+        {
+            "comments": "The demo shop: every model kind of a real site",
+            "natural_foreign": True,
+            "models": "shop",
+            # A project whose AUTH_USER_MODEL is shop.Shopper dumps it with the
+            # users, in the first definition; swapped out, it has no rows anyway.
+            "excludes": ["shop.Shopper"],
         },
     ],
     [

@@ -1,8 +1,9 @@
 """``manage.py demo_fingerprint``: one digest of the demo data and media.
 
 Two projects print the same fingerprint when their users, groups, books,
-tags, reviews and archived media files are the same, whatever their primary
-keys; ``make demo`` compares it before a dump and after the load.
+tags, reviews, shop objects (``shop.state``) and archived media files are the
+same, whatever their primary keys; ``make demo`` compares it before a dump and
+after the load.
 """
 
 import fnmatch
@@ -11,6 +12,7 @@ import json
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from shop.state import data_state as shop_state
 
 from demo.state import data_state
 
@@ -19,7 +21,7 @@ class Command(BaseCommand):
     help = "Print a digest of the demo data and of the media a dump carries."
 
     def handle(self, *args, **options):
-        data = data_state()
+        data, shop = data_state(), shop_state()
         media = settings.MEDIA_ROOT
         files = {
             str(path.relative_to(media)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -30,12 +32,21 @@ class Command(BaseCommand):
             )
         }
         digest = hashlib.sha256(
-            json.dumps([data, files], sort_keys=True).encode()
+            json.dumps([data, files, shop], sort_keys=True).encode()
         ).hexdigest()
         self.stdout.write(
             f"{digest}  ({len(data['users'])} users, {len(data['books'])} books, "
-            f"{len(data['reviews'])} reviews, {len(files)} media files)"
+            f"{len(data['reviews'])} reviews, {shop_objects(shop)} shop objects, "
+            f"{len(files)} media files)"
         )
+
+
+def shop_objects(shop):
+    """How many shop objects: places and shapes once each, at their own class."""
+    return sum(
+        len(value["objects"]) if isinstance(value, dict) else len(value)
+        for value in shop.values()
+    )
 
 
 def _excluded(relative, patterns):

@@ -1,4 +1,8 @@
-"""``manage.py demo_seed``: fill the sandbox with demo data and media."""
+"""``manage.py demo_seed``: fill the sandbox with demo data and media.
+
+Then ``shop_seed`` with the same seed, so the demo round trip covers every
+model kind of the shop app too.
+"""
 
 import random
 from datetime import date, timedelta
@@ -7,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -46,6 +51,11 @@ class Command(BaseCommand):
         parser.add_argument("--books", type=int, default=40)
         parser.add_argument("--users", type=int, default=5)
         parser.add_argument("--seed", type=int, default=7, help="Random seed.")
+        parser.add_argument(
+            "--no-shop",
+            action="store_true",
+            help="The library alone, without the shop's model kinds.",
+        )
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -89,3 +99,5 @@ class Command(BaseCommand):
             f"Created {len(users)} users, {len(authors)} authors, {len(tags)} tags, "
             f"{options['books']} books and {Review.objects.count()} reviews."
         )
+        if not options["no_shop"]:
+            call_command("shop_seed", seed=options["seed"], stdout=self.stdout)
