@@ -167,6 +167,37 @@ def test_data_files_hold_what_dumpdata_writes(demo):
         assert ours  # every file holds objects, so the comparison means something
 
 
+def test_content_types_and_permissions_are_named_by_natural_key_always(demo, tmp_path):
+    """Their ids come from migrate and differ between databases: a generic
+    relation or a group's permissions must not point at another model."""
+    from django.contrib.auth.models import Group, Permission
+
+    Group.objects.get(name="editors").permissions.add(
+        Permission.objects.get(codename="add_book")
+    )
+    appconf = tmp_path / "notes.json"
+    appconf.write_text('[["notes", {"models": ["auth.Group", "shop.Note"]}]]')
+    dump("--no-storages", destination=tmp_path, appconf=appconf)
+    lines = archive_file(tmp_path / "diskette_data.tar.gz", "data/notes.jsonl").splitlines()
+    objects = [json.loads(line) for line in lines]
+    notes = [o["fields"] for o in objects if o["model"] == "shop.note"]
+    (group,) = [o["fields"] for o in objects if o["model"] == "auth.group"]
+    assert notes and all(note["content_type"][0] == "shop" for note in notes)
+    assert group["permissions"] == [["add_book", "demo", "book"]]
+
+
+def test_polymorphic_dumpdata_refuses_a_django_polymorphic_that_would_downcast(
+    monkeypatch,
+):
+    """Without django-polymorphic's dumpdata guard, parent rows would be
+    dumped as their subclasses and the output would not load."""
+    import polymorphic.base
+
+    monkeypatch.setattr(polymorphic.base, "check_dump", False)
+    with pytest.raises(CommandError, match=r"would dump shop\.\w+ rows as their subclasses"):
+        call_command("polymorphic_dumpdata", "shop", stdout=io.StringIO())
+
+
 def add_library(index: int) -> None:
     """One more author, tag, user and book with a review: a row of every kind."""
     from demo.models import Author, Tag
