@@ -357,8 +357,12 @@ def _natural_key_order(models: tuple[type[Model], ...]) -> tuple[type[Model], ..
     the cycle whose rows need a row of it (an order line's dish), and such a
     dump does not load.
     """
-    members = set(models)
-    waiting = [(m, *_dependencies(m, members)) for m in reversed(models)]
+    by_app: dict[Any, list[type[Model]]] = {}  # dumpdata reads them app by app
+    for model in models:
+        by_app.setdefault(model._meta.app_config, []).append(model)
+    grouped = [model for app_models in by_app.values() for model in app_models]
+    members = set(grouped)
+    waiting = [(m, *_dependencies(m, members)) for m in reversed(grouped)]
     ordered: list[type[Model]] = []
     while waiting:
         placed, skipped = len(ordered), []

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.core.management.color import no_style
 from django.core.serializers.base import DeserializedObject
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.python import Deserializer as PythonDeserializer
 from django.db import connections
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 
 from .data import natural_relations, own_rows
 from .exceptions import LoadError
@@ -160,6 +160,8 @@ class _Loader:
                 field = model._meta.get_field(name)
             except FieldDoesNotExist:
                 continue  # the deserializer refuses it, or ignores it if asked to
+            if not field.is_relation or not _refers_to_pk(field):
+                continue  # a list of values, or a to_field: the deserializer reads it
             related = field.related_model
             if field.many_to_many and isinstance(value[0], list):
                 keys = [self.pk_of(related, key) for key in value]
@@ -181,7 +183,7 @@ class _Loader:
                 manager = model._default_manager.db_manager(self.using)
                 try:
                     known[packed] = manager.get_by_natural_key(*key).pk
-                except model.DoesNotExist:
+                except ObjectDoesNotExist:  # the model's, or one its key looks up
                     return _UNKNOWN
         return known[packed]
 
@@ -212,7 +214,8 @@ class _Loader:
         """Write what waits, then set the fields that referred forward."""
         self.flush()
         if self.deferred:
-            self.note(f"{len(self.deferred)} forward references by natural key set last")
+            count = sum(len(d.deferred_fields) for d, _, _ in self.deferred)
+            self.note(f"{count} forward references by natural key set last")
         for deserialized, member, number in self.deferred:
             try:
                 deserialized.save_deferred_fields(using=self.using)
@@ -280,18 +283,21 @@ def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
     """Insert ``objects``, updating rows whose primary key exists already.
 
     That is what ``loaddata``'s ``save()`` does: ``migrate`` creates some rows
-    (the default site) that a dump carries too. MySQL updates on a conflict
-    with any unique key, not with a named one: there, the rows that exist
-    are found first and updated one by one, which is rare (the default
-    site), and the others inserted in one batch.
+    (the default site) that a dump carries too. Rows are written through a
+    plain queryset: a model's own manager may change what ``bulk_create``
+    does (django-polymorphic's drops the conflict options). MySQL updates on
+    a conflict with any unique key, not with a named one: there, the rows
+    that may exist are saved one by one as ``loaddata`` saves them (update,
+    else insert), which is rare (the default site), and the others inserted
+    in one batch.
     """
     pk = model._meta.pk
     fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
-    manager = model._base_manager.db_manager(using)
+    rows = QuerySet(model=model, using=using)
     if not fields:
-        manager.bulk_create(objects, BATCH_SIZE, ignore_conflicts=True)
+        rows.bulk_create(objects, BATCH_SIZE, ignore_conflicts=True)
     elif connections[using].features.supports_update_conflicts_with_target:
-        manager.bulk_create(
+        rows.bulk_create(
             objects,
             BATCH_SIZE,
             update_conflicts=True,
@@ -299,15 +305,28 @@ def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
             update_fields=fields,
         )
     else:
-        existing = set(
-            own_rows(manager.filter(pk__in=[o.pk for o in objects])).values_list(
-                "pk", flat=True
-            )
-        )
+        found = rows.filter(pk__in=[o.pk for o in objects]).values_list("pk", flat=True)
+        existing = {_collated(key) for key in found}
+        new = []
         for obj in objects:
-            if obj.pk in existing:
-                obj.save_base(raw=True, using=using, force_update=True)
-        manager.bulk_create([o for o in objects if o.pk not in existing], BATCH_SIZE)
+            if _collated(obj.pk) in existing:
+                obj.save_base(raw=True, using=using)
+            else:
+                new.append(obj)
+        rows.bulk_create(new, BATCH_SIZE)
+
+
+def _collated(key: Any) -> Any:
+    """A primary key as a case-insensitive, trailing-space-blind collation
+    compares it: a text key the database holds in another case is saved,
+    not inserted twice. Saving a row that turns out new inserts it."""
+    return key.casefold().rstrip(" ") if isinstance(key, str) else key
+
+
+def _refers_to_pk(field: Any) -> bool:
+    """Whether ``field`` stores its target's primary key (no ``to_field``)."""
+    target = field.remote_field.field_name if not field.many_to_many else None
+    return target is None or target == field.related_model._meta.pk.name
 
 
 def fast_load(

@@ -70,6 +70,8 @@ FIXTURE_ERRORS = (
 #: MySQL takes a named lock instead, see ``_alone``),
 #: so two loads cannot both find it empty and merge.
 ADVISORY_LOCK = 0x6469736B  # "disk"
+#: Seconds a load waits for another one on MySQL: as good as forever, as on PostgreSQL.
+MYSQL_LOCK_WAIT = 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -529,10 +531,17 @@ def _alone(using: str) -> Iterator[None]:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK])
             yield
         return
-    # Named locks are server-wide: the name says which database (64 characters at most).
+    # Named locks are server-wide: the name says which database (64 characters
+    # at most). MariaDB refuses a negative ("forever") timeout: a year it is.
     name = f"diskette-load:{connection.settings_dict['NAME']}"[:64]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT GET_LOCK(%s, -1)", [name])
+        cursor.execute("SELECT GET_LOCK(%s, %s)", [name, MYSQL_LOCK_WAIT])
+        (taken,) = cursor.fetchone()
+    if taken != 1:
+        raise LoadError(
+            f"could not take the named lock {name!r} that keeps two loads apart "
+            f"(GET_LOCK answered {taken!r}): try again"
+        )
     try:
         with transaction.atomic(using=using):
             yield

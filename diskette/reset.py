@@ -10,7 +10,8 @@ needed there, with the project's own database settings and drivers.
   dropped and created again with the same owner, encoding and locale. When
   the role may not create databases, the ``public`` schema is dropped and
   created again instead, which removes every table, sequence and view in it.
-- MySQL/MariaDB: the other sessions of the user on the database are killed,
+- MySQL/MariaDB: the other sessions on the database that the user may end
+  are killed (its own; everyone's with the PROCESS privilege),
   the database is dropped and created again with the same default character
   set and collation. When the user may not create it (a ``CREATE DATABASE``
   privilege is checked before anything is dropped), every table, view and
@@ -142,7 +143,7 @@ _MYSQL_DROP = {"BASE TABLE": "TABLE", "SYSTEM VERSIONED": "TABLE", "VIEW": "VIEW
 
 def _reset_mysql(connection: Any) -> str:
     name = connection.settings_dict["NAME"]
-    quoted = connection.ops.quote_name(name)
+    quoted = _mysql_identifier(name)
     connection.close()
     # A database is dropped and created from a connection with none selected.
     with connection._nodb_cursor() as cursor:
@@ -181,7 +182,7 @@ def _reset_mysql(connection: Any) -> str:
         try:
             for table, kind in objects:
                 what = _MYSQL_DROP.get(kind, kind)  # "SEQUENCE" on MariaDB
-                cursor.execute(f"DROP {what} IF EXISTS {connection.ops.quote_name(table)}")
+                cursor.execute(f"DROP {what} IF EXISTS {_mysql_identifier(table)}")
         finally:
             cursor.execute("SET SESSION foreign_key_checks = 1")
     connection.close()
@@ -190,10 +191,21 @@ def _reset_mysql(connection: Any) -> str:
     )
 
 
+def _mysql_identifier(name: str) -> str:
+    """``name`` quoted for MySQL, backticks in it doubled.
+
+    Django's ``quote_name`` does not double them, and table names come from
+    the database: one crafted to close the quote would run its own SQL.
+    """
+    return "`" + name.replace("`", "``") + "`"
+
+
 def _kill_mysql_sessions(cursor: Any, name: str) -> None:
     """End the other sessions on database ``name`` that this user may see and
-    end (its own, or all with the PROCESS and CONNECTION ADMIN privileges):
-    one in a transaction would make ``DROP DATABASE`` wait on its locks."""
+    end: its own, and other users' too when it holds the PROCESS and
+    CONNECTION ADMIN (or SUPER) privileges, as PostgreSQL's reset ends every
+    session on the database. One in a transaction would make ``DROP
+    DATABASE`` wait on its locks."""
     cursor.execute(
         "SELECT ID FROM information_schema.PROCESSLIST "
         "WHERE DB = %s AND ID <> CONNECTION_ID()",

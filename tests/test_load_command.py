@@ -23,6 +23,7 @@ from django.db import connection, reset_queries
 from demo.models import Book, Review, Tag
 from demo.state import data_state
 from diskette.archive import read_manifest
+from shop.state import data_state as shop_state
 from tests.conftest import run_command, tree_state
 
 pytestmark = pytest.mark.django_db
@@ -704,11 +705,27 @@ def test_fast_load_writes_the_same_rows_as_loaddata(demo, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_fast_load_of_an_everything_snapshot(demo, tmp_path):
-    data = data_state()
+    data = data_state(), shop_state()
     run_command("diskette_dump", "--everything", "--no-storages", destination=tmp_path)
     wipe_database()
     load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
-    assert data_state() == data
+    assert (data_state(), shop_state()) == data
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["loaddata", "fast"])
+@pytest.mark.django_db(transaction=True)
+def test_a_load_over_the_rows_it_holds_updates_them(demo, tmp_path, fast):
+    """``--overwrite`` onto the archive's own rows, changed since: every model
+    kind is updated in place, polymorphic ones included, never inserted twice."""
+    from shop.models import Circle, Coupon, Shape
+
+    data = data_state(), shop_state()
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    Circle.objects.update(radius=1)
+    Shape.objects.non_polymorphic().update(name="renamed")
+    Coupon.objects.update(discount=0)
+    load(str(tmp_path / "diskette_data.tar.gz"), fast=fast, overwrite=True)
+    assert (data_state(), shop_state()) == data
 
 
 def test_fast_load_refuses_data_it_cannot_place_and_changes_nothing(demo, tmp_path):
@@ -807,3 +824,43 @@ def test_fast_load_reads_json_arrays_of_older_archives(demo, tmp_path):
     output = load(str(archive), fast=True)
     assert "Warning" not in output.stderr  # JSON arrays are read as JSON Lines
     assert data_state() == data
+
+
+def _lock_is_free(other) -> bool:
+    """Whether ``other`` (a second connection) could take the loads' lock now."""
+    from diskette.load import ADVISORY_LOCK
+
+    with other.cursor() as cursor:
+        if other.vendor == "postgresql":
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK])
+            (free,) = cursor.fetchone()
+            if free:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK])
+            return free
+        name = f"diskette-load:{other.settings_dict['NAME']}"[:64]
+        cursor.execute("SELECT GET_LOCK(%s, 0)", [name])
+        (free,) = cursor.fetchone()
+        if free == 1:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
+        return free == 1
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="SQLite: the load's first write locks the file"
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_load_holds_the_lock_that_keeps_two_loads_apart():
+    """Two loads into one empty database must not both find it empty and merge:
+    while one runs (its transaction), no other session may take the lock."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from diskette.load import _alone
+
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        assert _lock_is_free(other)
+        with _alone(DEFAULT_DB_ALIAS):
+            assert not _lock_is_free(other)
+        assert _lock_is_free(other)
+    finally:
+        other.close()

@@ -343,6 +343,10 @@ def test_mysql_user_that_cannot_create_databases_gets_its_tables_dropped(tmp_pat
         )
         for (table,) in cursor.fetchall():
             cursor.execute(f"GRANT CREATE ON limited_db.`{table}` TO 'limited'@'127.0.0.1'")
+        # A name that closes Django's quoting would run its own SQL if not escaped.
+        cursor.execute(
+            "CREATE TABLE limited_db.`x``; DROP DATABASE limited_db; --` (id int)"
+        )
     database = {
         **mariadb_settings(),
         "NAME": "limited_db",
@@ -362,6 +366,12 @@ def test_mysql_user_that_cannot_create_databases_gets_its_tables_dropped(tmp_pat
     assert books(copy) == 0
     assert "[X] 0001_initial" in copy.manage("showmigrations", "demo").stdout
     assert mysql_database_defaults("limited_db") == ("utf8mb4", "utf8mb4_bin")
+    with admin_cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = 'limited_db' AND TABLE_NAME LIKE 'x%%'"
+        )
+        assert cursor.fetchone() == (0,)  # dropped as the table it is
 
 
 @pytest.mark.skipif(not ON_MARIADB, reason="runs in the MariaDB pass of `make test`")

@@ -22,10 +22,22 @@ def data_state():
             groups_field.m2m_field_name(), "group__name"
         )
     )
+    permissions_field = User._meta.get_field("user_permissions")
+    permissions = names_by_owner(
+        permissions_field.remote_field.through.objects.values_list(
+            permissions_field.m2m_field_name(), "permission__codename"
+        )
+    )
     tags = names_by_owner(Book.tags.through.objects.values_list("book_id", "tag__name"))
+    # Every column of a user, whichever the model (a custom one's own too).
+    columns = [f.attname for f in User._meta.concrete_fields if not f.primary_key]
     return {
         "users": sorted(
-            [u.username, u.email, u.password, groups.get(u.pk, [])]
+            [
+                *(str(getattr(u, column)) for column in columns),
+                groups.get(u.pk, []),
+                permissions.get(u.pk, []),
+            ]
             for u in User.objects.iterator()
         ),
         "books": sorted(

@@ -12,9 +12,9 @@ import json
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from shop.state import data_state as shop_state
 
 from demo.state import data_state
+from shop.state import data_state as shop_state
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ model kind of the shop app too.
 """
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -44,6 +44,9 @@ WORDS = [
 ]
 
 
+JOINED = datetime(2020, 1, 1, 9, 30, tzinfo=timezone.utc)
+
+
 class Command(BaseCommand):
     help = "Create demo users, authors, tags, books with covers, and reviews."
 
@@ -66,7 +69,12 @@ class Command(BaseCommand):
         users = []
         for index in range(options["users"]):
             user = get_user_model().objects.create_user(
-                f"user{index}", f"user{index}@example.com", password="demo"
+                f"user{index}",
+                f"user{index}@example.com",
+                password="demo",
+                # Whole seconds: diskette 0.6 dumps with dumpdata, which cuts
+                # microseconds (the shop's ledger has them, for diskette).
+                date_joined=JOINED + timedelta(days=index, hours=index),
             )
             if index % 2 == 0:
                 user.groups.add(editors)

@@ -253,6 +253,9 @@ class Command(BaseCommand):
     def profiles(self, rng, counts):
         users = list(get_user_model().objects.order_by("pk"))
         for user in users:
+            if hasattr(user, "loyalty_points"):  # a shop.Shopper: its own field too
+                user.loyalty_points = rng.randrange(1, 10_000)
+                user.save(update_fields=["loyalty_points"])
             Profile.objects.create(
                 user=user,
                 nickname=f"{user.get_username()}-ü",
