@@ -19,6 +19,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 from . import DOCS_URL
 from .conf import DEFAULTS, base_directory, setting, settings_problems
+from .data import MIGRATE_CREATED
 from .definitions import resolve_definitions
 from .exceptions import StorageError
 from .storages import check_directory, resolve_storages
@@ -30,8 +31,9 @@ HINT = f"See {DOCS_URL}settings.md and {DOCS_URL}definitions.md"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Report invalid settings (E001), definitions (E002), missing storages
     (W001), models that two definitions both dump (W002), storages the
-    commands would refuse (W003: outside the base directory, overlapping) and
-    ``DISKETTE_*`` settings diskette does not read (W004).
+    commands would refuse (W003: outside the base directory, overlapping),
+    ``DISKETTE_*`` settings diskette does not read (W004) and dump commands
+    that would write content type or permission ids (W005).
 
     Never raises, whatever a setting holds: checks run before ``migrate`` and
     ``runserver``, so a crash here would stop the whole project. A setting of
@@ -110,4 +112,31 @@ def _definition_messages(raw: Any) -> list[CheckMessage]:
                     )
                 )
             owners.setdefault(label, definition.name)
+        messages += _id_references(definition)
     return messages
+
+
+def _id_references(definition: Any) -> list[CheckMessage]:
+    """A ``dump_command`` without ``natural_foreign`` that would write the ids
+    of content types or permissions (W005).
+
+    diskette's own dump names those rows by natural key always; a command of
+    the project's writes what it writes, and such ids point at other models
+    in a database whose ``migrate`` numbered them otherwise.
+    """
+    if not definition.dump_command or definition.natural_foreign:
+        return []
+    for model in definition.models:
+        for field in [*model._meta.fields, *model._meta.many_to_many]:
+            related = field.related_model if field.is_relation else None
+            if related is not None and related._meta.label_lower in MIGRATE_CREATED:
+                return [
+                    Warning(
+                        f"{definition.name!r}: dump_command {definition.dump_command!r} "
+                        f"would write {model._meta.label}.{field.name} as ids, which "
+                        "differ between databases",
+                        hint="Set natural_foreign: True on this definition.",
+                        id="diskette.W005",
+                    )
+                ]
+    return []

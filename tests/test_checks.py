@@ -135,3 +135,21 @@ def test_a_misspelled_setting_is_a_warning_naming_the_right_one(settings, tmp_pa
             "DISKETTE_STORAGE is not a setting diskette reads: did you mean DISKETTE_STORAGES?",
         )
     ]
+
+
+def test_a_dump_command_that_would_write_content_type_ids_is_a_warning(settings):
+    """diskette's own dump names content types by natural key; a dumpdata
+    work-alike without natural_foreign writes their ids, which differ
+    between databases."""
+    settings.DISKETTE_APPS = [
+        ["shop", {"models": ["shop.Note"], "dump_command": "polymorphic_dumpdata"}]
+    ]
+    assert diskette_messages() == [
+        (
+            "diskette.W005",
+            "'shop': dump_command 'polymorphic_dumpdata' would write "
+            "shop.Note.content_type as ids, which differ between databases",
+        )
+    ]
+    settings.DISKETTE_APPS[0][1]["natural_foreign"] = True
+    assert diskette_messages() == []
