@@ -16,7 +16,10 @@ and says so at verbosity 2: rows of a multi-table inherited model (a
 ``Restaurant(Place)``, every django-polymorphic child), which
 ``bulk_create`` refuses. Forward references by natural key (an object
 naming one that comes later in the files) are handled as ``loaddata``
-handles them: the field is set once everything else is written. Where the
+handles them: the field is set once everything else is written (each such
+object waits in memory until then). Over rows that exist (``--overwrite``)
+natural keys are looked up one by one, since the load may move them, and
+a loaded object's many-to-many links are replaced, as ``set()`` does. Where the
 database cannot update a row on a primary key conflict (MySQL names no
 conflict target), rows that exist already are updated one by one.
 
@@ -66,8 +69,14 @@ class _Loader:
         ignorenonexistent: bool = False,
         check: Checker | None = None,
         note: Note | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.using = using
+        #: Loading over rows that exist: natural keys may change under the
+        #: cache, and links the data does not list must go.
+        self.overwrite = overwrite
+        #: Per auto-created through table, the objects whose links the data lists.
+        self.relinked: dict[Any, tuple[str, list[Any]]] = {}
         self.ignorenonexistent = ignorenonexistent
         self.check = check
         self.note = note or _ignore
@@ -93,7 +102,12 @@ class _Loader:
                 raise LoadError(
                     f"data '{member}' line {number} could not be loaded: {exc}"
                 ) from exc
-        self.flush()
+        try:
+            self.flush()
+        except Exception as exc:
+            raise LoadError(
+                f"data '{member}' (its last rows) could not be loaded: {exc}"
+            ) from exc
 
     def add(self, data: dict[str, Any], member: str, number: int) -> None:
         try:
@@ -128,6 +142,10 @@ class _Loader:
             if not through._meta.auto_created:
                 continue
             source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
+            if self.overwrite:  # as loaddata's set(): the data's links, no others
+                self.relinked.setdefault(through, (f"{source}_id", []))[1].append(
+                    deserialized.object.pk
+                )
             for value in values:
                 self.links[through].append(
                     through(
@@ -174,18 +192,28 @@ class _Loader:
 
     def pk_of(self, model: type[Model], key: list[Any]) -> Any:
         """The primary key of the ``model`` row with natural ``key``, or :data:`_UNKNOWN`."""
+        if self.overwrite or pack(key) not in self.keys.get(model, {}):
+            # The row, or one its natural key joins, may sit in a batch.
+            self.flush()
+        if self.overwrite:  # rows may change keys under a cache: ask each time
+            return self.lookup(model, key)
         known, packed = self.keys.get(model), pack(key)
-        if known is None or packed not in known:
-            self.flush()  # the object may sit in a batch not yet written
-            if known is None:
-                known = self.keys[model] = dict(self._all_keys(model))
-            if packed not in known:
-                manager = model._default_manager.db_manager(self.using)
-                try:
-                    known[packed] = manager.get_by_natural_key(*key).pk
-                except ObjectDoesNotExist:  # the model's, or one its key looks up
-                    return _UNKNOWN
+        if known is None:
+            known = self.keys[model] = dict(self._all_keys(model))
+        if packed not in known:
+            found = self.lookup(model, key)
+            if found is _UNKNOWN:
+                return found
+            known[packed] = found
         return known[packed]
+
+    def lookup(self, model: type[Model], key: list[Any]) -> Any:
+        """One natural key, queried: its row's primary key, or :data:`_UNKNOWN`."""
+        manager = model._default_manager.db_manager(self.using)
+        try:
+            return manager.get_by_natural_key(*key).pk
+        except ObjectDoesNotExist:  # the model's, or one its key looks up
+            return _UNKNOWN
 
     def _all_keys(self, model: type[Model]) -> Iterator[tuple[bytes, Any]]:
         rows = own_rows(model._default_manager.db_manager(self.using).all())
@@ -198,6 +226,12 @@ class _Loader:
             if objects:
                 _upsert(model, objects, self.using)
                 objects.clear()
+        for through, (column, owners) in self.relinked.items():
+            if owners:
+                QuerySet(model=through, using=self.using).filter(
+                    **{f"{column}__in": owners}
+                ).delete()
+                owners.clear()
         for through, rows in list(self.links.items()):
             if rows:
                 manager = through._base_manager.db_manager(self.using)
@@ -336,6 +370,7 @@ def fast_load(
     ignorenonexistent: bool = False,
     check: Checker | None = None,
     note: Note | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Load JSON Lines files ``(path, member name)`` in order, in batches.
 
@@ -344,10 +379,13 @@ def fast_load(
         added; raises to refuse it (:meth:`diskette.trust.ModelPolicy.check`).
     :param note: called with what a person asking for details should know
         (models loaded one object at a time, forward references).
+    :param overwrite: the tables may hold rows already (``--overwrite``):
+        natural keys are looked up one by one rather than cached, and a
+        loaded object's many-to-many links are replaced, as ``loaddata`` does.
     The caller holds the transaction; on any error nothing it wrote stays.
     """
     connection = connections[using]
-    loader = _Loader(using, ignorenonexistent, check, note)
+    loader = _Loader(using, ignorenonexistent, check, note, overwrite)
     if connection.vendor == "postgresql":
         # Django's foreign keys there are deferrable, deferred unless the
         # transaction said otherwise; rows refer to rows later in the files

@@ -496,6 +496,7 @@ def _restore(
                         data, member, plan.listed[member]
                     ),
                     note=reporter.detail,
+                    overwrite=options.overwrite,
                 )
             for data in [] if options.fast else plan.files:
                 announce(data.member)
