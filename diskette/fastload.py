@@ -192,12 +192,13 @@ class _Loader:
 
     def pk_of(self, model: type[Model], key: list[Any]) -> Any:
         """The primary key of the ``model`` row with natural ``key``, or :data:`_UNKNOWN`."""
-        if self.overwrite or pack(key) not in self.keys.get(model, {}):
+        packed = pack(key)
+        if self.overwrite or packed not in self.keys.get(model, {}):
             # The row, or one its natural key joins, may sit in a batch.
             self.flush()
         if self.overwrite:  # rows may change keys under a cache: ask each time
             return self.lookup(model, key)
-        known, packed = self.keys.get(model), pack(key)
+        known = self.keys.get(model)
         if known is None:
             known = self.keys[model] = dict(self._all_keys(model))
         if packed not in known:

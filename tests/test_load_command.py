@@ -761,26 +761,41 @@ def test_fast_load_refuses_natural_primary_data(demo, tmp_path):
         load(str(tmp_path / "diskette_data.tar.gz"), fast=True)
 
 
-def test_fast_load_ignorenonexistent_skips_unknown_fields_and_models(demo, tmp_path):
-    run_command("diskette_dump", "--no-storages", destination=tmp_path / "dump")
-    source = tmp_path / "dump" / "diskette_data.tar.gz"
-    archive = tmp_path / "edited.tar.gz"
+def edit_data(source: Path, archive: Path, member: str, edit) -> list:
+    """Copy ``source`` to ``archive`` with the objects of data ``member`` changed
+    by ``edit`` (given the list, changes it in place); return them.
+
+    The manifest loses its checksums, so that the edit is what a load meets,
+    not a checksum mismatch.
+    """
+    objects: list = []
     with tarfile.open(source) as old, tarfile.open(archive, "w:gz") as new:
         for info in old.getmembers():
             content = old.extractfile(info).read() if info.isfile() else None
-            if info.name == "data/demo.jsonl":
+            if info.name == member:
                 objects = [json.loads(line) for line in content.decode().splitlines()]
-                for obj in objects:
-                    obj["fields"]["colour"] = "red"
-                objects.append({"model": "demo.gone", "pk": 1, "fields": {}})
+                edit(objects)
                 content = "".join(json.dumps(obj) + "\n" for obj in objects).encode()
             if info.name == "manifest.json":
                 manifest = json.loads(content)
-                manifest.pop("members")  # the data changed: no checksums to compare
+                manifest.pop("members")
                 content = json.dumps(manifest).encode()
             if content is not None:
                 info.size = len(content)
             new.addfile(info, io.BytesIO(content) if content is not None else None)
+    return objects
+
+
+def test_fast_load_ignorenonexistent_skips_unknown_fields_and_models(demo, tmp_path):
+    run_command("diskette_dump", "--no-storages", destination=tmp_path / "dump")
+    archive = tmp_path / "edited.tar.gz"
+
+    def edit(objects: list) -> None:
+        for obj in objects:
+            obj["fields"]["colour"] = "red"
+        objects.append({"model": "demo.gone", "pk": 1, "fields": {}})
+
+    edit_data(tmp_path / "dump" / "diskette_data.tar.gz", archive, "data/demo.jsonl", edit)
     wipe_database()
     with pytest.raises(CommandError, match="could not be loaded: .*colour"):
         load(str(archive), fast=True, keep=True)
@@ -879,27 +894,14 @@ def test_natural_keys_are_read_as_the_load_rewrites_them(demo, tmp_path, fast):
     from shop.models import Category
 
     run_command("diskette_dump", "--no-storages", destination=tmp_path)
-    source, archive = tmp_path / "diskette_data.tar.gz", tmp_path / "edited.tar.gz"
-    with tarfile.open(source) as old, tarfile.open(archive, "w:gz") as new:
-        for info in old.getmembers():
-            content = old.extractfile(info).read() if info.isfile() else None
-            if info.name == "data/shop.jsonl":
-                objects = [json.loads(line) for line in content.decode().splitlines()]
-                first = next(
-                    i for i, o in enumerate(objects) if o["model"] == "shop.category"
-                )
-                renamed = {"name": "Old pasta", "parent": None}
-                objects.insert(
-                    first + 1, {"model": "shop.category", "pk": 20, "fields": renamed}
-                )
-                content = "".join(json.dumps(obj) + "\n" for obj in objects).encode()
-            if info.name == "manifest.json":
-                manifest = json.loads(content)
-                manifest.pop("members")  # the data changed: no checksums to compare
-                content = json.dumps(manifest).encode()
-            if content is not None:
-                info.size = len(content)
-            new.addfile(info, io.BytesIO(content) if content is not None else None)
+    archive = tmp_path / "edited.tar.gz"
+
+    def edit(objects: list) -> None:
+        first = next(i for i, o in enumerate(objects) if o["model"] == "shop.category")
+        renamed = {"name": "Old pasta", "parent": None}
+        objects.insert(first + 1, {"model": "shop.category", "pk": 20, "fields": renamed})
+
+    objects = edit_data(tmp_path / "diskette_data.tar.gz", archive, "data/shop.jsonl", edit)
     expected = {
         o["fields"]["name"]: (o["fields"]["parent"] or [None])[0]
         for o in objects
