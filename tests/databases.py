@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 DATABASES = ("sqlite", "postgres", "mariadb")
 TEST_DB = os.environ.get("DISKETTE_TEST_DB") or "sqlite"
@@ -56,6 +57,20 @@ def server_settings_body(name: str | None = None, server: str = TEST_DB) -> str:
     name, not created yet) on the suite's server (or ``server``)."""
     database = {**server_settings(server), "NAME": name or new_database_name("copy")}
     return f"DATABASES = {{'default': {database!r}}}\n"
+
+
+def url_settings(url: str, engine: str, *, user: str, port: int) -> dict[str, Any]:
+    """A ``DATABASES`` entry from ``scheme://user:password@host:port/name``,
+    with the server's default ``user`` and ``port`` where the URL has none."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": engine,
+        "NAME": parts.path.lstrip("/") or "diskette",
+        "USER": unquote(parts.username or user),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or port),
+    }
 
 
 def new_database_name(prefix: str) -> str:

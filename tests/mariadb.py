@@ -29,8 +29,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
+from tests.databases import url_settings
 from tests.postgres import free_port
 
 SERVER_USER = "nobody"
@@ -62,14 +63,8 @@ SERVER_OPTIONS = (
 def mariadb_settings() -> dict[str, Any]:
     """A Django ``DATABASES`` entry for the server the suite should use."""
     url = os.environ.get("DISKETTE_TEST_MARIADB_URL") or start_server()
-    parts = urlsplit(url)
     return {
-        "ENGINE": "django.db.backends.mysql",
-        "NAME": parts.path.lstrip("/") or "diskette",
-        "USER": unquote(parts.username or "root"),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or 3306),
+        **url_settings(url, "django.db.backends.mysql", user="root", port=3306),
         # The server's sql_mode is strict already (STRICT_TRANS_TABLES is
         # MariaDB's default): no init_command, one query less per connection.
         "OPTIONS": {"charset": CHARSET},

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+
+from tests.databases import url_settings
 
 SERVER_USER = "nobody"
 
@@ -30,15 +31,7 @@ SERVER_USER = "nobody"
 def postgres_settings() -> dict[str, Any]:
     """A Django ``DATABASES`` entry for the server the suite should use."""
     url = os.environ.get("DISKETTE_TEST_POSTGRES_URL") or start_cluster()
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": parts.path.lstrip("/") or "diskette",
-        "USER": unquote(parts.username or "postgres"),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or 5432),
-    }
+    return url_settings(url, "django.db.backends.postgresql", user="postgres", port=5432)
 
 
 def find_bindir() -> Path:
