@@ -1,22 +1,18 @@
-"""The hand-written tar reader and the threaded gunzip, against real tar files.
+"""The hand-written tar reader, against real tar files.
 
 Every archive here is written by :mod:`tarfile` or GNU ``tar``; the reader
 must see exactly what :mod:`tarfile` sees, and refuse what it cannot read
 faithfully.
 """
 
-import gzip
 import io
 import os
 import shutil
 import subprocess
 import tarfile
-import threading
-import zlib
 
 import pytest
 
-from diskette.archive.pgzip import BLOCK_SIZE, PrefetchingGzipReader
 from diskette.archive.tarstream import (
     NAME_LIMIT,
     PAX_HEADER_LIMIT,
@@ -153,60 +149,6 @@ def test_sparse_files_are_refused():
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(TarFormatError, match="sparse"):
         as_tarstream_sees_it(buffer.getvalue())
-
-
-def read_all(data: bytes, block: int = 4096) -> bytes:
-    with PrefetchingGzipReader(io.BytesIO(data), digest=True) as reader:
-        return b"".join(iter(lambda: reader.read(block), b""))
-
-
-def test_gunzip_reads_every_member_and_tolerates_zero_padding():
-    parts = [os.urandom(3000), b"text " * 5000, b""]
-    data = b"".join(gzip.compress(part) for part in parts)
-    assert read_all(data) == b"".join(parts)
-    assert read_all(data + bytes(700)) == b"".join(parts)
-    assert read_all(gzip.compress(b"a") + bytes(9) + gzip.compress(b"b")) == b"ab"
-
-
-def test_gunzip_reports_size_and_sha256_of_the_raw_file():
-    import hashlib
-
-    data = gzip.compress(b"x" * 100_000)
-    with PrefetchingGzipReader(io.BytesIO(data), digest=True) as reader:
-        while reader.read(1000):
-            pass
-    assert (reader.size, reader.sha256) == (len(data), hashlib.sha256(data).hexdigest())
-
-
-@pytest.mark.parametrize(
-    ("damage", "error"),
-    [
-        (lambda d: d[:-4], EOFError),  # truncated trailer
-        (lambda d: d[: len(d) // 2], EOFError),
-        (lambda d: d[:-8] + b"\0\0\0\0" + d[-4:], zlib.error),  # CRC
-        (lambda d: d + b"garbage", gzip.BadGzipFile),
-        (lambda d: b"not gzip at all", gzip.BadGzipFile),
-    ],
-)
-def test_gunzip_refuses_damaged_streams(damage, error):
-    with pytest.raises(error):
-        read_all(damage(gzip.compress(os.urandom(50_000) + b"z" * 50_000)))
-
-
-def test_gunzip_memory_stays_bounded_on_a_compression_bomb():
-    bomb = gzip.compress(bytes(64 * 1024 * 1024))  # 64 MiB in about 64 KiB
-    with PrefetchingGzipReader(io.BytesIO(bomb)) as reader:
-        sizes = [len(b) for b in iter(lambda: reader.read(1 << 30), b"")]
-    assert sum(sizes) == 64 * 1024 * 1024
-    assert max(sizes) <= BLOCK_SIZE
-
-
-def test_gunzip_stops_its_thread_when_closed_early():
-    data = gzip.compress(os.urandom(20 * BLOCK_SIZE))
-    reader = PrefetchingGzipReader(io.BytesIO(data), depth=1)
-    reader.read(10)
-    reader.close()
-    assert not any(t.name == "diskette-gunzip" for t in threading.enumerate())
 
 
 class Endless:

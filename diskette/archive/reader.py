@@ -21,12 +21,10 @@ against limits before it is parsed.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
 import posixpath
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +32,8 @@ from typing import Any
 
 from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
 from ..files import BLOCK_SIZE
+from .compression import DECOMPRESSION_ERRORS, GzipReader
 from .format import DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
-from .pgzip import PrefetchingGzipReader
 from .tarstream import TarMember, TarStream
 
 #: A manifest larger than this is not one diskette wrote: it records about
@@ -53,7 +51,7 @@ FREE_SPACE_RESERVE = 16 * 1024 * 1024
 INODE_RESERVE = 1000
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: What breaks a gzip or tar stream: truncation, corruption, a foreign file.
-READ_ERRORS = (TarFormatError, EOFError, zlib.error, gzip.BadGzipFile)
+READ_ERRORS: tuple[type[Exception], ...] = (TarFormatError, *DECOMPRESSION_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def unpack(
     try:
         with (
             open(archive, "rb") as raw,
-            PrefetchingGzipReader(raw, progress=progress, digest=digest) as stream,
+            GzipReader(raw, progress=progress, digest=digest) as stream,
         ):
             tar, folders, budget = TarStream(stream), Folders(), SpaceBudget()
             for info in tar:

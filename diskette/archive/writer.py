@@ -19,12 +19,8 @@ try:
 except ImportError:  # Windows: no flock, leftovers stay
     fcntl = None  # type: ignore[assignment]
 from ..files import BLOCK_SIZE, HashingReader, PartialFile
+from .compression import GzipWriter
 from .format import DATA_DIR, MANIFEST_NAME
-from .pgzip import ParallelGzipWriter
-
-#: ``tar czf`` compresses at gzip's default level; Python's default (9) costs
-#: about three times the time for a few percent of size.
-COMPRESSLEVEL = 6
 
 
 @dataclass(frozen=True)
@@ -116,13 +112,22 @@ class ArchiveWriter:
             raise write_error("create an archive in", path.parent, exc) from exc
         self.partial = self._output.path
         self.leftovers = remove_leftovers(path, keep=self.partial)
-        self._gzip = ParallelGzipWriter(
-            _ArchiveOutput(self._output), compresslevel=COMPRESSLEVEL, mtime=self.mtime
-        )
+        self._gzip = GzipWriter(_ArchiveOutput(self._output))
         # Open across calls, closed by close() or abort(): no `with` can span them.
-        # typeshed misses ``copybufsize`` for stream modes; tarfile takes it.
-        self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
-            fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=BLOCK_SIZE
+        # Mode "w", not the stream mode "w|": tarfile writes straight into
+        # the gzip stream, where "w|" copies everything through a buffer of
+        # bytes that it re-slices at each write (each 1 MiB some fifty times),
+        # or re-grows (each small header, if the buffer is made larger).
+        # ``dereference``: a media file with hard links is archived whole each
+        # time, not as a hard link member, which no loader of ours accepts
+        # (symlinks are added by add_symlink, never followed here).
+        # typeshed wants a file that reads and seeks: mode "w" does neither.
+        self._tar = tarfile.TarFile(
+            fileobj=self._gzip,  # type: ignore[arg-type]
+            mode="w",
+            format=tarfile.PAX_FORMAT,
+            dereference=True,
+            copybufsize=BLOCK_SIZE,
         )
 
     def __enter__(self) -> ArchiveWriter:
@@ -205,8 +210,8 @@ class ArchiveWriter:
         """Drop the partial archive, without finishing it.
 
         Closing the tar and gzip streams would compress and write what is
-        left (and, on a full disk, fail again) only to delete it: the
-        compressing threads are stopped instead, and the file removed.
+        left (and, on a full disk, fail again) only to delete it: the gzip
+        stream drops what is queued instead, and the file is removed.
         """
         if self._finished:  # renamed into place already: it is the archive now
             return
