@@ -1,16 +1,18 @@
-"""Serialize the models of a definition, streaming, with Django's serializers.
+"""Serialize the models of a definition, streaming, as Django's serializers do.
 
-Objects come from ``QuerySet.iterator()`` (a server-side cursor on
-PostgreSQL), so no table is ever held in memory, and go through Django's own
-serializers, so the files are plain fixtures that ``loaddata`` reads. The
-default format is JSON Lines: its deserializer reads line by line, where the
-JSON one reads the whole file first.
+The files are plain fixtures that ``loaddata`` reads. The default format is
+JSON Lines: its deserializer reads line by line, where the JSON one reads
+the whole file first. JSON Lines is written from rows rather than model
+instances (:mod:`diskette.rows`: the same lines, several times faster);
+other formats, a model whose fields are not all columns and a definition's
+own ``dump_command`` go through Django's serializers, objects coming from
+``QuerySet.iterator()`` (a server-side cursor on PostgreSQL). Either way no
+table is ever held in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import io
 import shlex
 import tempfile
@@ -22,25 +24,37 @@ from typing import IO, Any
 from django.core import serializers
 from django.core.management import call_command
 from django.core.serializers.base import SerializationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Model, QuerySet
-from django.utils import timezone
 
 from .definitions import ARCHIVE_FORMAT, COMMAND_FORMAT, Definition
 from .exceptions import DumpError
+from .rows import (
+    BATCH_ROWS,
+    ExactJSONEncoder,
+    ModelRows,
+    NaturalKeys,
+    line_encoder,
+    natural_relations,
+    own_rows,
+)
 
-#: Rows fetched per round trip; Django's ``dumpdata`` uses the same.
-BATCH_ROWS = 2000
+# ExactJSONEncoder, natural_relations and own_rows lived here: still importable.
+
 #: Text is encoded and handed to the binary stream in blocks this large,
 #: rather than once per small ``write()`` of the JSON encoder.
 WRITE_BUFFER = 64 * 1024
 
 
-def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet[Any]:
-    """Rows of ``model`` to dump, in primary key order, as ``dumpdata`` reads them."""
+def model_rows(definition: Definition, model: type[Model], using: str) -> QuerySet[Any]:
+    """Rows of ``model`` to dump, through the manager ``dumpdata`` would use."""
     manager = model._base_manager if definition.use_base_manager else model._default_manager
-    rows = own_rows(manager.using(using)).order_by(model._meta.pk.name)
+    return own_rows(manager.using(using))
+
+
+def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet[Any]:
+    """Rows of ``model`` to serialize, in primary key order, as ``dumpdata`` reads them."""
+    rows = model_rows(definition, model, using).order_by(model._meta.pk.name)
     # A natural foreign key reads the related object (and what its natural
     # key reads) per row: join them in the same query instead. Without
     # natural foreign keys, references to migrate-made models still are.
@@ -58,38 +72,6 @@ def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet
     return rows.prefetch_related(*m2m) if m2m else rows
 
 
-def own_rows(rows: QuerySet[Any]) -> QuerySet[Any]:
-    """``rows`` as instances of the queried model itself, never of a subclass.
-
-    A django-polymorphic manager turns each row of a parent model into an
-    instance of its most derived class: serialized, every shape would come
-    out as a circle or a square, and the parent table's rows would be
-    missing from the dump (``shape_ptr_id`` then points at nothing on
-    load). ``dumpdata`` gets plain rows only because django-polymorphic
-    recognises its module on the call stack; diskette asks for them.
-    """
-    plain = getattr(rows, "non_polymorphic", None)
-    return plain() if callable(plain) else rows
-
-
-def natural_relations(model: type[Model], depth: int = 2) -> list[str]:
-    """``select_related`` paths to the objects natural foreign keys will read.
-
-    Forward foreign keys to models with a natural key and, ``depth`` levels
-    down, theirs (a book's natural key holds its author's).
-    """
-    paths = []
-    for field in model._meta.concrete_fields:
-        related = field.related_model
-        if field.is_relation and field.many_to_one and hasattr(related, "natural_key"):
-            paths.append(field.name)
-            if depth > 1:
-                paths += [
-                    f"{field.name}__{sub}" for sub in natural_relations(related, depth - 1)
-                ]
-    return paths
-
-
 def dumped_models(definition: Definition, using: str) -> list[type[Model]]:
     """Models of ``definition`` the database router lets live in ``using``."""
     return [m for m in definition.models if router.allow_migrate_model(using, m)]
@@ -99,7 +81,7 @@ def count_objects(definition: Definition, using: str) -> dict[str, int]:
     """Rows per model label that :func:`write_data` would dump."""
     try:
         return {
-            m._meta.label_lower: queryset(definition, m, using).count()
+            m._meta.label_lower: model_rows(definition, m, using).count()
             for m in dumped_models(definition, using)
         }
     except DatabaseError as exc:
@@ -126,38 +108,97 @@ def write_data(
     """
     if definition.dump_command:
         return _write_with_command(definition, stream, using=using, indent=indent)
-    counts = {m._meta.label_lower: 0 for m in dumped_models(definition, using)}
-
-    advance: Callable[[int], None] = _ignore
+    tally = _Tally({m._meta.label_lower: 0 for m in dumped_models(definition, using)})
     if progress is not None:
-        advance = progress(sum(count_objects(definition, using).values()))
+        tally.advance = progress(sum(count_objects(definition, using).values()))
+    text = _EncodingWriter(stream)
+    fmt = definition.format or ARCHIVE_FORMAT
+    try:
+        if fmt == "jsonl":
+            _write_rows(definition, text, using, tally)
+        else:
+            _serialize(
+                definition,
+                fmt,
+                text,
+                indent,
+                using,
+                tally,
+                dumped_models(definition, using),
+            )
+    except (DatabaseError, SerializationError) as exc:
+        raise DumpError(f"{definition.name!r}: cannot serialize: {exc}") from exc
+    text.flush()
+    return tally.counts
+
+
+class _Tally:
+    """Objects written per model label, and the progress they make."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+        self.advance: Callable[[int], None] = _ignore
+
+    def add(self, label: str, count: int) -> None:
+        self.counts[label] += count
+        self.advance(count)
+
+
+def _write_rows(
+    definition: Definition, text: _EncodingWriter, using: str, tally: _Tally
+) -> None:
+    """Write ``definition`` as JSON Lines from rows (:mod:`diskette.rows`);
+    a model rows cannot tell whole (a composite primary key, a field that is
+    no column) goes through the serializer."""
+    naturals = NaturalKeys(using)
+    encode = line_encoder()
+    for model in dumped_models(definition, using):
+        if not ModelRows.supports(model):
+            _serialize(definition, "jsonl", text, None, using, tally, [model])
+            continue
+        rows = ModelRows(
+            model,
+            model_rows(definition, model, using),
+            using=using,
+            naturally=lambda field: _natural(definition.natural_foreign, field),
+            natural_primary=definition.natural_primary,
+            naturals=naturals,
+        )
+        for batch in rows.batches():
+            text.write(rows.lines(batch, encode))
+            tally.add(model._meta.label_lower, len(batch))
+
+
+def _serialize(
+    definition: Definition,
+    fmt: str,
+    text: _EncodingWriter,
+    indent: int | None,
+    using: str,
+    tally: _Tally,
+    models: list[type[Model]],
+) -> None:
+    """Write ``models`` with Django's serializer for ``fmt``."""
 
     def objects() -> Iterator[Model]:
-        for model in dumped_models(definition, using):
+        for model in models:
             label = model._meta.label_lower
             rows = queryset(definition, model, using).iterator(chunk_size=BATCH_ROWS)
             # Closed here, even on Ctrl-C: a cursor left to the garbage
             # collector after its connection closed prints a traceback.
             with contextlib.closing(rows):
                 for obj in rows:
-                    counts[label] += 1
-                    advance(1)
+                    tally.add(label, 1)
                     yield obj
 
-    text = _EncodingWriter(stream)
-    try:
-        serializer_class(definition.format or ARCHIVE_FORMAT)().serialize(
-            objects(),
-            stream=text,
-            indent=indent,
-            use_natural_foreign_keys=definition.natural_foreign,
-            use_natural_primary_keys=definition.natural_primary,
-            cls=ExactJSONEncoder,
-        )
-    except (DatabaseError, SerializationError) as exc:
-        raise DumpError(f"{definition.name!r}: cannot serialize: {exc}") from exc
-    text.flush()
-    return counts
+    serializer_class(fmt)().serialize(
+        objects(),
+        stream=text,
+        indent=indent,
+        use_natural_foreign_keys=definition.natural_foreign,
+        use_natural_primary_keys=definition.natural_primary,
+        cls=ExactJSONEncoder,
+    )
 
 
 def _write_with_command(
@@ -228,6 +269,14 @@ def serializer_class(fmt: str) -> type[Any]:
 def _migrate_made(model: type[Model], name: str) -> bool:
     related = model._meta.get_field(name).related_model
     return related is not None and related._meta.label_lower in MIGRATE_CREATED
+
+
+def _natural(natural_foreign: bool, field: Any) -> bool:
+    """Whether the serializer writes the relation ``field`` by natural key."""
+    related = field.remote_field.model
+    return hasattr(related, "natural_key") and (
+        natural_foreign or field.related_model._meta.label_lower in MIGRATE_CREATED
+    )
 
 
 @contextmanager
@@ -308,27 +357,6 @@ class _EncodingWriter:
             self.binary.write("".join(self.parts).encode())
             self.parts.clear()
             self.pending = 0
-
-
-class ExactJSONEncoder(DjangoJSONEncoder):
-    """Django's encoder, but times keep their microseconds.
-
-    ``DjangoJSONEncoder`` cuts ``07:08:09.123456`` to ``07:08:09.123`` (for
-    ECMAScript's sake): a snapshot would silently change data, and two rows
-    a few microseconds apart under a unique constraint would collide on
-    load. Full ISO 8601 is what Django parses back (``loaddata``, diskette
-    0.6 and ``--fast`` alike); everything else is encoded as Django does.
-    """
-
-    def default(self, o: Any) -> Any:
-        if isinstance(o, datetime.datetime):
-            text = o.isoformat()
-            return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
-        if isinstance(o, datetime.time):
-            if timezone.is_aware(o):
-                raise ValueError("JSON can't represent timezone-aware times.")
-            return o.isoformat()
-        return super().default(o)
 
 
 def _ignore(count: int) -> None:
