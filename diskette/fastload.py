@@ -1,53 +1,59 @@
-"""Opt-in fast loading of JSON Lines data (``diskette_load --fast``).
+"""The load of JSON Lines data: batched rows, with ``loaddata``'s semantics.
 
-``loaddata`` saves objects one at a time and looks every natural foreign key
-up with its own query. This path reads the same files, line by line, and
-writes the same rows, but:
+``loaddata`` builds and saves one model instance per object and looks every
+natural foreign key up with its own query: a few hundred rows a second.
+This path reads the same files, line by line, and writes the same rows:
 
+- each object becomes the row the database receives, without a model
+  instance where none is observable (:mod:`diskette.modelplan`), and rows
+  are written a batch at a time: ``COPY`` on PostgreSQL, one
+  ``executemany`` elsewhere (:mod:`diskette.inserts`); a row whose primary
+  key exists already (the default site ``migrate`` made) is updated, as
+  ``save()`` would;
 - natural keys are resolved through a cache: the first lookup into a model
   reads all of that model's natural keys in one query (joining what they
   read), later misses query one key; it holds one small bytes object a
   referenced row (about 130 bytes), the one part of the peak that grows
-  with the data;
-- objects are inserted with ``bulk_create`` in batches, many-to-many rows too.
+  with the data.
 
-What it cannot batch it loads as ``loaddata`` does, one object at a time,
-and says so at verbosity 2: rows of a multi-table inherited model (a
-``Restaurant(Place)``, every django-polymorphic child), which
-``bulk_create`` refuses. Forward references by natural key (an object
-naming one that comes later in the files) are handled as ``loaddata``
-handles them: the field is set once everything else is written (each such
-object waits in memory until then). Over rows that exist (``--overwrite``)
-natural keys are looked up one by one, since the load may move them, and
-a loaded object's many-to-many links are replaced, as ``set()`` does. Where the
-database cannot update a row on a primary key conflict (MySQL names no
-conflict target), rows that exist already are updated one by one.
-
-What differs, and why it is opt-in: no ``pre_save``/``post_save`` or
-``m2m_changed`` signals are sent for batched rows (``loaddata`` sends them
-with ``raw=True``), and models' ``save()`` methods are not called. Like
-``loaddata``, it runs with constraint checks deferred, checks them at the
-end, and resets sequences; the caller holds the transaction.
+What ``loaddata`` does that a receiver or a model could observe, it does
+too: ``pre_save``/``post_save`` with ``raw=True`` (``created`` as a save
+would say) and ``m2m_changed``, in the same order, for the models that have
+receivers; instances built through the deserializer where init receivers or
+unusual fields want one; models' ``save()`` never called. Objects it cannot
+batch it saves one at a time exactly as ``loaddata`` does, and says why at
+verbosity 2 (multi-table inheritance, receivers of both save signals).
+Forward references by natural key (an object naming one that comes later in
+the files) are handled as ``loaddata`` handles them: the field is set once
+everything else is written (each such object waits in memory until then).
+Over rows that exist (``--overwrite``) natural keys are looked up one by
+one, since the load may move them, and a loaded object's many-to-many
+links are replaced, as ``set()`` does. Like ``loaddata``, it runs with
+constraint checks deferred, checks them at the end, and resets sequences;
+the caller holds the transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management.color import no_style
 from django.core.serializers.base import DeserializedObject
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.serializers.python import Deserializer as PythonDeserializer
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import Model, QuerySet, signals
 
 from .data import natural_relations, own_rows
 from .exceptions import LoadError
+from .inserts import LateForeignKeys, existing_keys, insert_rows, update_rows
+from .modelplan import ModelPlan, Unusual
 from .trust import json_objects
 
 #: Called with a serialized object and its data file; raises to refuse it.
@@ -62,6 +68,34 @@ BATCH_SIZE = 2000
 _UNKNOWN = object()
 
 
+class _Pending:
+    """One model's objects waiting for their batch to be written.
+
+    Rows built from data come with no instance; deserialized objects keep
+    theirs, whose row is taken once ``pre_save`` receivers have seen it.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any] | None] = []
+        self.objects: list[Model | None] = []
+        #: The batch's primary keys as the database compares them: a key
+        #: seen twice writes the batch first, so the second is an update.
+        self.keys: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, key: Any, row: list[Any] | None, obj: Model | None) -> None:
+        self.rows.append(row)
+        self.objects.append(obj)
+        self.keys.add(key)
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.objects.clear()
+        self.keys.clear()
+
+
 class _Loader:
     def __init__(
         self,
@@ -72,25 +106,32 @@ class _Loader:
         overwrite: bool = False,
     ) -> None:
         self.using = using
+        self.connection = connections[using]
+        self.mysql = self.connection.vendor == "mysql"
         #: Loading over rows that exist: natural keys may change under the
         #: cache, and links the data does not list must go.
         self.overwrite = overwrite
-        #: Per auto-created through table, the objects whose links the data lists.
-        self.relinked: dict[Any, tuple[str, list[Any]]] = {}
         self.ignorenonexistent = ignorenonexistent
         self.check = check
         self.note = note or _ignore
-        self.pending: dict[type[Model], list[Model]] = defaultdict(list)
-        self.links: dict[Any, list[Model]] = defaultdict(list)
-        self.keys: dict[type[Model], dict[bytes, Any]] = {}
+        self.plans: dict[type[Model], ModelPlan] = {}
+        self.by_label: dict[str, ModelPlan] = {}
+        self.pending: dict[type[Model], _Pending] = {}
+        #: Many-to-many rows to write, by auto-created table.
+        self.links: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
+        #: Per auto-created table, the objects whose links the data lists
+        #: (``--overwrite``: their other links go, as ``set()`` removes them).
+        self.relinked: dict[Any, tuple[str, list[Any]]] = {}
+        self.keys: dict[type[Model], dict[str, Any]] = {}
         self.models: set[type[Model]] = set()
+        #: Tables written to, for the constraint check at the end.
+        self.tables: set[str] = set()
+        self.late_keys = LateForeignKeys(self.connection)
         #: Objects waiting for a forward reference, with where they were read.
         self.deferred: list[tuple[DeserializedObject, str, int]] = []
-        #: Models loaded one object at a time, each named once at verbosity 2.
-        self.one_by_one: set[type[Model]] = set()
         # Queries logged before the load are the caller's (a test capturing
         # queries, say): only the ones the load adds are dropped.
-        self.logged_before = len(connections[using].queries_log)
+        self.logged_before = len(self.connection.queries_log)
 
     def load(self, path: Path, member: str) -> None:
         for number, data in json_objects(path, member):
@@ -109,83 +150,130 @@ class _Loader:
                 f"data '{member}' (its last rows) could not be loaded: {exc}"
             ) from exc
 
+    def plan(self, model: type[Model]) -> ModelPlan:
+        plan = self.plans.get(model)
+        if plan is None:
+            plan = self.plans[model] = ModelPlan.of(model, self.connection)
+            if plan.one_by_one:
+                self.note(
+                    f"{model._meta.label}: {plan.one_by_one}: loaded one object at a time"
+                )
+            self.models.add(model)
+            for table in [plan.table, *(link.table for link in plan.links.values())]:
+                self.tables.add(table)
+                self.late_keys.drop(table)
+        return plan
+
     def add(self, data: dict[str, Any], member: str, number: int) -> None:
-        try:
-            model = apps.get_model(data["model"])
-        except LookupError:
-            if self.ignorenonexistent:  # as loaddata --ignorenonexistent does
+        plan = self.by_label.get(data["model"])
+        if plan is None:
+            try:
+                model = apps.get_model(data["model"])
+            except LookupError:
+                if self.ignorenonexistent:  # as loaddata --ignorenonexistent does
+                    return
+                raise
+            plan = self.by_label[data["model"]] = self.plan(model)
+        fields = data.get("fields", {})
+        self.resolve(plan, fields)
+        if "pk" in data and not plan.one_by_one and not plan.instances:
+            try:
+                row = plan.row(data["pk"], fields, self.ignorenonexistent)
+            except Unusual:
+                pass  # the deserializer reads it, below
+            else:
+                self.queue(plan, row, None, fields)
                 return
-            raise
-        if "pk" not in data and "id" not in data.get("fields", {}):
-            raise LoadError(
-                f"{data['model']} objects have no primary key (natural_primary): "
-                "load without --fast"
-            )
-        self.resolve(model, data["fields"])
         (deserialized,) = PythonDeserializer(
             [data],
             using=self.using,
             ignorenonexistent=self.ignorenonexistent,
             handle_forward_references=True,
         )
-        self.models.add(model)
         if deserialized.deferred_fields:
             _refuse_empty(deserialized.deferred_fields)
             self.deferred.append((deserialized, member, number))
-        if not batchable(model):
-            self.save_one(model, deserialized)
+        obj = deserialized.object
+        if plan.one_by_one or obj.pk is None or _has_expression(plan, obj):
+            self.save_one(plan, deserialized)
             return
-        self.pending[model].append(deserialized.object)
-        for name, values in (deserialized.m2m_data or {}).items():
-            field = model._meta.get_field(name)
-            through = field.remote_field.through
-            if not through._meta.auto_created:
+        m2m = {
+            name: values
+            for name, values in (deserialized.m2m_data or {}).items()
+            if name in plan.links
+        }
+        self.queue(plan, None, obj, m2m)
+
+    def queue(
+        self,
+        plan: ModelPlan,
+        row: list[Any] | None,
+        obj: Model | None,
+        fields: dict[str, Any],
+    ) -> None:
+        """Add an object's row (or instance) and its links to the pending batches."""
+        model = plan.model
+        if (plan.pre_save or plan.post_save) and any(
+            m is not model and len(p) and _signalled(self.plans[m])
+            for m, p in self.pending.items()
+        ):
+            self.flush()  # receivers see each model's batch in file order
+        pending = self.pending.setdefault(model, _Pending())
+        value = row[plan.pk_index] if row is not None else _prepared_pk(plan, obj, self)
+        key = self.comparable(plan, value)
+        if key in pending.keys:
+            self.flush()  # the same object twice: the second one updates the first
+        pending.add(key, row, obj)
+        for name, link in plan.links.items():
+            targets = fields.get(name)
+            if not targets:
+                if self.overwrite and name in fields:
+                    self._relink(link, value)
                 continue
-            source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
-            if self.overwrite:  # as loaddata's set(): the data's links, no others
-                self.relinked.setdefault(through, (f"{source}_id", []))[1].append(
-                    deserialized.object.pk
-                )
-            for value in values:
-                self.links[through].append(
-                    through(
-                        **{f"{source}_id": deserialized.object.pk, f"{target}_id": value}
-                    )
-                )
-        if len(self.pending[model]) >= BATCH_SIZE:
+            if self.overwrite:
+                self._relink(link, value)
+            # In the order set() adds them (a set's), so the link rows get
+            # the ids loaddata gives them: archives of diskette 0.6 list the
+            # link rows too, and update them by id.
+            self.links[link] += [(value, target) for target in {*map(link.target, targets)}]
+        if len(pending) >= BATCH_SIZE:
             self.flush()
 
-    def save_one(self, model: type[Model], deserialized: DeserializedObject) -> None:
+    def _relink(self, link: Any, owner: Any) -> None:
+        self.relinked.setdefault(link, (link.columns[0], []))[1].append(owner)
+
+    def save_one(self, plan: ModelPlan, deserialized: DeserializedObject) -> None:
         """Save as ``loaddata`` does: this table's row only, many-to-many too."""
-        if model not in self.one_by_one:
-            self.one_by_one.add(model)
-            self.note(
-                f"{model._meta.label}: multi-table inheritance, loaded one object "
-                "at a time (bulk inserts cannot write a child table alone)"
-            )
+        if _signalled(plan):
+            self.flush()  # the signals of what came before go first
         deserialized.save(using=self.using)
 
-    def resolve(self, model: type[Model], fields: dict[str, Any]) -> None:
+    def comparable(self, plan: ModelPlan, value: Any) -> Any:
+        """A primary key as the database holds it (``value``, or what a query
+        returned), in a form that compares equal to its other spellings: a
+        UUID as hex text or as a ``UUID``, text in the case MySQL ignores."""
+        if type(value) is int:
+            return value
+        with contextlib.suppress(ValidationError):  # else compared as it is
+            value = plan.fields[plan.pk_index].to_python(value)
+        return _collated(value) if self.mysql else value
+
+    def resolve(self, plan: ModelPlan, fields: dict[str, Any]) -> None:
         """Replace natural keys in ``fields`` by primary keys, from the cache.
 
         A key no row has yet is left as it is: the deserializer defers the
         field, which :meth:`finish` sets once every file is written.
         """
-        for name, value in fields.items():
-            if not isinstance(value, list) or not value:
+        for name, (related, many) in plan.references.items():
+            value = fields.get(name)
+            if type(value) is not list or not value:
                 continue
-            try:
-                field = model._meta.get_field(name)
-            except FieldDoesNotExist:
-                continue  # the deserializer refuses it, or ignores it if asked to
-            if not field.is_relation or not _refers_to_pk(field):
-                continue  # a list of values, or a to_field: the deserializer reads it
-            related = field.related_model
-            if field.many_to_many and isinstance(value[0], list):
-                keys = [self.pk_of(related, key) for key in value]
-                if _UNKNOWN not in keys:
-                    fields[name] = keys
-            elif (field.many_to_one or field.one_to_one) and not isinstance(value[0], list):
+            if many:
+                if type(value[0]) is list:
+                    keys = [self.pk_of(related, key) for key in value]
+                    if _UNKNOWN not in keys:
+                        fields[name] = keys
+            elif type(value[0]) is not list:
                 key = self.pk_of(related, value)
                 if key is not _UNKNOWN:
                     fields[name] = key
@@ -193,20 +281,23 @@ class _Loader:
     def pk_of(self, model: type[Model], key: list[Any]) -> Any:
         """The primary key of the ``model`` row with natural ``key``, or :data:`_UNKNOWN`."""
         packed = pack(key)
-        if self.overwrite or packed not in self.keys.get(model, {}):
-            # The row, or one its natural key joins, may sit in a batch.
-            self.flush()
+        known = self.keys.get(model)
+        if known is not None:
+            found = known.get(packed, _UNKNOWN)
+            if found is not _UNKNOWN:
+                return found
+        # The row, or one its natural key joins, may sit in a batch.
+        self.flush()
         if self.overwrite:  # rows may change keys under a cache: ask each time
             return self.lookup(model, key)
-        known = self.keys.get(model)
         if known is None:
             known = self.keys[model] = dict(self._all_keys(model))
-        if packed not in known:
-            found = self.lookup(model, key)
-            if found is _UNKNOWN:
-                return found
+            if packed in known:
+                return known[packed]
+        found = self.lookup(model, key)
+        if found is not _UNKNOWN:
             known[packed] = found
-        return known[packed]
+        return found
 
     def lookup(self, model: type[Model], key: list[Any]) -> Any:
         """One natural key, queried: its row's primary key, or :data:`_UNKNOWN`."""
@@ -216,34 +307,90 @@ class _Loader:
         except ObjectDoesNotExist:  # the model's, or one its key looks up
             return _UNKNOWN
 
-    def _all_keys(self, model: type[Model]) -> Iterator[tuple[bytes, Any]]:
+    def _all_keys(self, model: type[Model]) -> Iterator[tuple[str, Any]]:
         rows = own_rows(model._default_manager.db_manager(self.using).all())
         rows = rows.select_related(*natural_relations(model))
         for obj in rows.iterator(chunk_size=BATCH_SIZE):
-            yield pack(obj.natural_key()), obj.pk
+            yield pack_natural(obj.natural_key()), obj.pk
 
     def flush(self) -> None:
-        for model, objects in list(self.pending.items()):
-            if objects:
-                _upsert(model, objects, self.using)
-                objects.clear()
-        for through, (column, owners) in self.relinked.items():
+        for model, pending in self.pending.items():
+            if len(pending):
+                self._write(self.plans[model], pending)
+                pending.clear()
+        for link, (column, owners) in self.relinked.items():
             if owners:
-                QuerySet(model=through, using=self.using).filter(
+                QuerySet(model=link.through, using=self.using).filter(
                     **{f"{column}__in": owners}
                 ).delete()
                 owners.clear()
-        for through, rows in list(self.links.items()):
+        for link, rows in self.links.items():
             if rows:
-                manager = through._base_manager.db_manager(self.using)
-                manager.bulk_create(rows, BATCH_SIZE, ignore_conflicts=True)
+                insert_rows(
+                    self.connection, link.table, link.columns, rows, ignore_conflicts=True
+                )
                 rows.clear()
         # With DEBUG on, as on the laptops loads are for, Django keeps the
-        # last 9,000 queries, and each batch insert is kilobytes of SQL: 16 MB
-        # at 200,000 rows, growing with them. Nobody reads those here.
-        log = connections[self.using].queries_log
+        # last 9,000 queries: nobody reads the load's here.
+        log = self.connection.queries_log
         while len(log) > self.logged_before:
             log.pop()
+
+    def _write(self, plan: ModelPlan, pending: _Pending) -> None:
+        """Write one model's batch: new rows inserted, existing ones updated,
+        save signals around it as ``save_base(raw=True)`` sends them."""
+        objects = pending.objects
+        if plan.pre_save:
+            for obj in objects:
+                if obj is not None:
+                    signals.pre_save.send(
+                        sender=plan.model,
+                        instance=obj,
+                        raw=True,
+                        using=self.using,
+                        update_fields=None,
+                    )
+        rows = [
+            row if row is not None else plan.row_of(obj, self.connection)
+            for row, obj in zip(pending.rows, objects, strict=True)
+        ]
+        keys = [row[plan.pk_index] for row in rows]
+        found = existing_keys(
+            self.connection, plan.table, plan.columns[plan.pk_index], keys
+        )
+        existing = {self.comparable(plan, k) for k in found}
+        compared = [self.comparable(plan, k) for k in keys] if existing else []
+        if existing:
+            new = [r for r, k in zip(rows, compared, strict=True) if k not in existing]
+            others = [i for i in range(len(plan.columns)) if i != plan.pk_index]
+            update_rows(
+                self.connection,
+                plan.table,
+                [plan.columns[i] for i in others],
+                plan.columns[plan.pk_index],
+                (
+                    [r[i] for i in others] + [k]
+                    for r, k, c in zip(rows, keys, compared, strict=True)
+                    if c in existing
+                ),
+            )
+        else:
+            new = rows
+        insert_rows(self.connection, plan.table, plan.columns, new)
+        for obj, key in zip(objects, keys, strict=True):
+            if obj is None:
+                continue
+            key = self.comparable(plan, key)
+            obj._state.adding, obj._state.db = False, self.using
+            if plan.post_save:
+                signals.post_save.send(
+                    sender=plan.model,
+                    instance=obj,
+                    created=key not in existing,
+                    update_fields=None,
+                    raw=True,
+                    using=self.using,
+                )
 
     def finish(self) -> None:
         """Write what waits, then set the fields that referred forward."""
@@ -275,80 +422,64 @@ def _refuse_empty(deferred: dict[Any, Any]) -> None:
             )
 
 
-def batchable(model: type[Model]) -> bool:
-    """Whether ``bulk_create`` writes ``model``: not for a multi-table child."""
-    concrete = model._meta.concrete_model
-    return all(p._meta.concrete_model is concrete for p in model._meta.get_parent_list())
-
-
-def pack(key: list[Any] | tuple[Any, ...]) -> bytes:
-    """A natural key as the cache holds it: its JSON, as one bytes object.
+def pack(key: list[Any]) -> str:
+    """A natural key read from the file as the cache holds it: the ``repr``
+    of its values.
 
     The cache holds a key per referenced row (all of a model's, once one is
-    looked up), so its size is what grows with the data: one bytes object
-    takes less than half of a tuple of strings. JSON keeps keys apart that
-    differ (``None`` and ``"None"``) and spells dates as the file does; a key
-    the file spells otherwise than the database only misses the cache, and
-    is looked up with a query.
+    looked up), so its size is what grows with the data: one string takes
+    less than half of a tuple of strings. ``repr`` keeps keys apart that
+    differ (``None`` and ``"None"``, ``1`` and ``"1"``), at C speed.
     """
-    return _encode_key(key).encode()
+    return repr(tuple(key))
 
 
-class _KeyEncoder(DjangoJSONEncoder):
-    """Django's encoder, and ``repr`` for what it cannot encode.
+def pack_natural(key: tuple[Any, ...]) -> str:
+    """What ``natural_key()`` returned, packed as :func:`pack` packs the
+    file's spelling of it: a value JSON has no type for (a date) as
+    Django's encoder writes it. A key the file spells otherwise than the
+    database only misses the cache, and is looked up with a query."""
+    if all(type(value) in _JSON_TYPES for value in key):
+        return repr(tuple(key))
+    return repr(
+        tuple(value if type(value) in _JSON_TYPES else _spelled(value) for value in key)
+    )
 
-    Keys from the file are JSON already; a ``natural_key()`` may return what
-    JSON has no form for (bytes, say). Such a key can only miss the cache,
-    and a miss is looked up with ``get_by_natural_key``, never refused.
+
+#: Types a value read from JSON has (lists aside): kept as they are in a key.
+_JSON_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _spelled(value: Any) -> Any:
+    """``value`` as Django's JSON encoder writes it, or its ``repr``.
+
+    A ``natural_key()`` may return what JSON has no form for (bytes, say):
+    such a key can only miss the cache, and a miss is looked up with
+    ``get_by_natural_key``, never refused.
     """
-
-    def default(self, o: Any) -> Any:
-        try:
-            return super().default(o)
-        except TypeError:
-            return repr(o)
+    try:
+        return _ENCODER.default(value)
+    except TypeError:
+        return repr(value)
 
 
-#: One encoder for every key: ``json.dumps`` with options builds one a call,
-#: and a load packs a key per foreign key of every row.
-_encode_key = _KeyEncoder(separators=(",", ":")).encode
+_ENCODER = DjangoJSONEncoder()
 
 
-def _upsert(model: type[Model], objects: list[Model], using: str) -> None:
-    """Insert ``objects``, updating rows whose primary key exists already.
+def _signalled(plan: ModelPlan) -> bool:
+    """Whether receivers watch ``plan``'s model being saved."""
+    return plan.pre_save or plan.post_save or bool(plan.one_by_one)
 
-    That is what ``loaddata``'s ``save()`` does: ``migrate`` creates some rows
-    (the default site) that a dump carries too. Rows are written through a
-    plain queryset: a model's own manager may change what ``bulk_create``
-    does (django-polymorphic's drops the conflict options). MySQL updates on
-    a conflict with any unique key, not with a named one: there, the rows
-    that may exist are saved one by one as ``loaddata`` saves them (update,
-    else insert), which is rare (the default site), and the others inserted
-    in one batch.
-    """
-    pk = model._meta.pk
-    fields = [f.name for f in model._meta.concrete_fields if not f.primary_key]
-    rows = QuerySet(model=model, using=using)
-    if not fields:
-        rows.bulk_create(objects, BATCH_SIZE, ignore_conflicts=True)
-    elif connections[using].features.supports_update_conflicts_with_target:
-        rows.bulk_create(
-            objects,
-            BATCH_SIZE,
-            update_conflicts=True,
-            unique_fields=[pk.name],
-            update_fields=fields,
-        )
-    else:
-        found = rows.filter(pk__in=[o.pk for o in objects]).values_list("pk", flat=True)
-        existing = {_collated(key) for key in found}
-        new = []
-        for obj in objects:
-            if _collated(obj.pk) in existing:
-                obj.save_base(raw=True, using=using)
-            else:
-                new.append(obj)
-        rows.bulk_create(new, BATCH_SIZE)
+
+def _has_expression(plan: ModelPlan, obj: Model) -> bool:
+    """Whether a field of ``obj`` holds an expression (a database default
+    the data left out): only a save writes that."""
+    return any(hasattr(getattr(obj, f.attname), "resolve_expression") for f in plan.fields)
+
+
+def _prepared_pk(plan: ModelPlan, obj: Model | None, loader: _Loader) -> Any:
+    assert obj is not None
+    return plan.fields[plan.pk_index].get_db_prep_save(obj.pk, loader.connection)
 
 
 def _collated(key: Any) -> Any:
@@ -356,12 +487,6 @@ def _collated(key: Any) -> Any:
     compares it: a text key the database holds in another case is saved,
     not inserted twice. Saving a row that turns out new inserts it."""
     return key.casefold().rstrip(" ") if isinstance(key, str) else key
-
-
-def _refers_to_pk(field: Any) -> bool:
-    """Whether ``field`` stores its target's primary key (no ``to_field``)."""
-    target = field.remote_field.field_name if not field.many_to_many else None
-    return target is None or target == field.related_model._meta.pk.name
 
 
 def fast_load(
@@ -398,8 +523,8 @@ def fast_load(
             before(member)
             loader.load(path, member)
         loader.finish()
-    tables = [model._meta.db_table for model in loader.models]
-    connection.check_constraints(table_names=tables)
+        loader.late_keys.restore()
+    connection.check_constraints(table_names=sorted(loader.tables))
     statements = connection.ops.sequence_reset_sql(no_style(), list(loader.models))
     if statements:
         with connection.cursor() as cursor:

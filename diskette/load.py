@@ -84,7 +84,8 @@ class LoadOptions:
     :param strict: refuse when the archive's applied migrations differ from
         the local database's, instead of warning.
     :param check: stop once the archive is verified: change nothing.
-    :param fast: load JSON Lines data in batches (:mod:`diskette.fastload`).
+    :param loaddata: load with Django's ``loaddata``, one object at a time,
+        instead of in batches (:mod:`diskette.fastload`, the default).
     :param everything: accept objects of every model, for a whole-database
         snapshot (``diskette_dump --everything``) rather than only the
         models of ``DISKETTE_APPS``.
@@ -100,7 +101,7 @@ class LoadOptions:
     checksum: str | None = None
     strict: bool = False
     check: bool = False
-    fast: bool = False
+    loaddata: bool = False
     everything: bool = False
     overwrite: bool = False
     force: bool = False
@@ -171,7 +172,7 @@ def load(
                     _DataFile(data_dir / data, data),
                     policy,
                     listed[data],
-                    checked_later=options.fast and not options.check,
+                    checked_later=not options.loaddata and not options.check,
                 )
                 for data in datas
                 if data_dir is not None  # always, when there are datas
@@ -486,7 +487,7 @@ def _restore(
                 id=restore.load_id, archive=plan.unpacked.path.name[:255]
             )
             refuse_populated(plan.labels(), using, overwrite=options.overwrite)
-            if options.fast:
+            if not options.loaddata:
                 fast_load(
                     [(f.path, f.member) for f in plan.files],
                     using,
@@ -498,7 +499,7 @@ def _restore(
                     note=reporter.detail,
                     overwrite=options.overwrite,
                 )
-            for data in [] if options.fast else plan.files:
+            for data in plan.files if options.loaddata else []:
                 announce(data.member)
                 _load_fixture(data, options.ignorenonexistent, using)
             result.restored = restore.swap(reporter, plan.unpacked)
@@ -561,7 +562,7 @@ def _vetted(
     """Check every object of ``data`` may be loaded here; JSON arrays become JSON Lines.
 
     :param checked_later: JSON Lines objects are checked as they load
-        (``--fast``), so they are not read twice here.
+        (unless ``--loaddata``), so they are not read twice here.
     """
     convert = data.member.endswith(".json")
     if checked_later and not convert:

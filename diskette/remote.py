@@ -57,6 +57,7 @@ from .tasks import (
     DEFAULTS,
     FAST_HELP,
     JSON_HELP,
+    LOADDATA_HELP,
     REMOTE_KEYS,
     SETTINGS_CHECK,
     Project,
@@ -504,6 +505,7 @@ def remote_dump(
         "keep_remote": "Leave the archive on the host (in its DISKETTE_DUMP_PATH).",
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
         "json": JSON_HELP,
         **PROJECT_HELP,
@@ -519,6 +521,7 @@ def pull_snapshot(
     keep_remote: bool = False,
     no_data: bool = False,
     no_storages: bool = False,
+    loaddata: bool = False,
     fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
@@ -551,7 +554,7 @@ def pull_snapshot(
         yes=yes,
         force=force,
         safety=SafetyNet.from_config(c, no_backup=no_backup),
-        load_options=tuple(flags(fast=fast)),
+        load_options=tuple(flags(loaddata=loaddata, fast=fast)),
     )
     return {**pulled, **done}
 
@@ -563,6 +566,7 @@ def pull_snapshot(
         "force": "Reset the host's database even though its DEBUG is False.",
         "override_protection": "Push to a host in diskette.protected_hosts.",
         "no_backup": "Do not save a safety snapshot of the remote data first.",
+        "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
         "json": JSON_HELP,
         **PROJECT_HELP,
@@ -576,6 +580,7 @@ def push_snapshot(
     force: bool = False,
     override_protection: bool = False,
     no_backup: bool = False,
+    loaddata: bool = False,
     fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
@@ -606,7 +611,7 @@ def push_snapshot(
         yes=yes,
         force=force,
         safety=SafetyNet.from_config(c, no_backup=no_backup),
-        load_options=tuple(flags(fast=fast)),
+        load_options=tuple(flags(loaddata=loaddata, fast=fast)),
     )
 
 

@@ -517,10 +517,11 @@ JSON_HELP = (
     "Print one JSON object with the result (or the error) on the standard output; "
     "messages go to the standard error."
 )
-FAST_HELP = (
-    "Load JSON Lines data in batches: much faster, no save signals "
-    f"({DOCS_URL}commands.md#--fast)."
+LOADDATA_HELP = (
+    "Load with Django's loaddata, one object at a time: the same rows and signals, "
+    f"many times slower ({DOCS_URL}commands.md#--loaddata)."
 )
+FAST_HELP = "Accepted for older scripts: batched loading is the default."
 
 
 @dataclass(frozen=True)
@@ -696,6 +697,7 @@ def dump(
         "keep": "Keep the archive once loaded.",
         "no_data": "Restore storages only.",
         "no_storages": "Load data only.",
+        "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
         "overwrite": "Load into a database that already holds data (rows overwritten by "
         "primary key, others kept).",
@@ -709,6 +711,7 @@ def load(
     keep: bool = False,
     no_data: bool = False,
     no_storages: bool = False,
+    loaddata: bool = False,
     fast: bool = False,
     overwrite: bool = False,
     force: bool = False,
@@ -719,6 +722,7 @@ def load(
         keep=keep,
         no_data=no_data,
         no_storages=no_storages,
+        loaddata=loaddata,
         fast=fast,
         overwrite=overwrite,
         force=force,
@@ -759,6 +763,7 @@ def reset_db(c: Context, yes: bool = False, force: bool = False, json: bool = Fa
         "force": "Reset even though the project's DEBUG is False.",
         "no_backup": "Do not save a safety snapshot of the current data and media first.",
         "keep": "Keep the archive once loaded.",
+        "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
         "json": JSON_HELP,
     }
@@ -770,6 +775,7 @@ def reset_and_load(
     force: bool = False,
     no_backup: bool = False,
     keep: bool = False,
+    loaddata: bool = False,
     fast: bool = False,
     json: bool = False,
 ) -> None:
@@ -782,7 +788,7 @@ def reset_and_load(
             yes=yes,
             force=force,
             safety=SafetyNet.from_config(c, no_backup=no_backup),
-            load_options=tuple(flags(keep=keep, fast=fast)),
+            load_options=tuple(flags(keep=keep, loaddata=loaddata, fast=fast)),
         )
         answer.update(done)
 

@@ -50,9 +50,9 @@ def main() -> None:
     if point == "extracting":  # some media written into the work folder
         after(reader, "_unpack_member", 6)
     elif point == "loading-data":  # the first data file loaded, uncommitted
-        after(load, "_load_fixture", 1)
-    elif point == "loading-data-fast":
         after(fastload._Loader, "load", 1)
+    elif point == "loading-data-loaddata":  # the same, through --loaddata
+        after(load, "_load_fixture", 1)
     elif point == "swapping":  # one entry of the storage set aside, no more
         after(journal.os, "rename", 1)
     elif point == "swapped":  # every storage swapped, COMMIT not reached

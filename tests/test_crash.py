@@ -93,7 +93,7 @@ NEXT_COMMANDS = {
 EXPECTED = {
     "extracting": "removed the files of a load interrupted before it changed anything",
     "loading-data": "removed the files of a load interrupted before it changed anything",
-    "loading-data-fast": "removed the files of a load interrupted before it changed anything",
+    "loading-data-loaddata": "removed the files of a load interrupted before it changed anything",
     "swapping": "undid a load interrupted before its data committed",
     "swapped": "undid a load interrupted before its data committed",
     "committed": "finished a load interrupted after its data committed",
@@ -105,7 +105,7 @@ EXPECTED = {
     [
         ("extracting", (), "old", "dump --check"),
         ("loading-data", (), "old", "load --check"),
-        ("loading-data-fast", ("--fast",), "old", "reset --check"),
+        ("loading-data-loaddata", ("--loaddata",), "old", "reset --check"),
         ("swapping", (), "old", "dump --check"),
         ("swapped", (), "old", "load --check"),
         ("committed", (), "new", "reset --check"),

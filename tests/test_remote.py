@@ -123,10 +123,12 @@ def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
     assert file_sha256(kept) == file_sha256(pulled)
 
 
-def test_pull_with_the_fast_load(local, remote):
+def test_pull_through_loaddata(local, remote):
+    """``--loaddata`` is accepted and passed on: the same data, loaded with loaddata."""
     wanted = remote.fingerprint()
-    fab(local, "-H", "remote", "pull-snapshot", "--yes", "--fast", "--no-backup")
+    result = fab(local, "-H", "remote", "pull-snapshot", "--yes", "--loaddata", "--no-backup")
     assert local.fingerprint() == wanted
+    assert "Traceback" not in result.stderr
 
 
 def test_pull_json_is_one_object_naming_what_was_pulled_and_loaded(local, remote):

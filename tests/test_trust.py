@@ -119,12 +119,12 @@ SESSION = {
 }
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_a_model_the_definitions_do_not_cover_is_refused(demo, tmp_path, fast):
+@pytest.mark.parametrize("loaddata", [True, False], ids=["loaddata", "batched"])
+def test_a_model_the_definitions_do_not_cover_is_refused(demo, tmp_path, loaddata):
     """A session (not in DISKETTE_APPS) slipped into the demo data file."""
     archive = legacy_archive(tmp_path, demo, slip_in([SESSION]))
     with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
-        load(str(archive), overwrite=True, fast=fast)
+        load(str(archive), overwrite=True, loaddata=loaddata)
     assert str(refused.value) == (
         "data 'data/demo.json' holds sessions.session objects, a model DISKETTE_APPS "
         "does not cover here: add it to a definition if this project should load it"
@@ -138,8 +138,10 @@ def test_check_refuses_a_model_the_definitions_do_not_cover(demo, tmp_path):
         load(str(archive), check=True)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_a_model_the_manifest_does_not_list_for_its_file_is_refused(demo, tmp_path, fast):
+@pytest.mark.parametrize("loaddata", [True, False], ids=["loaddata", "batched"])
+def test_a_model_the_manifest_does_not_list_for_its_file_is_refused(
+    demo, tmp_path, loaddata
+):
     """A covered model (auth.User: the admin, with a known password) hidden in
     the demo data file, its size recorded so the archive verifies."""
     admin = User.objects.create_superuser("admin", password="local")
@@ -158,7 +160,7 @@ def test_a_model_the_manifest_does_not_list_for_its_file_is_refused(demo, tmp_pa
             else:
                 new.addfile(info, old.extractfile(info) if info.isfile() else None)
     with leaves_unchanged(demo), pytest.raises(CommandError) as refused:
-        load(str(archive), overwrite=True, fast=fast)
+        load(str(archive), overwrite=True, loaddata=loaddata)
     assert "holds auth.user objects, which the archive's manifest does not list" in str(
         refused.value
     )
@@ -441,3 +443,36 @@ def test_a_storage_symlinked_to_an_ancestor_is_never_emptied(dumped, demo):  # n
     with pytest.raises(CommandError, match="which holds the storage itself"):
         load(str(dumped), overwrite=True)
     assert tree_state(demo) == before
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"model": "demo.tag", "pk": 1, "fields": {"name": "caf\\u00e9 \xe2\x9c\x93"}}\n',
+        b'{"value": NaN, "more": -Infinity}',  # what json writes for a float field
+        b'{"big": 123456789012345678901234567890}',  # past orjson's 64 bits
+        b'{"a": 1, "a": 2}',
+        b"[1.5, 1e308, -0.0, null, true]",
+    ],
+)
+def test_lines_read_as_the_standard_library_reads_them(line):
+    """orjson (the fast extra) reads what it can, json the rest: same values."""
+    import json
+    import math
+
+    from diskette.trust import parse
+
+    ours, theirs = parse(line), json.loads(line)
+    assert json.dumps(ours) == json.dumps(theirs)
+    assert type(ours) is type(theirs)
+    if "value" in theirs:
+        assert math.isnan(ours["value"])
+
+
+def test_what_is_not_json_is_still_refused_by_the_standard_library():
+    import json
+
+    from diskette.trust import parse
+
+    with pytest.raises(json.JSONDecodeError):
+        parse(b'{"model": ')

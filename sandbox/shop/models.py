@@ -140,6 +140,9 @@ class Note(models.Model):
     object_id = models.CharField(max_length=64)
     target = GenericForeignKey("content_type", "object_id")
     text = models.TextField()
+    #: Set on every save(): a load must keep the archive's value, as
+    #: loaddata's raw save does, never stamp the time of the load.
+    edited = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [models.Index(fields=["content_type", "object_id"])]

@@ -159,7 +159,8 @@ def shapes():
 
 
 def notes():
-    """Each note with its target as (app label, model, key) and its text.
+    """Each note with its target as (app label, model, key), its text and
+    when it was last edited.
 
     Content type ids differ between databases, so the type is named. The key
     is the object id when the target's primary key is a value (a UUID, a
@@ -179,7 +180,7 @@ def notes():
                     str(obj.pk): str(obj) for obj in models.QuerySet(model)
                 }
             key = names[note.content_type_id].get(key, f"missing #{key}")
-        rows.append([*_natural(content_type), key, note.text])
+        rows.append([*_natural(content_type), key, note.text, note.edited.isoformat()])
     return _sorted(rows)
 
 

@@ -72,11 +72,18 @@ class Command(DisketteCommand):
             action="store_true",
             help="Refuse when the archive's applied migrations differ from this database's.",
         )
-        parser.add_argument(
+        speed = parser.add_mutually_exclusive_group()
+        speed.add_argument(
+            "--loaddata",
+            action="store_true",
+            help="Load with Django's loaddata, one object at a time, instead of in "
+            "batches: the same rows and signals, many times slower (see the docs).",
+        )
+        speed.add_argument(
             "--fast",
             action="store_true",
-            help="Insert JSON Lines data in batches, with cached natural keys: several "
-            "times faster than loaddata, but sends no save signals (see the docs).",
+            help="Accepted for scripts written before batched loading became the "
+            "default: it changes nothing.",
         )
         parser.add_argument(
             "--check",
@@ -139,7 +146,7 @@ class Command(DisketteCommand):
                     checksum=options["checksum"],
                     strict=options["strict"],
                     check=options["check"],
-                    fast=options["fast"],
+                    loaddata=options["loaddata"],
                     everything=options["everything"],
                     overwrite=options["overwrite"],
                     force=options["force"],

@@ -35,6 +35,8 @@ from shop.models import (
 )
 
 UTC = datetime.timezone.utc
+#: When the seed says notes were last edited (``Note.edited`` is ``auto_now``).
+EDITED = datetime.datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 TREE = {
     "Mains": {"Pasta": ["Fresh pasta", "Baked pasta"], "Grill": ["Steaks", "Skewers"]},
     "Desserts": {"Cakes": ["Tarts", "Gâteaux"], "Ices": ["Sorbets", "Gelati"]},
@@ -242,10 +244,15 @@ class Command(BaseCommand):
         made = 0
         for target in targets:
             for index in range(rng.randrange(1, 3)):
-                Note.objects.create(
+                note = Note.objects.create(
                     content_type=ContentType.objects.get_for_model(target),
                     object_id=str(target.pk),
                     text=f"Note {index} on {target}: {rng.choice(DISHES)} ✓",
+                )
+                # A fixed time, not save()'s now: seeds compare equal, and a
+                # load that stamped its own time would show.
+                Note.objects.filter(pk=note.pk).update(
+                    edited=EDITED + datetime.timedelta(seconds=made, microseconds=made)
                 )
                 made += 1
         counts["notes"] = made
