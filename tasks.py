@@ -49,7 +49,9 @@ def test(c: Context, db: str = "all", args: str = "", serial: bool = False) -> N
     when another failed, so one run tells all; the task then fails, naming the
     databases that did.
     """
-    names = DATABASES if db == "all" else tuple(n.strip() for n in db.split(",") if n.strip())
+    names = (
+        DATABASES if db == "all" else tuple(n.strip() for n in db.split(",") if n.strip())
+    )
     unknown = [name for name in names if name not in DATABASES]
     if unknown or not names:
         raise Exit(f"--db {db!r}: choose among {', '.join(DATABASES)}, or all")
@@ -87,7 +89,9 @@ def test(c: Context, db: str = "all", args: str = "", serial: bool = False) -> N
             running = {pool.submit(run, name): name for name in order}
             for done in as_completed(running):
                 name, result = running[done], done.result()
-                print(f"=== Test suite on {name} ===\n{result.stdout}{result.stderr}", end="")
+                print(
+                    f"=== Test suite on {name} ===\n{result.stdout}{result.stderr}", end=""
+                )
                 print(
                     f"=== {name}: done after {time.monotonic() - started:.0f} s ===",
                     flush=True,
@@ -121,7 +125,10 @@ def test_django(c: Context, version: str = OLDEST_DJANGO, args: str = "") -> Non
     """
     venv = ROOT / ".venv" / f"django-{version}"
     stamp = venv / ".installed"
-    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
+    if (
+        not stamp.exists()
+        or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime
+    ):
         c.run(f"{PYTHON} -m venv --clear {venv}")
         c.run(
             f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check "
@@ -182,11 +189,15 @@ def demo(c: Context) -> None:
 
 @task(
     help={
-        "rows": "objects in the generated dataset (default 200,000)",
-        "media_mb": "megabytes of generated media (default 256)",
-        "db": "sqlite, postgres, all (default), or none: the memory run alone",
+        "rows": "rows of the comparison pass (default 200,000; 0: only the large pass)",
+        "media_mb": "megabytes of media of the comparison pass (default 256)",
+        "db": "sqlite, postgres or all (default): the databases of every pass",
+        "plain_rows": "largest size dumpdata/loaddata run at (default 200,000): above it, "
+        "at this size, beside diskette, in a pass of their own; 0: never",
         "repeat": "runs of each media-only step, the fastest kept (default 3)",
-        "memory_rows": "rows of diskette's memory run on SQLite (default 1,000,000; 0 skips it)",
+        "memory_rows": "rows of the large pass, diskette's data alone (against "
+        "pg_dump/pg_restore on PostgreSQL), run when above --rows (default 1,000,000; "
+        "0: never)",
     }
 )
 def bench(
@@ -194,13 +205,20 @@ def bench(
     rows: int = 200_000,
     media_mb: int = 256,
     db: str = "all",
+    plain_rows: int = 200_000,
     repeat: int = 3,
     memory_rows: int = 1_000_000,
 ) -> None:
-    """Time diskette against dumpdata/loaddata and tar; write benchmarks/results.md."""
+    """Time diskette against dumpdata/loaddata, django-dbbackup, pg_dump and tar;
+    write benchmarks/results.md.
+
+    With the defaults, an hour or more on 2 cores, 40 minutes of it in
+    dumpdata and loaddata at 200,000 rows; ``--memory-rows 0`` leaves out
+    the million-row passes (10 to 20 minutes), ``--rows 0`` runs them alone.
+    """
     c.run(
         f"{PYTHON} benchmarks/run.py --rows {rows} --media-mb {media_mb} --db {db} "
-        f"--repeat {repeat} --memory-rows {memory_rows}",
+        f"--plain-rows {plain_rows} --repeat {repeat} --memory-rows {memory_rows}",
         pty=False,
     )
 
