@@ -352,7 +352,7 @@ def _natural_key_order(models: tuple[type[Model], ...]) -> tuple[type[Model], ..
     cycle the order is the one it writes. A cycle (a chef's signature dish,
     cooked by that chef) is broken where loading can wait: at a model whose
     remaining dependencies are all through fields that may be empty, which
-    ``loaddata`` (and ``--fast``) set once the other row exists. Django
+    ``loaddata`` and the batched load set once the other row exists. Django
     breaks it at whichever model it skipped last, which can be one outside
     the cycle whose rows need a row of it (an order line's dish), and such a
     dump does not load.

@@ -12,8 +12,8 @@ This path reads the same files, line by line, and writes the same rows:
   ``save()`` would;
 - natural keys are resolved through a cache: the first lookup into a model
   reads all of that model's natural keys in one query (joining what they
-  read), later misses query one key; it holds one small bytes object a
-  referenced row (about 130 bytes), the one part of the peak that grows
+  read), later misses query one key; it holds one short string a row of
+  each referenced model (about 100 bytes), the one part of the peak that grows
   with the data.
 
 What ``loaddata`` does that a receiver or a model could observe, it does
@@ -53,7 +53,7 @@ from django.db.models import Model, QuerySet, signals
 from .data import natural_relations, own_rows
 from .exceptions import LoadError
 from .inserts import LateForeignKeys, existing_keys, insert_rows, update_rows
-from .modelplan import ModelPlan, Unusual
+from .modelplan import Link, ModelPlan, Unusual
 from .trust import json_objects
 
 #: Called with a serialized object and its data file; raises to refuse it.
@@ -121,12 +121,17 @@ class _Loader:
         self.links: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
         #: Per auto-created table, the objects whose links the data lists
         #: (``--overwrite``: their other links go, as ``set()`` removes them).
-        self.relinked: dict[Any, tuple[str, list[Any]]] = {}
+        self.relinked: dict[Link, list[Any]] = defaultdict(list)
         self.keys: dict[type[Model], dict[str, Any]] = {}
         self.models: set[type[Model]] = set()
         #: Tables written to, for the constraint check at the end.
         self.tables: set[str] = set()
         self.late_keys = LateForeignKeys(self.connection)
+        #: The data file being read, and the lines of the objects written
+        #: since the last batch, for its errors.
+        self.member = ""
+        self.line = self.last_line = 0
+        self.first_line: int | None = None
         #: Objects waiting for a forward reference, with where they were read.
         self.deferred: list[tuple[DeserializedObject, str, int]] = []
         # Queries logged before the load are the caller's (a test capturing
@@ -137,18 +142,16 @@ class _Loader:
         for number, data in json_objects(path, member):
             if self.check is not None:
                 self.check(data, member)  # before anything of it is written
+            self.member = member
             try:
                 self.add(data, member, number)
+            except _BatchFailed:  # names the rows written together, and why
+                raise
             except Exception as exc:  # one line names the file, the line, the cause
                 raise LoadError(
                     f"data '{member}' line {number} could not be loaded: {exc}"
                 ) from exc
-        try:
-            self.flush()
-        except Exception as exc:
-            raise LoadError(
-                f"data '{member}' (its last rows) could not be loaded: {exc}"
-            ) from exc
+        self.flush()
 
     def plan(self, model: type[Model]) -> ModelPlan:
         plan = self.plans.get(model)
@@ -165,6 +168,7 @@ class _Loader:
         return plan
 
     def add(self, data: dict[str, Any], member: str, number: int) -> None:
+        self.line = number
         plan = self.by_label.get(data["model"])
         if plan is None:
             try:
@@ -176,7 +180,7 @@ class _Loader:
             plan = self.by_label[data["model"]] = self.plan(model)
         fields = data.get("fields", {})
         self.resolve(plan, fields)
-        if "pk" in data and not plan.one_by_one and not plan.instances:
+        if data.get("pk") is not None and not plan.one_by_one and not plan.instances:
             try:
                 row = plan.row(data["pk"], fields, self.ignorenonexistent)
             except Unusual:
@@ -224,6 +228,9 @@ class _Loader:
         if key in pending.keys:
             self.flush()  # the same object twice: the second one updates the first
         pending.add(key, row, obj)
+        if self.first_line is None:
+            self.first_line = self.line
+        self.last_line = self.line
         for name, link in plan.links.items():
             targets = fields.get(name)
             if not targets:
@@ -235,12 +242,15 @@ class _Loader:
             # In the order set() adds them (a set's), so the link rows get
             # the ids loaddata gives them: archives of diskette 0.6 list the
             # link rows too, and update them by id.
-            self.links[link] += [(value, target) for target in {*map(link.target, targets)}]
+            chosen = {*map(link.target, targets)}
+            self.links[link] += [(value, target) for target in chosen]
+            if link.symmetrical:  # and back, as set() adds them
+                self.links[link] += [(target, value) for target in chosen]
         if len(pending) >= BATCH_SIZE:
             self.flush()
 
-    def _relink(self, link: Any, owner: Any) -> None:
-        self.relinked.setdefault(link, (link.columns[0], []))[1].append(owner)
+    def _relink(self, link: Link, owner: Any) -> None:
+        self.relinked[link].append(owner)
 
     def save_one(self, plan: ModelPlan, deserialized: DeserializedObject) -> None:
         """Save as ``loaddata`` does: this table's row only, many-to-many too."""
@@ -314,15 +324,28 @@ class _Loader:
             yield pack_natural(obj.natural_key()), obj.pk
 
     def flush(self) -> None:
+        """Write every pending batch, then the links.
+
+        :raises _BatchFailed: naming the lines of what was written together.
+        """
+        try:
+            self._flush()
+        except Exception as exc:
+            if self.first_line is None:
+                raise
+            raise _BatchFailed(self.member, self.first_line, self.last_line, exc) from exc
+        self.first_line = None
+
+    def _flush(self) -> None:
         for model, pending in self.pending.items():
             if len(pending):
                 self._write(self.plans[model], pending)
                 pending.clear()
-        for link, (column, owners) in self.relinked.items():
+        for link, owners in self.relinked.items():
             if owners:
-                QuerySet(model=link.through, using=self.using).filter(
-                    **{f"{column}__in": owners}
-                ).delete()
+                links = QuerySet(model=link.through, using=self.using)
+                for column in link.columns[: 2 if link.symmetrical else 1]:
+                    links.filter(**{f"{column}__in": owners}).delete()
                 owners.clear()
         for link, rows in self.links.items():
             if rows:
@@ -464,6 +487,20 @@ def _spelled(value: Any) -> Any:
 
 
 _ENCODER = DjangoJSONEncoder()
+
+
+class _BatchFailed(LoadError):
+    """A batch could not be written: its rows are named by their lines.
+
+    The database says what is wrong, not which row of the batch: the
+    lines written together are what the message can name.
+    """
+
+    def __init__(self, member: str, first: int, last: int, cause: Exception) -> None:
+        span = f"line {first}" if first == last else f"lines {first} to {last}"
+        super().__init__(
+            f"data '{member}' {span} (written together) could not be loaded: {cause}"
+        )
 
 
 def _signalled(plan: ModelPlan) -> bool:

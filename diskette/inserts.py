@@ -21,6 +21,8 @@ from django.db.models.constants import OnConflict
 
 #: Primary keys asked about per query: under SQLite's oldest limit on parameters.
 KEYS_PER_QUERY = 900
+#: How long PostgreSQL waits for the lock that dropping a foreign key takes.
+LOCK_TIMEOUT = "5s"
 
 
 def insert_rows(
@@ -43,7 +45,8 @@ def insert_rows(
         savepoint = connection.savepoint()
         try:
             _copy(connection, table, columns, rows)
-        except IntegrityError:
+        except (IntegrityError, connection.Database.IntegrityError):
+            # COPY reaches psycopg without Django's wrapper: its own error.
             connection.savepoint_rollback(savepoint)
         else:
             connection.savepoint_commit(savepoint)
@@ -68,7 +71,12 @@ def update_rows(
     key: str,
     rows: Iterable[Sequence[Any]],
 ) -> None:
-    """Update each row by its key: ``rows`` hold the ``columns``' values, then the key."""
+    """Update each row by its key: ``rows`` hold the ``columns``' values, then the key.
+
+    A table of a key alone has nothing to update: the row exists, as wanted.
+    """
+    if not columns:
+        return
     qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(c)} = %s" for c in columns)
     sql = f"UPDATE {qn(table)} SET {assignments} WHERE {qn(key)} = %s"
@@ -127,8 +135,9 @@ class LateForeignKeys:
     one query a row: longer than writing the rows. Adding the constraint
     back checks the whole table in one scan, inside the load's transaction,
     so a missing target still fails the load and nothing stays. Where the
-    user may not alter a table (not its owner), or the table has checks
-    pending from earlier in the transaction, its keys stay as they are.
+    user may not alter a table (not its owner), the table has checks
+    pending from earlier in the transaction, or another session holds a
+    lock on it for more than :data:`LOCK_TIMEOUT`, its keys stay as they are.
     """
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
@@ -154,8 +163,13 @@ class LateForeignKeys:
                 return
             savepoint = self.connection.savepoint()
             try:
+                # Dropping a key locks its table and the one it refers to
+                # until COMMIT: a session idle in a transaction on either
+                # (a runserver, a worker) must not stall the load behind it.
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                 for name, _ in keys:
                     cursor.execute(f"ALTER TABLE {qn(table)} DROP CONSTRAINT {qn(name)}")
+                cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
             except DatabaseError:
                 self.connection.savepoint_rollback(savepoint)
                 return

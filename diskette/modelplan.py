@@ -12,14 +12,16 @@ same two conversions Django applies (``to_python``, then
 Where an instance is observable, it is built as ``loaddata`` builds it:
 
 - ``pre_init``/``post_init`` receivers (an ``ImageField``'s dimensions),
-  ``pre_save`` or ``post_save`` receivers, fields with their own descriptor
-  or placeholder: the object is deserialized, the signals are sent around
-  its batch's write, in the order ``loaddata`` sends them;
+  ``pre_save`` or ``post_save`` receivers, fields with a descriptor of their
+  own: the object is deserialized, the signals are sent around its batch's
+  write, in the order ``loaddata`` sends them (a ``pre_save`` receiver sees
+  the table as it was before the batch, not before its own object);
 - both ``pre_save`` and ``post_save`` receivers, ``m2m_changed`` receivers
   on one of its many-to-many tables, multi-table inheritance (a child row
-  needs its own ``save_base``): objects are saved one at a time, exactly as
+  needs its own ``save_base``), a composite primary key, a field with an SQL
+  placeholder of its own (GIS): objects are saved one at a time, exactly as
   ``loaddata`` saves them, since a batch would change the order receivers
-  see.
+  see, or write what only a save writes.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ PLAIN_DESCRIPTORS = (
 
 Convert = Callable[[Any], Any]
 
+#: In a row being built: the field's callable default, not called yet.
+_MISSING: Any = object()
+
 
 class Unusual(Exception):
     """An object the row path does not write as ``loaddata`` would: a value
@@ -80,6 +85,8 @@ class Link:
     columns: tuple[str, str]
     #: Turns a target's primary key (as the data or a lookup gives it) into the column's value.
     target: Convert
+    #: A symmetrical relation to the model itself: each link is written both ways.
+    symmetrical: bool = False
 
 
 @dataclass
@@ -117,14 +124,19 @@ class ModelPlan:
     def of(cls, model: type[Model], connection: BaseDatabaseWrapper) -> ModelPlan:
         meta = model._meta
         # A generated column (Django 5's GeneratedField) is the database's to
-        # write: a save leaves it out, and so does a row.
-        fields = [f for f in meta.concrete_fields if not getattr(f, "generated", False)]
+        # write: a save leaves it out, and so does a row. A composite primary
+        # key (Django 5.2) is no column of its own: such a model is saved.
+        fields = [
+            f
+            for f in meta.concrete_fields
+            if not getattr(f, "generated", False) and f.column is not None
+        ]
         plan = cls(
             model=model,
             table=meta.db_table,
             fields=fields,
             columns=[f.column for f in fields],
-            pk_index=fields.index(meta.pk),
+            pk_index=fields.index(meta.pk) if meta.pk in fields else -1,
             index={f.name: i for i, f in enumerate(fields)},
             converters=[converter(f, connection) for f in fields],
             names=frozenset(f.name for f in meta.get_fields()),
@@ -146,6 +158,9 @@ class ModelPlan:
                         target.column,
                     ),
                     converter(target, connection),
+                    # set() on a symmetrical field writes each link both ways.
+                    symmetrical=bool(m2m.remote_field.symmetrical)
+                    and m2m.related_model == model,
                 )
         for f in [*fields, *meta.many_to_many]:
             if f.is_relation and refers_to_pk(f):
@@ -160,7 +175,7 @@ class ModelPlan:
         )
         for i, f in enumerate(fields):
             if f.has_default() and callable(f.default):
-                plan.defaults.append(None)
+                plan.defaults.append(_MISSING)
                 plan.dynamic_defaults.append((i, f))
             else:
                 plan.defaults.append(_prepared_default(f, connection))
@@ -176,8 +191,6 @@ class ModelPlan:
         """
         values = self.defaults.copy()
         converters, index = self.converters, self.index
-        for position, f in self.dynamic_defaults:
-            values[position] = converters[position](f.get_default())
         i, value = self.pk_index, pk
         try:
             values[i] = converters[i](value)
@@ -197,6 +210,9 @@ class ModelPlan:
                 f"{self.model._meta.label}.{self.fields[i].name}: "
                 f"{'; '.join(exc.messages)} (value {value!r})"
             ) from exc
+        for position, f in self.dynamic_defaults:
+            if values[position] is _MISSING:  # called, as Model() calls it, when missing
+                values[position] = converters[position](f.get_default())
         for position in self.database_defaults:
             if hasattr(values[position], "resolve_expression"):
                 raise Unusual(values[position])  # only a save writes it
@@ -262,6 +278,12 @@ def _reference(target: Convert, f: Any, connection: BaseDatabaseWrapper) -> Conv
 
 def _one_by_one_reason(plan: ModelPlan) -> str:
     meta = plan.model._meta
+    if plan.pk_index < 0:
+        return "a composite primary key (each object saved as loaddata does)"
+    if any(hasattr(f, "get_placeholder") for f in plan.fields):
+        return (
+            "a field with its own SQL placeholder, a geometry say (saved as loaddata does)"
+        )
     if any(
         p._meta.concrete_model is not meta.concrete_model for p in meta.get_parent_list()
     ):
@@ -275,10 +297,10 @@ def _one_by_one_reason(plan: ModelPlan) -> str:
 
 
 def _needs_instance(f: Any) -> bool:
-    """A field whose value an instance could change on the way: its own
-    descriptor, or a placeholder of its own in the ``INSERT``."""
+    """A field whose value an instance could change on the way: one with a
+    descriptor of its own."""
     descriptor = getattr(f, "descriptor_class", DeferredAttribute)
-    return descriptor not in PLAIN_DESCRIPTORS or hasattr(f, "get_placeholder")
+    return descriptor not in PLAIN_DESCRIPTORS
 
 
 def _prepared_default(f: Any, connection: BaseDatabaseWrapper) -> Any:

@@ -141,7 +141,7 @@ class ExactJSONEncoder(DjangoJSONEncoder):
     ECMAScript's sake): a snapshot would silently change data, and two rows
     a few microseconds apart under a unique constraint would collide on
     load. Full ISO 8601 is what Django parses back (``loaddata``, diskette
-    0.6 and ``--fast`` alike); everything else is encoded as Django does.
+    0.6 and the batched load alike); everything else is encoded as Django does.
     """
 
     def default(self, o: Any) -> Any:

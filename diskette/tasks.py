@@ -519,7 +519,7 @@ JSON_HELP = (
 )
 LOADDATA_HELP = (
     "Load with Django's loaddata, one object at a time: the same rows and signals, "
-    f"many times slower ({DOCS_URL}commands.md#--loaddata)."
+    f"many times slower ({DOCS_URL}commands.md#how-data-loads-and---loaddata)."
 )
 FAST_HELP = "Accepted for older scripts: batched loading is the default."
 

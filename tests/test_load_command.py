@@ -12,6 +12,7 @@ import re
 import shutil
 import tarfile
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -934,3 +935,66 @@ def test_natural_keys_are_read_as_the_load_rewrites_them(demo, tmp_path, loaddat
 
     loaded = {c.name: c.parent.name if c.parent else None for c in Category.objects.all()}
     assert loaded == expected
+
+
+def test_a_batch_the_database_refuses_is_named_by_its_lines(demo, tmp_path):
+    """Two books with one title and author: the batch's INSERT fails, and the
+    error names the lines written together, and the database's reason."""
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    archive = tmp_path / "twins.tar.gz"
+
+    def twin(objects):
+        books = [o for o in objects if o["model"] == "demo.book"]
+        books[1]["fields"]["title"] = books[0]["fields"]["title"]
+        books[1]["fields"]["author"] = books[0]["fields"]["author"]
+
+    edit_data(tmp_path / "diskette_data.tar.gz", archive, "data/demo.jsonl", twin)
+    wipe_database()
+    with pytest.raises(
+        CommandError,
+        match=r"^data 'data/demo.jsonl' lines? \d+( to \d+)? \(written together\) "
+        r"could not be loaded: .*(unique|UNIQUE|Duplicate)",
+    ):
+        load(str(archive))
+    assert not Book.objects.exists()
+
+
+@pytest.mark.parametrize("loaddata", [True, False], ids=["loaddata", "batched"])
+def test_an_object_with_a_null_key_gets_a_new_one(demo, tmp_path, loaddata):
+    """``"pk": null`` is a new row, numbered by the database, as loaddata reads it."""
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    archive = tmp_path / "new-tag.tar.gz"
+
+    def add_tag(objects):
+        objects.append({"model": "demo.tag", "pk": None, "fields": {"name": "fresh"}})
+
+    edit_data(tmp_path / "diskette_data.tar.gz", archive, "data/demo.jsonl", add_tag)
+    wipe_database()
+    load(str(archive), loaddata=loaddata)
+    assert Tag.objects.get(name="fresh").pk is not None
+
+
+def test_a_callable_default_is_not_called_for_a_value_the_data_gives(
+    demo, tmp_path, monkeypatch
+):
+    """As ``Model(**data)``: an order's UUID comes from the data, so ``uuid4``
+    (which could be a sequence's nextval) is never called."""
+    from shop.models import Order
+
+    run_command("diskette_dump", "--no-storages", destination=tmp_path)
+    orders = sorted(Order.objects.values_list("pk", flat=True))
+    wipe_database()
+    calls = []
+
+    def counted():
+        calls.append(1)
+        return uuid.uuid4()
+
+    field = Order._meta.get_field("id")
+    monkeypatch.setattr(field, "default", counted)
+    monkeypatch.setattr(field, "_get_default", counted)  # Django caches the default
+    assert field.get_default() and calls == [1]  # so the check below means something
+    calls.clear()
+    load(str(tmp_path / "diskette_data.tar.gz"))
+    assert sorted(Order.objects.values_list("pk", flat=True)) == orders
+    assert orders and calls == []
