@@ -50,10 +50,10 @@ from django.core.serializers.python import Deserializer as PythonDeserializer
 from django.db import connections
 from django.db.models import Model, QuerySet, signals
 
-from .data import natural_relations, own_rows
 from .exceptions import LoadError
 from .inserts import LateForeignKeys, existing_keys, insert_rows, update_rows
 from .modelplan import Link, ModelPlan, Unusual
+from .rows import natural_key_relations, own_rows
 from .trust import json_objects
 
 #: Called with a serialized object and its data file; raises to refuse it.
@@ -319,7 +319,7 @@ class _Loader:
 
     def _all_keys(self, model: type[Model]) -> Iterator[tuple[str, Any]]:
         rows = own_rows(model._default_manager.db_manager(self.using).all())
-        rows = rows.select_related(*natural_relations(model))
+        rows = rows.select_related(*natural_key_relations(model))
         for obj in rows.iterator(chunk_size=BATCH_SIZE):
             yield pack_natural(obj.natural_key()), obj.pk
 
