@@ -115,7 +115,7 @@ class ModelPlan:
     instances: bool = False
     #: The row of an object whose data names no field: each field's default.
     defaults: list[Any] = field(default_factory=list)
-    #: Fields whose default is a callable, called for each row.
+    #: Fields whose default is a callable, called for a row whose data leaves them out.
     dynamic_defaults: list[tuple[int, Any]] = field(default_factory=list)
     #: Fields whose default the database computes (``db_default``).
     database_defaults: list[int] = field(default_factory=list)
