@@ -145,8 +145,8 @@ def test_a_failed_load_puts_the_safety_snapshot_back_itself(project, tmp_path):
     assert failed.returncode == 1
     message = failed.stderr.strip().splitlines()[-1]
     assert re.match(
-        rf"loading {re.escape(str(incomplete))} failed: data 'data/books.jsonl' could "
-        r"not be loaded: .*; your data and media were put back from the safety "
+        rf"loading {re.escape(str(incomplete))} failed: data 'data/books.jsonl' "
+        r"(line \d+ )?could not be loaded: .*; your data and media were put back from the safety "
         r"snapshot .*/var/diskette-backups/before-reset_[^/]+\.tar\.gz$",
         message,
     )
