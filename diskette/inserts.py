@@ -106,8 +106,10 @@ def can_copy(connection: BaseDatabaseWrapper) -> bool:
     """Whether ``connection`` is PostgreSQL through psycopg 3, which has ``COPY``."""
     if connection.vendor != "postgresql":
         return False
-    connection.ensure_connection()
-    return hasattr(connection.connection.cursor(), "copy")
+    # Importable only where a PostgreSQL driver is installed, as here.
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
 
 
 def _copy(

@@ -86,3 +86,10 @@ def test_a_generated_field_is_left_to_the_database():
     plan = ModelPlan.of(Priced, connection)
     assert plan.columns == ["id", "net"]
     assert plan.row(1, {"net": 5, "gross": 10}, False) == [1, 5]
+
+
+def test_rows_go_through_copy_on_postgresql_only():
+    """psycopg 3 (the postgres extra) has COPY; other databases use executemany."""
+    from diskette.inserts import can_copy
+
+    assert can_copy(connection) == (connection.vendor == "postgresql")
