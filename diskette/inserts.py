@@ -19,8 +19,8 @@ from django.db import DatabaseError, IntegrityError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.constants import OnConflict
 
-#: Primary keys asked about per query: under SQLite's oldest limit on parameters.
-KEYS_PER_QUERY = 900
+from .rows import in_list_size
+
 #: How long PostgreSQL waits for the lock that dropping a foreign key takes.
 LOCK_TIMEOUT = "5s"
 
@@ -95,8 +95,9 @@ def existing_keys(
             cursor.execute(f"{select} = ANY(%s)", [list(values)])
             return [row[0] for row in cursor.fetchall()]
         found: list[Any] = []
-        for start in range(0, len(values), KEYS_PER_QUERY):
-            chunk = values[start : start + KEYS_PER_QUERY]
+        size = in_list_size(connection)  # the dump's bound on an IN list
+        for start in range(0, len(values), size):
+            chunk = values[start : start + size]
             cursor.execute(f"{select} IN ({', '.join(['%s'] * len(chunk))})", chunk)
             found += [row[0] for row in cursor.fetchall()]
     return found
