@@ -22,7 +22,14 @@ Each pass works in a fresh copy of the sandbox filled by ``demo_bulk_seed``
   :data:`LOADDATA_ROWS`;
 - the large pass, at ``--memory-rows`` (when above ``--rows``) with 8 MB of
   media: diskette's data alone both ways, against ``pg_dump -Fc`` and
-  ``pg_restore`` on PostgreSQL: throughput and flat memory.
+  ``pg_restore`` on PostgreSQL: throughput and flat memory;
+- the cost of anonymizing, in the comparison pass of each database (in the
+  large pass with ``--rows 0``): diskette's data alone (``--no-storages``)
+  dumped with the rules of :data:`ANONYMIZE_RULES`, from a settings module
+  of their own, against the same dump from the settings every other step
+  uses, which hold no rule; :data:`ANONYMIZE_REPEAT` alternating runs of
+  each, the fastest kept. The anonymized archive's manifest must say so, the
+  other's must not.
 
 Every load of data by diskette or dbbackup must give back the same
 fingerprint (``demo_fingerprint``) as the seeded database. Each step runs as its own
@@ -42,11 +49,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,6 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.databases import new_database_name, server_settings_body  # noqa: E402
 from tests.projects import SandboxCopy  # noqa: E402
 
+#: The member of an archive that says what it holds (diskette.archive.format).
+MANIFEST = "manifest.json"
 #: The models the sandbox's DISKETTE_APPS dump, for ``dumpdata``.
 MODELS = ["auth.Group", "auth.User", "sites", "demo", "shop"]
 #: ``diskette_load``'s flags for its default loader, and for Django's ``loaddata``.
@@ -69,6 +80,30 @@ LOADDATA_LOAD = ["--loaddata"]
 LOADDATA_ROWS = 20_000
 #: Media of the large pass: it measures the data.
 LARGE_MEDIA_MB = 8
+#: Anonymization rules the cost of anonymizing is timed with (issue 15):
+#: those of a real project for the users ``demo_bulk_seed`` makes, and one
+#: over the largest table, the reviews, for the cost of a rule per row.
+ANONYMIZE_RULES = {
+    "auth.User": {
+        "email": "email",
+        "first_name": "first_name",
+        "last_name": "last_name",
+        "username": "user_name",
+        "password": "password",
+    },
+    "demo.Review": {"body": "text"},
+}
+ANONYMIZE_SECRET = "bench-secret-0123456789"
+#: Settings lines of the anonymizing dump, after the copy's own settings.
+ANONYMIZE_SETTINGS = (
+    f"\nDISKETTE_ANONYMIZE = {ANONYMIZE_RULES!r}\n"
+    f"DISKETTE_ANONYMIZE_SECRET = {ANONYMIZE_SECRET!r}\n"
+)
+#: Runs of the anonymized and the plain data dumps, alternating, the fastest
+#: of each kept: the ratio of two noisy timings needs more than one of each.
+ANONYMIZE_REPEAT = 3
+#: Anonymizing may make a dump take at most this much longer (issue 15: under 30%).
+ANONYMIZE_LIMIT = 1.30
 #: Settings lines a copy gets for django-dbbackup: the app, and its own storage
 #: as ``STORAGES["dbbackup"]``, which 4.2 and later read (5 refuses the older
 #: ``DBBACKUP_STORAGE_OPTIONS``).
@@ -97,10 +132,12 @@ PLAIN_DUMP = "dumpdata + tar czf"
 PLAIN_LOAD = "loaddata + tar xzf"
 DBBACKUP_DUMP = "dbbackup -z + mediabackup -z"
 DBBACKUP_LOAD = "dbrestore + mediarestore"
+DUMP_ANONYMIZED = "dump data only, anonymized"
 PG_DUMP = "pg_dump -Fc"
 PG_RESTORE = "pg_restore"
 TAR_DUMP = "tar czf"
 TAR_LOAD = "tar xzf"
+NO_RULES = "the same dump without rules"
 # The passes.
 COMPARISON = "comparison"
 SMALLER = "dumpdata and loaddata at a smaller size"
@@ -140,6 +177,7 @@ class Pass:
     dbbackup: bool = False  # against django-dbbackup
     data_only: bool = False  # diskette's data alone, against pg_dump/pg_restore
     media_repeat: int = 0  # media alone against tar, so many times (0: not)
+    anonymize: bool = False  # data alone, anonymized against without rules
     notes: list[str] = field(default_factory=list)
 
 
@@ -162,6 +200,7 @@ def plan(options: argparse.Namespace) -> list[Pass]:
                 dbbackup=True,
                 data_only=True,
                 media_repeat=options.repeat if database == databases[0] else 0,
+                anonymize=True,
             )
         )
     for database in databases if 0 < plain_rows < rows else []:
@@ -178,7 +217,14 @@ def plan(options: argparse.Namespace) -> list[Pass]:
         )
     for database in databases if options.memory_rows > rows else []:
         passes.append(
-            Pass(LARGE, database, options.memory_rows, LARGE_MEDIA_MB, data_only=True)
+            Pass(
+                LARGE,
+                database,
+                options.memory_rows,
+                LARGE_MEDIA_MB,
+                data_only=True,
+                anonymize=not rows,  # where the comparison pass would time it
+            )
         )
     for each in passes:
         each.notes = notes(each, options, databases[0])
@@ -211,6 +257,17 @@ def notes(each: Pass, options: argparse.Namespace, first: str) -> list[str]:
             "seeded, left in place), and `pg_dump` / `pg_restore` on PostgreSQL; the plain "
             "and dbbackup alternatives belong to the comparison pass (`--rows`)."
         )
+    if each.anonymize:
+        rules = "; ".join(
+            f"{label}: {', '.join(f'{name} ({rule})' for name, rule in fields.items())}"
+            for label, fields in ANONYMIZE_RULES.items()
+        )
+        said.append(
+            f"anonymized: the data alone (`--no-storages`) with the rules {rules}, "
+            f"against {NO_RULES} (the settings every other step uses); the fastest of "
+            f"{ANONYMIZE_REPEAT} alternating runs of each; target: under "
+            f"{ANONYMIZE_LIMIT:.2f}x its time."
+        )
     return said
 
 
@@ -223,6 +280,9 @@ class Sandbox:
     out: Path
     original: str
     database_name: str = ""
+    #: The environment of the anonymizing dump: the copy's, with settings
+    #: that add :data:`ANONYMIZE_RULES` to the copy's own.
+    anonymized_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def seeded(cls, each: Pass, work: Path) -> Sandbox:
@@ -247,13 +307,26 @@ class Sandbox:
             "demo_bulk_seed", "--rows", str(each.rows), "--media-mb", str(each.media_mb)
         )
         copy.manage("shop_seed", "--scale", str(max(each.rows // 10_000, 1)))
-        return cls(copy, each, out, copy.fingerprint(), name)
+        sandbox = cls(copy, each, out, copy.fingerprint(), name)
+        if each.anonymize:
+            # Not write_settings: it starts from project.settings, and the
+            # rules go over whichever settings the copy runs with.
+            module = "settings_bench_anonymized"
+            (copy.root / "project" / f"{module}.py").write_text(
+                f"from {copy.settings} import *  # noqa: F403\n{ANONYMIZE_SETTINGS}"
+            )
+            sandbox.anonymized_env = {
+                **copy.env,
+                "DJANGO_SETTINGS_MODULE": f"project.{module}",
+            }
+        return sandbox
 
     def say(self, what: str) -> None:
         print(f"[{self.each.database}, {self.each.rows:,} rows] {what}", flush=True)
 
-    def measure(self, *commands: list[str]) -> Step:
-        """Run ``commands`` one after the other; total time, highest peak RSS."""
+    def measure(self, *commands: list[str], env: dict[str, str] | None = None) -> Step:
+        """Run ``commands`` one after the other (in ``env``, the copy's if
+        ``None``); total time, highest peak RSS."""
         total, peak = 0.0, 0.0
         for command in commands:
             os.sync()
@@ -263,7 +336,7 @@ class Sandbox:
                 process = subprocess.Popen(
                     command,
                     cwd=self.copy.root,
-                    env=self.copy.env,
+                    env=env or self.copy.env,
                     stdout=subprocess.DEVNULL,
                     stderr=errors,
                     stdin=subprocess.DEVNULL,
@@ -295,7 +368,7 @@ class Sandbox:
         if self.copy.fingerprint() != self.original:
             raise SystemExit(f"{what} did not give back the same data")
 
-    def dump(self, archive: str, *flags: str) -> Step:
+    def dump(self, archive: str, *flags: str, env: dict[str, str] | None = None) -> Step:
         return self.measure(
             self.manage(
                 "diskette_dump",
@@ -304,7 +377,8 @@ class Sandbox:
                 "--filename",
                 archive,
                 *flags,
-            )
+            ),
+            env=env,
         )
 
     def loading(self, archive: str, *flags: str) -> list[str]:
@@ -363,6 +437,8 @@ def dumps(sandbox: Sandbox) -> list[Result]:
             [(PG_DUMP, lambda: pg_dump(sandbox))] if each.database == "postgres" else []
         )
         results += sandbox.versus(DUMP_DATA, ours, sandbox.mb("data.tar.gz"), native)
+    if each.anonymize:
+        results += anonymizing(sandbox)
     if each.media_repeat:
         ours, tar = best_of(
             each.media_repeat,
@@ -376,6 +452,50 @@ def dumps(sandbox: Sandbox) -> list[Result]:
             DUMP_MEDIA, ours, sandbox.mb("media.tar.gz"), [(TAR_DUMP, lambda: tar)]
         )
     return results
+
+
+def anonymizing(sandbox: Sandbox) -> list[Result]:
+    """The data alone dumped with :data:`ANONYMIZE_RULES` against without any
+    rule, alternating, the fastest of each; each archive's manifest checked."""
+    ours, plain = best_of(
+        ANONYMIZE_REPEAT,
+        lambda: None,
+        lambda: sandbox.dump(
+            "anonymized.tar.gz", "--no-storages", env=sandbox.anonymized_env
+        ),
+        lambda: sandbox.dump("no-rules.tar.gz", "--no-storages"),
+    )
+    fields = anonymized_fields(sandbox.out / "anonymized.tar.gz")
+    wanted = {label.lower(): set(rules) for label, rules in ANONYMIZE_RULES.items()}
+    if fields != wanted:
+        raise SystemExit(f"the anonymized dump anonymized {fields}, not {wanted}")
+    if anonymized_fields(sandbox.out / "no-rules.tar.gz") is not None:
+        raise SystemExit("the dump without rules says it is anonymized")
+    ratio = ours.seconds / plain.seconds
+    state = "met" if ratio < ANONYMIZE_LIMIT else "missed"
+    sandbox.say(
+        f"anonymizing: {ours.seconds:.1f} s, {plain.seconds:.1f} s without rules: "
+        f"{ratio:.2f}x its time (target: under {ANONYMIZE_LIMIT:.2f}x), {state}"
+    )
+    return sandbox.versus(
+        DUMP_ANONYMIZED,
+        ours,
+        sandbox.mb("anonymized.tar.gz"),
+        [(NO_RULES, lambda: plain)],
+    )
+
+
+def anonymized_fields(archive: Path) -> dict[str, set[str]] | None:
+    """The fields ``archive``'s manifest says were anonymized, by model label;
+    ``None`` for an archive written raw."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(MANIFEST)
+        assert member is not None, f"{archive} has no {MANIFEST}"
+        manifest = json.load(member)
+    if not manifest.get("anonymized"):
+        return None
+    fields = manifest["anonymization"]["fields"]
+    return {label: set(rules) for label, rules in fields.items()}
 
 
 def loads(sandbox: Sandbox) -> list[Result]:
@@ -539,7 +659,8 @@ class Target:
 
     steps: tuple[str, ...]
     #: "faster" (its time / ours, at least limit), "within" (ours / its time, at
-    #: most limit), "rows/s" (at least limit), "rss" (peak MB, under limit).
+    #: most limit), "under" (ours / its time, below limit), "rows/s" (at least
+    #: limit), "rss" (peak MB, under limit).
     measure: str
     limit: float
     against: str = ""
@@ -556,6 +677,8 @@ class Target:
             text = f"{what} at least {self.limit:g}x faster than {self.against}"
         elif self.measure == "within":
             text = f"{what} within {self.limit:g}x of {self.against}'s time"
+        elif self.measure == "under":
+            text = f"{what} under {self.limit:.2f}x the time of {self.against}"
         elif self.measure == "rows/s":
             text = f"{what} at least {self.limit:,.0f} rows/s"
         else:
@@ -581,6 +704,7 @@ TARGETS = [
     *on_both(Target((LOAD, LOAD_DATA), "rss", 150, "", 1_000_000, label="load")),
     *on_both(Target((DUMP,), "faster", 1, DBBACKUP_DUMP)),
     Target((LOAD,), "within", 2, DBBACKUP_LOAD, database="postgres"),
+    *on_both(Target((DUMP_ANONYMIZED,), "under", ANONYMIZE_LIMIT, NO_RULES)),
 ]
 
 
@@ -593,7 +717,9 @@ def verdict(target: Target, results: list[Result]) -> str:
         if r.step in target.steps
         and target.database in (None, r.database)
         and (
-            r.against == target.against if target.measure in ("faster", "within") else True
+            r.against == target.against
+            if target.measure in ("faster", "within", "under")
+            else True
         )
     ]
     if not found:
@@ -609,6 +735,8 @@ def verdict(target: Target, results: list[Result]) -> str:
         met = value < target.limit
     elif target.measure == "within":
         met = value <= target.limit
+    elif target.measure == "under":
+        met = value < target.limit
     else:
         met = value >= target.limit
     if met:
@@ -661,7 +789,9 @@ def render(done: list[tuple[Pass, list[Result]]], options: argparse.Namespace) -
         '`--no-data`; MB/s: diskette\'s archive over its time; "diskette is": the '
         "alternative's time over diskette's (faster), or diskette's over the "
         "alternative's (slower); media only: the fastest of "
-        f"{options.repeat} alternating runs of each side.\n"
+        f"{options.repeat} alternating runs of each side; anonymized: the data alone "
+        "dumped with anonymization rules against the same dump without rules, the "
+        f"fastest of {ANONYMIZE_REPEAT} alternating runs of each.\n"
     ]
     for each, results in done:
         parts.append(

@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
-from . import DOCS_URL
+from . import DOCS_URL, anonymize
+from .anonymize.rules import MissingFaker
 from .conf import DEFAULTS, base_directory, setting, settings_problems
 from .data import MIGRATE_CREATED
 from .definitions import resolve_definitions
@@ -32,8 +33,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     """Report invalid settings (E001), definitions (E002), missing storages
     (W001), models that two definitions both dump (W002), storages the
     commands would refuse (W003: outside the base directory, overlapping),
-    ``DISKETTE_*`` settings diskette does not read (W004) and dump commands
-    that would write content type or permission ids (W005).
+    ``DISKETTE_*`` settings diskette does not read (W004), dump commands
+    that would write content type or permission ids (W005), and the
+    anonymization's (:func:`_anonymization_messages`).
 
     Never raises, whatever a setting holds: checks run before ``migrate`` and
     ``runserver``, so a crash here would stop the whole project. A setting of
@@ -46,6 +48,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     wrong = {str(problem).split("[")[0].split(" ")[0] for problem in problems}
     if "DISKETTE_APPS" not in wrong:
         messages += _definition_messages(setting("DISKETTE_APPS", settings))
+        if not any(name.startswith("DISKETTE_ANONYMIZE") for name in wrong):
+            messages += _anonymization_messages(setting("DISKETTE_APPS", settings))
     if not wrong & {"DISKETTE_STORAGES", "DISKETTE_BASE_DIR"}:
         messages += _storage_messages(setting("DISKETTE_STORAGES", settings))
     return messages + _unknown_settings()
@@ -113,6 +117,45 @@ def _definition_messages(raw: Any) -> list[CheckMessage]:
                 )
             owners.setdefault(label, definition.name)
         messages += _id_references(definition)
+    return messages
+
+
+def _anonymization_messages(raw_apps: Any) -> list[CheckMessage]:
+    """Rules that cannot run (E003); no secret (E004) or no Faker (E003),
+    warnings W006 and W008 where ``DEBUG`` is on: a laptop sharing
+    production's rules dumps nothing to anonymize, and must still start; fields of dumped models that may hold
+    personal data and no rule covers (W007, E005 under
+    ``DISKETTE_ANONYMIZE_STRICT`` for CI). Nothing when no rule is set.
+    """
+    if not anonymize.configured(settings):
+        return []
+    hint = f"See {DOCS_URL}anonymize.md"
+    messages: list[CheckMessage] = [
+        Warning(str(problem), hint=hint, id="diskette.W008")
+        if isinstance(problem, MissingFaker) and settings.DEBUG
+        else Error(str(problem), hint=hint, id="diskette.E003")
+        for problem in anonymize.problems(settings)
+    ]
+    if messages:
+        return messages
+    secret = anonymize.secret_problem(settings)
+    if secret and settings.DEBUG:
+        messages.append(Warning(secret, hint=hint, id="diskette.W006"))
+    elif secret:
+        messages.append(Error(secret, hint=hint, id="diskette.E004"))
+    definitions, _ = resolve_definitions(raw_apps)
+    dumped = {model for definition in definitions for model in definition.models}
+    strict = setting("DISKETTE_ANONYMIZE_STRICT", settings)
+    for label, names in anonymize.coverage(
+        sorted(dumped, key=lambda m: m._meta.label_lower), settings
+    ).items():
+        text = f"{label}: no anonymization rule covers {', '.join(names)}"
+        fix = f"Add a rule for each to DISKETTE_ANONYMIZE, or 'keep'. {hint}"
+        messages.append(
+            Error(text, hint=fix, id="diskette.E005")
+            if strict
+            else Warning(text, hint=fix, id="diskette.W007")
+        )
     return messages
 
 

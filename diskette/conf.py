@@ -44,6 +44,15 @@ DEFAULTS: dict[str, Any] = {
     #: Seconds a download may wait for the server, per connection or read.
     "DISKETTE_DOWNLOAD_TIMEOUT": 10,
     "DISKETTE_PROTECTED": False,
+    #: Anonymization rules (docs/anonymize.md): per model, field name, field type.
+    "DISKETTE_ANONYMIZE": {},
+    "DISKETTE_ANONYMIZE_FIELDS": {},
+    "DISKETTE_ANONYMIZE_TYPES": {},
+    "DISKETTE_ANONYMIZE_SECRET": None,
+    "DISKETTE_ANONYMIZE_LOCALE": "en_US",
+    "DISKETTE_ANONYMIZE_REQUIRED": False,
+    "DISKETTE_ANONYMIZE_STRICT": False,
+    "DISKETTE_LOAD_REQUIRE_ANONYMIZED": False,
 }
 
 
@@ -72,6 +81,16 @@ class DisketteSettings:
     :param download_allow_redirect: whether a download may follow redirects.
     :param download_timeout: seconds to wait for the server, per operation.
     :param protected: the project refuses loads and resets (production).
+    :param anonymize: anonymization rules by model (:mod:`diskette.anonymize`
+        reads and checks these rules, which needs the app registry).
+    :param anonymize_fields: rules by field name.
+    :param anonymize_types: rules by field class.
+    :param anonymize_secret: the key fakes are derived from.
+    :param anonymize_locale: Faker's locale.
+    :param anonymize_required: dumps refuse ``--no-anonymize``.
+    :param anonymize_strict: fields no rule covers are check errors.
+    :param load_require_anonymized: loads refuse archives that are not
+        anonymized (a developer's laptop).
     """
 
     apps: Any
@@ -86,6 +105,14 @@ class DisketteSettings:
     download_allow_redirect: bool
     download_timeout: float
     protected: bool
+    anonymize: dict[str, Any]
+    anonymize_fields: dict[str, Any]
+    anonymize_types: dict[str, Any]
+    anonymize_secret: str | None
+    anonymize_locale: str
+    anonymize_required: bool
+    anonymize_strict: bool
+    load_require_anonymized: bool
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -115,6 +142,14 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         download_allow_redirect=value["DISKETTE_DOWNLOAD_ALLOW_REDIRECT"],
         download_timeout=value["DISKETTE_DOWNLOAD_TIMEOUT"],
         protected=value["DISKETTE_PROTECTED"],
+        anonymize=value["DISKETTE_ANONYMIZE"],
+        anonymize_fields=value["DISKETTE_ANONYMIZE_FIELDS"],
+        anonymize_types=value["DISKETTE_ANONYMIZE_TYPES"],
+        anonymize_secret=value["DISKETTE_ANONYMIZE_SECRET"],
+        anonymize_locale=value["DISKETTE_ANONYMIZE_LOCALE"],
+        anonymize_required=value["DISKETTE_ANONYMIZE_REQUIRED"],
+        anonymize_strict=value["DISKETTE_ANONYMIZE_STRICT"],
+        load_require_anonymized=value["DISKETTE_LOAD_REQUIRE_ANONYMIZED"],
     )
 
 
@@ -216,6 +251,24 @@ def _timeout(value: Any) -> Iterator[str]:
         yield f" must be a number of seconds, e.g. 30, not {value!r}"
 
 
+def _rules(example: str) -> Callable[[Any], Iterator[str]]:
+    def validate(value: Any) -> Iterator[str]:
+        if not isinstance(value, dict):
+            yield f" must be a dict, e.g. {example}, not {_kind(value)}"
+
+    return validate
+
+
+def _secret(value: Any) -> Iterator[str]:
+    if value is not None and not isinstance(value, str):
+        yield f" must be a string (from the environment), not {_kind(value)}"
+
+
+def _locale(value: Any) -> Iterator[str]:
+    if not isinstance(value, str) or not value:
+        yield f" must be a Faker locale such as 'en_US', not {value!r}"
+
+
 #: How each setting is checked; a validator yields what follows the name.
 VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_APPS": _list_of(
@@ -239,6 +292,14 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_DOWNLOAD_ALLOW_REDIRECT": _flag,
     "DISKETTE_DOWNLOAD_TIMEOUT": _timeout,
     "DISKETTE_PROTECTED": _flag,
+    "DISKETTE_ANONYMIZE": _rules('{"auth.User": {"email": "email"}}'),
+    "DISKETTE_ANONYMIZE_FIELDS": _rules('{"phone": "phone_number"}'),
+    "DISKETTE_ANONYMIZE_TYPES": _rules('{"GenericIPAddressField": "ipv4"}'),
+    "DISKETTE_ANONYMIZE_SECRET": _secret,
+    "DISKETTE_ANONYMIZE_LOCALE": _locale,
+    "DISKETTE_ANONYMIZE_REQUIRED": _flag,
+    "DISKETTE_ANONYMIZE_STRICT": _flag,
+    "DISKETTE_LOAD_REQUIRE_ANONYMIZED": _flag,
 }
 
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.core import serializers
 from django.core.management import call_command
@@ -38,6 +38,9 @@ from .rows import (
     natural_relations,
     own_rows,
 )
+
+if TYPE_CHECKING:
+    from .anonymize import Anonymizer
 
 # ExactJSONEncoder, natural_relations and own_rows lived here: still importable.
 
@@ -95,6 +98,7 @@ def write_data(
     using: str,
     indent: int | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    anonymizer: Anonymizer | None = None,
 ) -> dict[str, int]:
     """Serialize ``definition`` into the binary ``stream``.
 
@@ -102,11 +106,14 @@ def write_data(
         function to call as they are written (see
         :meth:`diskette.reporting.Reporter.progress`); counting them costs a
         query per model, so it is only done when someone watches.
+    :param anonymizer: replaces personal data as it is read (see
+        :mod:`diskette.anonymize`).
     :returns: the number of objects written per model label.
     :raises DumpError: naming the definition when the database or the
         serializer fails.
     """
     if definition.dump_command:
+        _refuse_unanonymizable(definition, anonymizer, using)
         return _write_with_command(definition, stream, using=using, indent=indent)
     tally = _Tally({m._meta.label_lower: 0 for m in dumped_models(definition, using)})
     if progress is not None:
@@ -115,7 +122,7 @@ def write_data(
     fmt = definition.format or ARCHIVE_FORMAT
     try:
         if fmt == "jsonl":
-            _write_rows(definition, text, using, tally)
+            _write_rows(definition, text, using, tally, anonymizer)
         else:
             _serialize(
                 definition,
@@ -125,6 +132,7 @@ def write_data(
                 using,
                 tally,
                 dumped_models(definition, using),
+                anonymizer,
             )
     except (DatabaseError, SerializationError) as exc:
         raise DumpError(f"{definition.name!r}: cannot serialize: {exc}") from exc
@@ -145,16 +153,20 @@ class _Tally:
 
 
 def _write_rows(
-    definition: Definition, text: _EncodingWriter, using: str, tally: _Tally
+    definition: Definition,
+    text: _EncodingWriter,
+    using: str,
+    tally: _Tally,
+    anonymizer: Anonymizer | None,
 ) -> None:
     """Write ``definition`` as JSON Lines from rows (:mod:`diskette.rows`);
     a model rows cannot tell whole (a composite primary key, a field that is
     no column) goes through the serializer."""
-    naturals = NaturalKeys(using)
+    naturals = NaturalKeys(using, anonymizer)
     encode = line_encoder()
     for model in dumped_models(definition, using):
         if not ModelRows.supports(model):
-            _serialize(definition, "jsonl", text, None, using, tally, [model])
+            _serialize(definition, "jsonl", text, None, using, tally, [model], anonymizer)
             continue
         rows = ModelRows(
             model,
@@ -163,6 +175,7 @@ def _write_rows(
             naturally=lambda field: _natural(definition.natural_foreign, field),
             natural_primary=definition.natural_primary,
             naturals=naturals,
+            anonymizer=anonymizer,
         )
         for batch in rows.batches():
             text.write(rows.lines(batch, encode))
@@ -177,8 +190,10 @@ def _serialize(
     using: str,
     tally: _Tally,
     models: list[type[Model]],
+    anonymizer: Anonymizer | None = None,
 ) -> None:
-    """Write ``models`` with Django's serializer for ``fmt``."""
+    """Write ``models`` with Django's serializer for ``fmt``, each object
+    anonymized first."""
 
     def objects() -> Iterator[Model]:
         for model in models:
@@ -189,9 +204,11 @@ def _serialize(
             with contextlib.closing(rows):
                 for obj in rows:
                     tally.add(label, 1)
+                    if anonymizer is not None:
+                        anonymizer.instance(obj)
                     yield obj
 
-    serializer_class(fmt)().serialize(
+    serializer_class(fmt, anonymizer)().serialize(
         objects(),
         stream=text,
         indent=indent,
@@ -242,9 +259,10 @@ def _write_with_command(
 MIGRATE_CREATED = frozenset({"contenttypes.contenttype", "auth.permission"})
 
 
-def serializer_class(fmt: str) -> type[Any]:
+def serializer_class(fmt: str, anonymizer: Anonymizer | None = None) -> type[Any]:
     """Django's serializer for ``fmt``, writing references to
-    :data:`MIGRATE_CREATED` models by natural key, whatever the definition says.
+    :data:`MIGRATE_CREATED` models by natural key, whatever the definition says,
+    and anonymizing the related objects natural keys are read from.
 
     A generic relation, a django-polymorphic ``polymorphic_ctype`` or a
     group's permissions hold content type and permission ids: loaded into a
@@ -257,13 +275,50 @@ def serializer_class(fmt: str) -> type[Any]:
     class Serializer(base):  # type: ignore[valid-type, misc]
         def handle_fk_field(self, obj: Model, field: Any) -> None:
             with _naturally(self, field):
+                if anonymizer is not None and _by_natural_key(self, field):
+                    # Cached on obj: the serializer reads this very instance.
+                    anonymizer.instance(getattr(obj, field.name))
                 super().handle_fk_field(obj, field)
 
         def handle_m2m_field(self, obj: Model, field: Any) -> None:
             with _naturally(self, field):
+                if (
+                    anonymizer is not None
+                    and field.remote_field.through._meta.auto_created
+                    and _by_natural_key(self, field)
+                ):
+                    cache = obj.__dict__.setdefault("_prefetched_objects_cache", {})
+                    if field.name not in cache:
+                        cache[field.name] = list(getattr(obj, field.name).all())
+                    for related in cache[field.name]:
+                        anonymizer.instance(related)
                 super().handle_m2m_field(obj, field)
 
     return Serializer
+
+
+def _by_natural_key(serializer: Any, field: Any) -> bool:
+    """Whether ``serializer`` writes the relation ``field`` by natural key."""
+    return serializer.use_natural_foreign_keys and hasattr(
+        field.remote_field.model, "natural_key"
+    )
+
+
+def _refuse_unanonymizable(
+    definition: Definition, anonymizer: Anonymizer | None, using: str
+) -> None:
+    """Refuse a ``dump_command`` definition whose objects hold data to anonymize:
+    the command writes them itself, so diskette cannot replace a value."""
+    if anonymizer is None:
+        return
+    for model in dumped_models(definition, using):
+        if anonymizer.touches(model):
+            raise DumpError(
+                f"{definition.name!r}: dump_command {definition.dump_command!r} writes "
+                f"{model._meta.label_lower} itself, which anonymization rules cover; "
+                "remove dump_command (diskette dumps every model kind itself) or pass "
+                "--no-anonymize"
+            )
 
 
 def _migrate_made(model: type[Model], name: str) -> bool:

@@ -9,13 +9,14 @@ storages (:mod:`diskette.storages`); the archive layout is
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import django
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -29,6 +30,9 @@ from .journal import locked
 from .reporting import Reporter
 from .schema import applied_migrations
 from .storages import Entry, Skipped, Storage, walk_storage
+
+if TYPE_CHECKING:
+    from .anonymize import Anonymizer
 
 #: Data files smaller than this, all together, stay in memory while the
 #: archive is written; beyond it they spill to a temporary file, since a tar
@@ -45,6 +49,9 @@ class DumpResult:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     datas: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: Whether personal data was anonymized, and the files that left out.
+    anonymized: bool = False
+    files_left_out: int = 0
 
 
 @dataclass
@@ -76,6 +83,7 @@ def dump(
     permissions: int = 0o600,
     using: str = DEFAULT_DB_ALIAS,
     reporter: Reporter | None = None,
+    anonymizer: Anonymizer | None = None,
 ) -> DumpResult:
     """Write the data of ``definitions`` and the files of ``storages`` to an archive.
 
@@ -85,6 +93,8 @@ def dump(
 
     :param excludes: ``fnmatch`` patterns relative to each storage.
     :param permissions: mode of the archive file.
+    :param anonymizer: replaces personal data while it is read, and leaves
+        out the files of the file fields it clears (:mod:`diskette.anonymize`).
     """
     check_something_to_dump(definitions, storages)
     reporter = reporter or Reporter()
@@ -100,7 +110,9 @@ def dump(
     ):
         for leftover in writer.leftovers:
             reporter.info(f"Removed '{leftover}', left by an interrupted dump")
-        spools, counts = _dump_data(definitions, indent, using, reporter, cleanup)
+        spools, counts = _dump_data(
+            definitions, indent, using, reporter, cleanup, anonymizer
+        )
         if definitions:
             reporter.info("Appending data to the archive")
         datas = []
@@ -109,12 +121,34 @@ def dump(
             spool.seek(0)
             datas.append(writer.add_data(definition.filename(), spool, size))
             spool.close()
+        left_out: set[Path] = set()
         if storages:
+            if anonymizer is not None:
+                left_out = set(anonymizer.dropped_files(using))
             reporter.info("Appending storages to the archive")
-            skipped = _append_storages(writer, storages, excludes, reporter)
+            skipped = _append_storages(writer, storages, excludes, reporter, left_out)
         manifest = build_manifest(definitions, datas, counts, storages, now, using)
+        manifest.update(anonymization_manifest(anonymizer, len(left_out)))
         info = writer.close(manifest)
-    return DumpResult(archive=info, counts=counts, datas=datas, skipped=skipped)
+    return DumpResult(
+        archive=info,
+        counts=counts,
+        datas=datas,
+        skipped=skipped,
+        anonymized=anonymizer is not None,
+        files_left_out=len(left_out),
+    )
+
+
+def anonymization_manifest(anonymizer: Anonymizer | None, files_left_out: int) -> dict[str, Any]:
+    """The manifest's ``anonymized`` flag, and what the anonymization did:
+    the rules' fingerprint and fields (never the secret, never a value)."""
+    if anonymizer is None:
+        return {"anonymized": False}
+    return {
+        "anonymized": True,
+        "anonymization": {**anonymizer.described(), "files_left_out": files_left_out},
+    }
 
 
 def check_something_to_dump(
@@ -173,6 +207,7 @@ def _dump_data(
     using: str,
     reporter: Reporter,
     cleanup: ExitStack,
+    anonymizer: Anonymizer | None = None,
 ) -> tuple[list[tuple[Definition, Any]], dict[str, dict[str, int]]]:
     """Serialize every definition from one snapshot into spooled files.
 
@@ -197,6 +232,7 @@ def _dump_data(
                     using=using,
                     indent=indent,
                     progress=_object_progress(reporter, definition.name),
+                    anonymizer=anonymizer,
                 )
                 spool.flush()  # a spilled spool's last bytes: their errors belong here
             except OSError as exc:  # spilled to disk, and the disk is full
@@ -230,7 +266,9 @@ def _append_storages(
     storages: Sequence[Storage],
     excludes: Sequence[str],
     reporter: Reporter,
+    left_out: Collection[Path] = (),
 ) -> list[Skipped]:
+    """Add the files of ``storages`` but those ``left_out`` (real paths)."""
     skipped: list[Skipped] = []
     total = 0
     if reporter.progress_output is not None:  # sizing takes a walk: only for a bar
@@ -242,6 +280,9 @@ def _append_storages(
                 reporter.warning(f"skipped '{item.path}': {item.reason}")
                 skipped.append(item)
             elif item.kind == "file":
+                if left_out and Path(os.path.realpath(item.path)) in left_out:
+                    advance(item.size)
+                    continue
                 writer.add_file(item.path, item.arcname, advance)
             elif item.kind == "directory":
                 writer.add_directory(item.path, item.arcname)

@@ -40,7 +40,13 @@ from django.core.serializers.base import DeserializationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
-from .exceptions import ArchiveError, LoadError, UnsafeArchiveError, UntrustedDataError
+from .exceptions import (
+    ArchiveError,
+    GuardError,
+    LoadError,
+    UnsafeArchiveError,
+    UntrustedDataError,
+)
 from .fastload import fast_load
 from .guards import refuse_populated, refuse_production
 from .journal import (
@@ -92,6 +98,9 @@ class LoadOptions:
     :param overwrite: load into tables that hold data already.
     :param force: load although ``DEBUG`` is False.
     :param override_protection: load although ``DISKETTE_PROTECTED`` is set.
+    :param require_anonymized: refuse an archive whose manifest does not say
+        it is anonymized (``DISKETTE_LOAD_REQUIRE_ANONYMIZED``, unless
+        ``--allow-raw``).
     """
 
     with_data: bool = True
@@ -106,6 +115,7 @@ class LoadOptions:
     overwrite: bool = False
     force: bool = False
     override_protection: bool = False
+    require_anonymized: bool = False
     using: str = DEFAULT_DB_ALIAS
 
 
@@ -159,6 +169,8 @@ def load(
         restore = _Restore(storages, archive.name, options.using, stack)
         try:
             unpacked = _unpack(archive, data_dir, restore, options, reporter)
+            if options.require_anonymized:
+                refuse_raw(archive, unpacked.manifest)
             datas = (
                 _chosen_datas(unpacked, options.exclude_data) if options.with_data else []
             )
@@ -189,6 +201,22 @@ def load(
         except BaseException:
             restore.undo()
             raise
+
+
+def refuse_raw(archive: Path, manifest: dict[str, Any]) -> None:
+    """Refuse an archive that does not say it is anonymized.
+
+    The manifest's word is taken: this guards a laptop against loading a raw
+    production dump by mistake, not against a forged archive.
+
+    :raises GuardError: naming the archive, the setting and the way out.
+    """
+    if manifest.get("anonymized") is not True:
+        raise GuardError(
+            f"'{archive.name}' is not anonymized and DISKETTE_LOAD_REQUIRE_ANONYMIZED "
+            "refuses raw archives here; dump it where DISKETTE_ANONYMIZE has rules, "
+            "or pass --allow-raw"
+        )
 
 
 def _unpack(

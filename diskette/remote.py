@@ -58,6 +58,7 @@ from .tasks import (
     FAST_HELP,
     JSON_HELP,
     LOADDATA_HELP,
+    NO_ANONYMIZE_HELP,
     REMOTE_KEYS,
     SETTINGS_CHECK,
     Project,
@@ -351,7 +352,8 @@ def pull(
     finally:
         if folder:
             remove_remote(c, folder)
-    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256})")
+    anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
+    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
     return local
 
 
@@ -475,6 +477,7 @@ PROJECT_HELP = {
     help={
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "no_anonymize": NO_ANONYMIZE_HELP,
         "json": JSON_HELP,
         **PROJECT_HELP,
     }
@@ -484,6 +487,7 @@ def remote_dump(
     c: Connection,
     no_data: bool = False,
     no_storages: bool = False,
+    no_anonymize: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
     json: bool = False,
@@ -491,7 +495,11 @@ def remote_dump(
     """Dump the project on the host; print HOST:PATH (sha256 ...) of the archive there."""
     project = remote_project(c, project_dir, python)
     with on_host(c):
-        dumped = dump_archive(c, project, *flags(no_data=no_data, no_storages=no_storages))
+        dumped = dump_archive(
+            c,
+            project,
+            *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
+        )
     print(f"{c.original_host}:{dumped.path} (sha256 {dumped.sha256})")
     return {**dumped.answer, "host": c.original_host}
 
@@ -505,6 +513,7 @@ def remote_dump(
         "keep_remote": "Leave the archive on the host (in its DISKETTE_DUMP_PATH).",
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "no_anonymize": NO_ANONYMIZE_HELP,
         "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
         "json": JSON_HELP,
@@ -521,13 +530,18 @@ def pull_snapshot(
     keep_remote: bool = False,
     no_data: bool = False,
     no_storages: bool = False,
+    no_anonymize: bool = False,
     loaddata: bool = False,
     fast: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
     json: bool = False,
 ) -> dict[str, Any]:
-    """Dump on the host, download, then reset the local database and load it here."""
+    """Dump on the host, download, then reset the local database and load it here.
+
+    The dump runs with the host's settings: where they hold anonymization
+    rules, personal data is replaced there, before the archive is written.
+    """
     conf = c.config.diskette
     here = Context(config=c.config)
     # The local side is checked first: a wrong diskette.manage, or no
@@ -540,7 +554,7 @@ def pull_snapshot(
         c,
         remote_project(c, project_dir, python),
         Path(str(config_text(conf.remote, "download_dir", prefix="diskette.remote"))),
-        *flags(no_data=no_data, no_storages=no_storages),
+        *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
         keep_remote=keep_remote,
     )
     pulled = {"host": c.original_host, "downloaded": str(local)}

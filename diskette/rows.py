@@ -41,8 +41,8 @@ import inspect
 import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.base import SerializationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -58,6 +58,9 @@ from django.db.models.query_utils import DeferredAttribute
 from django.utils import timezone
 from django.utils.duration import duration_string
 from django.utils.encoding import is_protected_type
+
+if TYPE_CHECKING:
+    from .anonymize import Anonymizer
 
 #: Rows fetched per round trip; Django's ``dumpdata`` uses the same.
 BATCH_ROWS = 2000
@@ -320,8 +323,13 @@ class NaturalKeys:
     fetched, and memory stays flat.
     """
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, anonymizer: Anonymizer | None = None) -> None:
+        """
+        :param anonymizer: applied to each object before its natural key is
+            read, so a key holds the fakes the object's own row holds.
+        """
         self.using = using
+        self.anonymizer = anonymizer
         self.tables: dict[tuple[type[Model], str], dict[Any, Any]] = {}
         self.size = 0
 
@@ -363,8 +371,9 @@ class NaturalKeys:
             chunk = wanted[start : start + size]
             # The field's own table: a child model's query joins its parent's.
             for obj in where_in(rows, field.model._meta.db_table, field, chunk):
+                value = getattr(obj, attname)  # read before anonymizing
                 # The serializer writes null for a related object that is false.
-                table[getattr(obj, attname)] = obj.natural_key() if obj else None
+                table[value] = self._natural_key(obj) if obj else None
         for value in missing - table.keys():
             # Equal for the database but not for Python (a case-insensitive
             # collation): the serializer's own lookup finds it.
@@ -375,8 +384,14 @@ class NaturalKeys:
                     f"{model._meta.label_lower} with {attname}={value!r} is referred "
                     "to but does not exist"
                 ) from None
-            table[value] = obj.natural_key() if obj else None
+            table[value] = self._natural_key(obj) if obj else None
         self.size += len(missing)
+
+    def _natural_key(self, obj: Model) -> Any:
+        anonymizer = self.anonymizer
+        if anonymizer is not None and anonymizer.reads_rules(type(obj)):
+            anonymizer.instance(obj)
+        return obj.natural_key()
 
 
 def in_list_size(connection: Any) -> int:
@@ -497,11 +512,14 @@ class ModelRows:
         naturally: Callable[[Any], bool],
         natural_primary: bool,
         naturals: NaturalKeys,
+        anonymizer: Anonymizer | None = None,
     ) -> None:
         """
         :param rows: the model's rows to dump, through the manager it is dumped
             with (no ordering needed).
         :param naturally: whether a relation field is written by natural key.
+        :param anonymizer: replaces the values of the fields it has rules
+            for, as read, before anything else looks at them.
         """
         opts = model._meta.concrete_model._meta
         self.model, self.using, self.naturals = model, using, naturals
@@ -539,6 +557,15 @@ class ModelRows:
                 self.by_instance.append((index, field))
             elif convert is not None:
                 self.converters.append((index, convert))
+        #: (column, function) of the fields to anonymize; a natural foreign
+        #: key's column is looked up as read, its key anonymized by ``naturals``.
+        natural = {index for index, _, _ in self.natural_columns}
+        self.masks: list[tuple[int, Callable[[Any], Any]]] = [
+            (self.attnames.index(field.attname), function)
+            for field, function in (anonymizer.functions(model) if anonymizer else ())
+            if field.attname in self.attnames
+            and self.attnames.index(field.attname) not in natural
+        ]
         self.many_to_many = [
             ManyToMany(f, using, naturals if naturally(f) else None)
             for f in opts.local_many_to_many
@@ -595,16 +622,22 @@ class ModelRows:
         ]
         names, converters, by_instance = self.names, self.converters, self.by_instance
         label, with_pk, pk_convert = self.label, self.with_pk, self.pk_convert
+        masks = self.masks
         lines: list[str] = []
         append = lines.append
         for row in batch:
             values: Any = row
-            if converters or by_instance:
+            if masks:  # the primary key is never masked: row[pk_index] holds
                 values = list(row)
+                for index, mask in masks:
+                    values[index] = mask(values[index])
+            if converters or by_instance:
+                read = values
+                values = list(read)
                 for index, convert in converters:
                     values[index] = convert(values[index])
                 if by_instance:
-                    instance = self.instance(row)
+                    instance = self.instance(read)
                     for index, field in by_instance:
                         values[index] = _from_instance(instance, field)
             fields = dict(zip(names, values, strict=False))  # not the pk after them
@@ -623,7 +656,7 @@ class ModelRows:
         append("")
         return "\n".join(lines)
 
-    def instance(self, row: tuple[Any, ...]) -> Model:
+    def instance(self, row: Sequence[Any]) -> Model:
         """The instance the serializer would have been given for ``row``."""
         order = self.instance_order
         return self.model.from_db(

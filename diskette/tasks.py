@@ -452,6 +452,9 @@ def safety_snapshot(c: Context, project: Project, folder: str, host: str | None 
             c,
             project,
             "--everything",
+            # The project's own data, kept beside it: never anonymized, or
+            # putting it back would not give the same data.
+            "--no-anonymize",
             "--destination",
             folder,
             "--filename",
@@ -478,7 +481,14 @@ def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
     """
     return [
         ("diskette_reset", "--noinput", *flags(force=force)),
-        ("diskette_load", snapshot, "--everything", "--keep", *flags(force=force)),
+        (
+            "diskette_load",
+            snapshot,
+            "--everything",
+            "--keep",
+            "--allow-raw",
+            *flags(force=force),
+        ),
     ]
 
 
@@ -522,6 +532,10 @@ LOADDATA_HELP = (
     f"many times slower ({DOCS_URL}commands.md#how-data-loads-and---loaddata)."
 )
 FAST_HELP = "Accepted for older scripts: batched loading is the default."
+NO_ANONYMIZE_HELP = (
+    "Write personal data raw although the project has anonymization rules "
+    f"(refused where DISKETTE_ANONYMIZE_REQUIRED is set; {DOCS_URL}anonymize.md)."
+)
 
 
 @dataclass(frozen=True)
@@ -666,6 +680,7 @@ def loaded_summary(answer: dict[str, Any]) -> str:
         "filename": "Archive file name, with {features} and {date} fields.",
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
+        "no_anonymize": NO_ANONYMIZE_HELP,
         "json": JSON_HELP,
     }
 )
@@ -675,11 +690,12 @@ def dump(
     filename: str | None = None,
     no_data: bool = False,
     no_storages: bool = False,
+    no_anonymize: bool = False,
     json: bool = False,
 ) -> None:
     """Dump the project's data and media into an archive (diskette_dump)."""
     options = [*_option("--destination", destination), *_option("--filename", filename)]
-    options += flags(no_data=no_data, no_storages=no_storages)
+    options += flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize)
     with answering(json) as answer:
         try:
             dumped = dump_archive(c, Project.from_config(c), *options)

@@ -129,6 +129,7 @@ SANDBOX_LABELS = {
         "shop.Coupon",
         "shop.Order",
         "shop.LedgerEntry",
+        "shop.Customer",
         "shop.Chef",
         "shop.Dish",
         "shop.OrderLine",

@@ -336,3 +336,35 @@ def test_onboarding_script_takes_a_fresh_clone_to_the_remote_data(tmp_path, remo
         "=== Done: this checkout now has the data and media of remote ==="
     )
     assert clone.fingerprint() == remote.fingerprint()
+
+
+def test_pull_brings_data_anonymized_on_the_host(local, remote):
+    """The host's settings hold the rules and the secret: the dump run there
+    replaces the users' personal data before the archive is written, so the
+    laptop never receives it."""
+    usernames = (
+        "import json; from django.contrib.auth.models import User; "
+        "print(json.dumps(list(User.objects.values_list('username', flat=True))))"
+    )
+    remote.use_settings(
+        remote.write_settings(
+            "settings_anon",
+            remote.database
+            + 'DISKETTE_ANONYMIZE = {"auth.User": {"username": "user_name", '
+            '"email": "email", "password": "password"}}\n'
+            'DISKETTE_ANONYMIZE_SECRET = "the-production-secret"\n',
+        )
+    )
+    fabric = (local.root / "fabric.yaml").read_text()
+    (local.root / "fabric.yaml").write_text(
+        re.sub(r"    settings: .*\n", "", fabric).replace(
+            "  remote:\n", f"  remote:\n    settings: {remote.settings}\n"
+        )
+    )
+    originals = json.loads(remote.manage("shell", "-c", usernames).stdout.splitlines()[-1])
+
+    result = fab(local, "-H", "remote", "pull-snapshot", "--yes")
+
+    assert "anonymized on the host" in result.stdout
+    pulled = json.loads(local.manage("shell", "-c", usernames).stdout.splitlines()[-1])
+    assert len(pulled) == len(originals) and not set(pulled) & set(originals)

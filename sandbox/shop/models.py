@@ -259,3 +259,45 @@ class LedgerEntry(models.Model):
 
     def __str__(self):
         return f"{self.amount} on {self.booked_on}"
+
+
+class Customer(models.Model):
+    """A typical customer record: the personal data anonymization rules cover.
+
+    Its user is referred to by natural key (the username) in dumps, so a
+    rule on usernames must give the user's row and this reference the same
+    fake. ``handle`` is unique, ``tier`` has choices (no personal data), and
+    ``id_scan`` is a file whose content is personal too.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="customer",
+    )
+    #: Refers to a user by username (``to_field``): the column holds the
+    #: username itself, which must become the fake the user's row gets.
+    referrer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        to_field="username",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="referrals",
+    )
+    handle = models.CharField(max_length=40, unique=True)
+    email = models.EmailField()
+    phone = models.CharField(max_length=30, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    address = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    profile = models.JSONField(default=dict, blank=True)
+    id_scan = models.FileField(upload_to="customers/", blank=True)
+    tier = models.CharField(
+        max_length=10, choices=[("basic", "Basic"), ("gold", "Gold")], default="basic"
+    )
+
+    def __str__(self):
+        return self.handle

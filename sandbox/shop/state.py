@@ -21,6 +21,7 @@ from shop.models import (
     Circle,
     ColoredSquare,
     Coupon,
+    Customer,
     Dish,
     LedgerEntry,
     Note,
@@ -91,6 +92,22 @@ def data_state():
                 bytes(p.avatar).hex(),
             ]
             for p in Profile.objects.select_related("user")
+        ),
+        "customers": _sorted(
+            [
+                c.user.get_username() if c.user else None,
+                c.referrer_id,
+                c.handle,
+                c.email,
+                c.phone,
+                c.ip,
+                c.address,
+                c.notes,
+                _json(c.profile),
+                c.id_scan.name,
+                c.tier,
+            ]
+            for c in Customer.objects.select_related("user").iterator()
         ),
         "ledger": _sorted(
             [

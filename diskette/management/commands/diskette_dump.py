@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from diskette.anonymize import Anonymizer, configured, coverage, for_dump
 from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
@@ -103,6 +104,12 @@ class Command(DisketteCommand):
             help="Indent .json data files and the --no-archive command lines "
             "(JSON Lines files hold one object per line).",
         )
+        parser.add_argument(
+            "--no-anonymize",
+            action="store_true",
+            help="Write personal data raw, although DISKETTE_ANONYMIZE has rules "
+            "(refused when DISKETTE_ANONYMIZE_REQUIRED is set).",
+        )
         parser.add_argument("--no-data", action="store_true", help="Leave data out.")
         parser.add_argument(
             "--no-storages", action="store_true", help="Leave storages out."
@@ -138,7 +145,13 @@ class Command(DisketteCommand):
             destination = (
                 options["destination"] or settings.dump_path or Path.cwd()
             ).absolute()
+            anonymizer = self.anonymizer(options)
             if options["no_archive"]:
+                if anonymizer is not None:
+                    raise ConfigurationError(
+                        "--no-archive prints dumpdata commands, which write personal "
+                        "data raw; DISKETTE_ANONYMIZE has rules: drop --no-archive"
+                    )
                 return self.print_commands(definitions, destination, options["indent"])
             # Never archive media halfway through a load that a crash cut.
             declared = local_storages(settings.storages, base=settings.base_dir)
@@ -155,10 +168,26 @@ class Command(DisketteCommand):
                 with_storages=not options["no_storages"],
             )
             if options["check"]:
-                return self.report_plan(definitions, storages, excludes, archive, options)
-            self.run_dump(definitions, storages, excludes, archive, settings, options)
+                return self.report_plan(
+                    definitions, storages, excludes, archive, options, anonymizer
+                )
+            self.run_dump(
+                definitions, storages, excludes, archive, settings, options, anonymizer
+            )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
+
+    def anonymizer(self, options: dict[str, Any]) -> Anonymizer | None:
+        """The rules' anonymizer; ``--no-anonymize`` over rules is said loudly."""
+        anonymizer = for_dump(requested=not options["no_anonymize"])
+        if options["no_anonymize"] and configured():
+            self.stderr.write(
+                self.style.WARNING(
+                    "Warning: --no-anonymize: this archive holds personal data raw; "
+                    "keep it where production data may be"
+                )
+            )
+        return anonymizer
 
     def refuse_conflicts(self, options: dict[str, Any]) -> None:
         if options["no_archive"] and options["json"]:
@@ -241,14 +270,20 @@ class Command(DisketteCommand):
         excludes: list[str],
         archive: Path,
         options: dict[str, Any],
+        anonymizer: Anonymizer | None,
     ) -> None:
         counts = plan_data(definitions, options["database"])
         plans = [plan_storage(storage, excludes) for storage in storages]
+        uncovered = coverage(
+            [model for definition in definitions for model in definition.models]
+        )
         if options["json"]:
             return self.write_json(
                 {
                     "archive": str(archive),
                     "checked": True,
+                    "anonymized": anonymizer is not None,
+                    "uncovered": uncovered,
                     "objects": counts,
                     "storages": {
                         str(plan.storage.relpath): {"files": plan.files, "size": plan.size}
@@ -273,7 +308,32 @@ class Command(DisketteCommand):
             )
             for skipped in plan.skipped:
                 self.stderr.write(f"  - would skip '{skipped.path}': {skipped.reason}")
+        self.report_anonymization(anonymizer, uncovered)
         self.stdout.write(f"Archive would be created at: {archive}")
+
+    def report_anonymization(
+        self, anonymizer: Anonymizer | None, uncovered: dict[str, list[str]]
+    ) -> None:
+        """The ``--check`` section on anonymization: what is replaced, what no
+        rule covers (only once rules exist: a project without any is told nothing)."""
+        if anonymizer is None and not configured():
+            return
+        if anonymizer is None:
+            self.stdout.write("Anonymization: off (--no-anonymize); data is written raw")
+        else:
+            fields = anonymizer.described()["fields"]
+            self.stdout.write(
+                f"Anonymization: {sum(map(len, fields.values()))} fields of "
+                f"{len(fields)} models ({anonymizer.ruleset.fingerprint()})"
+            )
+            for label, rules in fields.items():
+                described = ", ".join(f"{name}: {rule}" for name, rule in rules.items())
+                self.stdout.write(f"  - {label}: {described}")
+        for label, names in uncovered.items():
+            self.stdout.write(
+                f"  ! not covered by any rule: {label}: {', '.join(names)} "
+                "(add a rule, or 'keep')"
+            )
 
     def run_dump(
         self,
@@ -283,6 +343,7 @@ class Command(DisketteCommand):
         archive: Path,
         settings: Any,
         options: dict[str, Any],
+        anonymizer: Anonymizer | None,
     ) -> None:
         reporter = self.reporter(options)
         reporter.info("=== Starting dump ===")
@@ -297,6 +358,7 @@ class Command(DisketteCommand):
                 permissions=settings.dump_permissions,
                 using=options["database"],
                 reporter=reporter,
+                anonymizer=anonymizer,
             )
         except KeyboardInterrupt:
             # The writer has dropped its partial file on the way out: say so
@@ -310,6 +372,8 @@ class Command(DisketteCommand):
                 {
                     "archive": str(info.path),
                     "checked": False,
+                    "anonymized": result.anonymized,
+                    "files_left_out": result.files_left_out,
                     "size": info.size,
                     "sha256": info.sha256,
                     "objects": result.counts,
@@ -318,6 +382,11 @@ class Command(DisketteCommand):
                     "skipped": [str(skipped.path) for skipped in result.skipped],
                 }
             )
+        if result.anonymized:
+            left_out = f"; {result.files_left_out} files left out" * bool(
+                result.files_left_out
+            )
+            reporter.info(f"Personal data was anonymized{left_out}")
         reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")

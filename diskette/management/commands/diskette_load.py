@@ -115,6 +115,13 @@ class Command(DisketteCommand):
             "passes this: it is for someone working on the protected host).",
         )
         parser.add_argument(
+            "--allow-raw",
+            action="store_true",
+            help="Load an archive that is not anonymized although "
+            "DISKETTE_LOAD_REQUIRE_ANONYMIZED is set (a safety snapshot of this "
+            "project's own data, for instance).",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to load into. Default: "default".',
@@ -151,6 +158,8 @@ class Command(DisketteCommand):
                     overwrite=options["overwrite"],
                     force=options["force"],
                     override_protection=options["override_protection"],
+                    require_anonymized=settings.load_require_anonymized
+                    and not options["allow_raw"],
                     using=options["database"],
                 ),
                 reporter=reporter,
@@ -171,6 +180,7 @@ class Command(DisketteCommand):
                 {
                     "archive": str(archive),
                     "checked": options["check"],
+                    "anonymized": result.archive.manifest.get("anonymized") is True,
                     "datas": result.archive.datas if not options["no_data"] else [],
                     "storages": result.archive.storages if not options["no_storages"] else [],
                     "loaded": result.loaded,

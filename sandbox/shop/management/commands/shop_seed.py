@@ -21,6 +21,7 @@ from shop.models import (
     Circle,
     ColoredSquare,
     Coupon,
+    Customer,
     Dish,
     LedgerEntry,
     Note,
@@ -101,6 +102,7 @@ class Command(BaseCommand):
         orders = self.orders(rng, scale, dishes, coupons, counts)
         self.notes(rng, places + shapes + coupons + orders, counts)
         self.profiles(rng, counts)
+        self.customers(rng, counts)
         self.ledger(rng, scale, orders, counts)
         self.stdout.write(
             "Created shop: " + ", ".join(f"{n} {name}" for name, n in counts.items()) + "."
@@ -270,6 +272,23 @@ class Command(BaseCommand):
                 avatar=bytes([0, 255]) + rng.randbytes(30) + b"\x00",
             )
         counts["profiles"] = len(users)
+
+    def customers(self, rng, counts):
+        """A customer record per user, the one before as its referrer (by username)."""
+        users = list(get_user_model().objects.order_by("pk"))
+        for number, user in enumerate(users):
+            Customer.objects.create(
+                user=user,
+                referrer=users[number - 1] if number else None,
+                handle=f"{user.get_username()}-Ü",
+                email=user.email,
+                phone=f"+33 1 {rng.randrange(10**8):08d}",
+                ip=rng.choice([None, f"192.0.2.{number % 250}", f"2001:db8::{number:x}"]),
+                address=f"{number} rue des Écoles\nParis",
+                profile={"address": {"city": "Lyon"}, "phones": [], "newsletter": True},
+                tier=rng.choice(["basic", "gold"]),
+            )
+        counts["customers"] = len(users)
 
     def ledger(self, rng, scale, orders, counts):
         """Entries whose every value must come back exactly."""

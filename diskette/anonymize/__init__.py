@@ -1,0 +1,326 @@
+"""Anonymization while the dump streams: personal data never leaves raw.
+
+Rules (:mod:`.rules`) say which fields to replace and with what
+(:mod:`.fakes`); an :class:`Anonymizer` applies them to the values the dump
+reads, before anything is written:
+
+- to the rows :mod:`diskette.rows` reads (``ModelRows``), before they are
+  converted and encoded;
+- to the instances Django's serializer is given, for the formats and models
+  rows do not cover;
+- to the instances natural keys are read from, and what those keys read, so
+  a natural foreign key to an anonymized user holds the fake username the
+  user's own row holds, and the archive loads.
+
+A file field with a rule other than ``keep`` is cleared, and its files are
+left out of the archive (:meth:`Anonymizer.dropped_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import models
+from django.db.models import Model
+from django.db.models.fields.files import FieldFile
+
+from .. import DOCS_URL
+from ..conf import setting
+from ..exceptions import ConfigurationError
+from .fakes import IDENTIFIERS, Injective, Pools, Rule, Secret, fit, strategy, unique_fake
+from .rules import (
+    FieldRule,
+    RuleSet,
+    configured,
+    problems,
+    secret_problem,
+    uncovered,
+    unique_fields,
+)
+
+__all__ = [
+    "Anonymizer",
+    "configured",
+    "coverage",
+    "for_dump",
+    "problems",
+    "secret_problem",
+]
+
+#: Rules whose fakes get no tag on a unique field: they keep nothing
+#: (``keep``), are unique by nature (``hash``) or cannot be (refused earlier).
+_UNTAGGED = frozenset({"keep", "null", "empty", "drop", "mask", "hash", "password"})
+#: Set on an instance once anonymized: a fake anonymized again is another fake.
+_DONE = "_diskette_anonymized"
+
+ValueFunction = Callable[[Any], Any]
+
+
+class Anonymizer:
+    """The project's rules, keyed by its secret, ready to apply."""
+
+    def __init__(self, ruleset: RuleSet, secret: str) -> None:
+        self.ruleset = ruleset
+        self.secret = Secret(secret)
+        self.pools = Pools(self.secret, ruleset.locale)
+        # A rule covering one unique field tags its fakes everywhere, so the
+        # same value gets the same fake in every table.
+        self.injective = {
+            leaf
+            for rule in ruleset.all_rules()
+            for leaf in rule.rules()
+            if leaf.name in IDENTIFIERS
+            or (
+                rule.rule is not None
+                and rule.rule.name not in _UNTAGGED
+                and rule.field.name in unique_fields(rule.field.model)
+            )
+        }
+        self._longer: dict[Rule, dict[bytes, int]] = {}
+        self._functions: dict[type[Model], list[tuple[Any, ValueFunction]]] = {}
+        self._reads: dict[type[Model], bool] = {}
+        self._relations: dict[type[Model], list[str]] = {}
+
+    def functions(self, model: type[Model]) -> list[tuple[Any, ValueFunction]]:
+        """(field, function) for ``model``'s concrete fields with a rule other
+        than ``keep``, its parents' included; and for its foreign keys whose
+        ``to_field`` has one, whose column holds that field's very value (a
+        username): the same function, so the reference still finds its row."""
+        concrete = model._meta.concrete_model
+        found = self._functions.get(concrete)
+        if found is None:
+            found = self._functions[concrete] = [
+                (rule.field, self._compile(rule))
+                for rule in self.ruleset.rules_of(concrete)
+                if not (rule.rule is not None and rule.rule.name == "keep")
+            ]
+            for field in concrete._meta.concrete_fields:
+                related = field.related_model if field.many_to_one else None
+                if related is None or field.target_field.primary_key:
+                    continue
+                # Cached before this lookup: a model referring to itself ends here.
+                targets = dict(self.functions(related))
+                if field.target_field in targets:
+                    found.append((field, targets[field.target_field]))
+        return found
+
+    def touches(self, model: type[Model]) -> bool:
+        """Whether ``model``, or a model it refers to, has fields to anonymize."""
+        if self.functions(model):
+            return True
+        return any(
+            f.related_model is not None and self.functions(f.related_model)
+            for f in model._meta.get_fields()
+            if f.is_relation and (f.many_to_one or f.one_to_one or f.many_to_many)
+            and not f.auto_created
+        )
+
+    def instance(self, obj: Model | None, depth: int = 2) -> None:
+        """Anonymize ``obj`` in place and, if it has a natural key, the objects
+        that key reads (``natural_key.dependencies``, ``depth`` levels down)
+        whose fields, or theirs, have rules."""
+        if obj is None or obj.__dict__.get(_DONE):
+            return
+        obj.__dict__[_DONE] = True
+        values = obj.__dict__
+        for field, function in self.functions(type(obj)):
+            if field.attname not in values:  # a deferred field was not read
+                continue
+            value = values[field.attname]
+            if field.is_relation and value is not None and not field.is_cached(obj):
+                # Fetched by the value as read, and cached: a natural key is
+                # read from the object, whatever the column then holds.
+                with contextlib.suppress(ObjectDoesNotExist):
+                    getattr(obj, field.name)
+            if isinstance(value, FieldFile):  # as rows read it: the name
+                value = value.name
+            values[field.attname] = function(value)
+        if depth <= 0 or not hasattr(obj, "natural_key"):
+            return
+        for name in self._key_relations(type(obj)):
+            self.instance(getattr(obj, name), depth - 1)
+
+    def reads_rules(self, model: type[Model]) -> bool:
+        """Whether ``model``'s natural key may read a field with a rule: its
+        own, or those of the models ``natural_key.dependencies`` names."""
+        found = self._reads.get(model)
+        if found is None:
+            self._reads[model] = False  # a key that reads itself ends here
+            found = self._reads[model] = bool(self.functions(model)) or any(
+                self.reads_rules(model._meta.get_field(name).related_model)
+                for name in self._key_relations(model)
+            )
+        return found
+
+    def _key_relations(self, model: type[Model]) -> list[str]:
+        """Foreign keys ``model``'s natural key reads whose models have rules."""
+        found = self._relations.get(model)
+        if found is None:
+            from ..rows import natural_key_relations
+
+            self._relations[model] = []
+            found = self._relations[model] = [
+                path
+                for path in natural_key_relations(model, 1)
+                if self.reads_rules(model._meta.get_field(path).related_model)
+            ]
+        return found
+
+    def dropped_files(self, using: str) -> Iterator[Path]:
+        """Files of the file fields whose rule clears them, to leave out of
+        the archive: those of every row, dumped or not."""
+        for model, field in self._file_fields():
+            storage = field.storage
+            names = (
+                model._base_manager.db_manager(using)
+                .exclude(**{field.attname: ""})
+                .exclude(**{f"{field.attname}__isnull": True})
+                .values_list(field.attname, flat=True)
+            )
+            for name in names.iterator():
+                try:
+                    yield Path(os.path.realpath(storage.path(name)))
+                except NotImplementedError:  # a remote storage: not in the archive
+                    break
+
+    def described(self) -> dict[str, Any]:
+        """What the manifest records: the rules' fingerprint and the fields
+        each model has anonymized (never a value, never the secret)."""
+        fields: dict[str, dict[str, Any]] = {}
+        for rule in self.ruleset.all_rules():
+            label = rule.field.model._meta.label_lower
+            fields.setdefault(label, {})[rule.field.name] = rule.describe()
+        return {
+            "rules": self.ruleset.fingerprint(),
+            "locale": self.ruleset.locale,
+            "fields": {label: fields[label] for label in sorted(fields)},
+        }
+
+    def _file_fields(self) -> Iterator[tuple[type[Model], Any]]:
+        for rule in self.ruleset.all_rules():
+            field = rule.field
+            if isinstance(field, models.FileField) and rule.rule and rule.rule.name != "keep":
+                yield field.model, field
+
+    def _compile(self, rule: FieldRule) -> ValueFunction:
+        field = rule.field
+        if rule.rule is not None:
+            unique = field.name in unique_fields(field.model)
+            return self._value_function(rule.rule, field, unique=unique)
+        paths = [
+            (path, self._value_function(leaf, field, unique=False))
+            for path, leaf in rule.paths
+        ]
+        return lambda value: _by_paths(value, paths)
+
+    def _value_function(self, rule: Rule, field: Any, *, unique: bool) -> ValueFunction:
+        fake = strategy(rule, self.secret, self.pools, field)
+        digest = self.secret.digester(rule)
+        label = f"{field.model._meta.label_lower}.{field.name}"
+        longer = self._longer.setdefault(rule, {})
+        tagged = rule in self.injective
+        if tagged or (unique and rule.name == "hash"):
+            # A non-unique field of an injective rule is tagged alike, so a
+            # value gets the same fake there, but its values may repeat.
+            column = Injective(longer) if unique else None
+
+            def apply_unique(value: Any) -> Any:
+                if value is None or value == "":
+                    return value
+                return unique_fake(
+                    fake, value, digest(value), field, column, longer, label, tag=tagged
+                )
+
+            return apply_unique
+
+        def apply(value: Any) -> Any:
+            if value is None or value == "":
+                return value
+            return fit(fake(value, digest(value)), field)
+
+        return apply
+
+
+def _by_paths(value: Any, paths: list[tuple[tuple[str, ...], ValueFunction]]) -> Any:
+    """``value`` (decoded JSON) with each key path's leaves replaced."""
+    for path, function in paths:
+        value = _replace(value, path, function)
+    return value
+
+
+def _replace(value: Any, path: tuple[str, ...], function: ValueFunction) -> Any:
+    if not path:
+        return function(value)
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        keys = list(value) if head == "*" else [head] if head in value else []
+        if not keys:
+            return value
+        replaced = dict(value)
+        for key in keys:
+            replaced[key] = _replace(value[key], rest, function)
+        return replaced
+    if isinstance(value, list):
+        if head == "*":
+            return [_replace(item, rest, function) for item in value]
+        if head.isdigit() and int(head) < len(value):
+            items = list(value)
+            items[int(head)] = _replace(value[int(head)], rest, function)
+            return items
+    return value
+
+
+def for_dump(requested: bool = True, settings: Any = django_settings) -> Anonymizer | None:
+    """The anonymizer a dump applies, or ``None`` for a raw dump.
+
+    :param requested: ``False`` for ``--no-anonymize``.
+    :raises ConfigurationError: a raw dump the settings forbid, rules that
+        cannot run, or rules without a secret; each in one line.
+    """
+    required = setting("DISKETTE_ANONYMIZE_REQUIRED", settings)
+    if not requested:
+        if required:
+            raise ConfigurationError(
+                "--no-anonymize: DISKETTE_ANONYMIZE_REQUIRED forbids raw dumps here; "
+                "leave the option out"
+            )
+        return None
+    if not configured(settings):
+        if required:
+            raise ConfigurationError(
+                "DISKETTE_ANONYMIZE_REQUIRED is set but no rule is: set "
+                f"DISKETTE_ANONYMIZE (see {DOCS_URL}anonymize.md)"
+            )
+        return None
+    for problem in problems(settings):
+        raise problem
+    missing = secret_problem(settings)
+    if missing:
+        raise ConfigurationError(f"{missing}, or pass --no-anonymize for a raw dump")
+    return Anonymizer(RuleSet(settings), setting("DISKETTE_ANONYMIZE_SECRET", settings))
+
+
+def coverage(
+    dumped: Iterable[type[Model]], settings: Any = django_settings
+) -> dict[str, list[str]]:
+    """Fields of the ``dumped`` models that may hold personal data and no rule
+    covers, by model label; empty when no rule is set (nothing is promised)
+    or the rules cannot be read (the checks say why)."""
+    if not configured(settings):
+        return {}
+    try:
+        ruleset = RuleSet(settings)
+    except ConfigurationError:
+        return {}
+    found: dict[str, list[str]] = {}
+    for model in dumped:
+        names = uncovered(ruleset, model)
+        if names:
+            found[model._meta.label_lower] = names
+    return found
