@@ -25,7 +25,7 @@ from django.core import serializers
 from django.core.management import call_command
 from django.core.serializers.base import SerializationError
 from django.db import DatabaseError, connections, router, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, QuerySet, prefetch_related_objects
 
 from .definitions import ARCHIVE_FORMAT, COMMAND_FORMAT, Definition
 from .exceptions import DumpError
@@ -277,7 +277,7 @@ def serializer_class(fmt: str, anonymizer: Anonymizer | None = None) -> type[Any
             with _naturally(self, field):
                 if anonymizer is not None and _by_natural_key(self, field):
                     # Cached on obj: the serializer reads this very instance.
-                    anonymizer.instance(getattr(obj, field.name))
+                    anonymizer.natural(getattr(obj, field.name))
                 super().handle_fk_field(obj, field)
 
         def handle_m2m_field(self, obj: Model, field: Any) -> None:
@@ -287,11 +287,11 @@ def serializer_class(fmt: str, anonymizer: Anonymizer | None = None) -> type[Any
                     and field.remote_field.through._meta.auto_created
                     and _by_natural_key(self, field)
                 ):
-                    cache = obj.__dict__.setdefault("_prefetched_objects_cache", {})
-                    if field.name not in cache:
-                        cache[field.name] = list(getattr(obj, field.name).all())
-                    for related in cache[field.name]:
-                        anonymizer.instance(related)
+                    # Prefetched (as queryset() does): the serializer reads
+                    # these very instances.
+                    prefetch_related_objects([obj], field.name)
+                    for related in obj._prefetched_objects_cache[field.name]:
+                        anonymizer.natural(related)
                 super().handle_m2m_field(obj, field)
 
     return Serializer

@@ -121,14 +121,15 @@ def dump(
             spool.seek(0)
             datas.append(writer.add_data(definition.filename(), spool, size))
             spool.close()
-        left_out: set[Path] = set()
+        left_out = 0
         if storages:
-            if anonymizer is not None:
-                left_out = set(anonymizer.dropped_files(using))
+            dropped = set(anonymizer.dropped_files(using)) if anonymizer else set()
             reporter.info("Appending storages to the archive")
-            skipped = _append_storages(writer, storages, excludes, reporter, left_out)
+            skipped, left_out = _append_storages(
+                writer, storages, excludes, reporter, dropped
+            )
         manifest = build_manifest(definitions, datas, counts, storages, now, using)
-        manifest.update(anonymization_manifest(anonymizer, len(left_out)))
+        manifest.update(anonymization_manifest(anonymizer, left_out))
         info = writer.close(manifest)
     return DumpResult(
         archive=info,
@@ -136,7 +137,7 @@ def dump(
         datas=datas,
         skipped=skipped,
         anonymized=anonymizer is not None,
-        files_left_out=len(left_out),
+        files_left_out=left_out,
     )
 
 
@@ -267,9 +268,14 @@ def _append_storages(
     excludes: Sequence[str],
     reporter: Reporter,
     left_out: Collection[Path] = (),
-) -> list[Skipped]:
-    """Add the files of ``storages`` but those ``left_out`` (real paths)."""
+) -> tuple[list[Skipped], int]:
+    """Add the files of ``storages`` but those ``left_out`` (real paths), and
+    symbolic links to them, which would tell their names.
+
+    :returns: what was skipped as unsafe, and how many were left out.
+    """
     skipped: list[Skipped] = []
+    omitted = 0
     total = 0
     if reporter.progress_output is not None:  # sizing takes a walk: only for a bar
         total = sum(plan_storage(s, excludes).size for s in storages)
@@ -279,16 +285,18 @@ def _append_storages(
             if isinstance(item, Skipped):
                 reporter.warning(f"skipped '{item.path}': {item.reason}")
                 skipped.append(item)
+            elif left_out and item.kind != "directory" and (
+                Path(os.path.realpath(item.path)) in left_out
+            ):
+                advance(item.size)
+                omitted += 1
             elif item.kind == "file":
-                if left_out and Path(os.path.realpath(item.path)) in left_out:
-                    advance(item.size)
-                    continue
                 writer.add_file(item.path, item.arcname, advance)
             elif item.kind == "directory":
                 writer.add_directory(item.path, item.arcname)
             else:
                 writer.add_symlink(item.arcname, item.target)
-    return skipped
+    return skipped, omitted
 
 
 def plan_storage(storage: Storage, excludes: Sequence[str] = ()) -> StoragePlan:

@@ -365,6 +365,7 @@ class NaturalKeys:
         if joined:
             rows = rows.select_related(*joined)
         field = model._meta.get_field(attname)
+        anonymize = self.anonymizer is not None and self.anonymizer.reads_rules(model)
         wanted = list(missing)
         size = in_list_size(connections[self.using])
         for start in range(0, len(wanted), size):
@@ -373,7 +374,7 @@ class NaturalKeys:
             for obj in where_in(rows, field.model._meta.db_table, field, chunk):
                 value = getattr(obj, attname)  # read before anonymizing
                 # The serializer writes null for a related object that is false.
-                table[value] = self._natural_key(obj) if obj else None
+                table[value] = self._natural_key(obj, anonymize) if obj else None
         for value in missing - table.keys():
             # Equal for the database but not for Python (a case-insensitive
             # collation): the serializer's own lookup finds it.
@@ -384,13 +385,14 @@ class NaturalKeys:
                     f"{model._meta.label_lower} with {attname}={value!r} is referred "
                     "to but does not exist"
                 ) from None
-            table[value] = self._natural_key(obj) if obj else None
+            table[value] = self._natural_key(obj, anonymize) if obj else None
         self.size += len(missing)
 
-    def _natural_key(self, obj: Model) -> Any:
-        anonymizer = self.anonymizer
-        if anonymizer is not None and anonymizer.reads_rules(type(obj)):
-            anonymizer.instance(obj)
+    def _natural_key(self, obj: Model, anonymize: bool) -> Any:
+        """``obj``'s natural key; ``anonymize`` when it may read a field with
+        rules (:meth:`~diskette.anonymize.Anonymizer.reads_rules`)."""
+        if anonymize:
+            self.anonymizer.natural(obj)  # type: ignore[union-attr]
         return obj.natural_key()
 
 

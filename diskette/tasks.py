@@ -334,6 +334,10 @@ class ResetTarget:
 
     database: str
     holds_data: bool
+    #: Its dumps anonymize, and its loads refuse raw archives (a diskette
+    #: older than these keys does neither: both ``False``).
+    anonymizes: bool = False
+    requires_anonymized: bool = False
 
 
 def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
@@ -342,6 +346,8 @@ def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
     return ResetTarget(
         expect(answer, "database", str, "diskette_reset"),
         expect(answer, "holds_data", bool, "diskette_reset"),
+        anonymizes=answer.get("anonymizes") is True,
+        requires_anonymized=answer.get("requires_anonymized") is True,
     )
 
 
@@ -439,12 +445,21 @@ def answering(enabled: bool) -> Iterator[dict[str, Any]]:
     print(json.dumps(answer, sort_keys=True), file=stdout, flush=True)
 
 
-def safety_snapshot(c: Context, project: Project, folder: str, host: str | None = None) -> str:
+def safety_snapshot(
+    c: Context,
+    project: Project,
+    folder: str,
+    host: str | None = None,
+    *,
+    raw: bool = False,
+) -> str:
     """Dump the whole database and the storages into ``folder``.
 
     Names carry the date, then a random part: two resets within a second
     must not overwrite each other's snapshot.
 
+    :param raw: the project anonymizes its dumps (:class:`ResetTarget`): this
+        one holds its own data, which must come back as it was, so it is not.
     :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
     """
     try:
@@ -452,9 +467,7 @@ def safety_snapshot(c: Context, project: Project, folder: str, host: str | None 
             c,
             project,
             "--everything",
-            # The project's own data, kept beside it: never anonymized, or
-            # putting it back would not give the same data.
-            "--no-anonymize",
+            *flags(no_anonymize=raw),
             "--destination",
             folder,
             "--filename",
@@ -471,11 +484,14 @@ def safety_snapshot(c: Context, project: Project, folder: str, host: str | None 
     return dumped.path
 
 
-def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
+def restore_steps(
+    snapshot: str, force: bool, allow_raw: bool = False
+) -> list[tuple[str, ...]]:
     """The ``manage.py`` commands that put ``snapshot`` back, keeping the file.
 
-    Only here does a task pass ``--everything``: the snapshot is the
-    project's own, made by :func:`safety_snapshot`, and holds every model.
+    Only here does a task pass ``--everything`` (and, where the project
+    refuses raw archives, ``--allow-raw``): the snapshot is the project's
+    own, made by :func:`safety_snapshot`, and holds every model.
     The same list is run by :func:`restore_snapshot` and printed for a
     person when that fails, so the two never differ.
     """
@@ -486,18 +502,19 @@ def restore_steps(snapshot: str, force: bool) -> list[tuple[str, ...]]:
             snapshot,
             "--everything",
             "--keep",
-            "--allow-raw",
-            *flags(force=force),
+            *flags(allow_raw=allow_raw, force=force),
         ),
     ]
 
 
-def restore_snapshot(c: Context, project: Project, snapshot: str, force: bool) -> None:
+def restore_snapshot(
+    c: Context, project: Project, snapshot: str, force: bool, allow_raw: bool = False
+) -> None:
     """Reset the database and load ``snapshot`` back; the first failure stops it.
 
     :raises CommandFailed: naming what failed.
     """
-    for step in restore_steps(snapshot, force):
+    for step in restore_steps(snapshot, force, allow_raw):
         run_json(c, project, *step)
 
 
@@ -593,7 +610,7 @@ def reset_and_load_archive(
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
     if safety.enabled and target.holds_data:
-        snapshot = safety_snapshot(c, project, safety.folder, host)
+        snapshot = safety_snapshot(c, project, safety.folder, host, raw=target.anonymizes)
     elif safety.enabled:
         print(f"The database{on} holds no data yet: no safety snapshot needed")
     reset = reset_database(c, project, force, host)
@@ -608,11 +625,12 @@ def reset_and_load_archive(
                 code=1,
             ) from exc
         try:
-            restore_snapshot(c, project, snapshot, force)
+            restore_snapshot(c, project, snapshot, force, target.requires_anonymized)
         except CommandFailed as failed:
             by_hand = project.shell(
                 " && ".join(
-                    project.manage_line(*step) for step in restore_steps(snapshot, force)
+                    project.manage_line(*step)
+                    for step in restore_steps(snapshot, force, target.requires_anonymized)
                 )
             )
             raise Exit(

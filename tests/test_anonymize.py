@@ -22,7 +22,7 @@ from diskette.anonymize.rules import RuleSet, unique_fields
 from diskette.checks import check_settings
 from diskette.data import write_data
 from diskette.definitions import load_definitions
-from diskette.exceptions import ConfigurationError
+from diskette.exceptions import ConfigurationError, DumpError
 from shop.models import Customer
 
 SECRET = "test-secret-of-some-length"
@@ -287,3 +287,84 @@ def test_without_natural_keys_a_username_column_gets_the_same_fake(demo, rules):
     users = {o["fields"]["username"] for o in found if o["model"] == "auth.user"}
     referrers = {o["fields"]["referrer"] for o in found if o["model"] == "shop.customer"}
     assert None in referrers and referrers - {None} and referrers - {None} <= users
+
+
+@pytest.mark.parametrize(
+    "setting, rules, message",
+    [
+        ("DISKETTE_ANONYMIZE", {"shop.Profile": {"avatar": "empty"}}, "holds bytes"),
+        ("DISKETTE_ANONYMIZE", {"shop.Customer": {"notes": ".x"}}, "cannot import"),
+        ("DISKETTE_ANONYMIZE", {"shop.Shopper": {"email": "email"}}, "is swapped out"),
+        ("DISKETTE_ANONYMIZE", {"contenttypes.ContentType": {"model": "hash"}}, "made by migrate"),
+        ("DISKETTE_ANONYMIZE_FIELDS", {"phone_numer": "phone_number"}, "matches no field"),
+        ("DISKETTE_ANONYMIZE_TYPES", {".Foo": "hash"}, "no field class"),
+    ],
+)
+def test_more_wrong_rules_are_one_error_not_a_traceback(settings, setting, rules, message):
+    setattr(settings, setting, rules)
+    settings.DISKETTE_ANONYMIZE_SECRET = SECRET
+
+    errors = [m.msg for m in check_settings() if m.id == "diskette.E003"]
+
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_options_may_hold_lists(settings):
+    settings.DISKETTE_ANONYMIZE = {
+        "shop.Customer": {"notes": {"rule": "random_element", "elements": ["a", "b"]}}
+    }
+    settings.DISKETTE_ANONYMIZE_SECRET = SECRET
+    assert not [m for m in check_settings() if m.id == "diskette.E003"]
+    assert function(anonymize.for_dump(), Customer, "notes")("x") in ("a", "b")
+
+
+def test_a_failing_callable_is_one_dump_error_without_the_value(settings):
+    settings.DISKETTE_ANONYMIZE = {"shop.Customer": {"notes": "json.loads"}}
+    settings.DISKETTE_ANONYMIZE_SECRET = SECRET
+    notes = function(anonymize.for_dump(), Customer, "notes")
+
+    with pytest.raises(DumpError) as failed:
+        notes("Called on behalf of Given00042")
+
+    assert "shop.customer.notes" in str(failed.value)
+    assert "Given00042" not in str(failed.value)
+
+
+def test_a_natural_key_gets_what_it_reads_anonymized(demo, settings):
+    """Book's key declares it reads its author (natural_key.dependencies);
+    Dish's declares nothing, so every relation it has is followed."""
+    from demo.models import Author, Book
+    from shop.models import Chef, Dish
+
+    settings.DISKETTE_ANONYMIZE = {
+        "demo.Author": {"name": "name"},
+        "shop.Chef": {"name": "name"},
+    }
+    settings.DISKETTE_ANONYMIZE_SECRET = SECRET
+    anonymizer = anonymize.for_dump()
+    book = Book.objects.select_related("author").first()
+    author = book.author.name
+    chef = Chef.objects.create(name="Auguste Escoffier")
+    dish = Dish.objects.create(name="Pêche Melba", chef=chef, price=7)
+
+    fresh = Book.objects.get(pk=book.pk)
+    anonymizer.natural(fresh)
+    assert fresh.natural_key()[-1] != author
+    assert fresh.natural_key()[-1] == function(anonymizer, Author, "name")(author)
+    assert anonymizer.reads_rules(Dish) and anonymizer.reads_rules(Book)
+    anonymizer.natural(dish)
+    assert dish.chef.name != "Auguste Escoffier"
+
+
+def test_what_a_key_reads_through_a_one_to_one_is_anonymized(demo, rules):
+    from shop.models import Profile
+
+    anonymizer = anonymize.for_dump()
+    profile = Profile.objects.first()
+    username = profile.user.username
+    profile = Profile.objects.get(pk=profile.pk)
+
+    anonymizer.natural(profile)
+
+    assert profile.user.username == function(anonymizer, User, "username")(username)
+    assert profile.user.username != username

@@ -12,8 +12,9 @@ reads, before anything is written:
   a natural foreign key to an anonymized user holds the fake username the
   user's own row holds, and the archive loads.
 
-A file field with a rule other than ``keep`` is cleared, and its files are
-left out of the archive (:meth:`Anonymizer.dropped_files`).
+A file field with a rule other than ``keep`` gets the rule's value (``drop``
+clears it), and its files are left out of the archive
+(:meth:`Anonymizer.dropped_files`).
 """
 
 from __future__ import annotations
@@ -25,23 +26,33 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.exceptions import ObjectDoesNotExist
-from django.db import models
+from django.core.exceptions import ObjectDoesNotExist, SuspiciousFileOperation
+from django.db import DatabaseError, models, router
 from django.db.models import Model
 from django.db.models.fields.files import FieldFile
 
 from .. import DOCS_URL
 from ..conf import setting
-from ..exceptions import ConfigurationError
-from .fakes import IDENTIFIERS, Injective, Pools, Rule, Secret, fit, strategy, unique_fake
+from ..exceptions import ConfigurationError, DumpError
+from .fakes import (
+    IDENTIFIERS,
+    Fake,
+    Injective,
+    Pools,
+    Rule,
+    Secret,
+    fit,
+    strategy,
+    unique_fake,
+)
 from .rules import (
     FieldRule,
     RuleSet,
     configured,
+    is_unique,
     problems,
     secret_problem,
     uncovered,
-    unique_fields,
 )
 
 __all__ = [
@@ -53,8 +64,10 @@ __all__ = [
     "secret_problem",
 ]
 
-#: Rules whose fakes get no tag on a unique field: they keep nothing
-#: (``keep``), are unique by nature (``hash``) or cannot be (refused earlier).
+#: Rules whose fakes get no tag on a unique field: ``keep`` and ``null``
+#: change nothing a constraint minds, ``hash`` is unique by nature, ``empty``
+#: and ``mask`` are refused on unique fields, and ``drop``, ``password`` are
+#: for file and password fields.
 _UNTAGGED = frozenset({"keep", "null", "empty", "drop", "mask", "hash", "password"})
 #: Set on an instance once anonymized: a fake anonymized again is another fake.
 _DONE = "_diskette_anonymized"
@@ -79,59 +92,58 @@ class Anonymizer:
             or (
                 rule.rule is not None
                 and rule.rule.name not in _UNTAGGED
-                and rule.field.name in unique_fields(rule.field.model)
+                and is_unique(rule.field)
             )
         }
         self._longer: dict[Rule, dict[bytes, int]] = {}
         self._functions: dict[type[Model], list[tuple[Any, ValueFunction]]] = {}
         self._reads: dict[type[Model], bool] = {}
         self._relations: dict[type[Model], list[str]] = {}
+        self._by_field: dict[Any, ValueFunction] = {}
 
     def functions(self, model: type[Model]) -> list[tuple[Any, ValueFunction]]:
         """(field, function) for ``model``'s concrete fields with a rule other
         than ``keep``, its parents' included; and for its foreign keys whose
         ``to_field`` has one, whose column holds that field's very value (a
-        username): the same function, so the reference still finds its row."""
+        username): the same function, so the reference still finds its row.
+        A field has one function whichever model asks, and so one column of
+        fakes to keep apart."""
         concrete = model._meta.concrete_model
         found = self._functions.get(concrete)
         if found is None:
             found = self._functions[concrete] = [
-                (rule.field, self._compile(rule))
+                (rule.field, self._field_function(rule))
                 for rule in self.ruleset.rules_of(concrete)
                 if not (rule.rule is not None and rule.rule.name == "keep")
             ]
             for field in concrete._meta.concrete_fields:
-                related = field.related_model if field.many_to_one else None
-                if related is None or field.target_field.primary_key:
+                if not _forward(field) or field.target_field.primary_key:
                     continue
                 # Cached before this lookup: a model referring to itself ends here.
-                targets = dict(self.functions(related))
+                targets = dict(self.functions(field.related_model))
                 if field.target_field in targets:
                     found.append((field, targets[field.target_field]))
         return found
 
     def touches(self, model: type[Model]) -> bool:
-        """Whether ``model``, or a model it refers to, has fields to anonymize."""
-        if self.functions(model):
-            return True
-        return any(
-            f.related_model is not None and self.functions(f.related_model)
+        """Whether ``model``, or what its natural foreign keys may read, has
+        fields to anonymize."""
+        return self.reads_rules(model) or any(
+            self.reads_rules(f.related_model)
             for f in model._meta.get_fields()
-            if f.is_relation and (f.many_to_one or f.one_to_one or f.many_to_many)
-            and not f.auto_created
+            if f.is_relation and f.related_model is not None and not f.auto_created
+            and (f.many_to_one or f.one_to_one or f.many_to_many)
         )
 
-    def instance(self, obj: Model | None, depth: int = 2) -> None:
-        """Anonymize ``obj`` in place and, if it has a natural key, the objects
-        that key reads (``natural_key.dependencies``, ``depth`` levels down)
-        whose fields, or theirs, have rules."""
+    def instance(self, obj: Model | None) -> None:
+        """Anonymize ``obj``'s own fields in place, once."""
         if obj is None or obj.__dict__.get(_DONE):
             return
         obj.__dict__[_DONE] = True
         values = obj.__dict__
         for field, function in self.functions(type(obj)):
-            if field.attname not in values:  # a deferred field was not read
-                continue
+            if field.attname not in values:  # deferred: read it, as a serializer would
+                getattr(obj, field.attname)
             value = values[field.attname]
             if field.is_relation and value is not None and not field.is_cached(obj):
                 # Fetched by the value as read, and cached: a natural key is
@@ -141,41 +153,57 @@ class Anonymizer:
             if isinstance(value, FieldFile):  # as rows read it: the name
                 value = value.name
             values[field.attname] = function(value)
-        if depth <= 0 or not hasattr(obj, "natural_key"):
+
+    def natural(self, obj: Model | None) -> None:
+        """Anonymize ``obj`` and every object its natural key may read
+        (:meth:`reads_rules`), before the key is read."""
+        if obj is None:
             return
+        self.instance(obj)
         for name in self._key_relations(type(obj)):
-            self.instance(getattr(obj, name), depth - 1)
+            with contextlib.suppress(ObjectDoesNotExist):
+                self.natural(getattr(obj, name))
 
     def reads_rules(self, model: type[Model]) -> bool:
         """Whether ``model``'s natural key may read a field with a rule: its
-        own, or those of the models ``natural_key.dependencies`` names."""
+        own, or those of what it refers to (:meth:`_key_relations`)."""
         found = self._reads.get(model)
         if found is None:
             self._reads[model] = False  # a key that reads itself ends here
-            found = self._reads[model] = bool(self.functions(model)) or any(
-                self.reads_rules(model._meta.get_field(name).related_model)
-                for name in self._key_relations(model)
+            found = self._reads[model] = bool(self.functions(model)) or bool(
+                self._key_relations(model)
             )
         return found
 
     def _key_relations(self, model: type[Model]) -> list[str]:
-        """Foreign keys ``model``'s natural key reads whose models have rules."""
+        """Forward relations (foreign keys, one-to-ones) ``model``'s natural
+        key may follow to fields with rules: those to the models
+        ``natural_key.dependencies`` names when it says (Django's own account
+        of what a natural key reads), else all of them, at any depth."""
         found = self._relations.get(model)
         if found is None:
-            from ..rows import natural_key_relations
-
             self._relations[model] = []
+            key = getattr(model, "natural_key", None)
+            named = getattr(key, "dependencies", None)
+            wanted = None if named is None else {label.lower() for label in named}
             found = self._relations[model] = [
-                path
-                for path in natural_key_relations(model, 1)
-                if self.reads_rules(model._meta.get_field(path).related_model)
+                field.name
+                for field in model._meta.concrete_fields
+                if _forward(field)
+                and (wanted is None or field.related_model._meta.label_lower in wanted)
+                and self.reads_rules(field.related_model)
             ]
         return found
 
     def dropped_files(self, using: str) -> Iterator[Path]:
-        """Files of the file fields whose rule clears them, to leave out of
-        the archive: those of every row, dumped or not."""
+        """Files of the file fields with a rule, to leave out of the archive:
+        those of every row in ``using``, dumped or not.
+
+        :raises DumpError: naming the field whose names cannot be read.
+        """
         for model, field in self._file_fields():
+            if not model._meta.managed or not router.allow_migrate_model(using, model):
+                continue  # no table of it here
             storage = field.storage
             names = (
                 model._base_manager.db_manager(using)
@@ -183,11 +211,19 @@ class Anonymizer:
                 .exclude(**{f"{field.attname}__isnull": True})
                 .values_list(field.attname, flat=True)
             )
-            for name in names.iterator():
-                try:
-                    yield Path(os.path.realpath(storage.path(name)))
-                except NotImplementedError:  # a remote storage: not in the archive
-                    break
+            try:
+                for name in names.iterator():
+                    try:
+                        yield Path(os.path.realpath(storage.path(name)))
+                    except SuspiciousFileOperation:  # outside the storage: not archived
+                        continue
+                    except NotImplementedError:  # a remote storage: not archived
+                        break
+            except DatabaseError as exc:
+                raise DumpError(
+                    f"cannot read the file names of {model._meta.label_lower}."
+                    f"{field.name} to leave its files out: {exc}"
+                ) from exc
 
     def described(self) -> dict[str, Any]:
         """What the manifest records: the rules' fingerprint and the fields
@@ -208,11 +244,16 @@ class Anonymizer:
             if isinstance(field, models.FileField) and rule.rule and rule.rule.name != "keep":
                 yield field.model, field
 
+    def _field_function(self, rule: FieldRule) -> ValueFunction:
+        function = self._by_field.get(rule.field)
+        if function is None:
+            function = self._by_field[rule.field] = self._compile(rule)
+        return function
+
     def _compile(self, rule: FieldRule) -> ValueFunction:
         field = rule.field
         if rule.rule is not None:
-            unique = field.name in unique_fields(field.model)
-            return self._value_function(rule.rule, field, unique=unique)
+            return self._value_function(rule.rule, field, unique=is_unique(field))
         paths = [
             (path, self._value_function(leaf, field, unique=False))
             for path, leaf in rule.paths
@@ -220,15 +261,15 @@ class Anonymizer:
         return lambda value: _by_paths(value, paths)
 
     def _value_function(self, rule: Rule, field: Any, *, unique: bool) -> ValueFunction:
-        fake = strategy(rule, self.secret, self.pools, field)
-        digest = self.secret.digester(rule)
         label = f"{field.model._meta.label_lower}.{field.name}"
+        fake = _reported(strategy(rule, self.secret, self.pools, field), rule, label)
+        digest = self.secret.digester(rule)
         longer = self._longer.setdefault(rule, {})
         tagged = rule in self.injective
         if tagged or (unique and rule.name == "hash"):
             # A non-unique field of an injective rule is tagged alike, so a
             # value gets the same fake there, but its values may repeat.
-            column = Injective(longer) if unique else None
+            column = Injective() if unique else None
 
             def apply_unique(value: Any) -> Any:
                 if value is None or value == "":
@@ -239,12 +280,45 @@ class Anonymizer:
 
             return apply_unique
 
+        limit = getattr(field, "max_length", None)
+
         def apply(value: Any) -> Any:
             if value is None or value == "":
                 return value
-            return fit(fake(value, digest(value)), field)
+            made = fake(value, digest(value))
+            if type(made) is str:  # most fakes: cut here, without a call
+                return made[:limit] if limit else made
+            return fit(made, field)
 
         return apply
+
+
+def _reported(fake: Fake, rule: Rule, label: str) -> Fake:
+    """``fake``, its failures one :class:`DumpError` naming the field and the
+    rule, and never the value (an exception's text may hold it)."""
+
+    def reported(value: Any, digest: bytes) -> Any:
+        try:
+            return fake(value, digest)
+        except DumpError:
+            raise
+        except Exception as exc:
+            raise DumpError(
+                f"anonymizing {label} with the rule {rule.name!r} failed "
+                f"({type(exc).__name__}); fix the rule or its callable"
+            ) from None
+
+    return reported
+
+
+def _forward(field: Any) -> bool:
+    """Whether ``field`` is a foreign key or a one-to-one, holding a column."""
+    return bool(
+        field.is_relation
+        and (field.many_to_one or field.one_to_one)
+        and field.related_model is not None
+        and getattr(field, "column", None) is not None
+    )
 
 
 def _by_paths(value: Any, paths: list[tuple[tuple[str, ...], ValueFunction]]) -> Any:

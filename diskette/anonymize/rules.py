@@ -45,6 +45,7 @@ SENSITIVE = (
     models.GenericIPAddressField,
     models.JSONField,
     models.FileField,
+    models.BinaryField,
 )
 #: Shortest secret accepted: HMAC keys shorter than this are guessable.
 MIN_SECRET = 16
@@ -215,6 +216,19 @@ def problems(settings: Any = django_settings) -> Iterator[ConfigurationError]:
     except ConfigurationError as exc:
         yield exc
         return
+    names = {
+        field.name
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if _general(field)
+    }
+    for name in ruleset.by_name:
+        if name not in names:
+            yield ConfigurationError(
+                f"DISKETTE_ANONYMIZE_FIELDS[{name!r}] matches no field of any installed "
+                "model (primary keys, relations and fields with choices are never "
+                "matched by name); check the name"
+            )
     providers = [
         rule for field_rule in field_rules for rule in field_rule.rules() if rule.kind == "faker"
     ]
@@ -251,9 +265,11 @@ def secret_problem(settings: Any = django_settings) -> str | None:
 
 def uncovered(ruleset: RuleSet, model: type[Model]) -> list[str]:
     """Names of ``model``'s own fields that may hold personal data and no rule covers."""
-    if model._meta.label_lower in MIGRATE_CREATED:
+    if model._meta.label_lower in MIGRATE_CREATED or model._meta.proxy:
         return []
     covered = {rule.field.name for rule in ruleset.rules_of(model)}
+    # A generic relation's object id holds another row's key, not a person's.
+    covered |= {f.fk_field for f in model._meta.private_fields if hasattr(f, "fk_field")}
     return [
         field.name
         for field in model._meta.concrete_model._meta.local_concrete_fields
@@ -276,6 +292,19 @@ def unique_fields(model: type[Model]) -> set[str]:
         if isinstance(constraint, models.UniqueConstraint):
             names.update(constraint.fields)
     return names | _natural_key_fields(model)
+
+
+def is_unique(field: Any) -> bool:
+    """Whether ``field``'s values must stay apart in any model that has its
+    column: its own, or a child whose natural key returns it."""
+    return any(
+        field in model._meta.concrete_fields and field.name in unique_fields(model)
+        for model in {field.model, *_children(field.model)}
+    )
+
+
+def _children(model: type[Model]) -> list[type[Model]]:
+    return [m for m in apps.get_models() if m is not model and issubclass(m, model)]
 
 
 def _natural_key_fields(model: type[Model]) -> set[str]:
@@ -351,6 +380,10 @@ def _check_target(rule: FieldRule) -> None:
             raise ConfigurationError(
                 f"{where}: {label} cannot be NULL; use 'empty' or another rule"
             )
+        if isinstance(field, models.BinaryField) and target.name not in ("null", "keep"):
+            raise ConfigurationError(
+                f"{where}: {label} holds bytes; only 'null' or 'keep' apply to it"
+            )
         if target.name == "mask" and not isinstance(
             field, (models.CharField, models.TextField)
         ):
@@ -361,9 +394,7 @@ def _check_target(rule: FieldRule) -> None:
             raise ConfigurationError(
                 f"{where}: 'drop' is for file fields; {label} is a {type(field).__name__}"
             )
-        if target.name in ("empty", "mask") and field.name in unique_fields(
-            field.model
-        ):
+        if target.name in ("empty", "mask") and is_unique(field):
             raise ConfigurationError(
                 f"{where}: {label} must stay unique, which {target.name!r} cannot "
                 "keep; use 'hash' or a provider"
@@ -379,12 +410,18 @@ def _dict_setting(name: str, settings: Any) -> dict[str, Any]:
 
 def _model(label: Any) -> type[Model]:
     try:
-        return apps.get_model(label)
+        model = apps.get_model(label)
     except (LookupError, ValueError, TypeError, AttributeError):
         raise ConfigurationError(
             f"DISKETTE_ANONYMIZE: {label!r} is not an installed model "
             "(write it as 'app_label.ModelName')"
         ) from None
+    if model._meta.swapped:
+        raise ConfigurationError(
+            f"DISKETTE_ANONYMIZE: {label!r} is swapped out for {model._meta.swapped} "
+            f"(its setting {model._meta.swappable}); write the rules for that model"
+        )
+    return model
 
 
 def _field(model: type[Model], name: Any, where: str) -> Field[Any, Any]:
@@ -409,7 +446,7 @@ def _field_class(name: Any) -> type[Any]:
         raise ConfigurationError(f"{where}: a field class is named by a string")
     try:
         cls = import_string(name) if "." in name else getattr(models, name)
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError, ValueError):
         raise ConfigurationError(
             f"{where}: no field class {name!r} (write 'EmailField' or a dotted path)"
         ) from None

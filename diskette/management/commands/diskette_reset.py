@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from diskette.anonymize import configured
 from diskette.conf import check_database, get_settings
 from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
@@ -103,6 +104,10 @@ class Command(DisketteCommand):
                     "name": target.name,
                     "holds_data": holds_data,
                     "reset": how,
+                    # What a task's safety snapshot needs to know: whether a
+                    # dump here anonymizes, whether a load here refuses raw data.
+                    "anonymizes": configured(),
+                    "requires_anonymized": get_settings().load_require_anonymized,
                 }
             )
         elif how is None:
