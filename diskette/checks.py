@@ -22,7 +22,7 @@ from .anonymize.rules import MissingFaker
 from .conf import DEFAULTS, base_directory, setting, settings_problems
 from .data import MIGRATE_CREATED
 from .definitions import resolve_definitions
-from .exceptions import StorageError
+from .exceptions import ConfigurationError, StorageError
 from .storages import check_directory, resolve_storages
 
 HINT = f"See {DOCS_URL}settings.md and {DOCS_URL}definitions.md"
@@ -47,9 +47,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     ]
     wrong = {str(problem).split("[")[0].split(" ")[0] for problem in problems}
     if "DISKETTE_APPS" not in wrong:
-        messages += _definition_messages(setting("DISKETTE_APPS", settings))
+        definitions, invalid = resolve_definitions(setting("DISKETTE_APPS", settings))
+        messages += _definition_messages(definitions, invalid)
         if not any(name.startswith("DISKETTE_ANONYMIZE") for name in wrong):
-            messages += _anonymization_messages(setting("DISKETTE_APPS", settings))
+            messages += _anonymization_messages(definitions)
     if not wrong & {"DISKETTE_STORAGES", "DISKETTE_BASE_DIR"}:
         messages += _storage_messages(setting("DISKETTE_STORAGES", settings))
     return messages + _unknown_settings()
@@ -98,8 +99,7 @@ def _storage_messages(paths: list[Any]) -> list[CheckMessage]:
     return messages
 
 
-def _definition_messages(raw: Any) -> list[CheckMessage]:
-    definitions, problems = resolve_definitions(raw)
+def _definition_messages(definitions: list[Any], problems: list[Any]) -> list[CheckMessage]:
     messages: list[CheckMessage] = [
         Error(str(p), hint=HINT, id="diskette.E002") for p in problems
     ]
@@ -120,21 +120,26 @@ def _definition_messages(raw: Any) -> list[CheckMessage]:
     return messages
 
 
-def _anonymization_messages(raw_apps: Any) -> list[CheckMessage]:
+def _anonymization_messages(definitions: list[Any]) -> list[CheckMessage]:
     """Rules that cannot run (E003); no secret (E004) or no Faker (E003),
-    warnings W006 and W008 where ``DEBUG`` is on: a laptop sharing
-    production's rules dumps nothing to anonymize, and must still start; fields of dumped models that may hold
-    personal data and no rule covers (W007, E005 under
-    ``DISKETTE_ANONYMIZE_STRICT`` for CI). Nothing when no rule is set.
+    warnings W006 and W008 where ``DEBUG`` is on (a laptop sharing
+    production's rules dumps nothing to anonymize, and must still start);
+    fields of dumped models that may hold personal data and no rule covers
+    (W007, E005 under ``DISKETTE_ANONYMIZE_STRICT`` for CI). Nothing when no
+    rule is set.
     """
     if not anonymize.configured(settings):
         return []
     hint = f"See {DOCS_URL}anonymize.md"
+    try:
+        ruleset = anonymize.RuleSet(settings)
+    except ConfigurationError as exc:
+        return [Error(str(exc), hint=hint, id="diskette.E003")]
     messages: list[CheckMessage] = [
         Warning(str(problem), hint=hint, id="diskette.W008")
         if isinstance(problem, MissingFaker) and settings.DEBUG
         else Error(str(problem), hint=hint, id="diskette.E003")
-        for problem in anonymize.problems(settings)
+        for problem in ruleset.problems()
     ]
     if messages:
         return messages
@@ -143,11 +148,10 @@ def _anonymization_messages(raw_apps: Any) -> list[CheckMessage]:
         messages.append(Warning(secret, hint=hint, id="diskette.W006"))
     elif secret:
         messages.append(Error(secret, hint=hint, id="diskette.E004"))
-    definitions, _ = resolve_definitions(raw_apps)
     dumped = {model for definition in definitions for model in definition.models}
     strict = setting("DISKETTE_ANONYMIZE_STRICT", settings)
-    for label, names in anonymize.coverage(
-        sorted(dumped, key=lambda m: m._meta.label_lower), settings
+    for label, names in ruleset.coverage(
+        sorted(dumped, key=lambda m: m._meta.label_lower)
     ).items():
         text = f"{label}: no anonymization rule covers {', '.join(names)}"
         fix = f"Add a rule for each to DISKETTE_ANONYMIZE, or 'keep'. {hint}"

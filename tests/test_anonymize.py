@@ -79,7 +79,10 @@ def test_the_same_value_gets_the_same_fake_in_every_table(rules):
     assert [user_email(e) for e in emails] == [customer_email(e) for e in emails]
     # Identifiers are tagged wherever they are: no two people share an address.
     assert len({user_email(e) for e in emails}) == len(emails)
-    assert all(e.endswith(("@example.com", "@example.net", "@example.org")) for e in map(user_email, emails))
+    assert all(
+        e.endswith(("@example.com", "@example.net", "@example.org"))
+        for e in map(user_email, emails)
+    )
 
 
 @pytest.mark.parametrize("tag_digits", [fakes.TAG_DIGITS, 1])
@@ -134,7 +137,10 @@ def test_built_in_rules(settings):
     settings.DISKETTE_ANONYMIZE_SECRET = SECRET
     anonymizer = anonymize.for_dump()
 
-    assert function(anonymizer, Customer, "notes")("card 4111222233334444") == "*" * 17 + "4444"
+    assert (
+        function(anonymizer, Customer, "notes")("card 4111222233334444")
+        == "*" * 17 + "4444"
+    )
     assert len(function(anonymizer, Customer, "address")("12 Lane")) == fakes.HASH_DIGITS
     assert function(anonymizer, Customer, "ip")("198.18.0.1") is None
     assert "phone" not in {f.name for f, _ in anonymizer.functions(Customer)}
@@ -212,9 +218,14 @@ def test_precedence_model_then_name_then_type(settings):
     assert rule(Customer, "phone") == "hash"  # CharField, by class
     assert rule(Customer, "tier") is None  # choices: no personal data
     assert rule(Customer, "user") is None  # a relation
-    assert ruleset.rule_of(
-        __import__("django.contrib.contenttypes.models").contrib.contenttypes.models.ContentType._meta.get_field("model")
-    ) is None  # migrate-made rows are never touched
+    assert (
+        ruleset.rule_of(
+            __import__(
+                "django.contrib.contenttypes.models"
+            ).contrib.contenttypes.models.ContentType._meta.get_field("model")
+        )
+        is None
+    )  # migrate-made rows are never touched
 
 
 def test_the_check_lists_uncovered_fields_and_strict_makes_them_errors(rules):
@@ -249,7 +260,9 @@ def test_rows_and_serializer_anonymize_alike(demo, rules):
             write_data(definition, out, using="default", anonymizer=anonymizer)
             text = out.getvalue().decode()
             found += (
-                json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+                json.loads(text)
+                if fmt == "json"
+                else [json.loads(line) for line in text.splitlines()]
             )
         return sorted(found, key=lambda o: json.dumps(o, sort_keys=True))
 
@@ -258,13 +271,12 @@ def test_rows_and_serializer_anonymize_alike(demo, rules):
     assert by_rows == by_serializer
     # A reference by username (to_field) holds the fake the user's row holds.
     referrers = {
-        o["fields"]["referrer"][0] for o in by_rows if o["model"] == "shop.customer"
-        and o["fields"]["referrer"]
+        o["fields"]["referrer"][0]
+        for o in by_rows
+        if o["model"] == "shop.customer" and o["fields"]["referrer"]
     }
     users = {o["fields"]["username"] for o in by_rows if o["model"] == "auth.user"}
-    referred = {
-        o["fields"]["user"][0] for o in by_rows if o["model"] == "shop.customer"
-    }
+    referred = {o["fields"]["user"][0] for o in by_rows if o["model"] == "shop.customer"}
     assert referred and referred <= users
     assert referrers and referrers <= users
     assert not any(u.startswith("member") for u in users)
@@ -283,7 +295,9 @@ def test_without_natural_keys_a_username_column_gets_the_same_fake(demo, rules):
             write_data(plain, out, using="default", anonymizer=anonymizer)
             text = out.getvalue().decode()
             assert "member0" not in text
-            found += json.loads(text) if fmt == "json" else map(json.loads, text.splitlines())
+            found += (
+                json.loads(text) if fmt == "json" else map(json.loads, text.splitlines())
+            )
     users = {o["fields"]["username"] for o in found if o["model"] == "auth.user"}
     referrers = {o["fields"]["referrer"] for o in found if o["model"] == "shop.customer"}
     assert None in referrers and referrers - {None} and referrers - {None} <= users
@@ -295,7 +309,11 @@ def test_without_natural_keys_a_username_column_gets_the_same_fake(demo, rules):
         ("DISKETTE_ANONYMIZE", {"shop.Profile": {"avatar": "empty"}}, "holds bytes"),
         ("DISKETTE_ANONYMIZE", {"shop.Customer": {"notes": ".x"}}, "cannot import"),
         ("DISKETTE_ANONYMIZE", {"shop.Shopper": {"email": "email"}}, "is swapped out"),
-        ("DISKETTE_ANONYMIZE", {"contenttypes.ContentType": {"model": "hash"}}, "made by migrate"),
+        (
+            "DISKETTE_ANONYMIZE",
+            {"contenttypes.ContentType": {"model": "hash"}},
+            "made by migrate",
+        ),
         ("DISKETTE_ANONYMIZE_FIELDS", {"phone_numer": "phone_number"}, "matches no field"),
         ("DISKETTE_ANONYMIZE_TYPES", {".Foo": "hash"}, "no field class"),
     ],

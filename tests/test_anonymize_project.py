@@ -110,9 +110,13 @@ def production(tmp_path_factory, seeded):
         json.loads(copy.manage("diskette_dump", "--filename", name, "--json").stdout)
         for name in ("first.tar.gz", "second.tar.gz")
     ]
-    raw = copy.manage("diskette_dump", "--filename", "raw.tar.gz", "--no-anonymize", "--json")
+    raw = copy.manage(
+        "diskette_dump", "--filename", "raw.tar.gz", "--no-anonymize", "--json"
+    )
     copy.raw_stderr = raw.stderr
-    copy.archives = [Path(d["archive"]) for d in dumps] + [Path(json.loads(raw.stdout)["archive"])]
+    copy.archives = [Path(d["archive"]) for d in dumps] + [
+        Path(json.loads(raw.stdout)["archive"])
+    ]
     copy.answers = dumps
     return copy
 
@@ -123,7 +127,8 @@ def test_no_original_personal_value_is_anywhere_in_the_archive(production):
     assert all(leaks(raw).values()), leaks(raw)  # the search finds what is there
     assert not any(leaks(anonymized).values()), leaks(anonymized)
     password = production.manage(
-        "shell", "-c",
+        "shell",
+        "-c",
         "from django.contrib.auth.models import User; "
         "print(User.objects.filter(username__startswith='member')[0].password)",
     ).stdout.splitlines()[-1]

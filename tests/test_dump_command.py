@@ -623,7 +623,10 @@ def start_dump(
     destination: Path,
     *options: str,
     preexec_fn: Callable[[], None] | None = None,
+    runner: str | None = None,
 ) -> subprocess.Popen:
+    """``manage.py diskette_dump`` in ``copy``, or ``runner`` (a ``python -c``
+    script) given ``manage.py diskette_dump`` and the options as arguments."""
     def prepare() -> None:
         # A suite started in the background (`make test &`, CI runners)
         # ignores SIGINT, and so would the dump: Python then installs no
@@ -632,8 +635,9 @@ def start_dump(
         if preexec_fn is not None:
             preexec_fn()
 
+    python = [str(copy.python), *(["-c", runner] if runner else [])]
     return subprocess.Popen(
-        [str(copy.python), "manage.py", "diskette_dump", "--destination", str(destination)]
+        [*python, "manage.py", "diskette_dump", "--destination", str(destination)]
         + list(options),
         cwd=copy.root,
         env=copy.env,
@@ -742,19 +746,7 @@ runpy.run_path("manage.py", run_name="__main__")
 
 @pytest.mark.subprocess
 def test_ctrl_c_during_a_dump_is_one_line_and_leaves_no_file(sandbox, tmp_path):
-    process = subprocess.Popen(
-        [str(sandbox.python), "-c", CTRL_C_AT_FIRST_DATA, "manage.py", "diskette_dump"]
-        + ["--destination", str(tmp_path)],
-        cwd=sandbox.root,
-        env=sandbox.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A suite started in the background ignores SIGINT, and so would the
-        # dump: the child gets the default back, as on a terminal.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_dump(sandbox, tmp_path, runner=CTRL_C_AT_FIRST_DATA)
     out, stderr = process.communicate(timeout=300)
     assert "Dumping data for application" in out
     assert "Dump archive was created" not in out, "the dump ended before Ctrl-C"

@@ -50,17 +50,15 @@ from .rules import (
     RuleSet,
     configured,
     is_unique,
-    problems,
     secret_problem,
-    uncovered,
 )
 
 __all__ = [
     "Anonymizer",
+    "RuleSet",
     "configured",
     "coverage",
     "for_dump",
-    "problems",
     "secret_problem",
 ]
 
@@ -131,7 +129,9 @@ class Anonymizer:
         return self.reads_rules(model) or any(
             self.reads_rules(f.related_model)
             for f in model._meta.get_fields()
-            if f.is_relation and f.related_model is not None and not f.auto_created
+            if f.is_relation
+            and f.related_model is not None
+            and not f.auto_created
             and (f.many_to_one or f.one_to_one or f.many_to_many)
         )
 
@@ -241,7 +241,11 @@ class Anonymizer:
     def _file_fields(self) -> Iterator[tuple[type[Model], Any]]:
         for rule in self.ruleset.all_rules():
             field = rule.field
-            if isinstance(field, models.FileField) and rule.rule and rule.rule.name != "keep":
+            if (
+                isinstance(field, models.FileField)
+                and rule.rule
+                and rule.rule.name != "keep"
+            ):
                 yield field.model, field
 
     def _field_function(self, rule: FieldRule) -> ValueFunction:
@@ -372,12 +376,13 @@ def for_dump(requested: bool = True, settings: Any = django_settings) -> Anonymi
                 f"DISKETTE_ANONYMIZE (see {DOCS_URL}anonymize.md)"
             )
         return None
-    for problem in problems(settings):
+    ruleset = RuleSet(settings)
+    for problem in ruleset.problems():
         raise problem
     missing = secret_problem(settings)
     if missing:
         raise ConfigurationError(f"{missing}, or pass --no-anonymize for a raw dump")
-    return Anonymizer(RuleSet(settings), setting("DISKETTE_ANONYMIZE_SECRET", settings))
+    return Anonymizer(ruleset, setting("DISKETTE_ANONYMIZE_SECRET", settings))
 
 
 def coverage(
@@ -389,12 +394,6 @@ def coverage(
     if not configured(settings):
         return {}
     try:
-        ruleset = RuleSet(settings)
+        return RuleSet(settings).coverage(dumped)
     except ConfigurationError:
         return {}
-    found: dict[str, list[str]] = {}
-    for model in dumped:
-        names = uncovered(ruleset, model)
-        if names:
-            found[model._meta.label_lower] = names
-    return found

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +113,11 @@ def configured(settings: Any = django_settings) -> bool:
     """Whether any anonymization rule is set: then dumps anonymize."""
     return any(
         setting(name, settings)
-        for name in ("DISKETTE_ANONYMIZE", "DISKETTE_ANONYMIZE_FIELDS", "DISKETTE_ANONYMIZE_TYPES")
+        for name in (
+            "DISKETTE_ANONYMIZE",
+            "DISKETTE_ANONYMIZE_FIELDS",
+            "DISKETTE_ANONYMIZE_TYPES",
+        )
     )
 
 
@@ -191,6 +195,60 @@ class RuleSet:
             if not model._meta.proxy:
                 yield from (r for r in self.rules_of(model) if r.field.model is model)
 
+    def problems(self) -> Iterator[ConfigurationError]:
+        """What keeps these rules from running, beyond what building them
+        refused: one error each."""
+        try:
+            field_rules = list(self.all_rules())
+        except ConfigurationError as exc:
+            yield exc
+            return
+        names = {
+            field.name
+            for model in apps.get_models()
+            for field in model._meta.concrete_fields
+            if _general(field)
+        }
+        for name in self.by_name:
+            if name not in names:
+                yield ConfigurationError(
+                    f"DISKETTE_ANONYMIZE_FIELDS[{name!r}] matches no field of any "
+                    "installed model (primary keys, relations and fields with choices "
+                    "are never matched by name); check the name"
+                )
+        providers = [
+            rule
+            for field_rule in field_rules
+            for rule in field_rule.rules()
+            if rule.kind == "faker"
+        ]
+        if providers and importlib.util.find_spec("faker") is None:
+            yield MissingFaker(
+                f"{len(providers)} anonymization rules are Faker providers "
+                f"({providers[0].name!r}...), and Faker is not installed: "
+                "pip install 'django-diskette[anonymize]'"
+            )
+            return
+        seen: set[Rule] = set()
+        for field_rule in field_rules:
+            for rule in field_rule.rules():
+                if rule in seen:
+                    continue
+                seen.add(rule)
+                reason = check_rule(rule, self.locale)
+                if reason:
+                    yield ConfigurationError(f"{field_rule.source}: {reason}")
+
+    def coverage(self, dumped: Iterable[type[Model]]) -> dict[str, list[str]]:
+        """Fields of the ``dumped`` models that may hold personal data and no
+        rule covers, by model label (:func:`uncovered`)."""
+        found: dict[str, list[str]] = {}
+        for model in dumped:
+            names = uncovered(self, model)
+            if names:
+                found[model._meta.label_lower] = names
+        return found
+
     def fingerprint(self) -> str:
         """A digest of the rules in force (never of the secret): two archives
         with the same fingerprint were anonymized alike."""
@@ -208,48 +266,6 @@ class MissingFaker(ConfigurationError):
     nothing to anonymize)."""
 
 
-def problems(settings: Any = django_settings) -> Iterator[ConfigurationError]:
-    """What keeps the rules from running: one error each, for the checks."""
-    try:
-        ruleset = RuleSet(settings)
-        field_rules = list(ruleset.all_rules())
-    except ConfigurationError as exc:
-        yield exc
-        return
-    names = {
-        field.name
-        for model in apps.get_models()
-        for field in model._meta.concrete_fields
-        if _general(field)
-    }
-    for name in ruleset.by_name:
-        if name not in names:
-            yield ConfigurationError(
-                f"DISKETTE_ANONYMIZE_FIELDS[{name!r}] matches no field of any installed "
-                "model (primary keys, relations and fields with choices are never "
-                "matched by name); check the name"
-            )
-    providers = [
-        rule for field_rule in field_rules for rule in field_rule.rules() if rule.kind == "faker"
-    ]
-    if providers and importlib.util.find_spec("faker") is None:
-        yield MissingFaker(
-            f"{len(providers)} anonymization rules are Faker providers "
-            f"({providers[0].name!r}...), and Faker is not installed: "
-            "pip install 'django-diskette[anonymize]'"
-        )
-        return
-    seen: set[Rule] = set()
-    for field_rule in field_rules:
-        for rule in field_rule.rules():
-            if rule in seen:
-                continue
-            seen.add(rule)
-            reason = check_rule(rule, ruleset.locale)
-            if reason:
-                yield ConfigurationError(f"{field_rule.source}: {reason}")
-
-
 def secret_problem(settings: Any = django_settings) -> str | None:
     """Why ``DISKETTE_ANONYMIZE_SECRET`` cannot key the fakes, or ``None``."""
     secret = setting("DISKETTE_ANONYMIZE_SECRET", settings)
@@ -259,7 +275,9 @@ def secret_problem(settings: Any = django_settings) -> str | None:
             "(set it from the environment where dumps run)"
         )
     if not isinstance(secret, str) or len(secret) < MIN_SECRET:
-        return f"DISKETTE_ANONYMIZE_SECRET must be a string of {MIN_SECRET} characters or more"
+        return (
+            f"DISKETTE_ANONYMIZE_SECRET must be a string of {MIN_SECRET} characters or more"
+        )
     return None
 
 
@@ -433,7 +451,9 @@ def _field(model: type[Model], name: Any, where: str) -> Field[Any, Any]:
             f"{where}: {model._meta.label} has no field {name!r} (it has {known})"
         ) from None
     if getattr(field, "column", None) is None:
-        raise ConfigurationError(f"{where}: {name!r} is not a column of {model._meta.label}")
+        raise ConfigurationError(
+            f"{where}: {name!r} is not a column of {model._meta.label}"
+        )
     return field
 
 

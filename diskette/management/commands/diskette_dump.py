@@ -321,14 +321,15 @@ class Command(DisketteCommand):
         if anonymizer is None:
             self.stdout.write("Anonymization: off (--no-anonymize); data is written raw")
         else:
-            fields = anonymizer.described()["fields"]
+            described = anonymizer.described()
+            fields = described["fields"]
             self.stdout.write(
                 f"Anonymization: {sum(map(len, fields.values()))} fields of "
-                f"{len(fields)} models ({anonymizer.ruleset.fingerprint()})"
+                f"{len(fields)} models ({described['rules']})"
             )
             for label, rules in fields.items():
-                described = ", ".join(f"{name}: {rule}" for name, rule in rules.items())
-                self.stdout.write(f"  - {label}: {described}")
+                listed = ", ".join(f"{name}: {rule}" for name, rule in rules.items())
+                self.stdout.write(f"  - {label}: {listed}")
         for label, names in uncovered.items():
             self.stdout.write(
                 f"  ! not covered by any rule: {label}: {', '.join(names)} "

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.anonymize import configured
-from diskette.conf import check_database, get_settings
+from diskette.conf import DisketteSettings, check_database, get_settings
 from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
 from diskette.load import local_storages, recover_interrupted
@@ -79,7 +79,7 @@ class Command(DisketteCommand):
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
             if options["check"]:
-                self.report(options, target, holds_data, None)
+                self.report(options, target, holds_data, None, settings)
                 return
             if options["interactive"]:
                 if options["json"]:  # the question would break the one-object output
@@ -91,10 +91,15 @@ class Command(DisketteCommand):
             how = reset(using, verbosity=max(options["verbosity"] - 1, 0))
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
-        self.report(options, target, holds_data, how)
+        self.report(options, target, holds_data, how, settings)
 
     def report(
-        self, options: dict[str, Any], target: Target, holds_data: bool, how: str | None
+        self,
+        options: dict[str, Any],
+        target: Target,
+        holds_data: bool,
+        how: str | None,
+        settings: DisketteSettings,
     ) -> None:
         if options["json"]:
             self.write_json(
@@ -107,7 +112,7 @@ class Command(DisketteCommand):
                     # What a task's safety snapshot needs to know: whether a
                     # dump here anonymizes, whether a load here refuses raw data.
                     "anonymizes": configured(),
-                    "requires_anonymized": get_settings().load_require_anonymized,
+                    "requires_anonymized": settings.load_require_anonymized,
                 }
             )
         elif how is None:
