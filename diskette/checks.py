@@ -34,8 +34,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     (W001), models that two definitions both dump (W002), storages the
     commands would refuse (W003: outside the base directory, overlapping),
     ``DISKETTE_*`` settings diskette does not read (W004), dump commands
-    that would write content type or permission ids (W005), and the
-    anonymization's (:func:`_anonymization_messages`).
+    that would write content type or permission ids (W005), ``STORAGES``
+    aliases ``STORAGES`` lacks (W009), and the anonymization's
+    (:func:`_anonymization_messages`).
 
     Never raises, whatever a setting holds: checks run before ``migrate`` and
     ``runserver``, so a crash here would stop the whole project. A setting of
@@ -52,8 +53,37 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         if not any(name.startswith("DISKETTE_ANONYMIZE") for name in wrong):
             messages += _anonymization_messages(definitions)
     if not wrong & {"DISKETTE_STORAGES", "DISKETTE_BASE_DIR"}:
-        messages += _storage_messages(setting("DISKETTE_STORAGES", settings))
+        entries = setting("DISKETTE_STORAGES", settings)
+        messages += _storage_messages([e for e in entries if not isinstance(e, dict)])
+        messages += _alias_messages(entries)
     return messages + _unknown_settings()
+
+
+def _alias_messages(entries: list[Any]) -> list[CheckMessage]:
+    """A ``STORAGES`` alias that ``STORAGES`` lacks (W009): in a
+    ``DISKETTE_STORAGES`` entry, or as a registry other than the default.
+
+    Only the name is checked: creating the storage would import its
+    backend, which a check must not need.
+    """
+    defined = getattr(settings, "STORAGES", {}) or {}
+    named = [
+        (f"DISKETTE_STORAGES[{index}]", entry["storage"])
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict)
+    ]
+    registry = setting("DISKETTE_REGISTRY_STORAGE", settings)
+    if registry != DEFAULTS["DISKETTE_REGISTRY_STORAGE"]:
+        named.append(("DISKETTE_REGISTRY_STORAGE", registry))
+    return [
+        Warning(
+            f"{name} names storage {alias!r}, which STORAGES does not define",
+            hint=f"Add STORAGES[{alias!r}], or name another alias. {HINT}",
+            id="diskette.W009",
+        )
+        for name, alias in named
+        if alias not in defined
+    ]
 
 
 def _unknown_settings() -> list[CheckMessage]:

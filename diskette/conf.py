@@ -9,6 +9,7 @@ and nowhere else; ``docs/settings.md`` documents them.
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,7 +54,47 @@ DEFAULTS: dict[str, Any] = {
     "DISKETTE_ANONYMIZE_REQUIRED": False,
     "DISKETTE_ANONYMIZE_STRICT": False,
     "DISKETTE_LOAD_REQUIRE_ANONYMIZED": False,
+    #: The snapshot registry (docs/registry.md): a ``STORAGES`` alias, the age
+    #: public keys snapshots are encrypted to, and this machine's age key.
+    "DISKETTE_REGISTRY_STORAGE": "diskette",
+    "DISKETTE_REGISTRY_RECIPIENTS": [],
+    "DISKETTE_REGISTRY_IDENTITY": "~/.config/diskette/age-key.txt",
 }
+
+#: A ``STORAGES`` alias diskette archives files under: a plain folder name.
+ALIAS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+#: The keys a ``DISKETTE_STORAGES`` entry naming a Django storage may hold.
+STORAGE_ENTRY_KEYS = frozenset({"storage", "prefix", "excludes", "load_to"})
+
+
+@dataclass(frozen=True)
+class StorageAlias:
+    """A ``DISKETTE_STORAGES`` entry naming a storage of Django's ``STORAGES``.
+
+    :param alias: the ``STORAGES`` alias whose files are dumped (S3 through
+        django-storages in practice).
+    :param prefix: the folder of that storage to dump, ``""`` for all of it.
+    :param excludes: ``fnmatch`` patterns relative to the prefix, on top of
+        ``DISKETTE_STORAGES_EXCLUDES``.
+    :param load_to: where a load writes the files: a folder (relative to the
+        base directory) or the alias of a storage with local folders; ``None``
+        means the same alias, a ``FileSystemStorage`` on a laptop.
+    """
+
+    alias: str
+    prefix: str = ""
+    excludes: tuple[str, ...] = ()
+    load_to: str | None = None
+
+    @classmethod
+    def from_setting(cls, entry: dict[str, Any]) -> StorageAlias:
+        """Read an entry :func:`settings_problems` found valid."""
+        return cls(
+            alias=entry["storage"],
+            prefix=entry.get("prefix", "").strip("/"),
+            excludes=tuple(entry.get("excludes", ())),
+            load_to=entry.get("load_to"),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,7 +107,9 @@ class DisketteSettings:
     :param apps: raw application definitions (``DISKETTE_APPS``), validated
         separately by :mod:`diskette.definitions` since that needs the app
         registry.
-    :param storages: storage directories (``DISKETTE_STORAGES``).
+    :param storages: storage directories (``DISKETTE_STORAGES``' paths).
+    :param storage_aliases: the ``DISKETTE_STORAGES`` entries that name a
+        storage of Django's ``STORAGES`` rather than a folder.
     :param storages_excludes: ``fnmatch`` patterns relative to each storage.
     :param base_dir: absolute folder storages are archived relative to and
         restored below (``DISKETTE_BASE_DIR``, else the project's
@@ -91,10 +134,15 @@ class DisketteSettings:
     :param anonymize_strict: fields no rule covers are check errors.
     :param load_require_anonymized: loads refuse archives that are not
         anonymized (a developer's laptop).
+    :param registry_storage: the ``STORAGES`` alias snapshots are published to.
+    :param registry_recipients: age public keys published snapshots are
+        encrypted to; none means they are stored as they are.
+    :param registry_identity: this machine's age key file, which decrypts them.
     """
 
     apps: Any
     storages: tuple[Path, ...]
+    storage_aliases: tuple[StorageAlias, ...]
     storages_excludes: tuple[str, ...]
     base_dir: Path
     dump_path: Path | None
@@ -113,6 +161,9 @@ class DisketteSettings:
     anonymize_required: bool
     anonymize_strict: bool
     load_require_anonymized: bool
+    registry_storage: str
+    registry_recipients: tuple[str, ...]
+    registry_identity: Path
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -131,7 +182,14 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
     value = {name: setting(name, settings) for name in DEFAULTS}
     return DisketteSettings(
         apps=value["DISKETTE_APPS"],
-        storages=tuple(Path(p) for p in value["DISKETTE_STORAGES"]),
+        storages=tuple(
+            Path(p) for p in value["DISKETTE_STORAGES"] if not isinstance(p, dict)
+        ),
+        storage_aliases=tuple(
+            StorageAlias.from_setting(p)
+            for p in value["DISKETTE_STORAGES"]
+            if isinstance(p, dict)
+        ),
         storages_excludes=tuple(value["DISKETTE_STORAGES_EXCLUDES"]),
         base_dir=base_directory(settings),
         dump_path=_optional_path(value["DISKETTE_DUMP_PATH"]),
@@ -150,6 +208,9 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         anonymize_required=value["DISKETTE_ANONYMIZE_REQUIRED"],
         anonymize_strict=value["DISKETTE_ANONYMIZE_STRICT"],
         load_require_anonymized=value["DISKETTE_LOAD_REQUIRE_ANONYMIZED"],
+        registry_storage=value["DISKETTE_REGISTRY_STORAGE"],
+        registry_recipients=tuple(value["DISKETTE_REGISTRY_RECIPIENTS"]),
+        registry_identity=Path(value["DISKETTE_REGISTRY_IDENTITY"]).expanduser(),
     )
 
 
@@ -201,9 +262,9 @@ def _list_of(
     return validate
 
 
-def _path(example: str) -> Callable[[Any], Iterator[str]]:
+def _path(example: str, optional: bool = True) -> Callable[[Any], Iterator[str]]:
     def validate(value: Any) -> Iterator[str]:
-        if value is not None and not isinstance(value, str | Path):
+        if (value is not None or not optional) and not isinstance(value, str | Path):
             yield f" must be a folder path, e.g. {example}, not {_kind(value)}"
 
     return validate
@@ -225,7 +286,11 @@ def _permissions(value: Any) -> Iterator[str]:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
         # 644 (decimal) is 0o1204: readable by all, not by its owner.
         octal = isinstance(value, int) and set(str(value)) <= set("01234567")
-        hint = f" (write {value} as 0o{value})" if octal and int(str(value), 8) <= 0o777 else ""
+        hint = (
+            f" (write {value} as 0o{value})"
+            if octal and int(str(value), 8) <= 0o777
+            else ""
+        )
         yield f" must be an octal mode such as 0o600, not {value!r}{hint}"
     elif not value & 0o400:
         yield f" must let the owner read the archive (0o400), not 0o{value:o}"
@@ -236,6 +301,68 @@ def _protocols(value: Any) -> Iterator[str]:
         isinstance(p, str) and p.endswith("://") for p in value
     ):
         yield f" must be a list such as ['https://'], not {value!r}"
+
+
+_FOLDERS = _list_of((str, Path, dict), "folders", "[MEDIA_ROOT]", "")
+
+
+def _storages(value: Any) -> Iterator[str]:
+    """Folders, or ``{"storage": alias, ...}`` entries naming a Django storage."""
+    if not isinstance(value, list | tuple):
+        yield from _FOLDERS(value)
+        return
+    for index, entry in enumerate(value):
+        if isinstance(entry, dict):
+            for problem in _storage_entry(entry):
+                yield f"[{index}] {problem}"
+        elif not isinstance(entry, str | Path):
+            yield (
+                f"[{index}] must be a folder path (str or Path) or "
+                f'{{"storage": "default"}}, not {_kind(entry)}'
+            )
+
+
+def _storage_entry(entry: dict[str, Any]) -> Iterator[str]:
+    unknown = sorted(set(entry) - STORAGE_ENTRY_KEYS, key=str)
+    if unknown:
+        keys = ", ".join(sorted(STORAGE_ENTRY_KEYS))
+        yield f"has an unknown key {unknown[0]!r}; the keys are {keys}"
+    alias = entry.get("storage")
+    if not isinstance(alias, str) or not ALIAS.fullmatch(alias):
+        yield f'must name a STORAGES alias, e.g. {{"storage": "default"}}, not {alias!r}'
+    prefix = entry.get("prefix", "")
+    if not isinstance(prefix, str) or ".." in prefix.split("/") or "\\" in prefix:
+        yield f"'prefix' must be a folder of the storage such as 'uploads', not {prefix!r}"
+    excludes = entry.get("excludes", [])
+    if not isinstance(excludes, list | tuple) or not all(
+        isinstance(e, str) for e in excludes
+    ):
+        yield f"'excludes' must be a list of patterns such as ['cache/*'], not {excludes!r}"
+    load_to = entry.get("load_to")
+    if load_to is not None and (not isinstance(load_to, str) or not load_to):
+        yield f"'load_to' must be a folder or a STORAGES alias, not {load_to!r}"
+
+
+def _alias(value: Any) -> Iterator[str]:
+    if not isinstance(value, str) or not value:
+        yield f" must be an alias of STORAGES such as 'diskette', not {value!r}"
+
+
+#: An age X25519 public key: "age1" and 58 Bech32 characters.
+AGE_RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
+
+
+def _recipients(value: Any) -> Iterator[str]:
+    if not isinstance(value, list | tuple):
+        yield f" must be a list of age public keys ('age1...'), not {_kind(value)}"
+        return
+    for index, key in enumerate(value):
+        if not isinstance(key, str) or not AGE_RECIPIENT.fullmatch(key.strip()):
+            shown = key[:12] + "..." if isinstance(key, str) and len(key) > 12 else key
+            yield (
+                f"[{index}] must be an age public key ('age1' and 58 letters and digits, "
+                f"as age-keygen prints it), not {shown!r}"
+            )
 
 
 #: A longer wait than a day is a mistake, and past it the socket layer fails.
@@ -277,9 +404,7 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
         '[["django.contrib.sites", {}]] (see `manage.py diskette_apps`)',
         "a [name, {options}] pair",
     ),
-    "DISKETTE_STORAGES": _list_of(
-        (str, Path), "folders", "[MEDIA_ROOT]", "a folder path (str or Path)"
-    ),
+    "DISKETTE_STORAGES": _storages,
     "DISKETTE_STORAGES_EXCLUDES": _list_of(
         (str,), "patterns", '["cache/*"]', 'a str pattern such as "cache/*"'
     ),
@@ -300,6 +425,9 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_ANONYMIZE_REQUIRED": _flag,
     "DISKETTE_ANONYMIZE_STRICT": _flag,
     "DISKETTE_LOAD_REQUIRE_ANONYMIZED": _flag,
+    "DISKETTE_REGISTRY_STORAGE": _alias,
+    "DISKETTE_REGISTRY_RECIPIENTS": _recipients,
+    "DISKETTE_REGISTRY_IDENTITY": _path('"~/.config/diskette/age-key.txt"', optional=False),
 }
 
 

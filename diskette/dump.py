@@ -27,9 +27,19 @@ from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
 from .exceptions import ConfigurationError, DumpError
 from .journal import locked
+from .objectstorage import open_stream, storage_identity, translated
 from .reporting import Reporter
 from .schema import applied_migrations
-from .storages import Entry, Skipped, Storage, walk_storage
+from .storages import (
+    AnyStorage,
+    Entry,
+    Skipped,
+    Storage,
+    StorageFiles,
+    StoredEntry,
+    walk_files,
+    walk_storage,
+)
 
 if TYPE_CHECKING:
     from .anonymize import Anonymizer
@@ -58,7 +68,7 @@ class DumpResult:
 class StoragePlan:
     """What a storage would contribute: files, their total size, what is skipped."""
 
-    storage: Storage
+    storage: AnyStorage
     files: int = 0
     size: int = 0
     skipped: list[Skipped] = field(default_factory=list)
@@ -74,7 +84,7 @@ def archive_filename(
 
 def dump(
     definitions: Sequence[Definition],
-    storages: Sequence[Storage],
+    storages: Sequence[AnyStorage],
     archive_path: Path,
     *,
     excludes: Sequence[str] = (),
@@ -104,7 +114,7 @@ def dump(
     with (
         # Held from before the data is read: a load cannot swap media in
         # between, so data and media come from the same side of it.
-        locked([s.path for s in storages], shared=True),
+        locked([s.path for s in storages if isinstance(s, Storage)], shared=True),
         ArchiveWriter(archive_path, permissions=permissions, checksums=checksums) as writer,
         ExitStack() as cleanup,
     ):
@@ -141,7 +151,9 @@ def dump(
     )
 
 
-def anonymization_manifest(anonymizer: Anonymizer | None, files_left_out: int) -> dict[str, Any]:
+def anonymization_manifest(
+    anonymizer: Anonymizer | None, files_left_out: int
+) -> dict[str, Any]:
     """The manifest's ``anonymized`` flag, and what the anonymization did:
     the rules' fingerprint and fields (never the secret, never a value)."""
     if anonymizer is None:
@@ -154,7 +166,7 @@ def anonymization_manifest(anonymizer: Anonymizer | None, files_left_out: int) -
 
 def check_something_to_dump(
     definitions: Sequence[Definition],
-    storages: Sequence[Storage],
+    storages: Sequence[AnyStorage],
     *,
     with_data: bool = True,
     with_storages: bool = True,
@@ -264,13 +276,14 @@ def _discard(spool: Any) -> None:
 
 def _append_storages(
     writer: ArchiveWriter,
-    storages: Sequence[Storage],
+    storages: Sequence[AnyStorage],
     excludes: Sequence[str],
     reporter: Reporter,
-    left_out: Collection[Path] = (),
+    left_out: Collection[Path | tuple[int, str]] = (),
 ) -> tuple[list[Skipped], int]:
-    """Add the files of ``storages`` but those ``left_out`` (real paths), and
-    symbolic links to them, which would tell their names.
+    """Add the files of ``storages`` but those ``left_out`` (real paths, or
+    storage and name for storages without folders), and symbolic links to
+    them, which would tell their names.
 
     :returns: what was skipped as unsafe, and how many were left out.
     """
@@ -281,12 +294,19 @@ def _append_storages(
         total = sum(plan_storage(s, excludes).size for s in storages)
     advance = reporter.progress(total, "Archiving storages")
     for storage in storages:
+        if isinstance(storage, StorageFiles):
+            omitted += _append_files(
+                writer, storage, excludes, advance, left_out, skipped, reporter
+            )
+            continue
         for item in walk_storage(storage, excludes):
             if isinstance(item, Skipped):
                 reporter.warning(f"skipped '{item.path}': {item.reason}")
                 skipped.append(item)
-            elif left_out and item.kind != "directory" and (
-                Path(os.path.realpath(item.path)) in left_out
+            elif (
+                left_out
+                and item.kind != "directory"
+                and (Path(os.path.realpath(item.path)) in left_out)
             ):
                 advance(item.size)
                 omitted += 1
@@ -299,9 +319,51 @@ def _append_storages(
     return skipped, omitted
 
 
-def plan_storage(storage: Storage, excludes: Sequence[str] = ()) -> StoragePlan:
+def _append_files(
+    writer: ArchiveWriter,
+    source: StorageFiles,
+    excludes: Sequence[str],
+    advance: Callable[[int], None],
+    left_out: Collection[Path | tuple[int, str]],
+    skipped: list[Skipped],
+    reporter: Reporter,
+) -> int:
+    """Stream the files of a storage without folders into the archive, one
+    GET each; the storage's own folder is added so an empty one restores."""
+    alias = source.entry.alias
+    identity = storage_identity(source.storage)
+    writer.add_directory(None, str(source.relpath))
+    omitted = 0
+    for item in walk_files(source, excludes):
+        if isinstance(item, Skipped):
+            reporter.warning(f"skipped {alias}:'{item.path}': {item.reason}")
+            skipped.append(item)
+            continue
+        if left_out and (identity, item.stored.name) in left_out:
+            advance(item.size)
+            omitted += 1
+            continue
+        # A short read (the object changed, the connection broke) is told
+        # by the storage's alias; a failed write names the archive (DumpError).
+        with (
+            translated(alias, f"read {item.stored.name!r}"),
+            open_stream(source.storage, item.stored) as stream,
+        ):
+            writer.add_stream(item.arcname, stream, item.size, item.stored.mtime, advance)
+    return omitted
+
+
+def plan_storage(storage: AnyStorage, excludes: Sequence[str] = ()) -> StoragePlan:
     """Count the files and bytes a storage would add, without reading them."""
     plan = StoragePlan(storage)
+    if isinstance(storage, StorageFiles):
+        for stored in walk_files(storage, excludes):
+            if isinstance(stored, StoredEntry):
+                plan.files += 1
+                plan.size += stored.size
+            else:
+                plan.skipped.append(stored)
+        return plan
     for item in walk_storage(storage, excludes):
         if isinstance(item, Skipped):
             plan.skipped.append(item)
@@ -321,7 +383,7 @@ def build_manifest(
     definitions: Sequence[Definition],
     datas: list[str],
     counts: dict[str, dict[str, int]],
-    storages: Sequence[Storage],
+    storages: Sequence[AnyStorage],
     now: datetime,
     using: str,
 ) -> dict[str, Any]:

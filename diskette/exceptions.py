@@ -72,5 +72,13 @@ class ResetError(DisketteError):
     """The database could not be dropped or created again."""
 
 
+class StorageAccessError(DisketteError):
+    """A Django storage (S3, say) could not be reached, read or written."""
+
+
+class RegistryError(DisketteError):
+    """The snapshot registry holds no such snapshot, or a snapshot is damaged."""
+
+
 class TransferError(DisketteError):
     """An archive did not cross an SSH connection whole."""

@@ -40,10 +40,12 @@ from django.core.serializers.base import DeserializationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
+from .conf import DisketteSettings, StorageAlias
 from .exceptions import (
     ArchiveError,
     GuardError,
     LoadError,
+    StorageError,
     UnsafeArchiveError,
     UntrustedDataError,
 )
@@ -58,8 +60,10 @@ from .journal import (
     sweep_staging,
 )
 from .models import Load
+from .objectstorage import get_storage, local_folder
 from .reporting import Reporter, human_size
 from .schema import migration_differences
+from .storages import ALIASES_DIR, alias_relpath
 from .trust import ModelPolicy, declared_storages, json_objects, listed_models
 
 #: What ``loaddata`` raises for a fixture that does not fit the database.
@@ -197,7 +201,9 @@ def load(
                 return LoadResult(unpacked)
             for storage in chosen:
                 restore.swap_of(storage)  # an empty storage has no member
-            return _restore(_Plan(unpacked, files, listed, policy), restore, options, reporter)
+            return _restore(
+                _Plan(unpacked, files, listed, policy), restore, options, reporter
+            )
         except BaseException:
             restore.undo()
             raise
@@ -267,6 +273,63 @@ def local_storages(
         return declared
     target = Path(os.path.abspath(target))
     return {name: target / name for name in declared}
+
+
+def project_storages(
+    settings: DisketteSettings, target: Path | None = None
+) -> dict[str, Path]:
+    """Every storage ``DISKETTE_STORAGES`` declares, by archive path, with
+    the folder a load writes it to: folders, and ``STORAGES`` entries.
+
+    A ``STORAGES`` entry with no local folder to load into (S3 on a staging
+    host) is left out: a dump has nothing to write there, and a load of an
+    archive holding its files is refused in one line (:func:`_check_declared`).
+
+    :param target: the load's ``--storages-basepath``: every storage goes
+        below it, at its archive path.
+    """
+    declared = local_storages(settings.storages, target, base=settings.base_dir)
+    base = Path(os.path.abspath(settings.base_dir))
+    for entry in settings.storage_aliases:
+        relpath = str(alias_relpath(entry))
+        if target is not None:
+            declared[relpath] = Path(os.path.abspath(target)) / relpath
+            continue
+        with contextlib.suppress(StorageError):
+            declared[relpath] = alias_load_folder(entry, base)
+    return declared
+
+
+def alias_load_folder(entry: StorageAlias, base: Path) -> Path:
+    """The local folder a ``STORAGES`` entry's files load into.
+
+    Its ``load_to`` (a ``STORAGES`` alias, else a folder relative to
+    ``base``), else the folder of the same alias here: on a laptop
+    ``STORAGES["default"]`` is a ``FileSystemStorage`` on ``MEDIA_ROOT``.
+
+    :raises StorageError: no local folder, or one that holds the project.
+    """
+    from django.conf import settings as django_settings
+
+    name = entry.load_to or entry.alias
+    if entry.load_to is None or entry.load_to in getattr(django_settings, "STORAGES", {}):
+        storage = get_storage(name, "DISKETTE_STORAGES")
+        location = local_folder(storage)
+        if location is None:
+            raise StorageError(
+                f"storage {name!r} is {type(storage).__name__} here, which has no local "
+                f"folder to load {entry.alias!r} into: set 'load_to' in its "
+                "DISKETTE_STORAGES entry to a folder, or load with --no-storages"
+            )
+        folder = Path(os.path.abspath(Path(location, entry.prefix)))
+    else:
+        folder = Path(os.path.abspath(base / entry.load_to))
+    if folder == base or base.is_relative_to(folder):
+        raise StorageError(
+            f"storage {entry.alias!r} would load into '{folder}', which holds the "
+            "project itself: set MEDIA_ROOT (or the entry's 'load_to') to a media folder"
+        )
+    return folder
 
 
 def recover_interrupted(folders: Iterable[Path], using: str) -> list[str]:
@@ -427,6 +490,14 @@ def _remove_empty_tree(folder: Path) -> None:
 
 
 def _check_declared(storage: str, storages: dict[str, Path]) -> None:
+    if storage not in storages and storage.startswith(f"{ALIASES_DIR}/"):
+        alias = storage.split("/")[1]
+        raise UntrustedDataError(
+            f"the archive holds the files of storage {alias!r} ('{storage}'), which "
+            "DISKETTE_STORAGES does not declare here, or declares without a local "
+            f'folder to load into: declare {{"storage": "{alias}"}} (with a \'load_to\' '
+            "folder if it is not a FileSystemStorage here), or load with --no-storages"
+        )
     if storage not in storages:
         declared = ", ".join(f"'{s}'" for s in storages) or "none"
         raise UntrustedDataError(

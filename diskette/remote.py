@@ -51,6 +51,7 @@ import fabric
 from fabric import Connection
 from invoke import Collection, Context, Exit
 
+from .progress import human_size
 from .shortflags import ShortFlags
 from .ssh import HostOutput, connect, on_host, speaking_for
 from .tasks import (
@@ -70,6 +71,7 @@ from .tasks import (
     dump_archive,
     flags,
     last_error,
+    one_line,
     reset_and_load_archive,
     reset_target,
     warn_unknown_keys,
@@ -110,7 +112,9 @@ def remote_project(c: Connection, project_dir: str | None, python: str | None) -
             "in fabric.yaml, or pass --project-dir",
             code=1,
         )
-    chosen = python or config_text(conf, "python", optional=True, prefix="diskette.remote") or ""
+    chosen = (
+        python or config_text(conf, "python", optional=True, prefix="diskette.remote") or ""
+    )
     settings = config_text(conf, "settings", optional=True, prefix="diskette.remote")
     project = Project(python=chosen, settings=settings, directory=str(directory))
     script = PREFLIGHT.format(
@@ -266,7 +270,9 @@ def protected_entry(c: Connection, entries: Iterable[str]) -> str | None:
             return entry
         try:
             if not PROTECTED_ENTRY.fullmatch(entry):
-                raise ValueError("one host per entry, as -H takes it, such as deploy@prod:22")
+                raise ValueError(
+                    "one host per entry, as -H takes it, such as deploy@prod:22"
+                )
             protected = Connection(entry, config=c.config)
         except (ValueError, TypeError) as exc:
             raise Exit(
@@ -394,7 +400,14 @@ def push(
         with on_host(c):
             # Answered above: yes=True only skips the question, not the checks.
             done = reset_and_load_archive(
-                c, project, remote, host=name, name=archive.name, yes=True, force=force, **load
+                c,
+                project,
+                remote,
+                host=name,
+                name=archive.name,
+                yes=True,
+                force=force,
+                **load,
             )
     finally:
         remove_remote(c, folder)
@@ -629,7 +642,57 @@ def push_snapshot(
     )
 
 
-ns = Collection(remote_dump, pull_snapshot, push_snapshot)
+@task(
+    help={
+        "no_data": "Leave data out.",
+        "no_storages": "Leave storages out.",
+        "no_anonymize": NO_ANONYMIZE_HELP,
+        "json": JSON_HELP,
+        **PROJECT_HELP,
+    }
+)
+@remote_task
+def publish_snapshot(
+    c: Connection,
+    no_data: bool = False,
+    no_storages: bool = False,
+    no_anonymize: bool = False,
+    project_dir: str | None = None,
+    python: str | None = None,
+    json: bool = False,
+) -> dict[str, Any]:
+    """Dump on the host and publish it to the snapshot registry from there.
+
+    The archive goes from the host to the registry's storage with the host's
+    settings and credentials (anonymized there, encrypted there when
+    recipients are set): it never crosses this machine, which needs no
+    access to the registry. Developers then load it with
+    ``inv pull-snapshot``, without SSH.
+    """
+    project = remote_project(c, project_dir, python)
+    with on_host(c):
+        dumped = dump_archive(
+            c,
+            project,
+            "--publish",
+            *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
+        )
+    snapshot = dumped.answer.get("snapshot")
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("id"), str):
+        raise Exit(
+            f"{c.original_host}: diskette_dump --publish gave no snapshot id: update "
+            "diskette on the host to this machine's version",
+            code=1,
+        )
+    sealed = ", encrypted" if snapshot.get("recipients") else ""
+    print(
+        f"{c.original_host}: published snapshot {one_line(snapshot['id'])} "
+        f"({human_size(dumped.size)}{sealed}); load it with: inv pull-snapshot"
+    )
+    return {**dumped.answer, "host": c.original_host}
+
+
+ns = Collection(remote_dump, pull_snapshot, push_snapshot, publish_snapshot)
 ns.configure(
     {
         "diskette": {

@@ -9,6 +9,14 @@ against paths relative to each storage, as diskette 0.6 did.
 Links are never followed out of a storage: a symlink whose target resolves
 inside its storage is archived as a (relative) symlink, anything else that is
 not a plain file or directory is skipped and reported.
+
+A ``DISKETTE_STORAGES`` entry may also name a storage of Django's
+``STORAGES`` (``{"storage": "default"}``). It is archived below
+``diskette-storages/<alias>``, whatever the storage is on either side: S3
+in production and a folder on a laptop name the same files. When the storage
+has local folders (``FileSystemStorage``) it is walked as a folder, links and
+all; otherwise (:class:`StorageFiles`) it is listed and read through the
+storage API (:mod:`diskette.objectstorage`).
 """
 
 from __future__ import annotations
@@ -19,13 +27,18 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .archive import DATA_DIR, MANIFEST_NAME
+from .conf import StorageAlias
 from .exceptions import StorageError
 from .journal import is_work_folder
+from .objectstorage import StoredFile, get_storage, list_files, local_folder, translated
 
+#: Where the files of storages named by ``STORAGES`` alias are archived.
+ALIASES_DIR = "diskette-storages"
 #: Top-level archive names that belong to diskette itself.
-RESERVED = (DATA_DIR, MANIFEST_NAME)
+RESERVED = (DATA_DIR, MANIFEST_NAME, ALIASES_DIR)
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,42 @@ class Storage:
 
     path: Path
     relpath: PurePosixPath
+    #: Patterns of this storage alone (a ``STORAGES`` entry's ``excludes``).
+    excludes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StorageFiles:
+    """The files of a Django storage without local folders (S3), by its API.
+
+    :param entry: the ``DISKETTE_STORAGES`` entry.
+    :param storage: ``STORAGES[entry.alias]``.
+    :param relpath: its path inside the archive (:func:`alias_relpath`).
+    """
+
+    entry: StorageAlias
+    storage: Any
+    relpath: PurePosixPath
+
+    @property
+    def excludes(self) -> tuple[str, ...]:
+        return self.entry.excludes
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One file of a :class:`StorageFiles`, and its name in the archive."""
+
+    stored: StoredFile
+    arcname: str
+
+    @property
+    def size(self) -> int:
+        return self.stored.size
+
+
+#: What a dump archives: a folder, or the files of a storage read by its API.
+AnyStorage = Storage | StorageFiles
 
 
 @dataclass(frozen=True)
@@ -104,6 +153,87 @@ def resolve_storages(paths: Iterable[str | Path], basepath: Path) -> list[Storag
     return storages
 
 
+def alias_relpath(entry: StorageAlias) -> PurePosixPath:
+    """Where a ``STORAGES`` entry's files go in an archive, the same on every side."""
+    return PurePosixPath(
+        ALIASES_DIR, entry.alias, *entry.prefix.split("/") if entry.prefix else ()
+    )
+
+
+def resolve_aliases(
+    entries: Iterable[StorageAlias], folders: Iterable[AnyStorage] = ()
+) -> list[AnyStorage]:
+    """The storages of ``STORAGES`` entries, as a dump reads them.
+
+    A ``FileSystemStorage`` becomes a folder :class:`Storage` (walked with
+    its links checked, locked against a load); any other storage is read by
+    its API.
+
+    :param folders: the folder storages of the same dump, which a storage's
+        folder must not overlap.
+    :raises StorageError: an alias a ``STORAGES`` lacks, a folder that does
+        not exist, or overlaps.
+    :raises ConfigurationError: a storage backend that cannot be created.
+    """
+    taken = [folder for folder in folders if isinstance(folder, Storage)]
+    resolved: list[AnyStorage] = []
+    seen: dict[PurePosixPath, StorageAlias] = {}
+    for entry in entries:
+        relpath = alias_relpath(entry)
+        for named, earlier in seen.items():
+            if relpath.is_relative_to(named) or named.is_relative_to(relpath):
+                raise StorageError(
+                    f"DISKETTE_STORAGES names storage {entry.alias!r} twice with "
+                    f"overlapping prefixes ({earlier.prefix!r}, {entry.prefix!r}): "
+                    "list each folder once"
+                )
+        seen[relpath] = entry
+        storage = get_storage(entry.alias, "DISKETTE_STORAGES")
+        folder = local_folder(storage)
+        if folder is None:
+            resolved.append(StorageFiles(entry, storage, relpath))
+            continue
+        path = check_directory(
+            Path(folder, entry.prefix), name=f"{entry.alias}:{entry.prefix or '/'}"
+        )
+        for other in taken:
+            if path.is_relative_to(other.path) or other.path.is_relative_to(path):
+                raise StorageError(
+                    f"storage {entry.alias!r} keeps its files in '{path}', which overlaps "
+                    f"storage '{other.path}': list that folder once"
+                )
+        folder_storage = Storage(path=path, relpath=relpath, excludes=entry.excludes)
+        taken.append(folder_storage)
+        resolved.append(folder_storage)
+    return resolved
+
+
+def walk_files(
+    source: StorageFiles, excludes: Iterable[str] = ()
+) -> Iterator[StoredEntry | Skipped]:
+    """The files of a storage read by its API, with their archive names.
+
+    A name no folder can hold (``..``, empty parts, a backslash) is skipped
+    and reported: a load would refuse the archive for it.
+    """
+    patterns = (*excludes, *source.excludes)
+    prefix = source.entry.prefix
+    with translated(source.entry.alias, "list its files"):
+        for stored in list_files(source.storage, prefix):
+            relative = stored.name[len(prefix) + 1 :] if prefix else stored.name
+            if is_excluded(relative, patterns):
+                continue
+            parts = relative.split("/")
+            if (
+                "\\" in relative
+                or "\0" in relative
+                or any(p in ("", ".", "..") for p in parts)
+            ):
+                yield Skipped(Path(stored.name), "has a name no folder can hold")
+                continue
+            yield StoredEntry(stored, f"{source.relpath}/{relative}")
+
+
 def missing_storages(
     paths: Iterable[str | Path], basepath: Path
 ) -> tuple[list[str | Path], list[str | Path]]:
@@ -156,7 +286,10 @@ def walk_storage(
     """
     yield Entry(storage.path, str(storage.relpath), "directory")
     yield from _walk(
-        storage, storage.path, tuple(excludes), Path(os.path.realpath(storage.path))
+        storage,
+        storage.path,
+        (*excludes, *storage.excludes),
+        Path(os.path.realpath(storage.path)),
     )
 
 

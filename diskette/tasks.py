@@ -47,6 +47,9 @@ from .progress import human_size
 from .shortflags import task
 
 _Value = TypeVar("_Value")
+#: How ``diskette_load`` names a snapshot of the registry (the same as
+#: ``diskette.registry.SCHEME``, which imports Django: this module must not).
+REGISTRY_SCHEME = "snapshot:"
 BACKUP_PREFIX = "before-reset_"
 BACKUP_DIR = "var/diskette-backups"
 BACKUP_KEEP = 3
@@ -142,6 +145,8 @@ SETTINGS_CHECK = (
     "except ImportError:\n found=False\n"
     "sys.exit(0 if found else 3)"
 )
+
+
 def config_text(
     conf: Mapping[str, Any], key: str, *, optional: bool = False, prefix: str = "diskette"
 ) -> str | None:
@@ -615,7 +620,9 @@ def reset_and_load_archive(
         print(f"The database{on} holds no data yet: no safety snapshot needed")
     reset = reset_database(c, project, force, host)
     try:
-        loaded = run_json(c, project, "diskette_load", local, *load_options, *flags(force=force))
+        loaded = run_json(
+            c, project, "diskette_load", local, *load_options, *flags(force=force)
+        )
     except CommandFailed as exc:
         failure = f"loading {archive} failed: {exc.message}"
         if snapshot is None:
@@ -681,7 +688,9 @@ def loaded_summary(answer: dict[str, Any]) -> str:
     per_application = answer.get("objects")
     objects = sum(
         count
-        for counts in (per_application.values() if isinstance(per_application, dict) else ())
+        for counts in (
+            per_application.values() if isinstance(per_application, dict) else ()
+        )
         if isinstance(counts, dict)
         for count in counts.values()
         if isinstance(count, int)
@@ -699,6 +708,7 @@ def loaded_summary(answer: dict[str, Any]) -> str:
         "no_data": "Leave data out.",
         "no_storages": "Leave storages out.",
         "no_anonymize": NO_ANONYMIZE_HELP,
+        "publish": "Upload the archive to the snapshot registry, then remove it here.",
         "json": JSON_HELP,
     }
 )
@@ -709,17 +719,27 @@ def dump(
     no_data: bool = False,
     no_storages: bool = False,
     no_anonymize: bool = False,
+    publish: bool = False,
     json: bool = False,
 ) -> None:
     """Dump the project's data and media into an archive (diskette_dump)."""
     options = [*_option("--destination", destination), *_option("--filename", filename)]
-    options += flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize)
+    options += flags(
+        no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize, publish=publish
+    )
     with answering(json) as answer:
         try:
             dumped = dump_archive(c, Project.from_config(c), *options)
         except CommandFailed as exc:
             raise Exit(f"dump failed: {exc.message}", code=1) from exc
-        print(f"Dump archive was created at: {dumped.path} ({human_size(dumped.size)})")
+        snapshot = dumped.answer.get("snapshot")
+        if isinstance(snapshot, dict):
+            print(
+                f"Published snapshot {snapshot.get('id')} ({human_size(dumped.size)}); "
+                f"load it with: inv pull-snapshot --snapshot {snapshot.get('id')}"
+            )
+        else:
+            print(f"Dump archive was created at: {dumped.path} ({human_size(dumped.size)})")
         if dumped.sha256:
             print(f"Archive checksum (sha256): {dumped.sha256}")
         answer.update(dumped.answer)
@@ -762,10 +782,14 @@ def load(
         force=force,
     )
     if not json:
-        manage(c, Project.from_config(c), "diskette_load", archive, *options, *progress_flag())
+        manage(
+            c, Project.from_config(c), "diskette_load", archive, *options, *progress_flag()
+        )
         return
     with answering(json) as answer:
-        answer.update(run_json(c, Project.from_config(c), "diskette_load", archive, *options))
+        answer.update(
+            run_json(c, Project.from_config(c), "diskette_load", archive, *options)
+        )
 
 
 @task(help={"format": "json (default) or python."})
@@ -781,7 +805,9 @@ def apps(c: Context, format: str = "json") -> None:
         "json": JSON_HELP,
     }
 )
-def reset_db(c: Context, yes: bool = False, force: bool = False, json: bool = False) -> None:
+def reset_db(
+    c: Context, yes: bool = False, force: bool = False, json: bool = False
+) -> None:
     """Drop the project's database, create it empty and migrate (diskette_reset)."""
     with answering(json) as answer:
         project = Project.from_config(c)
@@ -827,6 +853,53 @@ def reset_and_load(
         answer.update(done)
 
 
+@task(
+    help={
+        "snapshot": "The snapshot to load: latest (default), or its id (a unique start "
+        "of it will do; `inv snapshots` lists them).",
+        "yes": "Do not ask for confirmation (for scripts).",
+        "force": "Reset even though the project's DEBUG is False.",
+        "no_backup": "Do not save a safety snapshot of the current data and media first.",
+        "keep": "Keep the downloaded archive once loaded.",
+        "loaddata": LOADDATA_HELP,
+        "json": JSON_HELP,
+    }
+)
+def pull_snapshot(
+    c: Context,
+    snapshot: str = "latest",
+    yes: bool = False,
+    force: bool = False,
+    no_backup: bool = False,
+    keep: bool = False,
+    loaddata: bool = False,
+    json: bool = False,
+) -> None:
+    """Load a snapshot of the team's registry here, without SSH: download and
+    verify it, snapshot the current data, reset the database, load it."""
+    with answering(json) as answer:
+        done = reset_and_load_archive(
+            c,
+            Project.from_config(c),
+            f"{REGISTRY_SCHEME}{snapshot}",
+            yes=yes,
+            force=force,
+            safety=SafetyNet.from_config(c, no_backup=no_backup),
+            load_options=tuple(flags(keep=keep, loaddata=loaddata)),
+        )
+        answer.update(done)
+
+
+@task(help={"json": JSON_HELP})
+def snapshots(c: Context, json: bool = False) -> None:
+    """List the snapshots of the team's registry, newest first (diskette_snapshots)."""
+    if not json:
+        manage(c, Project.from_config(c), "diskette_snapshots")
+        return
+    with answering(json) as answer:
+        answer.update(run_json(c, Project.from_config(c), "diskette_snapshots"))
+
+
 def _option(name: str, value: str | None) -> list[str]:
     return [name, value] if value is not None else []
 
@@ -844,5 +917,5 @@ DEFAULTS: dict[str, Any] = {
     "backup_keep": BACKUP_KEEP,
 }
 
-ns = Collection(dump, load, apps, reset_db, reset_and_load)
+ns = Collection(dump, load, apps, reset_db, reset_and_load, pull_snapshot, snapshots)
 ns.configure({"diskette": DEFAULTS})

@@ -2,16 +2,22 @@
 # From a fresh clone to a working copy of a server's data and media, in one go:
 #
 #     scripts/onboard.sh staging
+#     scripts/onboard.sh --registry [SNAPSHOT]
 #
 # HOST is an ~/.ssh/config alias (or user@host). The project carries a
 # fabfile.py holding `from diskette.remote import ns`, and a fabric.yaml that
 # says where the project lives on the server (diskette.remote.project_dir).
 # Its requirements include "django-diskette[remote]" (Fabric comes with it).
 #
+# With --registry, no SSH at all: the latest snapshot (or SNAPSHOT, an id) of
+# the team's registry (STORAGES["diskette"], docs/registry.md) is loaded with
+# `inv pull-snapshot`. The project carries a tasks.py holding
+# `from diskette.tasks import ns`, and requires "django-diskette[tasks,s3]".
+#
 # Environment: PYTHON (interpreter for the virtualenv, default python3),
 # MANAGE (path of manage.py, default manage.py).
 set -euo pipefail
-host="${1:?usage: scripts/onboard.sh HOST}"
+host="${1:?usage: scripts/onboard.sh HOST, or scripts/onboard.sh --registry [SNAPSHOT]}"
 cd "$(dirname "$0")/.."
 manage="${MANAGE:-manage.py}"
 
@@ -29,8 +35,16 @@ echo "=== Creating an empty local database ==="
 # diskette_reset creates the database (a PostgreSQL one too) and migrates.
 .venv/bin/python "$manage" diskette_reset --noinput
 
-echo "=== Pulling a snapshot of ${host} ==="
 # --no-backup: a brand-new database holds nothing worth a safety snapshot.
+if [ "$host" = "--registry" ]; then
+    snapshot="${2:-latest}"
+    echo "=== Pulling snapshot ${snapshot} of the registry ==="
+    .venv/bin/inv pull-snapshot --snapshot "$snapshot" --yes --no-backup
+    echo "=== Done: this checkout now has the data and media of snapshot ${snapshot} ==="
+    exit 0
+fi
+
+echo "=== Pulling a snapshot of ${host} ==="
 .venv/bin/fab -H "$host" pull-snapshot --yes --no-backup
 
 echo "=== Done: this checkout now has the data and media of ${host} ==="

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import tarfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from tests.projects import Templates
+from tests.s3server import S3Server, moto_installed, start_s3
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +134,21 @@ def tmpfs(folder: Path, size: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3-compatible server on loopback for the session (``tests/s3server.py``)."""
+    if not moto_installed():
+        pytest.skip("needs moto's S3 server (the test extra installs moto[server])")
+    server = start_s3(tmp_path_factory.mktemp("s3") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket for one test."""
+    name = f"t{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(name)
+    return name

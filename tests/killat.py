@@ -1,4 +1,4 @@
-"""Run ``manage.py`` and SIGKILL it at a named instant of a load.
+"""Run ``manage.py`` and SIGKILL it at a named instant of a load (or a publish).
 
 usage: python killat.py POINT manage.py ARGS...
 
@@ -44,7 +44,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from diskette import fastload, journal, load
+    from diskette import fastload, journal, load, registry
     from diskette.archive import reader
 
     if point == "extracting":  # some media written into the work folder
@@ -61,6 +61,8 @@ def main() -> None:
         load._Restore.finish = die
     elif point == "recovering":  # a recovery cut after its first rename
         after(journal.os, "rename", 1)
+    elif point == "uploading":  # three parts of a multipart upload read, no more
+        after(registry._ProgressReader, "read", 3)
     else:
         raise SystemExit(f"unknown point {point!r}")
     from django.core.management import execute_from_command_line

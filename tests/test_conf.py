@@ -66,7 +66,32 @@ WRONG_VALUES = [
     (
         "DISKETTE_STORAGES",
         [3],
-        "DISKETTE_STORAGES[0] must be a folder path (str or Path), not int",
+        'DISKETTE_STORAGES[0] must be a folder path (str or Path) or {"storage": '
+        '"default"}, not int',
+    ),
+    (
+        "DISKETTE_STORAGES",
+        [{"storage": "../up"}],
+        "DISKETTE_STORAGES[0] must name a STORAGES alias, e.g. "
+        "{\"storage\": \"default\"}, not '../up'",
+    ),
+    (
+        "DISKETTE_STORAGES",
+        [{"storage": "default", "bucket": "x"}],
+        "DISKETTE_STORAGES[0] has an unknown key 'bucket'; the keys are excludes, "
+        "load_to, prefix, storage",
+    ),
+    (
+        "DISKETTE_STORAGES",
+        [{"storage": "default", "prefix": "a/../../b"}],
+        "DISKETTE_STORAGES[0] 'prefix' must be a folder of the storage such as "
+        "'uploads', not 'a/../../b'",
+    ),
+    (
+        "DISKETTE_REGISTRY_RECIPIENTS",
+        ["ssh-ed25519 AAAA"],
+        "DISKETTE_REGISTRY_RECIPIENTS[0] must be an age public key ('age1' and 58 "
+        "letters and digits, as age-keygen prints it), not 'ssh-ed25519 ...'",
     ),
     (
         "DISKETTE_STORAGES_EXCLUDES",
@@ -136,7 +161,8 @@ def test_invalid_setting_is_named(settings, name, value, message):
 
 def test_every_setting_has_one_default_and_one_check():
     assert VALIDATORS.keys() == DEFAULTS.keys()
-    assert {f.name for f in fields(DisketteSettings)} == {
+    # DISKETTE_STORAGES fills two: its folders, and its {"storage": alias} entries.
+    assert {f.name for f in fields(DisketteSettings)} - {"storage_aliases"} == {
         name.removeprefix("DISKETTE_").lower() for name in DEFAULTS
     }
     assert all(f.default is MISSING for f in fields(DisketteSettings))

@@ -34,6 +34,7 @@ from django.db.models.fields.files import FieldFile
 from .. import DOCS_URL
 from ..conf import setting
 from ..exceptions import ConfigurationError, DumpError
+from ..objectstorage import local_folder, storage_identity
 from .fakes import (
     IDENTIFIERS,
     Fake,
@@ -195,9 +196,13 @@ class Anonymizer:
             ]
         return found
 
-    def dropped_files(self, using: str) -> Iterator[Path]:
+    def dropped_files(self, using: str) -> Iterator[Path | tuple[int, str]]:
         """Files of the file fields with a rule, to leave out of the archive:
         those of every row in ``using``, dumped or not.
+
+        A file on a local folder is told by its real path; one in a storage
+        without folders (S3) by the storage (:func:`storage_identity`) and its
+        name there.
 
         :raises DumpError: naming the field whose names cannot be read.
         """
@@ -211,14 +216,17 @@ class Anonymizer:
                 .exclude(**{f"{field.attname}__isnull": True})
                 .values_list(field.attname, flat=True)
             )
+            remote = local_folder(storage) is None
+            identity = storage_identity(storage)
             try:
                 for name in names.iterator():
+                    if remote:
+                        yield (identity, name)
+                        continue
                     try:
                         yield Path(os.path.realpath(storage.path(name)))
                     except SuspiciousFileOperation:  # outside the storage: not archived
                         continue
-                    except NotImplementedError:  # a remote storage: not archived
-                        break
             except DatabaseError as exc:
                 raise DumpError(
                     f"cannot read the file names of {model._meta.label_lower}."

@@ -162,13 +162,32 @@ class ArchiveWriter:
             except OSError as exc:  # a read: writes raise DumpError (_HashingWriter)
                 raise read_error(path, exc) from exc
 
-    def add_directory(self, path: Path, arcname: str) -> None:
-        """Add a directory entry, so empty folders survive the round trip."""
-        try:
-            info = self._tar.gettarinfo(str(path), arcname=arcname)
-        except OSError as exc:
-            raise read_error(path, exc) from exc
-        info.mtime = int(info.mtime)
+    def add_stream(
+        self, arcname: str, stream: IO[bytes], size: int, mtime: float, progress: Any = None
+    ) -> None:
+        """Add a file read from a stream of ``size`` bytes (a file of S3, say).
+
+        :raises OSError: the stream ended before ``size`` bytes.
+        """
+        info = tarfile.TarInfo(arcname)
+        info.size, info.mtime, info.mode = size, int(mtime) or self.mtime, 0o644
+        self._add_stream(info, stream, progress)
+
+    def add_directory(self, path: Path | None, arcname: str) -> None:
+        """Add a directory entry, so empty folders survive the round trip.
+
+        :param path: the folder whose mode and time to keep; ``None`` for a
+            folder of a storage that has none (S3).
+        """
+        if path is None:
+            info = tarfile.TarInfo(arcname)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+        else:
+            try:
+                info = self._tar.gettarinfo(str(path), arcname=arcname)
+            except OSError as exc:
+                raise read_error(path, exc) from exc
+        info.mtime = int(info.mtime) or self.mtime
         self._tar.addfile(info)
         self.members[arcname] = {"type": "directory"}
 

@@ -23,10 +23,16 @@ from diskette.dump import (
     plan_storage,
 )
 from diskette.exceptions import ConfigurationError, DisketteError
-from diskette.load import local_storages, recover_interrupted
+from diskette.load import project_storages, recover_interrupted
 from diskette.management.base import DisketteCommand
+from diskette.registry import Registry, Snapshot
 from diskette.reporting import human_size
-from diskette.storages import Storage, missing_storages, resolve_storages
+from diskette.storages import (
+    AnyStorage,
+    missing_storages,
+    resolve_aliases,
+    resolve_storages,
+)
 
 
 class Command(DisketteCommand):
@@ -127,6 +133,18 @@ class Command(DisketteCommand):
             "write nothing.",
         )
         parser.add_argument(
+            "--publish",
+            action="store_true",
+            help="Upload the archive to the snapshot registry (DISKETTE_REGISTRY_STORAGE), "
+            "encrypted to DISKETTE_REGISTRY_RECIPIENTS if set, then remove it here "
+            "unless --keep.",
+        )
+        parser.add_argument(
+            "--keep",
+            action="store_true",
+            help="With --publish: keep the local archive once published.",
+        )
+        parser.add_argument(
             "--no-checksum",
             action="store_true",
             help="Skip the sha256 of the archive and of its members.",
@@ -154,7 +172,7 @@ class Command(DisketteCommand):
                     )
                 return self.print_commands(definitions, destination, options["indent"])
             # Never archive media halfway through a load that a crash cut.
-            declared = local_storages(settings.storages, base=settings.base_dir)
+            declared = project_storages(settings)
             for line in recover_interrupted(declared.values(), options["database"]):
                 self.stderr.write(line)
             storages, excludes = self.storages(options, settings)
@@ -195,6 +213,13 @@ class Command(DisketteCommand):
                 "--no-archive prints dumpdata command lines, not a --json answer: "
                 "drop one of them"
             )
+        if options["publish"] and (options["no_archive"] or options["no_checksum"]):
+            other = "--no-archive" if options["no_archive"] else "--no-checksum"
+            raise ConfigurationError(f"--publish uploads a verified archive: drop {other}")
+        if options["keep"] and not options["publish"]:
+            raise ConfigurationError(
+                "--keep keeps the archive after --publish; without it, it is kept anyway"
+            )
         if options["no_data"] and (options["no_storages"] or options["no_archive"]):
             other = "--no-storages" if options["no_storages"] else "--no-archive"
             raise ConfigurationError(
@@ -218,7 +243,7 @@ class Command(DisketteCommand):
 
     def storages(
         self, options: dict[str, Any], settings: Any
-    ) -> tuple[list[Storage], list[str]]:
+    ) -> tuple[list[AnyStorage], list[str]]:
         """Storages to dump and the exclude patterns that apply to them."""
         if options["no_storages"]:
             return [], []
@@ -232,13 +257,20 @@ class Command(DisketteCommand):
                         f"Warning: storage '{path}' does not exist: left out of the archive"
                     )
                 )
-        storages = resolve_storages(paths, basepath)
+        storages: list[AnyStorage] = list(resolve_storages(paths, basepath))
+        if not options["storages"]:  # --storage names folders instead of the settings'
+            storages += resolve_aliases(settings.storage_aliases, storages)
         if options["no_storages_excludes"]:
             return storages, []
         return storages, list(options["storages_excludes"] or settings.storages_excludes)
 
     def archive_name(
-        self, options: dict[str, Any], settings: Any, *, with_data: bool, with_storages: bool
+        self,
+        options: dict[str, Any],
+        settings: Any,
+        *,
+        with_data: bool,
+        with_storages: bool,
     ) -> str:
         """The archive's file name; ``{features}`` says what it holds."""
         template = options["filename"] or settings.dump_filename
@@ -266,7 +298,7 @@ class Command(DisketteCommand):
     def report_plan(
         self,
         definitions: list[Definition],
-        storages: list[Storage],
+        storages: list[AnyStorage],
         excludes: list[str],
         archive: Path,
         options: dict[str, Any],
@@ -339,7 +371,7 @@ class Command(DisketteCommand):
     def run_dump(
         self,
         definitions: list[Definition],
-        storages: list[Storage],
+        storages: list[AnyStorage],
         excludes: list[str],
         archive: Path,
         settings: Any,
@@ -368,10 +400,15 @@ class Command(DisketteCommand):
                 "interrupted; no archive was written", returncode=130
             ) from None
         info = result.archive
+        snapshot, removed = None, False
+        if options["publish"]:
+            snapshot, removed = self.publish(info.path, settings, options, reporter)
         if options["json"]:
             return self.write_json(
                 {
                     "archive": str(info.path),
+                    "snapshot": snapshot.as_index() if snapshot else None,
+                    "removed": removed,
                     "checked": False,
                     "anonymized": result.anonymized,
                     "files_left_out": result.files_left_out,
@@ -391,6 +428,43 @@ class Command(DisketteCommand):
         reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")
+        if snapshot is not None:
+            sealed = ", encrypted" * snapshot.encrypted
+            reporter.info(
+                f"Published snapshot {snapshot.id} to storage {settings.registry_storage!r}"
+                f"{sealed}; load it with: manage.py diskette_load snapshot:{snapshot.id}"
+            )
+            if removed:
+                reporter.info(f"Local archive removed: {info.path}")
+
+    def publish(
+        self, archive: Path, settings: Any, options: dict[str, Any], reporter: Any
+    ) -> tuple[Snapshot, bool]:
+        """Publish ``archive``; remove it here unless ``--keep``.
+
+        A failed publish keeps the archive, so it can be published again
+        (``diskette_snapshots --publish``) or copied by hand.
+        """
+        registry = Registry.from_settings(settings, reporter)
+        try:
+            snapshot = registry.publish(archive, settings.registry_recipients)
+        except DisketteError as exc:
+            raise CommandError(f"{exc} (the archive is kept at '{archive}')") from exc
+        except KeyboardInterrupt:
+            raise CommandError(
+                f"interrupted: nothing was published; the archive is kept at '{archive}'",
+                returncode=130,
+            ) from None
+        if options["keep"]:
+            return snapshot, False
+        try:
+            archive.unlink()
+        except OSError as exc:
+            reporter.warning(
+                f"the archive '{archive}' could not be removed: {exc.strerror}"
+            )
+            return snapshot, False
+        return snapshot, True
 
 
 def _count(objects: int) -> str:

@@ -11,19 +11,33 @@ from django.db import DEFAULT_DB_ALIAS
 from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
-from diskette.load import LoadOptions, load, local_storages
+from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
+from diskette.registry import SCHEME, Registry
 from diskette.reporting import CommandReporter
+
+
+def is_snapshot(source: str) -> bool:
+    """Whether ``source`` names a snapshot of the registry (and no local file)."""
+    return source.startswith(SCHEME) and not Path(source).exists()
+
+
+def is_remote(source: str) -> bool:
+    """Whether the archive is downloaded by the command, hence its to remove."""
+    return is_url(source) or is_snapshot(source)
 
 
 class Command(DisketteCommand):
     help = (
-        "Restore the data and storages of a diskette archive (a path or an "
-        "http(s) URL) into a freshly migrated database. The archive is verified "
+        "Restore the data and storages of a diskette archive (a path, an "
+        "http(s) URL, or snapshot:latest / snapshot:ID from the snapshot registry) "
+        "into a freshly migrated database. The archive is verified "
         "whole first, data loads in one transaction, and the archive is removed "
         "once loaded unless --keep."
     )
-    missing_args_message = "give the archive to load: a path or an http(s):// URL"
+    missing_args_message = (
+        "give the archive to load: a path, an http(s):// URL, or snapshot:latest"
+    )
     json_help = (
         "Print one JSON object instead of messages: the archive (a downloaded one "
         "included), what was verified or loaded, and whether the archive was removed."
@@ -31,7 +45,11 @@ class Command(DisketteCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("archive", help="Archive path or http(s):// URL.")
+        parser.add_argument(
+            "archive",
+            help="Archive path, http(s):// URL, or snapshot:latest / snapshot:ID "
+            "(from the registry, DISKETTE_REGISTRY_STORAGE).",
+        )
         parser.add_argument(
             "--storages-basepath",
             type=Path,
@@ -52,7 +70,8 @@ class Command(DisketteCommand):
             "--download-destination",
             type=Path,
             metavar="PATH",
-            help="File or folder to download a URL to. Default: the current directory.",
+            help="File or folder to download a URL to (a folder for a snapshot). "
+            "Default: the current directory.",
         )
         parser.add_argument(
             "--ignorenonexistent",
@@ -138,7 +157,7 @@ class Command(DisketteCommand):
             target = options["storages_basepath"] or settings.load_storages_path
             if target is not None and not options["no_storages"] and not target.is_dir():
                 raise LoadError(f"storages base path '{target}' is not a directory")
-            storages = local_storages(settings.storages, target, base=settings.base_dir)
+            storages = project_storages(settings, target)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
             result = load(
@@ -182,7 +201,9 @@ class Command(DisketteCommand):
                     "checked": options["check"],
                     "anonymized": result.archive.manifest.get("anonymized") is True,
                     "datas": result.archive.datas if not options["no_data"] else [],
-                    "storages": result.archive.storages if not options["no_storages"] else [],
+                    "storages": result.archive.storages
+                    if not options["no_storages"]
+                    else [],
                     "loaded": result.loaded,
                     "objects": {
                         str(application.get("name")): application.get("objects", {})
@@ -201,7 +222,7 @@ class Command(DisketteCommand):
         Kept, it would only make the next attempt refuse "already exists";
         a local archive the user gave is never removed after a failure.
         """
-        if archive is not None and is_url(options["archive"]):
+        if archive is not None and is_remote(options["archive"]):
             archive.unlink(missing_ok=True)
 
     def remove(self, archive: Path, reporter: CommandReporter) -> bool:
@@ -219,11 +240,22 @@ class Command(DisketteCommand):
     def fetch(
         self, source: str, options: dict[str, Any], settings: Any, reporter: Any
     ) -> Path:
-        """The local archive path, downloading ``source`` first if it is a URL."""
+        """The local archive path, downloading ``source`` first if it is a URL
+        or a snapshot of the registry."""
+        if is_snapshot(source):
+            registry = Registry.from_settings(settings, reporter)
+            snapshot = registry.find(source[len(SCHEME) :])
+            return registry.fetch(
+                snapshot,
+                (options["download_destination"] or Path.cwd()).absolute(),
+                settings.registry_identity,
+            )
         if not is_url(source):
             path = Path(source).absolute()
             if path.is_dir():
-                raise LoadError(f"archive '{source}' is a folder: give the archive file in it")
+                raise LoadError(
+                    f"archive '{source}' is a folder: give the archive file in it"
+                )
             if not path.is_file():
                 raise LoadError(f"archive '{source}' does not exist")
             return path

@@ -12,7 +12,7 @@ from diskette.anonymize import configured
 from diskette.conf import DisketteSettings, check_database, get_settings
 from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
-from diskette.load import local_storages, recover_interrupted
+from diskette.load import project_storages, recover_interrupted
 from diskette.management.base import DisketteCommand
 from diskette.reset import Target, describe, reset
 
@@ -74,7 +74,7 @@ class Command(DisketteCommand):
             # A load interrupted here is settled first: its journal needs the
             # database that is about to go.
             settings = get_settings()
-            declared = local_storages(settings.storages, base=settings.base_dir)
+            declared = project_storages(settings)
             for line in recover_interrupted(declared.values(), using):
                 self.stderr.write(line)
             holds_data = database_holds_data(using)

@@ -1,0 +1,432 @@
+"""The snapshot registry: archives a team publishes to, and pulls from, a storage.
+
+A registry is any Django storage (``STORAGES["diskette"]`` by default; S3
+through django-storages in practice). Production publishes; developers, who
+need no SSH access to production, list and load. Its layout::
+
+    archives/<id>.tar.gz[.age]   the archive, or its age ciphertext
+    index/<id>.json              what the snapshot is: written last
+
+Listing reads the index objects, never file names, so a storage ``location``
+(a prefix) or an unrelated object in the bucket changes nothing. The archive
+is uploaded first (on S3, in parts: the object exists only once all arrived)
+and its index last, so an interrupted publish never leaves an entry that
+points at a partial object; the orphan archive it may leave is removed by the
+next prune. A download is checked against the sha256 and size the index
+records before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .archive import read_manifest
+from .conf import DisketteSettings
+from .encryption import SUFFIX, decrypt, encrypt
+from .exceptions import RegistryError
+from .files import BLOCK_SIZE, PartialFile, file_sha256
+from .objectstorage import get_storage, list_files, open_stream, save, translated
+from .reporting import Reporter, human_size
+
+INDEX_DIR = "index"
+ARCHIVES_DIR = "archives"
+#: The version of the index objects' layout.
+INDEX_FORMAT = 1
+#: An index object is a few hundred bytes; a bigger one is not ours.
+MAX_INDEX_SIZE = 1024 * 1024
+#: Ids are the UTC time of the publish and a random suffix: sortable, unique.
+ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+#: An archive object with no index is an interrupted publish once this old.
+ORPHAN_AGE = timedelta(hours=1)
+#: What ``diskette_load`` takes as a registry reference: ``snapshot:latest``.
+SCHEME = "snapshot:"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One published snapshot, as its index object records it.
+
+    :param object: the name of the stored archive (or its ciphertext).
+    :param size: the stored object's size in bytes.
+    :param sha256: the stored object's sha256, checked on download.
+    :param archive_sha256: the archive's own sha256 (after decryption).
+    :param recipients: the age public keys it is encrypted to, if any.
+    """
+
+    id: str
+    created: str
+    object: str
+    size: int
+    sha256: str
+    archive_sha256: str
+    archive_size: int
+    anonymized: bool
+    applications: list[str]
+    storages: list[str]
+    database: str
+    django: str
+    diskette: str
+    host: str
+    recipients: list[str] = field(default_factory=list)
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.recipients)
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromisoformat(self.created)
+
+    def as_index(self) -> dict[str, Any]:
+        return {"format": INDEX_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_index(cls, data: Any, name: str) -> Snapshot:
+        """Read an index object, refusing one that is not what we write.
+
+        :raises RegistryError: naming the index object.
+        """
+        try:
+            if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+                raise ValueError("not a diskette index object")
+            fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            snapshot = cls(**fields)
+            if not ID_PATTERN.fullmatch(snapshot.id) or name != index_name(snapshot.id):
+                raise ValueError("its id does not match its name")
+            if snapshot.object != archive_name(snapshot.id, snapshot.encrypted):
+                raise ValueError("it points at an object outside archives/")
+            if not isinstance(snapshot.size, int) or not re.fullmatch(
+                r"[0-9a-f]{64}", str(snapshot.sha256)
+            ):
+                raise ValueError("its size or sha256 is malformed")
+            snapshot.created_at  # noqa: B018  # raises ValueError when malformed
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RegistryError(f"index object '{name}' is damaged: {exc}") from None
+        return snapshot
+
+
+def index_name(snapshot_id: str) -> str:
+    return f"{INDEX_DIR}/{snapshot_id}.json"
+
+
+def archive_name(snapshot_id: str, encrypted: bool) -> str:
+    return f"{ARCHIVES_DIR}/{snapshot_id}.tar.gz{SUFFIX * encrypted}"
+
+
+def new_id(now: datetime) -> str:
+    return f"{now.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Listing:
+    """The snapshots of a registry, newest first, and index objects that
+    could not be read (reported, never fatal to a listing)."""
+
+    snapshots: list[Snapshot]
+    damaged: list[str]
+
+
+class Registry:
+    """A registry in the storage ``STORAGES[alias]``.
+
+    Every storage failure is one line naming the alias
+    (:func:`diskette.objectstorage.translated`).
+    """
+
+    def __init__(self, alias: str, reporter: Reporter | None = None) -> None:
+        self.alias = alias
+        self.storage = get_storage(alias, "DISKETTE_REGISTRY_STORAGE")
+        self.reporter = reporter or Reporter()
+
+    @classmethod
+    def from_settings(
+        cls, settings: DisketteSettings, reporter: Reporter | None = None
+    ) -> Registry:
+        return cls(settings.registry_storage, reporter)
+
+    def listing(self) -> Listing:
+        """Read every index object; the newest snapshot first."""
+        snapshots: list[Snapshot] = []
+        damaged: list[str] = []
+        with translated(self.alias, "list its snapshots"):
+            names = [f.name for f in list_files(self.storage, INDEX_DIR)]
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            try:
+                snapshots.append(Snapshot.from_index(self._read_index(name), name))
+            except RegistryError as exc:
+                damaged.append(str(exc))
+        snapshots.sort(key=lambda s: (s.created_at, s.id), reverse=True)
+        return Listing(snapshots, damaged)
+
+    def _read_index(self, name: str) -> Any:
+        with (
+            translated(self.alias, f"read {name!r}"),
+            open_stream(self.storage, name) as stream,
+        ):
+            payload = stream.read(MAX_INDEX_SIZE + 1)
+        if len(payload) > MAX_INDEX_SIZE:
+            raise RegistryError(f"index object '{name}' is damaged: it is too large")
+        try:
+            if payload[:2] == b"\x1f\x8b":  # stored compressed (AWS_IS_GZIPPED)
+                with gzip.GzipFile(fileobj=io.BytesIO(payload)) as unzipped:
+                    payload = unzipped.read(MAX_INDEX_SIZE)
+            return json.loads(payload)
+        except (ValueError, OSError, EOFError):
+            raise RegistryError(f"index object '{name}' is damaged: not JSON") from None
+
+    def find(self, reference: str) -> Snapshot:
+        """The snapshot ``latest``, or of an id (a unique start of one will do).
+
+        :raises RegistryError: none, or several, match.
+        """
+        snapshots = self.listing().snapshots
+        if not snapshots:
+            raise RegistryError(
+                f"storage {self.alias!r} holds no snapshot yet: publish one with "
+                "`manage.py diskette_dump --publish` (or `fab -H HOST publish-snapshot`)"
+            )
+        if reference == "latest":
+            return snapshots[0]
+        matches = [s for s in snapshots if s.id.startswith(reference)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RegistryError(
+                f"storage {self.alias!r} holds no snapshot {reference!r}: "
+                "`manage.py diskette_snapshots` lists them"
+            )
+        raise RegistryError(
+            f"{reference!r} starts {len(matches)} snapshot ids in storage "
+            f"{self.alias!r}: give more of it"
+        )
+
+    def publish(
+        self, archive: Path, recipients: Sequence[str] = (), now: datetime | None = None
+    ) -> Snapshot:
+        """Upload a local archive and then its index object.
+
+        The archive is verified first (a damaged one is never published); with
+        ``recipients`` it is encrypted to their age public keys, in a private
+        temporary file beside it, and only the ciphertext leaves the machine.
+        """
+        now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        self.reporter.info(f"Verifying '{archive}' before publishing it")
+        manifest = read_manifest(archive)
+        archive_sha256 = file_sha256(archive)
+        archive_size = archive.stat().st_size
+        snapshot_id = new_id(now)
+        with contextlib.ExitStack() as stack:
+            upload, sha256 = archive, archive_sha256
+            if recipients:
+                self.reporter.info(f"Encrypting to {len(recipients)} public keys")
+                upload = archive.with_name(f".{archive.name}.{snapshot_id}{SUFFIX}")
+                stack.callback(upload.unlink, missing_ok=True)
+                sha256 = encrypt(archive, upload, recipients)
+            snapshot = Snapshot(
+                id=snapshot_id,
+                created=now.isoformat(timespec="seconds"),
+                object=archive_name(snapshot_id, bool(recipients)),
+                size=upload.stat().st_size,
+                sha256=sha256,
+                archive_sha256=archive_sha256,
+                archive_size=archive_size,
+                anonymized=bool(manifest.get("anonymized", False)),
+                applications=[a.get("name", "") for a in manifest.get("applications", [])],
+                storages=list(manifest.get("storages") or []),
+                database=str(manifest.get("database", "")),
+                django=str(manifest.get("django", "")),
+                diskette=__version__,
+                host=socket.gethostname(),
+                recipients=list(recipients),
+            )
+            self._upload(upload, snapshot)
+        return snapshot
+
+    def _upload(self, upload: Path, snapshot: Snapshot) -> None:
+        self.reporter.info(
+            f"Uploading snapshot {snapshot.id} ({human_size(snapshot.size)}) "
+            f"to storage {self.alias!r}"
+        )
+        progress = self.reporter.progress(snapshot.size, f"Uploading {snapshot.id}")
+        with (
+            translated(self.alias, f"upload {snapshot.object!r}"),
+            open(upload, "rb") as source,
+        ):
+            save(self.storage, snapshot.object, _ProgressReader(source, progress))
+        index = json.dumps(snapshot.as_index(), indent=1).encode()
+        try:
+            with translated(self.alias, f"write {index_name(snapshot.id)!r}"):
+                save(self.storage, index_name(snapshot.id), io.BytesIO(index))
+        except BaseException:
+            # No index: nobody will load it. Remove it now rather than at a prune.
+            with contextlib.suppress(Exception):
+                self.storage.delete(snapshot.object)
+            raise
+
+    def fetch(self, snapshot: Snapshot, destination: Path, identity: Path) -> Path:
+        """Download ``snapshot`` into the folder ``destination``, checked.
+
+        The object's size and sha256 must match its index before anything is
+        done with it; an encrypted one is then decrypted with ``identity``,
+        and the archive's own sha256 checked again.
+
+        :returns: the archive's path, which did not exist before.
+        :raises RegistryError: a damaged or truncated object, or a key that
+            does not open it; nothing is left behind.
+        """
+        destination.mkdir(parents=True, exist_ok=True)
+        _check_room(destination, snapshot.size + snapshot.archive_size * snapshot.encrypted)
+        target = destination / f"diskette-snapshot-{snapshot.id}.tar.gz"
+        what = f"snapshot {snapshot.id} in storage {self.alias!r}"
+        self.reporter.info(
+            f"Downloading {what} ({human_size(snapshot.size)}, created {snapshot.created})"
+        )
+        with contextlib.ExitStack() as stack:
+            stored = (
+                target.with_name(target.name + SUFFIX) if snapshot.encrypted else target
+            )
+            partial = stack.enter_context(PartialFile(stored))
+            partial.progress = self.reporter.progress(
+                snapshot.size, f"Downloading {snapshot.id}"
+            )
+            with (
+                translated(self.alias, f"read {snapshot.object!r}"),
+                open_stream(self.storage, snapshot.object) as stream,
+            ):
+                while block := stream.read(BLOCK_SIZE):
+                    partial.write(block)
+                    if partial.size > snapshot.size:
+                        break
+            if partial.size != snapshot.size or partial.sha256 != snapshot.sha256:
+                raise RegistryError(
+                    f"{what} is damaged: the object has "
+                    f"{'more than ' * (partial.size > snapshot.size)}{partial.size} bytes "
+                    f"and another sha256 than its index records ({snapshot.size} bytes): "
+                    "nothing was loaded; publish a new snapshot"
+                )
+            partial.commit(replace=False)
+            if not snapshot.encrypted:
+                return target
+            stack.callback(stored.unlink, missing_ok=True)
+            self.reporter.info(f"Decrypting with '{identity}'")
+            digest = decrypt(stored, target, identity, what)
+            if digest != snapshot.archive_sha256:
+                target.unlink(missing_ok=True)
+                raise RegistryError(
+                    f"{what} decrypts to another archive than its index records: "
+                    "nothing was loaded; publish a new snapshot"
+                )
+        return target
+
+    def prune(
+        self,
+        keep_last: int | None,
+        keep_days: float | None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> tuple[list[Snapshot], list[str]]:
+        """Remove the snapshots neither rule keeps, and orphaned archives.
+
+        A snapshot is kept if it is among the ``keep_last`` newest, or younger
+        than ``keep_days``: each rule given keeps what it names. Its index is
+        removed before its archive, so no index ever points at nothing.
+
+        :returns: the snapshots removed (or that would be), and the names
+            of orphan archive objects (interrupted publishes) removed.
+        """
+        if keep_last is None and keep_days is None:
+            raise RegistryError("say what to keep: --keep-last N, --keep-days D, or both")
+        now = now or datetime.now(timezone.utc)
+        listing = self.listing()
+        kept: set[str] = set()
+        if keep_last is not None:
+            kept.update(s.id for s in listing.snapshots[:keep_last])
+        if keep_days is not None:
+            horizon = now - timedelta(days=keep_days)
+            kept.update(s.id for s in listing.snapshots if s.created_at >= horizon)
+        removed = [s for s in listing.snapshots if s.id not in kept]
+        orphans = list(self._orphans(listing, now)) if not listing.damaged else []
+        if dry_run:
+            return removed, orphans
+        for snapshot in removed:
+            with translated(self.alias, f"remove snapshot {snapshot.id}"):
+                self.storage.delete(index_name(snapshot.id))
+                self.storage.delete(snapshot.object)
+        for name in orphans:
+            with translated(self.alias, f"remove {name!r}"):
+                self.storage.delete(name)
+        return removed, orphans
+
+    def _orphans(self, listing: Listing, now: datetime) -> Iterator[str]:
+        """Archive objects no index names, old enough not to be a publish at work."""
+        named = {s.object for s in listing.snapshots}
+        with translated(self.alias, "list its archives"):
+            for stored in list_files(self.storage, ARCHIVES_DIR):
+                age = now.timestamp() - stored.mtime
+                if (
+                    stored.name not in named
+                    and stored.mtime
+                    and age > ORPHAN_AGE.total_seconds()
+                ):
+                    yield stored.name
+
+
+def _check_room(folder: Path, size: int) -> None:
+    try:
+        disk = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    free = disk.f_bavail * disk.f_frsize
+    if free < size:
+        raise RegistryError(
+            f"'{folder}' has {human_size(free)} free, the snapshot needs {human_size(size)}: "
+            "free some space or choose another --download-destination"
+        )
+
+
+class _ProgressReader:
+    """A file to upload, telling progress as the storage reads it."""
+
+    def __init__(self, source: IO[bytes], progress: Any) -> None:
+        self.source = source
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.progress(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.source.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.source.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return self.source.closed
+
+    def close(self) -> None:
+        """The caller's ``with`` closes the file."""
+
+    @property
+    def size(self) -> int:
+        return os.fstat(self.source.fileno()).st_size
