@@ -225,18 +225,26 @@ class Registry:
         temporary file beside it, and only the ciphertext leaves the machine.
         """
         now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        if not archive.is_file():
+            raise RegistryError(f"archive '{archive}' does not exist")
         self.reporter.info(f"Verifying '{archive}' before publishing it")
         manifest = read_manifest(archive)
-        archive_sha256 = file_sha256(archive)
-        archive_size = archive.stat().st_size
         snapshot_id = new_id(now)
         with contextlib.ExitStack() as stack:
-            upload, sha256 = archive, archive_sha256
-            if recipients:
-                self.reporter.info(f"Encrypting to {len(recipients)} public keys")
-                upload = archive.with_name(f".{archive.name}.{snapshot_id}{SUFFIX}")
-                stack.callback(upload.unlink, missing_ok=True)
-                sha256 = encrypt(archive, upload, recipients)
+            try:
+                archive_sha256 = file_sha256(archive)
+                archive_size = archive.stat().st_size
+                upload, sha256 = archive, archive_sha256
+                if recipients:
+                    self.reporter.info(f"Encrypting to {len(recipients)} public keys")
+                    upload = archive.with_name(f".{archive.name}.{snapshot_id}{SUFFIX}")
+                    stack.callback(upload.unlink, missing_ok=True)
+                    sha256 = encrypt(archive, upload, recipients)
+            except OSError as exc:
+                raise RegistryError(
+                    f"cannot read or encrypt '{archive}' beside it: "
+                    f"{exc.strerror or exc}; nothing was published"
+                ) from exc
             snapshot = Snapshot(
                 id=snapshot_id,
                 created=now.isoformat(timespec="seconds"),
@@ -246,7 +254,11 @@ class Registry:
                 archive_sha256=archive_sha256,
                 archive_size=archive_size,
                 anonymized=bool(manifest.get("anonymized", False)),
-                applications=[a.get("name", "") for a in manifest.get("applications", [])],
+                applications=[
+                    str(a.get("name", ""))
+                    for a in manifest.get("applications") or []
+                    if isinstance(a, dict)
+                ],
                 storages=list(manifest.get("storages") or []),
                 database=str(manifest.get("database", "")),
                 django=str(manifest.get("django", "")),
@@ -286,43 +298,35 @@ class Registry:
         and the archive's own sha256 checked again.
 
         :returns: the archive's path, which did not exist before.
-        :raises RegistryError: a damaged or truncated object, or a key that
-            does not open it; nothing is left behind.
+        :raises RegistryError: a damaged or truncated object, a key that does
+            not open it, a destination that cannot take it; nothing is left
+            behind.
         """
-        destination.mkdir(parents=True, exist_ok=True)
-        _check_room(destination, snapshot.size + snapshot.archive_size * snapshot.encrypted)
         target = destination / f"diskette-snapshot-{snapshot.id}.tar.gz"
+        stored = target.with_name(target.name + SUFFIX) if snapshot.encrypted else target
         what = f"snapshot {snapshot.id} in storage {self.alias!r}"
-        self.reporter.info(
-            f"Downloading {what} ({human_size(snapshot.size)}, created {snapshot.created})"
-        )
-        with contextlib.ExitStack() as stack:
-            stored = (
-                target.with_name(target.name + SUFFIX) if snapshot.encrypted else target
+        try:
+            destination.mkdir(parents=True, exist_ok=True)
+            for path in (target, stored):
+                if path.exists():
+                    raise RegistryError(
+                        f"'{path}' already exists; move it, or choose another "
+                        "--download-destination"
+                    )
+            _check_room(
+                destination, snapshot.size + snapshot.archive_size * snapshot.encrypted
             )
-            partial = stack.enter_context(PartialFile(stored))
-            partial.progress = self.reporter.progress(
-                snapshot.size, f"Downloading {snapshot.id}"
-            )
-            with (
-                translated(self.alias, f"read {snapshot.object!r}"),
-                open_stream(self.storage, snapshot.object) as stream,
-            ):
-                while block := stream.read(BLOCK_SIZE):
-                    partial.write(block)
-                    if partial.size > snapshot.size:
-                        break
-            if partial.size != snapshot.size or partial.sha256 != snapshot.sha256:
-                raise RegistryError(
-                    f"{what} is damaged: the object has "
-                    f"{'more than ' * (partial.size > snapshot.size)}{partial.size} bytes "
-                    f"and another sha256 than its index records ({snapshot.size} bytes): "
-                    "nothing was loaded; publish a new snapshot"
-                )
-            partial.commit(replace=False)
-            if not snapshot.encrypted:
-                return target
-            stack.callback(stored.unlink, missing_ok=True)
+            with PartialFile(stored) as partial:
+                self._download(snapshot, partial, what)
+                partial.commit(replace=False)
+        except OSError as exc:
+            raise RegistryError(
+                f"cannot write {what} to '{destination}': {exc.strerror or exc}; "
+                "free some space or choose another --download-destination"
+            ) from exc
+        if not snapshot.encrypted:
+            return target
+        try:
             self.reporter.info(f"Decrypting with '{identity}'")
             digest = decrypt(stored, target, identity, what)
             if digest != snapshot.archive_sha256:
@@ -331,7 +335,44 @@ class Registry:
                     f"{what} decrypts to another archive than its index records: "
                     "nothing was loaded; publish a new snapshot"
                 )
+        finally:
+            stored.unlink(missing_ok=True)
         return target
+
+    @contextlib.contextmanager
+    def _opened(self, name: str) -> Iterator[IO[bytes]]:
+        """A stream of the object ``name``: opening it fails as the storage's
+        (:func:`translated`), what the caller does with it as its own."""
+        with contextlib.ExitStack() as stack:
+            with translated(self.alias, f"read {name!r}"):
+                stream = stack.enter_context(open_stream(self.storage, name))
+            yield stream
+
+    def _download(self, snapshot: Snapshot, partial: PartialFile, what: str) -> None:
+        """Stream the object into ``partial``; refuse it unless it is the one
+        its index describes. Reads fail as the storage's, writes as ``OSError``."""
+        self.reporter.info(
+            f"Downloading {what} ({human_size(snapshot.size)}, created {snapshot.created})"
+        )
+        partial.progress = self.reporter.progress(
+            snapshot.size, f"Downloading {snapshot.id}"
+        )
+        with self._opened(snapshot.object) as stream:
+            while block := _read(self.alias, snapshot.object, stream):
+                partial.write(block)
+                if partial.size > snapshot.size:
+                    break
+        if partial.size != snapshot.size:
+            more = "more than " * (partial.size > snapshot.size)
+            raise RegistryError(
+                f"{what} is damaged: the object has {more}{partial.size} bytes where its "
+                f"index records {snapshot.size}: nothing was loaded; publish a new snapshot"
+            )
+        if partial.sha256 != snapshot.sha256:
+            raise RegistryError(
+                f"{what} is damaged: the object's sha256 is not the one its index "
+                "records: nothing was loaded; publish a new snapshot"
+            )
 
     def prune(
         self,
@@ -384,6 +425,11 @@ class Registry:
                     and age > ORPHAN_AGE.total_seconds()
                 ):
                     yield stored.name
+
+
+def _read(alias: str, name: str, stream: IO[bytes]) -> bytes:
+    with translated(alias, f"read {name!r}"):
+        return stream.read(BLOCK_SIZE)
 
 
 def _check_room(folder: Path, size: int) -> None:

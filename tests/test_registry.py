@@ -214,3 +214,22 @@ def test_recipients_are_checked_as_settings(settings):
         CommandError, match=r"DISKETTE_REGISTRY_RECIPIENTS\[0\] must be an age public key"
     ):
         run_command("diskette_snapshots")
+
+
+def test_check_with_publish_proves_the_registry_answers(registry, settings, s3):
+    answer = json.loads(
+        run_command("diskette_dump", "--check", "--publish", "--json").stdout
+    )
+    assert answer["registry"] == {"storage": "diskette", "snapshots": 0}
+    use_registry(settings, s3, registry, keys=Keys("AKIANOBODY", "nothing"))
+    with pytest.raises(CommandError, match=r"^storage 'diskette' .*the access key was refused"):
+        run_command("diskette_dump", "--check", "--publish")
+
+
+def test_a_download_never_replaces_a_file_already_there(registry, demo):
+    snapshot = publish()["snapshot"]
+    there = demo / f"diskette-snapshot-{snapshot['id']}.tar.gz"
+    there.write_bytes(b"mine")
+    with pytest.raises(CommandError, match=r"already exists; move it, or choose another"):
+        run_command("diskette_load", "snapshot:latest", "--overwrite")
+    assert there.read_bytes() == b"mine"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import ON_SERVER, server_settings_body
 from tests.projects import BIN, SandboxCopy
 from tests.s3server import S3Server
 from tests.sshd import SSHServer, find_sshd, start_sshd
@@ -128,3 +129,44 @@ def test_a_publish_killed_during_its_upload_leaves_nothing_listed(
     assert json.loads(site.manage("diskette_snapshots", "--json").stdout)["snapshots"] == [
         again["snapshot"]
     ]
+
+
+def test_onboarding_from_the_registry_takes_a_fresh_clone_to_the_latest_snapshot(
+    tmp_path, seeded, s3: S3Server, bucket
+):
+    """scripts/onboard.sh --registry on a checkout with no database, no media,
+    no SSH configuration: only read-only keys to the registry."""
+    production = seeded.copy(tmp_path / "production", books=12, seed=1)
+    production.use_settings(
+        production.write_settings(
+            "settings_registry",
+            production.database + s3.settings_body({"diskette": {"bucket": bucket}}),
+        )
+    )
+    production.manage("diskette_dump", "--publish")
+
+    clone = SandboxCopy.create(tmp_path / "new-developer")
+    clone.use_settings(
+        clone.write_settings(
+            "settings_registry",
+            (server_settings_body() if ON_SERVER else "")  # a database not made yet
+            + s3.settings_body({"diskette": {"bucket": bucket, "keys": s3.reader}}),
+        )
+    )
+    (clone.root / "tasks.py").write_text("from diskette.tasks import ns\n")
+    (clone.root / "scripts").mkdir()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"
+    (clone.root / "scripts" / "onboard.sh").write_bytes(script.read_bytes())
+    (clone.root / "scripts" / "onboard.sh").chmod(0o755)
+    for tool in ("python", "inv"):  # the venv the script would create: this one
+        wrapper = clone.root / ".venv" / "bin" / tool
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        wrapper.write_text(f'#!/bin/sh\nexec {BIN / tool} "$@"\n')
+        wrapper.chmod(0o755)
+
+    result = clone.run("scripts/onboard.sh", "--registry")
+
+    assert result.stdout.strip().splitlines()[-1] == (
+        "=== Done: this checkout now has the data and media of snapshot latest ==="
+    )
+    assert clone.fingerprint() == production.fingerprint()

@@ -309,11 +309,18 @@ class Command(DisketteCommand):
         uncovered = coverage(
             [model for definition in definitions for model in definition.models]
         )
+        # --publish: the registry is listed, so a cron job is told now, not at
+        # night, that its credentials or its bucket are wrong.
+        registry = None
+        if options["publish"]:
+            hub = Registry.from_settings(get_settings())
+            registry = {"storage": hub.alias, "snapshots": len(hub.listing().snapshots)}
         if options["json"]:
             return self.write_json(
                 {
                     "archive": str(archive),
                     "checked": True,
+                    "registry": registry,
                     "anonymized": anonymizer is not None,
                     "uncovered": uncovered,
                     "objects": counts,
@@ -342,6 +349,11 @@ class Command(DisketteCommand):
                 self.stderr.write(f"  - would skip '{skipped.path}': {skipped.reason}")
         self.report_anonymization(anonymizer, uncovered)
         self.stdout.write(f"Archive would be created at: {archive}")
+        if registry is not None:
+            self.stdout.write(
+                f"It would be published to storage {registry['storage']!r}, which "
+                f"answers and holds {registry['snapshots']} snapshots"
+            )
 
     def report_anonymization(
         self, anonymizer: Anonymizer | None, uncovered: dict[str, list[str]]
