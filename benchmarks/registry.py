@@ -84,7 +84,9 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Step:
     return Step(seconds, usage.ru_maxrss / 1024)
 
 
-def best(runs: int, command: list[str], cwd: Path, env: dict[str, str], before=None) -> Step:
+def best(
+    runs: int, command: list[str], cwd: Path, env: dict[str, str], before=None
+) -> Step:
     steps = []
     for _ in range(runs):
         if before is not None:
@@ -173,14 +175,35 @@ def run(s3: S3Server, root: Path, megabytes: int, runs: int) -> list[tuple]:
         env,
         before=lambda: subprocess.run(["rm", "-rf", str(synced)], check=True),
     )
-    tar = best(runs, ["tar", "czf", str(root / "synced.tar.gz"), "-C", str(root), "synced"], root, env)
-    rows.append(("dump S3 media", dump, "aws s3 sync + tar czf", Step(sync.seconds + tar.seconds, max(sync.rss_mb, tar.rss_mb))))
+    tar = best(
+        runs,
+        ["tar", "czf", str(root / "synced.tar.gz"), "-C", str(root), "synced"],
+        root,
+        env,
+    )
+    rows.append(
+        (
+            "dump S3 media",
+            dump,
+            "aws s3 sync + tar czf",
+            Step(sync.seconds + tar.seconds, max(sync.rss_mb, tar.rss_mb)),
+        )
+    )
     rows.append(("dump S3 media", dump, "aws s3 sync alone (floor)", sync))
 
     print("Publishing", flush=True)
-    publish = [*python, "manage.py", "diskette_snapshots", "--publish", str(archive), "--json"]
+    publish = [
+        *python,
+        "manage.py",
+        "diskette_snapshots",
+        "--publish",
+        str(archive),
+        "--json",
+    ]
     ours = best(runs, publish, copy.root, env)
-    cp = best(runs, [*boto, "put", registry, str(archive), "plain/archive.tar.gz"], root, env)
+    cp = best(
+        runs, [*boto, "put", registry, str(archive), "plain/archive.tar.gz"], root, env
+    )
     rows.append(("publish", ours, "aws s3 cp (upload)", cp))
     encrypted = best(runs, publish, copy.root, sealed_env)
     rows.append(("publish, age-encrypted", encrypted, "publish, not encrypted", ours))
@@ -193,10 +216,24 @@ def run(s3: S3Server, root: Path, megabytes: int, runs: int) -> list[tuple]:
         for leftover in target.iterdir():
             leftover.unlink()
 
-    pull = [*python, "manage.py", "diskette_load", "snapshot:latest", "--check",
-            "--no-storages", "--download-destination", str(target)]
+    pull = [
+        *python,
+        "manage.py",
+        "diskette_load",
+        "snapshot:latest",
+        "--check",
+        "--no-storages",
+        "--download-destination",
+        str(target),
+    ]
     ours = best(runs, pull, copy.root, env, before=clean)
-    get = best(runs, [*boto, "get", registry, "plain/archive.tar.gz", str(target / "a")], root, env, before=clean)
+    get = best(
+        runs,
+        [*boto, "get", registry, "plain/archive.tar.gz", str(target / "a")],
+        root,
+        env,
+        before=clean,
+    )
     rows.append(("pull and verify", ours, "aws s3 cp (download)", get))
     decrypted = best(runs, pull, copy.root, sealed_env, before=clean)
     rows.append(("pull and verify, age-encrypted", decrypted, "pull, not encrypted", ours))

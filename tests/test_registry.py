@@ -222,7 +222,9 @@ def test_check_with_publish_proves_the_registry_answers(registry, settings, s3):
     )
     assert answer["registry"] == {"storage": "diskette", "snapshots": 0}
     use_registry(settings, s3, registry, keys=Keys("AKIANOBODY", "nothing"))
-    with pytest.raises(CommandError, match=r"^storage 'diskette' .*the access key was refused"):
+    with pytest.raises(
+        CommandError, match=r"^storage 'diskette' .*the access key was refused"
+    ):
         run_command("diskette_dump", "--check", "--publish")
 
 

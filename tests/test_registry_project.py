@@ -11,6 +11,7 @@ leaves nothing a listing shows.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,7 +58,9 @@ def test_a_snapshot_published_from_the_host_loads_on_a_checkout_without_ssh(
         production.write_settings(
             "settings_s3",
             production.database
-            + s3.settings_body({"default": {"bucket": media_bucket}, "diskette": {"bucket": bucket}})
+            + s3.settings_body(
+                {"default": {"bucket": media_bucket}, "diskette": {"bucket": bucket}}
+            )
             + 'DISKETTE_STORAGES = [{"storage": "default"}]\n',
         )
     )
@@ -93,7 +96,7 @@ def test_a_snapshot_published_from_the_host_loads_on_a_checkout_without_ssh(
 
     pulled = laptop.inv("pull-snapshot", "--yes")
 
-    assert f"Loaded snapshot:latest" in pulled.stdout
+    assert "Loaded snapshot:latest" in pulled.stdout
     assert laptop.fingerprint() == wanted
     assert not [p for p in laptop.root.iterdir() if p.name.startswith("diskette-snapshot-")]
 
@@ -103,17 +106,24 @@ def test_a_publish_killed_during_its_upload_leaves_nothing_listed(
 ):
     site = seeded.copy(tmp_path / "site", books=None)
     big = site.root / "var" / "media" / "video.bin"
-    big.write_bytes(Path("/dev/urandom").open("rb").read(40 * 1024 * 1024))
+    big.write_bytes(os.urandom(40 * 1024 * 1024))
     site.use_settings(
         site.write_settings(
-            "settings_registry", site.database + s3.settings_body({"diskette": {"bucket": bucket}})
+            "settings_registry",
+            site.database + s3.settings_body({"diskette": {"bucket": bucket}}),
         )
     )
     dumped = json.loads(site.manage("diskette_dump", "--no-data", "--json").stdout)
 
     killed = site.run(
-        str(site.python), str(KILLAT), "uploading", "manage.py",
-        "diskette_snapshots", "--publish", dumped["archive"], check=False,
+        str(site.python),
+        str(KILLAT),
+        "uploading",
+        "manage.py",
+        "diskette_snapshots",
+        "--publish",
+        dumped["archive"],
+        check=False,
     )
 
     assert killed.returncode == -9, killed.stderr
