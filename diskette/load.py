@@ -275,29 +275,42 @@ def local_storages(
     return {name: target / name for name in declared}
 
 
+class DeclaredStorages(dict[str, Path]):
+    """The folder each declared storage loads into, by archive path; and, in
+    :attr:`refused`, why a ``STORAGES`` entry has none here."""
+
+    def __init__(self, folders: dict[str, Path], refused: dict[str, str]) -> None:
+        super().__init__(folders)
+        self.refused = refused
+
+
 def project_storages(
     settings: DisketteSettings, target: Path | None = None
-) -> dict[str, Path]:
+) -> DeclaredStorages:
     """Every storage ``DISKETTE_STORAGES`` declares, by archive path, with
     the folder a load writes it to: folders, and ``STORAGES`` entries.
 
     A ``STORAGES`` entry with no local folder to load into (S3 on a staging
-    host) is left out: a dump has nothing to write there, and a load of an
-    archive holding its files is refused in one line (:func:`_check_declared`).
+    host, a folder that holds the project) is left out, with why: a dump has
+    nothing to write there, and a load of an archive holding its files is
+    refused in one line saying so (:func:`_check_declared`).
 
     :param target: the load's ``--storages-basepath``: every storage goes
         below it, at its archive path.
     """
     declared = local_storages(settings.storages, target, base=settings.base_dir)
+    refused: dict[str, str] = {}
     base = Path(os.path.abspath(settings.base_dir))
     for entry in settings.storage_aliases:
         relpath = str(alias_relpath(entry))
         if target is not None:
             declared[relpath] = Path(os.path.abspath(target)) / relpath
             continue
-        with contextlib.suppress(StorageError):
+        try:
             declared[relpath] = alias_load_folder(entry, base)
-    return declared
+        except StorageError as exc:
+            refused[relpath] = str(exc)
+    return DeclaredStorages(declared, refused)
 
 
 def alias_load_folder(entry: StorageAlias, base: Path) -> Path:
@@ -490,6 +503,9 @@ def _remove_empty_tree(folder: Path) -> None:
 
 
 def _check_declared(storage: str, storages: dict[str, Path]) -> None:
+    refused = storages.refused if isinstance(storages, DeclaredStorages) else {}
+    if storage in refused:
+        raise UntrustedDataError(f"the archive holds '{storage}', but {refused[storage]}")
     if storage not in storages and storage.startswith(f"{ALIASES_DIR}/"):
         alias = storage.split("/")[1]
         raise UntrustedDataError(

@@ -161,7 +161,7 @@ def alias_relpath(entry: StorageAlias) -> PurePosixPath:
 
 
 def resolve_aliases(
-    entries: Iterable[StorageAlias], folders: Iterable[AnyStorage] = ()
+    entries: Iterable[StorageAlias], base: Path, folders: Iterable[AnyStorage] = ()
 ) -> list[AnyStorage]:
     """The storages of ``STORAGES`` entries, as a dump reads them.
 
@@ -169,10 +169,12 @@ def resolve_aliases(
     its links checked, locked against a load); any other storage is read by
     its API.
 
+    :param base: the project's base folder, which a storage's folder must
+        not hold (``MEDIA_ROOT = ""`` would archive the whole project).
     :param folders: the folder storages of the same dump, which a storage's
         folder must not overlap.
     :raises StorageError: an alias a ``STORAGES`` lacks, a folder that does
-        not exist, or overlaps.
+        not exist, holds the project, or overlaps.
     :raises ConfigurationError: a storage backend that cannot be created.
     """
     taken = [folder for folder in folders if isinstance(folder, Storage)]
@@ -196,6 +198,11 @@ def resolve_aliases(
         path = check_directory(
             Path(folder, entry.prefix), name=f"{entry.alias}:{entry.prefix or '/'}"
         )
+        if Path(os.path.abspath(base)).is_relative_to(path):
+            raise StorageError(
+                f"storage {entry.alias!r} keeps its files in '{path}', which holds the "
+                "project itself: set its location (MEDIA_ROOT) to a media folder"
+            )
         for other in taken:
             if path.is_relative_to(other.path) or other.path.is_relative_to(path):
                 raise StorageError(

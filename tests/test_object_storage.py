@@ -232,3 +232,42 @@ def test_check_counts_the_files_of_the_bucket(production, settings):
             "size": sum(map(len, expected)),
         }
     }
+
+
+def test_files_of_a_dropped_file_field_are_left_out_of_the_bucket_dump(
+    project, settings, s3, bucket
+):
+    """``id_scan: drop`` names files of the S3 storage: they never reach the archive."""
+    run_command("shop_seed_customers", users=3)
+    scans = {f"customers/scan-{i:05d}.txt": b"Passport" for i in range(3)}
+    fill(s3, bucket, {**scans, "covers/kept.jpg": b"cover"})
+    use_s3(settings, s3, "default", bucket)
+    settings.DISKETTE_STORAGES = [{"storage": "default"}]
+    settings.DISKETTE_ANONYMIZE = {"shop.Customer": {"id_scan": "drop"}}
+    settings.DISKETTE_ANONYMIZE_SECRET = "a-test-secret-of-some-length"
+    answer = json.loads(run_command("diskette_dump", "--json").stdout)
+    assert answer["files_left_out"] == len(scans)
+    members = archive_members(Path(answer["archive"]))
+    assert "diskette-storages/default/covers/kept.jpg" in members
+    assert not [name for name in members if "/customers/" in name]
+
+
+def test_a_local_storage_on_the_project_itself_is_refused(project, settings):
+    """``MEDIA_ROOT = ""`` makes the default storage the current folder: the
+    project, its database included, is not media."""
+    use_folder(settings, "default", project)
+    settings.DISKETTE_STORAGES = [{"storage": "default"}]
+    with pytest.raises(
+        CommandError,
+        match=r"storage 'default' keeps its files in .*holds the project itself",
+    ):
+        run_command("diskette_dump", "--no-data")
+    use_folder(settings, "default", project / "var" / "media")
+    run_command("diskette_dump", "--no-data")
+    use_folder(settings, "default", project)
+    with pytest.raises(
+        CommandError,
+        match=r"holds 'diskette-storages/default', but storage 'default' would load "
+        r"into .*, which holds the project itself",
+    ):
+        run_command("diskette_load", "var/diskette_storages.tar.gz")

@@ -259,7 +259,7 @@ class Command(DisketteCommand):
                 )
         storages: list[AnyStorage] = list(resolve_storages(paths, basepath))
         if not options["storages"]:  # --storage names folders instead of the settings'
-            storages += resolve_aliases(settings.storage_aliases, storages)
+            storages += resolve_aliases(settings.storage_aliases, basepath, storages)
         if options["no_storages_excludes"]:
             return storages, []
         return storages, list(options["storages_excludes"] or settings.storages_excludes)
