@@ -331,7 +331,12 @@ def _storage_entry(entry: dict[str, Any]) -> Iterator[str]:
     if not isinstance(alias, str) or not ALIAS.fullmatch(alias):
         yield f'must name a STORAGES alias, e.g. {{"storage": "default"}}, not {alias!r}'
     prefix = entry.get("prefix", "")
-    if not isinstance(prefix, str) or ".." in prefix.split("/") or "\\" in prefix:
+    parts = prefix.strip("/").split("/") if isinstance(prefix, str) else []
+    if (
+        not isinstance(prefix, str)
+        or (prefix.strip("/") and any(p in ("", ".", "..") for p in parts))
+        or "\\" in prefix
+    ):
         yield f"'prefix' must be a folder of the storage such as 'uploads', not {prefix!r}"
     excludes = entry.get("excludes", [])
     if not isinstance(excludes, list | tuple) or not all(

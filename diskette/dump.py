@@ -27,7 +27,7 @@ from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
 from .exceptions import ConfigurationError, DumpError
 from .journal import locked
-from .objectstorage import open_stream, storage_identity, translated
+from .objectstorage import open_file, storage_identity, translated
 from .reporting import Reporter
 from .schema import applied_migrations
 from .storages import (
@@ -347,9 +347,14 @@ def _append_files(
         # by the storage's alias; a failed write names the archive (DumpError).
         with (
             translated(alias, f"read {item.stored.name!r}"),
-            open_stream(source.storage, item.stored) as stream,
+            open_file(source.storage, item.stored) as (stream, size),
         ):
-            writer.add_stream(item.arcname, stream, item.size, item.stored.mtime, advance)
+            writer.add_stream(item.arcname, stream, size, item.stored.mtime, advance)
+            if stream.read(1):  # longer than listed: never archive a cut file
+                raise DumpError(
+                    f"storage {alias!r}: {item.stored.name!r} changed while it was "
+                    "archived; dump again"
+                )
     return omitted
 
 

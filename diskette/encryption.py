@@ -93,13 +93,27 @@ def new_identity(path: Path) -> str:
     pyrage = _pyrage()
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise RegistryError(
+            f"'{path}' is a folder: set DISKETTE_REGISTRY_IDENTITY to a file path"
+        )
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.exists():
+            raise RegistryError(
+                f"'{path}' exists already: it is your key; its public key is on its "
+                "'# public key:' line"
+            ) from None
         raise RegistryError(
-            f"'{path}' exists already: it is your key; its public key is on its "
-            "'# public key:' line"
+            f"cannot create '{path}': a file stands where a folder of it should be; "
+            "set DISKETTE_REGISTRY_IDENTITY to another path"
+        ) from None
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot create '{path}': {exc.strerror or exc}; set "
+            "DISKETTE_REGISTRY_IDENTITY to another path"
         ) from None
     with os.fdopen(descriptor, "w") as key:
         key.write(f"# public key: {public}\n{identity}\n")

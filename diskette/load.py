@@ -43,6 +43,7 @@ from .archive import DATA_DIR, Unpacked, unpack
 from .conf import DisketteSettings, StorageAlias
 from .exceptions import (
     ArchiveError,
+    ConfigurationError,
     GuardError,
     LoadError,
     StorageError,
@@ -307,9 +308,19 @@ def project_storages(
             declared[relpath] = Path(os.path.abspath(target)) / relpath
             continue
         try:
-            declared[relpath] = alias_load_folder(entry, base)
-        except StorageError as exc:
+            folder = alias_load_folder(entry, base)
+        except ConfigurationError as exc:  # no folder here, or no such storage
             refused[relpath] = str(exc)
+            continue
+        for name, other in declared.items():
+            if folder.is_relative_to(other) or other.is_relative_to(folder):
+                refused[relpath] = (
+                    f"storage {entry.alias!r} would load into '{folder}', which overlaps "
+                    f"storage '{name}' ('{other}'): give it a folder of its own"
+                )
+                break
+        else:
+            declared[relpath] = folder
     return DeclaredStorages(declared, refused)
 
 

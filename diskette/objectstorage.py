@@ -19,7 +19,9 @@ boto3 and django-storages are imported only when a project uses them.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import posixpath
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,14 +174,9 @@ def open_stream(storage: Any, stored: StoredFile | str) -> Iterator[IO[bytes]]:
     name = stored.name if isinstance(stored, StoredFile) else stored
     if is_s3(storage):
         key = storage._normalize_name(name)
-        extra: dict[str, Any] = {
-            k: v
-            for k, v in storage.get_object_parameters(key).items()
-            if k.startswith("SSECustomer")
-        }
-        if isinstance(stored, StoredFile) and stored.etag:
-            extra["IfMatch"] = stored.etag
-        body = storage.bucket.Object(key).get(**extra)["Body"]
+        body = storage.bucket.Object(key).get(**_read_parameters(storage, key, stored))[
+            "Body"
+        ]
         try:
             yield body
         finally:
@@ -187,6 +184,68 @@ def open_stream(storage: Any, stored: StoredFile | str) -> Iterator[IO[bytes]]:
     else:
         with storage.open(name, "rb") as source:
             yield source
+
+
+#: A file stored gzip-compressed (django-storages' ``gzip`` option) is
+#: decompressed into memory up to this size, then into a temporary file.
+SPOOL_SIZE = 16 * 1024 * 1024
+#: ... and refused past this many times its stored size: not a stylesheet.
+LARGEST_RATIO = 1000
+
+
+@contextlib.contextmanager
+def open_file(storage: Any, stored: StoredFile) -> Iterator[tuple[IO[bytes], int]]:
+    """A file's bytes as the application reads them, and how many there are.
+
+    django-storages stores a file gzip-compressed when its ``gzip`` option
+    is on (``ContentEncoding: gzip``) and ``S3File`` decompresses it on the
+    way out: so is it here, into a spooled file, since an archive member's
+    size must be known before its bytes. Any other file is the stream of
+    :func:`open_stream`, of the size the listing gave.
+
+    :raises ValueError: a compressed file that inflates beyond reason.
+    """
+    if not is_s3(storage) or not getattr(storage, "gzip", False):
+        with open_stream(storage, stored) as stream:
+            yield stream, stored.size
+        return
+    key = storage._normalize_name(stored.name)
+    extra = _read_parameters(storage, key, stored)
+    response = storage.bucket.Object(key).get(**extra)
+    body = response["Body"]
+    try:
+        if response.get("ContentEncoding") != "gzip":
+            yield body, stored.size
+            return
+        limit = max(stored.size, 1) * LARGEST_RATIO
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_SIZE) as spool:
+            with gzip.GzipFile(fileobj=body) as unzipped:
+                while block := unzipped.read(1024 * 1024):
+                    spool.write(block)
+                    if spool.tell() > limit:
+                        raise ValueError(
+                            f"{stored.name!r} inflates to more than {LARGEST_RATIO} "
+                            "times its stored size"
+                        )
+            size = spool.tell()
+            spool.seek(0)
+            yield spool, size
+    finally:
+        body.close()
+
+
+def _read_parameters(storage: Any, key: str, stored: StoredFile | str) -> dict[str, Any]:
+    """What a GET of ``key`` needs: the customer key of encrypted objects
+    (SSE-C), and the entity tag the listing gave, so a file replaced since
+    fails instead of being read."""
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in storage.get_object_parameters(key).items()
+        if k.startswith("SSECustomer")
+    }
+    if isinstance(stored, StoredFile) and stored.etag:
+        extra["IfMatch"] = stored.etag
+    return extra
 
 
 def save(storage: Any, name: str, content: Any) -> None:
@@ -210,6 +269,16 @@ def save(storage: Any, name: str, content: Any) -> None:
         raise StorageAccessError(
             f"the storage saved {name!r} as {saved!r}: it must keep names as given"
         )
+
+
+def is_missing(exc: BaseException | None) -> bool:
+    """Whether a storage's error says the file does not exist (removed meanwhile)."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    response = getattr(exc, "response", None)
+    if type(exc).__module__.startswith("botocore") and isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code")) in ("404", "NoSuchKey")
+    return False
 
 
 #: S3 error codes, what they mean, and what to fix.

@@ -35,10 +35,17 @@ from typing import IO, Any
 from . import __version__
 from .archive import read_manifest
 from .conf import DisketteSettings
-from .encryption import SUFFIX, decrypt, encrypt
-from .exceptions import RegistryError
+from .encryption import SUFFIX, decrypt, encrypt, read_identities
+from .exceptions import RegistryError, StorageAccessError
 from .files import BLOCK_SIZE, PartialFile, file_sha256
-from .objectstorage import get_storage, list_files, open_stream, save, translated
+from .objectstorage import (
+    get_storage,
+    is_missing,
+    list_files,
+    open_stream,
+    save,
+    translated,
+)
 from .reporting import Reporter, human_size
 
 INDEX_DIR = "index"
@@ -49,8 +56,15 @@ INDEX_FORMAT = 1
 MAX_INDEX_SIZE = 1024 * 1024
 #: Ids are the UTC time of the publish and a random suffix: sortable, unique.
 ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
-#: An archive object with no index is an interrupted publish once this old.
-ORPHAN_AGE = timedelta(hours=1)
+#: The only names a publish writes, and so the only ones read or removed.
+INDEX_NAME = re.compile(rf"{INDEX_DIR}/{ID_PATTERN.pattern}\.json")
+ARCHIVE_NAME = re.compile(rf"{ARCHIVES_DIR}/{ID_PATTERN.pattern}\.tar\.gz(?:\.age)?")
+#: An archive object with no index is an interrupted publish once this old
+#: (S3 dates a multipart object from the start of its upload: a day leaves a
+#: slow one the time to finish; a publish also checks its object survived).
+ORPHAN_AGE = timedelta(days=1)
+#: The longest retention ``--keep-days`` takes: a century.
+MAX_KEEP_DAYS = 36_500
 #: What ``diskette_load`` takes as a registry reference: ``snapshot:latest``.
 SCHEME = "snapshot:"
 
@@ -95,27 +109,76 @@ class Snapshot:
 
     @classmethod
     def from_index(cls, data: Any, name: str) -> Snapshot:
-        """Read an index object, refusing one that is not what we write.
+        """Read an index object, refusing one that is not exactly what a
+        publish writes: a bucket's content is not trusted.
 
-        :raises RegistryError: naming the index object.
+        :raises RegistryError: naming the index object and its first fault.
         """
         try:
             if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
                 raise ValueError("not a diskette index object")
-            fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-            snapshot = cls(**fields)
+            if type(data["format"]) is not int:
+                raise ValueError("not a diskette index object")
+            for key, kind in INDEX_FIELDS.items():
+                if key not in data:
+                    raise ValueError(f"{key!r} is missing")
+                if not _is(data[key], kind):
+                    raise ValueError(f"{key!r} is not {INDEX_KINDS[kind]}")
+            snapshot = cls(**{key: data[key] for key in INDEX_FIELDS})
             if not ID_PATTERN.fullmatch(snapshot.id) or name != index_name(snapshot.id):
                 raise ValueError("its id does not match its name")
             if snapshot.object != archive_name(snapshot.id, snapshot.encrypted):
                 raise ValueError("it points at an object outside archives/")
-            if not isinstance(snapshot.size, int) or not re.fullmatch(
-                r"[0-9a-f]{64}", str(snapshot.sha256)
+            if not (
+                SHA256.fullmatch(snapshot.sha256)
+                and SHA256.fullmatch(snapshot.archive_sha256)
             ):
-                raise ValueError("its size or sha256 is malformed")
-            snapshot.created_at  # noqa: B018  # raises ValueError when malformed
+                raise ValueError("a sha256 is malformed")
+            if snapshot.created_at.tzinfo is None:
+                raise ValueError("'created' has no time zone")
         except (TypeError, ValueError, KeyError) as exc:
             raise RegistryError(f"index object '{name}' is damaged: {exc}") from None
         return snapshot
+
+
+#: Every field of an index object and its kind: a size is a whole number
+#: of bytes (never a bool, a float or a string), a list holds strings.
+INDEX_FIELDS: dict[str, str] = {
+    "id": "str",
+    "created": "str",
+    "object": "str",
+    "size": "size",
+    "sha256": "str",
+    "archive_sha256": "str",
+    "archive_size": "size",
+    "anonymized": "bool",
+    "applications": "strings",
+    "storages": "strings",
+    "database": "str",
+    "django": "str",
+    "diskette": "str",
+    "host": "str",
+    "recipients": "strings",
+}
+INDEX_KINDS = {
+    "str": "a string",
+    "size": "a number of bytes",
+    "bool": "true or false",
+    "strings": "a list of strings",
+}
+SHA256 = re.compile(r"[0-9a-f]{64}")
+#: No snapshot is a petabyte: a larger "size" is a lie.
+LARGEST = 2**50
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "size":
+        return type(value) is int and 0 <= value <= LARGEST
+    if kind == "bool":
+        return type(value) is bool
+    if kind == "strings":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str)
 
 
 def index_name(snapshot_id: str) -> str:
@@ -158,16 +221,30 @@ class Registry:
         return cls(settings.registry_storage, reporter)
 
     def listing(self) -> Listing:
-        """Read every index object; the newest snapshot first."""
+        """Read every index object; the newest snapshot first.
+
+        Only names a publish writes (``index/<id>.json``) are read; anything
+        else below ``index/`` is not a snapshot. An index removed meanwhile
+        (a prune) is skipped; one that cannot be read is reported as damaged.
+        """
         snapshots: list[Snapshot] = []
         damaged: list[str] = []
         with translated(self.alias, "list its snapshots"):
             names = [f.name for f in list_files(self.storage, INDEX_DIR)]
         for name in names:
-            if not name.endswith(".json"):
+            if not INDEX_NAME.fullmatch(name):
                 continue
             try:
-                snapshots.append(Snapshot.from_index(self._read_index(name), name))
+                data = self._read_index(name)
+            except StorageAccessError as exc:
+                if is_missing(exc.__cause__):
+                    continue
+                raise
+            except RegistryError as exc:
+                damaged.append(str(exc))
+                continue
+            try:
+                snapshots.append(Snapshot.from_index(data, name))
             except RegistryError as exc:
                 damaged.append(str(exc))
         snapshots.sort(key=lambda s: (s.created_at, s.id), reverse=True)
@@ -186,7 +263,7 @@ class Registry:
                 with gzip.GzipFile(fileobj=io.BytesIO(payload)) as unzipped:
                     payload = unzipped.read(MAX_INDEX_SIZE)
             return json.loads(payload)
-        except (ValueError, OSError, EOFError):
+        except (ValueError, OSError, EOFError, RecursionError):
             raise RegistryError(f"index object '{name}' is damaged: not JSON") from None
 
     def find(self, reference: str) -> Snapshot:
@@ -199,6 +276,11 @@ class Registry:
             raise RegistryError(
                 f"storage {self.alias!r} holds no snapshot yet: publish one with "
                 "`manage.py diskette_dump --publish` (or `fab -H HOST publish-snapshot`)"
+            )
+        if not reference:
+            raise RegistryError(
+                "name a snapshot: snapshot:latest, or snapshot:ID "
+                "(`manage.py diskette_snapshots` lists them)"
             )
         if reference == "latest":
             return snapshots[0]
@@ -284,6 +366,16 @@ class Registry:
         try:
             with translated(self.alias, f"write {index_name(snapshot.id)!r}"):
                 save(self.storage, index_name(snapshot.id), io.BytesIO(index))
+                # A prune that ran between the upload and the index took the
+                # object as an interrupted publish's: then take the index back.
+                present = self.storage.exists(snapshot.object)
+            if not present:
+                with contextlib.suppress(Exception):
+                    self.storage.delete(index_name(snapshot.id))
+                raise RegistryError(
+                    f"snapshot {snapshot.id} was removed from storage {self.alias!r} "
+                    "while it was published (a prune?): nothing was published; publish again"
+                )
         except BaseException:
             # No index: nobody will load it. Remove it now rather than at a prune.
             with contextlib.suppress(Exception):
@@ -305,6 +397,8 @@ class Registry:
         target = destination / f"diskette-snapshot-{snapshot.id}.tar.gz"
         stored = target.with_name(target.name + SUFFIX) if snapshot.encrypted else target
         what = f"snapshot {snapshot.id} in storage {self.alias!r}"
+        if snapshot.encrypted:  # a missing key is told before a long download
+            read_identities(identity)
         try:
             destination.mkdir(parents=True, exist_ok=True)
             for path in (target, stored):
@@ -392,6 +486,13 @@ class Registry:
         """
         if keep_last is None and keep_days is None:
             raise RegistryError("say what to keep: --keep-last N, --keep-days D, or both")
+        if (keep_last is not None and keep_last < 1) or (
+            keep_days is not None and not 0 < keep_days <= MAX_KEEP_DAYS
+        ):
+            raise RegistryError(
+                f"keep at least the last snapshot (--keep-last 1 or more) and days "
+                f"between 0 and {MAX_KEEP_DAYS:,} (--keep-days)"
+            )
         now = now or datetime.now(timezone.utc)
         listing = self.listing()
         kept: set[str] = set()
@@ -420,7 +521,8 @@ class Registry:
             for stored in list_files(self.storage, ARCHIVES_DIR):
                 age = now.timestamp() - stored.mtime
                 if (
-                    stored.name not in named
+                    ARCHIVE_NAME.fullmatch(stored.name)
+                    and stored.name not in named
                     and stored.mtime
                     and age > ORPHAN_AGE.total_seconds()
                 ):

@@ -215,30 +215,53 @@ def resolve_aliases(
     return resolved
 
 
+#: The longest name a folder holds (bytes, most file systems) and path Linux opens.
+NAME_MAX = 255
+PATH_MAX = 4000
+
+
 def walk_files(
     source: StorageFiles, excludes: Iterable[str] = ()
 ) -> Iterator[StoredEntry | Skipped]:
     """The files of a storage read by its API, with their archive names.
 
-    A name no folder can hold (``..``, empty parts, a backslash) is skipped
-    and reported: a load would refuse the archive for it.
+    An object store holds names no folder can: ``..`` or empty parts, a
+    backslash, a part longer than a file name may be, or a file ``x`` beside
+    files below ``x/``. Those are skipped and reported, so that every archive
+    a dump writes can be loaded into folders.
     """
     patterns = (*excludes, *source.excludes)
     prefix = source.entry.prefix
+    # Keys that start with a key come right after it in a listing's order:
+    # the chain of files that are the start of the current one is enough to
+    # find a file that is also a folder, whatever the bucket's size.
+    chain: list[str] = []
     with translated(source.entry.alias, "list its files"):
         for stored in list_files(source.storage, prefix):
             relative = stored.name[len(prefix) + 1 :] if prefix else stored.name
             if is_excluded(relative, patterns):
                 continue
-            parts = relative.split("/")
-            if (
-                "\\" in relative
-                or "\0" in relative
-                or any(p in ("", ".", "..") for p in parts)
-            ):
-                yield Skipped(Path(stored.name), "has a name no folder can hold")
+            arcname = f"{source.relpath}/{relative}"
+            reason = _unholdable(relative, arcname)
+            while chain and not relative.startswith(chain[-1]):
+                chain.pop()
+            if reason is None and chain and relative.startswith(f"{chain[-1]}/"):
+                reason = f"is below '{chain[-1]}', which is a file"
+            if reason is not None:
+                yield Skipped(Path(stored.name), reason)
                 continue
-            yield StoredEntry(stored, f"{source.relpath}/{relative}")
+            chain.append(relative)
+            yield StoredEntry(stored, arcname)
+
+
+def _unholdable(relative: str, arcname: str) -> str | None:
+    """Why no folder can hold the file ``relative``, if none can."""
+    parts = relative.split("/")
+    if "\\" in relative or "\0" in relative or any(p in ("", ".", "..") for p in parts):
+        return "has a name no folder can hold"
+    if any(len(p.encode()) > NAME_MAX for p in parts) or len(arcname.encode()) > PATH_MAX:
+        return "has a name too long for a folder"
+    return None
 
 
 def missing_storages(

@@ -609,9 +609,38 @@ def reset_and_load_archive(
         the ``loaded`` data, ``restored`` storages and ``objects`` the load
         reports.
     """
-    on = f" on {host}" if host else ""
     target = reset_target(c, project, force)
     local = verified_archive(c, project, archive)
+    try:
+        return _reset_and_load(
+            c, project, archive, local, target, yes, force, safety, load_options, host, name
+        )
+    except BaseException:
+        if is_download(archive):  # fetched for this load: never left behind
+            c.run(f"rm -f -- {shlex.quote(local)}", hide=True, warn=True, in_stream=False)
+        raise
+
+
+def is_download(archive: str) -> bool:
+    """Whether ``diskette_load`` downloads ``archive`` (a URL, a registry snapshot)."""
+    return "://" in archive or archive.startswith(REGISTRY_SCHEME)
+
+
+def _reset_and_load(
+    c: Context,
+    project: Project,
+    archive: str,
+    local: str,
+    target: ResetTarget,
+    yes: bool,
+    force: bool,
+    safety: SafetyNet,
+    load_options: tuple[str, ...],
+    host: str | None,
+    name: str | None,
+) -> dict[str, Any]:
+    """:func:`reset_and_load_archive` once ``archive`` is verified at ``local``."""
+    on = f" on {host}" if host else ""
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
     if safety.enabled and target.holds_data:

@@ -19,7 +19,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
-from tests.conftest import archive_members, run_command, tree_state
+from tests.conftest import archive_file, archive_members, run_command, tree_state
 from tests.s3server import Keys, S3Server
 from tests.test_load_command import wipe_database
 
@@ -271,3 +271,63 @@ def test_a_local_storage_on_the_project_itself_is_refused(project, settings):
         r"into .*, which holds the project itself",
     ):
         run_command("diskette_load", "var/diskette_storages.tar.gz")
+
+
+def test_files_stored_gzip_compressed_are_archived_as_the_application_reads_them(
+    project, settings, s3, bucket
+):
+    """django-storages' ``gzip`` option compresses a stylesheet on the way in
+    and ``S3File`` inflates it on the way out: the archive holds the latter."""
+    use_s3(settings, s3, "default", bucket, gzip=True)
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    css = b"body { color: red; }\n" * 500
+    storages["default"].save("site/style.css", ContentFile(css))
+    stored = s3.client().get_object(Bucket=bucket, Key="site/style.css")
+    assert stored["ContentEncoding"] == "gzip" and stored["Body"].read() != css
+    settings.DISKETTE_STORAGES = [{"storage": "default"}]
+    run_command("diskette_dump", "--no-data")
+    archive = project / "var" / "diskette_storages.tar.gz"
+    assert archive_file(archive, "diskette-storages/default/site/style.css") == css
+
+
+def test_names_no_folder_can_hold_are_skipped_so_the_archive_loads(
+    project, settings, s3, bucket
+):
+    fill(
+        s3,
+        bucket,
+        {
+            "x": b"a file",
+            "x-other": b"between them in S3's order",
+            "x/y": b"below a file",
+            "a/../b": b"climbs",
+            "long/" + "n" * 300: b"too long a name",
+            "fine/z": b"kept",
+        },
+    )
+    use_s3(settings, s3, "default", bucket)
+    settings.DISKETTE_STORAGES = [{"storage": "default"}]
+    answer = json.loads(run_command("diskette_dump", "--no-data", "--json").stdout)
+    assert sorted(answer["skipped"]) == sorted(["x/y", "a/../b", "long/" + "n" * 300])
+    media = project / "var" / "uploads"
+    use_folder(settings, "default", media)
+    run_command("diskette_load", answer["archive"])
+    assert files_below(media) == {
+        "x": b"a file",
+        "x-other": b"between them in S3's order",
+        "fine/z": b"kept",
+    }
+
+
+def test_a_load_target_overlapping_another_storage_is_refused_up_front(
+    production, project, settings
+):
+    run_command("diskette_dump", "--no-data")
+    media = project / "var" / "media"
+    settings.DISKETTE_STORAGES = [media, {"storage": "default", "load_to": "var/media/s3"}]
+    before = tree_state(project / "var" / "media")
+    with pytest.raises(CommandError, match=r"would load into .*, which overlaps storage 'var/media'"):
+        run_command("diskette_load", "var/diskette_storages.tar.gz")
+    assert tree_state(project / "var" / "media") == before

@@ -235,3 +235,91 @@ def test_a_download_never_replaces_a_file_already_there(registry, demo):
     with pytest.raises(CommandError, match=r"already exists; move it, or choose another"):
         run_command("diskette_load", "snapshot:latest", "--overwrite")
     assert there.read_bytes() == b"mine"
+
+
+DAMAGES = {
+    "no time zone": {"created": "2020-01-01T00:00:00"},
+    "size as a string": {"archive_size": "12"},
+    "size as a bool": {"size": True},
+    "negative size": {"size": -5},
+    "applications not strings": {"applications": [1, 2]},
+    "applications null": {"applications": None},
+    "anonymized as a string": {"anonymized": "false"},
+    "object elsewhere": {"object": "../../etc/passwd"},
+    "format as a bool": {"format": True},
+}
+
+
+def test_damaged_index_objects_are_reported_and_never_break_the_registry(
+    registry, demo, s3
+):
+    """A bucket's content is not trusted: each damaged index is named once,
+    and the good snapshot still lists and loads."""
+    good = publish("--keep")["snapshot"]
+    client = s3.client()
+    for number, change in enumerate(DAMAGES.values()):
+        other = {**good, "id": f"20200101T00000{number}Z-abcdef", **change}
+        other.setdefault("object", f"archives/{other['id']}.tar.gz")
+        client.put_object(
+            Bucket=registry, Key=f"index/{other['id']}.json", Body=json.dumps(other)
+        )
+    deep = "[" * 100_000 + "]" * 100_000
+    client.put_object(Bucket=registry, Key="index/20200102T000000Z-abcdef.json", Body=deep)
+    client.put_object(Bucket=registry, Key="index/../x.json", Body=b"{}")
+    client.put_object(Bucket=registry, Key="index/notes.txt", Body=b"not ours")
+
+    answer = json.loads(run_command("diskette_snapshots", "--json").stdout)
+
+    assert [s["id"] for s in answer["snapshots"]] == [good["id"]]
+    assert len(answer["damaged"]) == len(DAMAGES) + 1
+    assert all(line.startswith("index object 'index/") for line in answer["damaged"])
+    assert run_command("diskette_snapshots").stdout.count(good["id"]) == 1
+    dry = json.loads(
+        run_command("diskette_snapshots", "--prune", "--keep-last", "1", "--dry-run", "--json").stdout
+    )
+    assert dry["removed"] == []
+
+
+def test_prune_removes_only_what_a_publish_writes(registry, demo, s3):
+    client = s3.client()
+    for key in ("archives/README.txt", "archives/manual/backup.tar.gz", "elsewhere.bin"):
+        client.put_object(Bucket=registry, Key=key, Body=b"not diskette's")
+    orphan = "archives/20200101T000000Z-abcdef.tar.gz"
+    client.put_object(Bucket=registry, Key=orphan, Body=b"an interrupted publish")
+    hub = Registry.from_settings(get_settings())
+    later = datetime.now(timezone.utc) + ORPHAN_AGE + timedelta(minutes=1)
+    assert hub.prune(keep_last=1, keep_days=None, now=later) == ([], [orphan])
+    assert set(s3.objects(registry)) == {
+        "archives/README.txt",
+        "archives/manual/backup.tar.gz",
+        "elsewhere.bin",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keep-days", "inf"], r"--keep-days: 'inf': give a number of days above 0"),
+        (["--keep-last", "0"], r"--keep-last: '0': keep 1 or more snapshots"),
+        ([], r"say what to keep"),
+    ],
+)
+def test_retention_refuses_what_it_cannot_keep(registry, args, message):
+    with pytest.raises(CommandError, match=message):
+        run_command("diskette_snapshots", "--prune", *args)
+
+
+def test_an_empty_snapshot_reference_is_refused(registry, demo):
+    publish()
+    with pytest.raises(CommandError, match=r"name a snapshot: snapshot:latest"):
+        run_command("diskette_load", "snapshot:")
+
+
+def test_a_key_path_on_a_file_is_one_line(tmp_path, settings):
+    (tmp_path / "file").write_text("")
+    settings.DISKETTE_REGISTRY_IDENTITY = str(tmp_path / "file" / "key.txt")
+    with pytest.raises(CommandError, match=r"a file stands where a folder of it should be"):
+        run_command("diskette_snapshots", "--new-key")
+    settings.DISKETTE_REGISTRY_IDENTITY = str(tmp_path)
+    with pytest.raises(CommandError, match=r"is a folder: set DISKETTE_REGISTRY_IDENTITY"):
+        run_command("diskette_snapshots", "--new-key")

@@ -23,7 +23,7 @@ def is_snapshot(source: str) -> bool:
 
 
 def is_remote(source: str) -> bool:
-    """Whether the archive is downloaded by the command, hence its to remove."""
+    """Whether the command downloads the archive, and so removes it after a failure."""
     return is_url(source) or is_snapshot(source)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from diskette.conf import get_settings
 from diskette.encryption import new_identity
 from diskette.exceptions import ConfigurationError, DisketteError
 from diskette.management.base import DisketteCommand
-from diskette.registry import Registry, Snapshot
+from diskette.registry import MAX_KEEP_DAYS, Registry, Snapshot
 from diskette.reporting import human_size
 
 
@@ -153,12 +154,12 @@ def _row(*cells: str) -> str:
 
 
 def _line(snapshot: Snapshot) -> str:
-    applications = ", ".join(snapshot.applications) or "-"
+    applications = printable(", ".join(snapshot.applications)) or "-"
     if len(applications) > 30:
         applications = applications[:27] + "..."
     return _row(
         snapshot.id,
-        snapshot.created,
+        printable(snapshot.created),
         human_size(snapshot.archive_size),
         applications,
         "yes" if snapshot.anonymized else "no",
@@ -167,14 +168,29 @@ def _line(snapshot: Snapshot) -> str:
 
 
 def count(value: str) -> int:
-    number = int(value)
+    """``--keep-last``: a whole number of snapshots, one or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise ValueError(value)
+        raise argparse.ArgumentTypeError(f"{value!r}: keep 1 or more snapshots")
     return number
 
 
 def days(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(value)
+    """``--keep-days``: a number of days, above 0 and at most a century."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number <= MAX_KEEP_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give a number of days above 0, at most {MAX_KEEP_DAYS:,}"
+        )
     return number
+
+
+def printable(text: str) -> str:
+    """``text`` from an index object, safe for a terminal: no escapes."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
