@@ -198,6 +198,8 @@ def demo(c: Context) -> None:
         "memory_rows": "rows of the large pass, diskette's data alone (against "
         "pg_dump/pg_restore on PostgreSQL), run when above --rows (default 1,000,000; "
         "0: never)",
+        "registry_mb": "megabytes of S3 media for benchmarks/registry.py: the media "
+        "dump, publish and pull against boto3 and tar (default 256; 0: never)",
     }
 )
 def bench(
@@ -208,6 +210,7 @@ def bench(
     plain_rows: int = 200_000,
     repeat: int = 3,
     memory_rows: int = 1_000_000,
+    registry_mb: int = 256,
 ) -> None:
     """Time diskette against dumpdata/loaddata, django-dbbackup, pg_dump and tar;
     write benchmarks/results.md.
@@ -221,6 +224,8 @@ def bench(
         f"--plain-rows {plain_rows} --repeat {repeat} --memory-rows {memory_rows}",
         pty=False,
     )
+    if registry_mb:
+        c.run(f"{PYTHON} benchmarks/registry.py --media-mb {registry_mb}", pty=False)
 
 
 for developer_task in (test, test_django, lint, demo, bench):

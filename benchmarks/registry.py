@@ -8,8 +8,9 @@ RSS from ``wait4``), the best of ``--runs``:
 
 - dumping that media into an archive (``diskette_dump --no-data`` with
   ``{"storage": "default"}``), against the obvious alternative, ``aws s3
-  sync`` then ``tar czf`` (boto3's ``download_file`` per object, as the AWS
-  CLI does, then ``tar``), and against the floor, the download alone;
+  sync`` then ``tar czf`` (boto3's ``download_file`` per object, ten at a
+  time as the AWS CLI does, then ``tar``), and against the floor, the
+  download alone;
 - publishing that archive (``diskette_snapshots --publish``: verification,
   sha256, multipart upload, index), against ``aws s3 cp`` (boto3's
   ``upload_file``); then encrypted to one age key;
@@ -17,7 +18,10 @@ RSS from ``wait4``), the best of ``--runs``:
   --check``), against boto3's ``download_file``; then the encrypted one.
 
 moto is a Python server: the absolute rates are its, not S3's; the ratios
-say what diskette adds to the same transfers. Needs the ``dev`` extra (moto,
+say what diskette adds to the same transfers. On loopback a request costs
+moto's time only; ``--latency-ms`` puts a relay between the clients and the
+server that holds each answer that long, as a distant region does, where
+the cost of a request per file shows. Needs the ``dev`` extra (moto,
 django-storages, pyrage); run from the repository:
 ``python benchmarks/registry.py``.
 """
@@ -25,11 +29,14 @@ django-storages, pyrage); run from the repository:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +56,16 @@ import sys, boto3, os
 endpoint, key, secret, action, bucket, *rest = sys.argv[1:]
 s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key,
                   aws_secret_access_key=secret, region_name="us-east-1")
-if action == "sync":
+if action == "sync":  # as the AWS CLI: 10 objects at a time
+    from concurrent.futures import ThreadPoolExecutor
     folder = rest[0]
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for item in page.get("Contents", ()):
-            target = os.path.join(folder, item["Key"])
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            s3.download_file(bucket, item["Key"], target)
+    def get(key):
+        target = os.path.join(folder, key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        s3.download_file(bucket, key, target)
+    with ThreadPoolExecutor(10) as pool:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            list(pool.map(get, [item["Key"] for item in page.get("Contents", ())]))
 elif action == "put":
     s3.upload_file(rest[0], bucket, rest[1])
 elif action == "get":
@@ -109,21 +119,80 @@ def fill(s3: S3Server, bucket: str, megabytes: int) -> int:
     return count
 
 
+class LatencyLink:
+    """A TCP relay on loopback to ``port`` that holds each answer ``delay``
+    seconds: one round trip per request, as to a distant region."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.target, self.delay = port, delay
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.target))
+            asked = threading.Event()
+            threading.Thread(
+                target=self._pump, args=(client, server, asked, False), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, asked, True), daemon=True
+            ).start()
+
+    def _pump(
+        self,
+        source: socket.socket,
+        target: socket.socket,
+        asked: threading.Event,
+        answers: bool,
+    ) -> None:
+        try:
+            while data := source.recv(256 * 1024):
+                if answers and asked.is_set():
+                    asked.clear()
+                    time.sleep(self.delay)
+                elif not answers:
+                    asked.set()
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--media-mb", type=int, default=256, help="default 256")
     parser.add_argument("--runs", type=int, default=2, help="best of N (default 2)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0,
+        help="round trip added per request (default 0)",
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="diskette-bench-") as folder:
         root = Path(folder)
         s3 = start_s3(root / "s3.log")
         try:
+            if options.latency_ms:
+                link = LatencyLink(
+                    int(s3.endpoint.rsplit(":", 1)[1]), options.latency_ms / 1000
+                )
+                s3.endpoint = f"http://127.0.0.1:{link.port}"
             rows = run(s3, root, options.media_mb, options.runs)
         finally:
             s3.stop()
+    latency = f", {options.latency_ms:g} ms per request" if options.latency_ms else ""
     print(
-        f"\n{options.media_mb} MB of media on moto's S3 server on 127.0.0.1, best of "
-        f"{options.runs} ({os.cpu_count()} cores)\n"
+        f"\n{options.media_mb} MB of media on moto's S3 server on 127.0.0.1{latency}, "
+        f"best of {options.runs} ({os.cpu_count()} cores)\n"
     )
     print("| step | diskette | peak RSS | against | theirs | peak RSS | ratio |")
     print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +27,7 @@ from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
 from .exceptions import ConfigurationError, DumpError
 from .journal import locked
-from .objectstorage import open_file, storage_identity, translated
+from .objectstorage import read_ahead, storage_identity, translated
 from .reporting import Reporter
 from .schema import applied_migrations
 from .storages import (
@@ -62,6 +62,8 @@ class DumpResult:
     #: Whether personal data was anonymized, and the files that left out.
     anonymized: bool = False
     files_left_out: int = 0
+    #: The manifest written, less its ``members``.
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +150,7 @@ def dump(
         skipped=skipped,
         anonymized=anonymizer is not None,
         files_left_out=left_out,
+        manifest=manifest,
     )
 
 
@@ -328,27 +331,33 @@ def _append_files(
     skipped: list[Skipped],
     reporter: Reporter,
 ) -> int:
-    """Stream the files of a storage without folders into the archive, one
-    GET each; the storage's own folder is added so an empty one restores."""
+    """Stream the files of a storage without folders into the archive, in
+    listing order, small ones read ahead (:func:`read_ahead`); the storage's
+    own folder is added so an empty one restores.
+
+    :returns: how many files were left out.
+    """
     alias = source.entry.alias
     identity = storage_identity(source.storage)
     writer.add_directory(None, str(source.relpath))
     omitted = 0
-    for item in walk_files(source, excludes):
-        if isinstance(item, Skipped):
-            reporter.warning(f"skipped {alias}:'{item.path}': {item.reason}")
-            skipped.append(item)
-            continue
-        if left_out and (identity, item.stored.name) in left_out:
-            advance(item.size)
-            omitted += 1
-            continue
+
+    def wanted() -> Iterator[StoredEntry]:
+        nonlocal omitted
+        for item in walk_files(source, excludes):
+            if isinstance(item, Skipped):
+                reporter.warning(f"skipped {alias}:'{item.path}': {item.reason}")
+                skipped.append(item)
+            elif left_out and (identity, item.stored.name) in left_out:
+                advance(item.size)
+                omitted += 1
+            else:
+                yield item
+
+    for item, opener in read_ahead(source.storage, wanted(), lambda entry: entry.stored):
         # A short read (the object changed, the connection broke) is told
         # by the storage's alias; a failed write names the archive (DumpError).
-        with (
-            translated(alias, f"read {item.stored.name!r}"),
-            open_file(source.storage, item.stored) as (stream, size),
-        ):
+        with translated(alias, f"read {item.stored.name!r}"), opener() as (stream, size):
             writer.add_stream(item.arcname, stream, size, item.stored.mtime, advance)
             if stream.read(1):  # longer than listed: never archive a cut file
                 raise DumpError(

@@ -1,8 +1,8 @@
 """Files in Django storages: listed, read and written through the storage API.
 
 Media on S3 (django-storages) and the snapshot registry both live behind
-Django's ``STORAGES``. This module is the one place that talks to a storage
-object, so that:
+Django's ``STORAGES``. This module is where their files are listed, read
+and written, so that:
 
 - an S3 storage is listed by pages of keys and read as a stream, never through
   ``storage.open()``, which downloads the whole object into memory first
@@ -18,14 +18,19 @@ boto3 and django-storages are imported only when a project uses them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import gzip
+import io
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .exceptions import ConfigurationError, StorageAccessError
 
@@ -173,10 +178,7 @@ def open_stream(storage: Any, stored: StoredFile | str) -> Iterator[IO[bytes]]:
     """
     name = stored.name if isinstance(stored, StoredFile) else stored
     if is_s3(storage):
-        key = storage._normalize_name(name)
-        body = storage.bucket.Object(key).get(**_read_parameters(storage, key, stored))[
-            "Body"
-        ]
+        body = _get_object(storage, stored)["Body"]
         try:
             yield body
         finally:
@@ -194,7 +196,9 @@ LARGEST_RATIO = 1000
 
 
 @contextlib.contextmanager
-def open_file(storage: Any, stored: StoredFile) -> Iterator[tuple[IO[bytes], int]]:
+def open_file(
+    storage: Any, stored: StoredFile, client: Any = None
+) -> Iterator[tuple[IO[bytes], int]]:
     """A file's bytes as the application reads them, and how many there are.
 
     django-storages stores a file gzip-compressed when its ``gzip`` option
@@ -203,18 +207,17 @@ def open_file(storage: Any, stored: StoredFile) -> Iterator[tuple[IO[bytes], int
     size must be known before its bytes. Any other file is the stream of
     :func:`open_stream`, of the size the listing gave.
 
+    :param client: for S3, the boto3 client to use (:func:`_get_object`).
     :raises ValueError: a compressed file that inflates beyond reason.
     """
-    if not is_s3(storage) or not getattr(storage, "gzip", False):
+    if not is_s3(storage):
         with open_stream(storage, stored) as stream:
             yield stream, stored.size
         return
-    key = storage._normalize_name(stored.name)
-    extra = _read_parameters(storage, key, stored)
-    response = storage.bucket.Object(key).get(**extra)
+    response = _get_object(storage, stored, client)
     body = response["Body"]
     try:
-        if response.get("ContentEncoding") != "gzip":
+        if not getattr(storage, "gzip", False) or response.get("ContentEncoding") != "gzip":
             yield body, stored.size
             return
         limit = max(stored.size, 1) * LARGEST_RATIO
@@ -234,10 +237,18 @@ def open_file(storage: Any, stored: StoredFile) -> Iterator[tuple[IO[bytes], int
         body.close()
 
 
-def _read_parameters(storage: Any, key: str, stored: StoredFile | str) -> dict[str, Any]:
-    """What a GET of ``key`` needs: the customer key of encrypted objects
-    (SSE-C), and the entity tag the listing gave, so a file replaced since
-    fails instead of being read."""
+def _get_object(storage: Any, stored: StoredFile | str, client: Any = None) -> Any:
+    """One GET of a file of an S3 storage.
+
+    It carries the customer key of encrypted objects (SSE-C), and the entity
+    tag the listing gave, so a file replaced since fails instead of being
+    read.
+
+    :param client: the boto3 client to use (they are thread-safe: the
+        threads of :func:`read_ahead` share one); the storage's otherwise.
+    """
+    name = stored.name if isinstance(stored, StoredFile) else stored
+    key = storage._normalize_name(name)
     extra: dict[str, Any] = {
         k: v
         for k, v in storage.get_object_parameters(key).items()
@@ -245,7 +256,92 @@ def _read_parameters(storage: Any, key: str, stored: StoredFile | str) -> dict[s
     }
     if isinstance(stored, StoredFile) and stored.etag:
         extra["IfMatch"] = stored.etag
-    return extra
+    client = client or storage.connection.meta.client
+    return client.get_object(Bucket=storage.bucket_name, Key=key, **extra)
+
+
+#: Files up to this size are read ahead, on :data:`READERS` threads, at most
+#: :data:`AHEAD_BYTES` of them at a time: on S3 each file costs a request,
+#: whose latency dominates for thumbnails and avatars.
+AHEAD_SIZE = 1024 * 1024
+AHEAD_BYTES = 32 * 1024 * 1024
+READERS = 8
+
+_Item = TypeVar("_Item")
+#: Opens a file's bytes as the application reads them: (stream, size).
+Opener = Callable[[], AbstractContextManager[tuple[IO[bytes], int]]]
+
+
+def read_ahead(
+    storage: Any, items: Iterable[_Item], stored_of: Callable[[_Item], StoredFile]
+) -> Iterator[tuple[_Item, Opener]]:
+    """Each of ``items`` in order, with how to open its file.
+
+    Small files are fetched ahead on a few threads, in memory, within a
+    budget; large ones are opened when their turn comes and streamed. An
+    error of a read ahead is raised by its opener, in its turn. Only S3 is
+    read ahead: other storages are read one file at a time.
+    """
+    if not is_s3(storage):
+        for item in items:
+            yield item, functools.partial(open_file, storage, stored_of(item))
+        return
+    pending: collections.deque[tuple[_Item, Future[tuple[bytes, int]] | None]] = (
+        collections.deque()
+    )
+    ahead = 0
+    client = storage.connection.meta.client  # one for all: clients are thread-safe
+    with ThreadPoolExecutor(
+        max_workers=READERS, thread_name_prefix="diskette-read"
+    ) as pool:
+        try:
+            for item in items:
+                stored = stored_of(item)
+                if stored.size <= AHEAD_SIZE:
+                    pending.append((item, pool.submit(_fetch, storage, stored, client)))
+                    ahead += stored.size
+                else:
+                    pending.append((item, None))
+                while pending and (
+                    ahead > AHEAD_BYTES
+                    or len(pending) > READERS * 4
+                    or pending[0][1] is None
+                ):
+                    ahead -= yield from _release(storage, pending.popleft(), stored_of)
+            while pending:
+                ahead -= yield from _release(storage, pending.popleft(), stored_of)
+        finally:
+            for _, future in pending:
+                if future is not None:
+                    future.cancel()
+
+
+def _release(
+    storage: Any,
+    entry: tuple[_Item, Future[tuple[bytes, int]] | None],
+    stored_of: Callable[[_Item], StoredFile],
+) -> Generator[tuple[_Item, Opener], None, int]:
+    """Yield one pending item with its opener; return the bytes it held."""
+    item, future = entry
+    if future is None:
+        yield item, functools.partial(open_file, storage, stored_of(item))
+        return 0
+    yield item, functools.partial(_fetched, future)
+    return stored_of(item).size
+
+
+def _fetch(storage: Any, stored: StoredFile, client: Any) -> tuple[bytes, int]:
+    """Read a small file whole (one byte more than its size: a longer one
+    is told apart from one of the right size)."""
+    with open_file(storage, stored, client) as (stream, size):
+        data = stream.read(size + 1)
+    return data, size
+
+
+@contextlib.contextmanager
+def _fetched(future: Future[tuple[bytes, int]]) -> Iterator[tuple[IO[bytes], int]]:
+    data, size = future.result()
+    yield io.BytesIO(data), size
 
 
 def save(storage: Any, name: str, content: Any) -> None:

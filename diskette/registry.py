@@ -298,23 +298,34 @@ class Registry:
         )
 
     def publish(
-        self, archive: Path, recipients: Sequence[str] = (), now: datetime | None = None
+        self,
+        archive: Path,
+        recipients: Sequence[str] = (),
+        now: datetime | None = None,
+        written: tuple[dict[str, Any], str] | None = None,
     ) -> Snapshot:
         """Upload a local archive and then its index object.
 
         The archive is verified first (a damaged one is never published); with
         ``recipients`` it is encrypted to their age public keys, in a private
         temporary file beside it, and only the ciphertext leaves the machine.
+
+        :param written: the manifest and sha256 (``""`` if not computed) of
+            an archive this process has just written (``diskette_dump
+            --publish``), which needs no second reading.
         """
         now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
         if not archive.is_file():
             raise RegistryError(f"archive '{archive}' does not exist")
-        self.reporter.info(f"Verifying '{archive}' before publishing it")
-        manifest = read_manifest(archive)
+        if written is None:
+            self.reporter.info(f"Verifying '{archive}' before publishing it")
+            manifest, known = read_manifest(archive), None
+        else:
+            manifest, known = written
         snapshot_id = new_id(now)
         with contextlib.ExitStack() as stack:
             try:
-                archive_sha256 = file_sha256(archive)
+                archive_sha256 = known or file_sha256(archive)
                 archive_size = archive.stat().st_size
                 upload, sha256 = archive, archive_sha256
                 if recipients:

@@ -414,7 +414,8 @@ class Command(DisketteCommand):
         info = result.archive
         snapshot, removed = None, False
         if options["publish"]:
-            snapshot, removed = self.publish(info.path, settings, options, reporter)
+            written = (result.manifest, info.sha256 or "")  # "": hashed again
+            snapshot, removed = self.publish(info.path, written, settings, options, reporter)
         if options["json"]:
             return self.write_json(
                 {
@@ -450,7 +451,12 @@ class Command(DisketteCommand):
                 reporter.info(f"Local archive removed: {info.path}")
 
     def publish(
-        self, archive: Path, settings: Any, options: dict[str, Any], reporter: Any
+        self,
+        archive: Path,
+        written: tuple[dict[str, Any], str],
+        settings: Any,
+        options: dict[str, Any],
+        reporter: Any,
     ) -> tuple[Snapshot, bool]:
         """Publish ``archive``; remove it here unless ``--keep``.
 
@@ -459,7 +465,9 @@ class Command(DisketteCommand):
         """
         registry = Registry.from_settings(settings, reporter)
         try:
-            snapshot = registry.publish(archive, settings.registry_recipients)
+            snapshot = registry.publish(
+                archive, settings.registry_recipients, written=written
+            )
         except DisketteError as exc:
             raise CommandError(f"{exc} (the archive is kept at '{archive}')") from exc
         except KeyboardInterrupt:
