@@ -588,4 +588,5 @@ class _ProgressReader:
 
     @property
     def size(self) -> int:
+        """Django's ``File`` asks its file for its size before saving it."""
         return os.fstat(self.source.fileno()).st_size
