@@ -52,7 +52,18 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = "django-diskette"
-EXTRAS = {"fast", "tasks", "remote", "postgres", "mysql", "anonymize", "test", "dev"}
+EXTRAS = {
+    "fast",
+    "tasks",
+    "remote",
+    "postgres",
+    "mysql",
+    "anonymize",
+    "s3",
+    "encrypt",
+    "test",
+    "dev",
+}
 #: Files a user's install needs that are not plain modules.
 REQUIRED = ["diskette/py.typed", "diskette/migrations/0001_load.py"]
 #: Top-level folders of the repository that are not part of the package.
