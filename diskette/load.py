@@ -332,6 +332,8 @@ def alias_load_folder(entry: StorageAlias, base: Path) -> Path:
     ``STORAGES["default"]`` is a ``FileSystemStorage`` on ``MEDIA_ROOT``.
 
     :raises StorageError: no local folder, or one that holds the project.
+    :raises ConfigurationError: a storage that ``STORAGES`` lacks or that
+        cannot be created.
     """
     from django.conf import settings as django_settings
 
