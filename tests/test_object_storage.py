@@ -15,6 +15,7 @@ import re
 import socket
 from pathlib import Path
 
+import django
 import pytest
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
@@ -37,25 +38,44 @@ OBJECTS = {
 EXCLUDED = {"cache/thumb.tmp"}
 
 
+#: Django 4.2 drops the OPTIONS of a STORAGES["default"] overridden while it
+#: runs (its DEFAULT_FILE_STORAGE compatibility keeps only the BACKEND): there
+#: the default storage takes its settings as older projects gave them.
+OPTIONS_DROPPED = django.VERSION < (5, 0)
+AWS_SETTINGS = {
+    "bucket_name": "AWS_STORAGE_BUCKET_NAME",
+    "endpoint_url": "AWS_S3_ENDPOINT_URL",
+    "access_key": "AWS_S3_ACCESS_KEY_ID",
+    "secret_key": "AWS_S3_SECRET_ACCESS_KEY",
+    "region_name": "AWS_S3_REGION_NAME",
+    "file_overwrite": "AWS_S3_FILE_OVERWRITE",
+    "gzip": "AWS_IS_GZIPPED",
+}
+
+
 def use_s3(
     settings, s3: S3Server, alias: str, bucket: str, keys: Keys | None = None, **extra
 ):
+    options = s3.options(bucket, keys, **extra)
+    backend = "storages.backends.s3.S3Storage"
+    if alias == "default" and OPTIONS_DROPPED:
+        for name, value in options.items():
+            setattr(settings, AWS_SETTINGS[name], value)
+        options = {}
     settings.STORAGES = {
         **settings.STORAGES,
-        alias: {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3.options(bucket, keys, **extra),
-        },
+        alias: {"BACKEND": backend, "OPTIONS": options},
     }
 
 
 def use_folder(settings, alias: str, folder: Path) -> None:
+    backend = "django.core.files.storage.FileSystemStorage"
+    options = {"location": str(folder)}
+    if alias == "default" and OPTIONS_DROPPED:
+        settings.MEDIA_ROOT, options = folder, {}
     settings.STORAGES = {
         **settings.STORAGES,
-        alias: {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(folder)},
-        },
+        alias: {"BACKEND": backend, "OPTIONS": options},
     }
 
 
@@ -328,6 +348,8 @@ def test_a_load_target_overlapping_another_storage_is_refused_up_front(
     media = project / "var" / "media"
     settings.DISKETTE_STORAGES = [media, {"storage": "default", "load_to": "var/media/s3"}]
     before = tree_state(project / "var" / "media")
-    with pytest.raises(CommandError, match=r"would load into .*, which overlaps storage 'var/media'"):
+    with pytest.raises(
+        CommandError, match=r"would load into .*, which overlaps storage 'var/media'"
+    ):
         run_command("diskette_load", "var/diskette_storages.tar.gz")
     assert tree_state(project / "var" / "media") == before
