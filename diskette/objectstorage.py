@@ -428,7 +428,7 @@ def _describe(alias: str, action: str, exc: BaseException) -> str:
             if code in _S3_CODES:
                 what, fix = _S3_CODES[code]
                 return f"{where}: cannot {action}: {what.format(bucket=bucket)}; {fix} in its OPTIONS"
-            if code in ("404", "NoSuchKey"):
+            if is_missing(exc):
                 return f"{where}: cannot {action}: the object does not exist"
             message = error.get("Message") or code
             return f"{where}: cannot {action}: {code}: {message}"

@@ -62,6 +62,7 @@ from .tasks import (
     NO_ANONYMIZE_HELP,
     REMOTE_KEYS,
     SETTINGS_CHECK,
+    Dumped,
     Project,
     SafetyNet,
     answering,
@@ -484,17 +485,31 @@ PROJECT_HELP = {
     "project_dir": "Folder of manage.py on the host (default: diskette.remote.project_dir).",
     "python": "Interpreter on the host (default: diskette.remote.python, else .venv/bin/python or python3).",
 }
+#: The options of the tasks that only dump on the host.
+DUMP_HELP = {
+    "no_data": "Leave data out.",
+    "no_storages": "Leave storages out.",
+    "no_anonymize": NO_ANONYMIZE_HELP,
+    "json": JSON_HELP,
+    **PROJECT_HELP,
+}
 
 
-@task(
-    help={
-        "no_data": "Leave data out.",
-        "no_storages": "Leave storages out.",
-        "no_anonymize": NO_ANONYMIZE_HELP,
-        "json": JSON_HELP,
-        **PROJECT_HELP,
-    }
-)
+def dump_on_host(
+    c: Connection,
+    project_dir: str | None,
+    python: str | None,
+    *options: str,
+    **dumped: bool,
+) -> Dumped:
+    """Run ``diskette_dump`` with ``options`` and the ``dumped`` flags on the host."""
+    with on_host(c):
+        return dump_archive(
+            c, remote_project(c, project_dir, python), *options, *flags(**dumped)
+        )
+
+
+@task(help=DUMP_HELP)
 @remote_task
 def remote_dump(
     c: Connection,
@@ -506,13 +521,14 @@ def remote_dump(
     json: bool = False,
 ) -> dict[str, Any]:
     """Dump the project on the host; print HOST:PATH (sha256 ...) of the archive there."""
-    project = remote_project(c, project_dir, python)
-    with on_host(c):
-        dumped = dump_archive(
-            c,
-            project,
-            *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
-        )
+    dumped = dump_on_host(
+        c,
+        project_dir,
+        python,
+        no_data=no_data,
+        no_storages=no_storages,
+        no_anonymize=no_anonymize,
+    )
     print(f"{c.original_host}:{dumped.path} (sha256 {dumped.sha256})")
     return {**dumped.answer, "host": c.original_host}
 
@@ -642,15 +658,7 @@ def push_snapshot(
     )
 
 
-@task(
-    help={
-        "no_data": "Leave data out.",
-        "no_storages": "Leave storages out.",
-        "no_anonymize": NO_ANONYMIZE_HELP,
-        "json": JSON_HELP,
-        **PROJECT_HELP,
-    }
-)
+@task(help=DUMP_HELP)
 @remote_task
 def publish_snapshot(
     c: Connection,
@@ -669,14 +677,15 @@ def publish_snapshot(
     access to the registry. Developers then load it with
     ``inv pull-snapshot``, without SSH.
     """
-    project = remote_project(c, project_dir, python)
-    with on_host(c):
-        dumped = dump_archive(
-            c,
-            project,
-            "--publish",
-            *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
-        )
+    dumped = dump_on_host(
+        c,
+        project_dir,
+        python,
+        "--publish",
+        no_data=no_data,
+        no_storages=no_storages,
+        no_anonymize=no_anonymize,
+    )
     snapshot = dumped.answer.get("snapshot")
     if not isinstance(snapshot, dict) or not isinstance(snapshot.get("id"), str):
         raise Exit(

@@ -129,6 +129,19 @@ class SandboxCopy:
     def fingerprint(self) -> str:
         return self.manage("demo_fingerprint").stdout.split()[0]
 
+    def as_fresh_clone(self, *tools: str) -> None:
+        """Give the copy ``scripts/onboard.sh`` and the ``.venv/bin`` it would
+        make: wrappers of this suite's ``python`` and ``tools``."""
+        (self.root / "scripts").mkdir()
+        script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"
+        (self.root / "scripts" / "onboard.sh").write_bytes(script.read_bytes())
+        (self.root / "scripts" / "onboard.sh").chmod(0o755)
+        for tool in ("python", *tools):
+            wrapper = self.root / ".venv" / "bin" / tool
+            wrapper.parent.mkdir(parents=True, exist_ok=True)
+            wrapper.write_text(f'#!/bin/sh\nexec {BIN / tool} "$@"\n')
+            wrapper.chmod(0o755)
+
     def write_settings(self, name: str, body: str) -> str:
         """Add ``project/<name>.py`` starting from the sandbox settings."""
         (self.root / "project" / f"{name}.py").write_text(

@@ -164,15 +164,7 @@ def test_onboarding_from_the_registry_takes_a_fresh_clone_to_the_latest_snapshot
         )
     )
     (clone.root / "tasks.py").write_text("from diskette.tasks import ns\n")
-    (clone.root / "scripts").mkdir()
-    script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"
-    (clone.root / "scripts" / "onboard.sh").write_bytes(script.read_bytes())
-    (clone.root / "scripts" / "onboard.sh").chmod(0o755)
-    for tool in ("python", "inv"):  # the venv the script would create: this one
-        wrapper = clone.root / ".venv" / "bin" / tool
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        wrapper.write_text(f'#!/bin/sh\nexec {BIN / tool} "$@"\n')
-        wrapper.chmod(0o755)
+    clone.as_fresh_clone("inv")  # the venv the script would make: this one
 
     result = clone.run("scripts/onboard.sh", "--registry")
 

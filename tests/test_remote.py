@@ -320,15 +320,7 @@ def test_onboarding_script_takes_a_fresh_clone_to_the_remote_data(tmp_path, remo
         + f"  remote:\n    project_dir: {remote.root}\n    python: {sys.executable}\n"
         + (f"    settings: {remote.settings}\n" if ON_SERVER else "")
     )
-    (clone.root / "scripts").mkdir()
-    script = Path(__file__).resolve().parents[1] / "scripts" / "onboard.sh"
-    (clone.root / "scripts" / "onboard.sh").write_bytes(script.read_bytes())
-    (clone.root / "scripts" / "onboard.sh").chmod(0o755)
-    for tool in ("python", "fab"):  # the venv the script would create: this one
-        wrapper = clone.root / ".venv" / "bin" / tool
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        wrapper.write_text(f'#!/bin/sh\nexec {BIN / tool} "$@"\n')
-        wrapper.chmod(0o755)
+    clone.as_fresh_clone("fab")  # the venv the script would make: this one
 
     result = clone.run("scripts/onboard.sh", "remote")
 
