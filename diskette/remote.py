@@ -503,10 +503,9 @@ def dump_on_host(
     **dumped: bool,
 ) -> Dumped:
     """Run ``diskette_dump`` with ``options`` and the ``dumped`` flags on the host."""
+    project = remote_project(c, project_dir, python)
     with on_host(c):
-        return dump_archive(
-            c, remote_project(c, project_dir, python), *options, *flags(**dumped)
-        )
+        return dump_archive(c, project, *options, *flags(**dumped))
 
 
 @task(help=DUMP_HELP)
