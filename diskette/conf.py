@@ -59,6 +59,15 @@ DEFAULTS: dict[str, Any] = {
     "DISKETTE_REGISTRY_STORAGE": "diskette",
     "DISKETTE_REGISTRY_RECIPIENTS": [],
     "DISKETTE_REGISTRY_IDENTITY": "~/.config/diskette/age-key.txt",
+    #: The HTTP endpoints (docs/http.md). The key this machine sends (the
+    #: environment variable of the same name wins); whether the endpoints
+    #: serve only anonymized snapshots (``None``: when anonymization rules
+    #: exist); how many failed attempts a client makes before it is refused
+    #: for the window, in seconds.
+    "DISKETTE_API_KEY": None,
+    "DISKETTE_API_ANONYMIZED_ONLY": None,
+    "DISKETTE_API_MAX_FAILURES": 10,
+    "DISKETTE_API_FAILURE_WINDOW": 600,
 }
 
 #: A ``STORAGES`` alias diskette archives files under: a plain folder name.
@@ -138,6 +147,12 @@ class DisketteSettings:
     :param registry_recipients: age public keys published snapshots are
         encrypted to; none means they are stored as they are.
     :param registry_identity: this machine's age key file, which decrypts them.
+    :param api_key: the key a download sends (``DISKETTE_API_KEY`` in the
+        environment, else the setting).
+    :param api_anonymized_only: the endpoints serve anonymized snapshots only.
+    :param api_max_failures: failed key attempts a client may make in a window
+        (0: no limit).
+    :param api_failure_window: that window, in seconds.
     """
 
     apps: Any
@@ -164,6 +179,10 @@ class DisketteSettings:
     registry_storage: str
     registry_recipients: tuple[str, ...]
     registry_identity: Path
+    api_key: str | None
+    api_anonymized_only: bool | None
+    api_max_failures: int
+    api_failure_window: int
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -211,6 +230,10 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         registry_storage=value["DISKETTE_REGISTRY_STORAGE"],
         registry_recipients=tuple(value["DISKETTE_REGISTRY_RECIPIENTS"]),
         registry_identity=Path(value["DISKETTE_REGISTRY_IDENTITY"]).expanduser(),
+        api_key=os.environ.get("DISKETTE_API_KEY") or value["DISKETTE_API_KEY"],
+        api_anonymized_only=value["DISKETTE_API_ANONYMIZED_ONLY"],
+        api_max_failures=value["DISKETTE_API_MAX_FAILURES"],
+        api_failure_window=value["DISKETTE_API_FAILURE_WINDOW"],
     )
 
 
@@ -273,6 +296,19 @@ def _path(example: str, optional: bool = True) -> Callable[[Any], Iterator[str]]
 def _flag(value: Any) -> Iterator[str]:
     if not isinstance(value, bool):
         yield f" must be True or False, not {value!r}"
+
+
+def _optional_flag(value: Any) -> Iterator[str]:
+    if value is not None and not isinstance(value, bool):
+        yield f" must be True, False or None, not {value!r}"
+
+
+def _count(least: int, example: int) -> Callable[[Any], Iterator[str]]:
+    def validate(value: Any) -> Iterator[str]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            yield f" must be a whole number of at least {least}, e.g. {example}, not {value!r}"
+
+    return validate
 
 
 def _filename(value: Any) -> Iterator[str]:
@@ -433,6 +469,10 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_REGISTRY_STORAGE": _alias,
     "DISKETTE_REGISTRY_RECIPIENTS": _recipients,
     "DISKETTE_REGISTRY_IDENTITY": _path('"~/.config/diskette/age-key.txt"', optional=False),
+    "DISKETTE_API_KEY": _secret,
+    "DISKETTE_API_ANONYMIZED_ONLY": _optional_flag,
+    "DISKETTE_API_MAX_FAILURES": _count(0, 10),
+    "DISKETTE_API_FAILURE_WINDOW": _count(1, 600),
 }
 
 

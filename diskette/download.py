@@ -17,18 +17,28 @@ allowed, each one must still lead to an allowed prefix (``ftp://`` or
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import http.client
+import ipaddress
+import json
+import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-from .exceptions import DownloadError
+from .encryption import SUFFIX, decrypt
+from .exceptions import DownloadError, RegistryError
 from .files import BLOCK_SIZE, PartialFile
 from .reporting import Reporter
 
 DEFAULT_NAME = "diskette_downloaded_archive.tar.gz"
+#: How many times a cut download is tried in all, and the longest wait between two.
+ATTEMPTS = 5
+LONGEST_WAIT = 5.0
 
 
 def is_url(source: str) -> bool:
@@ -39,9 +49,12 @@ def is_url(source: str) -> bool:
 def download_target(url: str, destination: Path | None) -> Path:
     """Where to save ``url``: ``destination`` itself, or a file in that folder.
 
-    The file name is the URL's last path segment, or a default name.
+    The file name is the URL's last path segment if it names an archive,
+    else a default name.
     """
-    name = Path(unquote(urlsplit(url).path)).name or DEFAULT_NAME
+    name = Path(unquote(urlsplit(url).path)).name
+    if not name.endswith(".tar.gz"):  # e.g. .../snapshots/latest/
+        name = DEFAULT_NAME
     if destination is None:
         return Path.cwd() / name
     return destination / name if destination.is_dir() else destination
@@ -56,14 +69,29 @@ def download(
     timeout: float,
     reporter: Reporter | None = None,
     sha256: str | None = None,
+    api_key: str | None = None,
+    identity: Path | None = None,
+    attempts: int = ATTEMPTS,
 ) -> Path:
     """Fetch ``url`` into ``target``, which must not exist yet.
 
+    A server that offers ranges (``Accept-Ranges: bytes`` and a strong
+    ``ETag``, as diskette's endpoints do) is asked for the rest when the
+    connection breaks, up to ``attempts`` times, with ``If-Range`` so that
+    a snapshot replaced meanwhile is fetched again from its start. The
+    ``sha256`` the server states (``Repr-Digest``) is checked like one
+    given here.
+
     :param sha256: when known, the file's expected sha256; a download whose
         bytes differ is refused like a truncated one.
+    :param api_key: sent as ``Authorization: Bearer``: only over ``https://``
+        or to a loopback address, and never to another host on a redirect.
+    :param identity: the age key file that decrypts a snapshot the server
+        says is encrypted (``X-Diskette-Encryption: age``).
     :raises DownloadError: for a URL whose protocol is not allowed, a
-        ``target`` that already exists, a refused redirect, an HTTP error, a
-        body shorter or longer than its ``Content-Length``, an invalid
+        ``target`` that already exists, a refused redirect, an HTTP error
+        (with the server's one-line reason), a body shorter or longer than
+        its ``Content-Length`` that cannot be resumed, an invalid
         ``Content-Length``, a sha256 mismatch, a timeout or a network
         failure, naming the URL. Nothing is left behind then.
     """
@@ -73,39 +101,35 @@ def download(
             f"'{url}' does not use an allowed protocol ({_allowed(allowed_protocols)}; "
             "see DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
         )
+    if api_key is not None and not _may_carry_key(url):
+        raise DownloadError(
+            f"'{url}' is plain http to another host than this one: an API key is only "
+            "sent over https://; use the https:// address"
+        )
     if target.exists():  # it is removed once loaded: never take a file over
         raise _exists(target)
     redirects = _CheckRedirects(allowed_protocols) if allow_redirect else _RefuseRedirects()
-    opener = urllib.request.build_opener(redirects)
+    fetch = _Fetch(url, urllib.request.build_opener(redirects), timeout, api_key)
     reporter.info(f"Downloading archive from '{url}' to '{target}'")
+    sealed = target.with_name(target.name + SUFFIX)
     try:
-        with (
-            opener.open(url, timeout=timeout) as response,
-            PartialFile(target) as output,
-        ):
-            expected = _content_length(response, url)
-            output.progress = reporter.progress(expected or 0, f"Downloading {target.name}")
-            while block := response.read(BLOCK_SIZE):
-                output.write(block)
-            received, digest = output.size, output.sha256
-            if expected is not None and received != expected:
+        with PartialFile(target) as output:
+            fetch.into(output, reporter, attempts)
+            expected = sha256 or fetch.sha256
+            if expected is not None and output.sha256 != expected.lower():
                 raise DownloadError(
-                    f"downloading '{url}' failed: received {received} of the "
-                    f"{expected} bytes announced (the connection ended early); "
-                    "nothing was kept, run the command again"
+                    f"downloading '{url}' failed: its sha256 is {output.sha256}, "
+                    f"not {expected}; nothing was kept"
                 )
-            if sha256 is not None and digest != sha256.lower():
-                raise DownloadError(
-                    f"downloading '{url}' failed: its sha256 is {digest}, "
-                    f"not {sha256}; nothing was kept"
-                )
+            if fetch.encrypted:  # the ciphertext, decrypted once whole
+                output.target = sealed
             try:  # never over a file that appeared meanwhile: it would be removed
                 output.commit(replace=False)
             except FileExistsError as exc:
-                raise _exists(target) from exc
+                raise _exists(output.target) from exc
     except urllib.error.HTTPError as exc:
         raise DownloadError(
-            f"downloading '{url}' failed: HTTP {exc.code} {exc.reason}"
+            f"downloading '{url}' failed: HTTP {exc.code} {_reason(exc)}"
         ) from exc
     except urllib.error.URLError as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc.reason}") from exc
@@ -115,7 +139,196 @@ def download(
         ) from exc
     except (TimeoutError, OSError) as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc}") from exc
+    if fetch.encrypted:
+        _decrypt(url, sealed, target, identity, fetch.archive_sha256, reporter)
     return target
+
+
+class _Fetch:
+    """One URL fetched into one file, in as many requests as the cuts make.
+
+    After the first answer, the rest is asked of the ``Content-Location``
+    the server gave (the snapshot itself, not "the latest"), if it is on
+    the same server.
+    """
+
+    def __init__(self, url: str, opener: Any, timeout: float, api_key: str | None) -> None:
+        self.url = self.resume_url = url
+        self.opener = opener
+        self.timeout = timeout
+        self.api_key = api_key
+        self.etag: str | None = None
+        self.total: int | None = None
+        self.sha256: str | None = None
+        self.archive_sha256: str | None = None
+        self.encrypted = False
+        self.resumable = False
+
+    def into(self, output: PartialFile, reporter: Reporter, attempts: int) -> None:
+        """Write the whole body into ``output``, resuming cut connections."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.opener.open(
+                    self.request(output.size), timeout=self.timeout
+                ) as response:
+                    self.take(response, output, reporter)
+                    while block := response.read(BLOCK_SIZE):
+                        output.write(block)
+                if self.total is None or output.size == self.total:
+                    return
+                if output.size > self.total:
+                    raise DownloadError(
+                        f"downloading '{self.url}' failed: received more than the "
+                        f"{self.total} bytes announced; nothing was kept"
+                    )
+                cut: Exception = DownloadError(
+                    f"downloading '{self.url}' failed: received {output.size} of the "
+                    f"{self.total} bytes announced (the connection ended early); "
+                    "nothing was kept, run the command again"
+                )
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+                cut = exc
+            if not self.resumable or attempt == attempts:
+                raise cut
+            wait = min(LONGEST_WAIT, 0.25 * 2**attempt)
+            reporter.info(
+                f"The connection broke after {output.size} of {self.total} bytes: "
+                f"resuming in {wait:g} s (attempt {attempt + 1} of {attempts})"
+            )
+            time.sleep(wait)
+
+    def request(self, offset: int) -> urllib.request.Request:
+        request = urllib.request.Request(self.resume_url if offset else self.url)
+        if self.api_key is not None:
+            # Unredirected: urllib copies other headers to wherever a redirect leads.
+            request.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
+        if offset and self.etag:
+            request.add_header("Range", f"bytes={offset}-")
+            request.add_header("If-Range", self.etag)
+        return request
+
+    def take(self, response: Any, output: PartialFile, reporter: Reporter) -> None:
+        """Read an answer's headers: where the body starts, and what it is."""
+        length = _content_length(response, self.url)
+        if response.status == 206 and output.size:
+            start, total = _content_range(response.headers.get("Content-Range"))
+            if start != output.size or total != self.total:
+                raise DownloadError(
+                    f"downloading '{self.url}' failed: the server resumed at byte {start} "
+                    f"of {total}, not {output.size} of {self.total}; run the command again"
+                )
+            return
+        if output.size:  # a 200: the whole body again (the snapshot changed)
+            reporter.info("The server sent the file again from its start")
+            output.restart()
+        self.total = length
+        self.etag = _strong(response.headers.get("ETag"))
+        self.resumable = bool(
+            self.etag
+            and length is not None
+            and "bytes" in response.headers.get("Accept-Ranges", "")
+        )
+        self.sha256 = _repr_digest(response.headers.get("Repr-Digest"), self.url)
+        self.encrypted = response.headers.get("X-Diskette-Encryption") == "age"
+        self.archive_sha256 = response.headers.get("X-Diskette-Archive-Sha256")
+        location = response.headers.get("Content-Location")
+        if location:
+            candidate = urljoin(response.geturl(), location)
+            if _origin(candidate) == _origin(self.url):
+                self.resume_url = candidate
+        output.progress = reporter.progress(
+            length or 0, f"Downloading {output.target.name}"
+        )
+
+
+def _decrypt(
+    url: str,
+    sealed: Path,
+    target: Path,
+    identity: Path | None,
+    archive_sha256: str | None,
+    reporter: Reporter,
+) -> None:
+    """Decrypt a downloaded snapshot, and check it is the archive announced."""
+    try:
+        if identity is None:
+            raise DownloadError(
+                f"'{url}' is encrypted (age): set DISKETTE_REGISTRY_IDENTITY to your key file"
+            )
+        reporter.info(f"Decrypting with '{identity}'")
+        try:
+            digest = decrypt(sealed, target, identity, f"the snapshot of '{url}'")
+        except RegistryError as exc:
+            raise DownloadError(str(exc)) from exc
+        if archive_sha256 and digest != archive_sha256.lower():
+            target.unlink(missing_ok=True)
+            raise DownloadError(
+                f"the snapshot of '{url}' decrypts to another archive than the server "
+                "announced: nothing was loaded"
+            )
+    finally:
+        sealed.unlink(missing_ok=True)
+
+
+def _may_carry_key(url: str) -> bool:
+    """Whether a key may travel to ``url``: encrypted, or never leaving the machine."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _strong(etag: str | None) -> str | None:
+    """An entity tag ``If-Range`` may use: a strong one (not ``W/"..."``)."""
+    etag = (etag or "").strip()
+    return etag if etag.startswith('"') and etag.endswith('"') and len(etag) > 2 else None
+
+
+def _repr_digest(header: str | None, url: str) -> str | None:
+    """The hex sha256 of an RFC 9530 ``Repr-Digest: sha-256=:<base64>:``."""
+    for item in (header or "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name.strip().lower() != "sha-256":
+            continue
+        try:
+            raw = base64.b64decode(value.strip().strip(":"), validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise DownloadError(
+                f"downloading '{url}' failed: the server's Repr-Digest is not a "
+                "sha-256; fix the server"
+            )
+        return raw.hex()
+    return None
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """Start and total of ``Content-Range: bytes START-END/TOTAL``."""
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+)", (header or "").strip())
+    return (int(match[1]), int(match[2])) if match else (None, None)
+
+
+def _reason(exc: urllib.error.HTTPError) -> str:
+    """The HTTP reason, and the one line a diskette endpoint gave as JSON."""
+    with contextlib.suppress(Exception):
+        answer = json.loads(exc.read(4096))
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            return f"{exc.reason}: {' '.join(answer['error'].split())[:300]}"
+    return str(exc.reason)
 
 
 def _exists(target: Path) -> DownloadError:

@@ -82,3 +82,18 @@ class RegistryError(DisketteError):
 
 class TransferError(DisketteError):
     """An archive did not cross an SSH connection whole."""
+
+
+class ApiKeyError(DisketteError):
+    """An API key that is missing, unknown, expired, revoked or out of scope.
+
+    :attr:`status` is the HTTP status the endpoints answer with.
+    """
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CaptureError(DisketteError):
+    """A capture that cannot start: one is already running."""

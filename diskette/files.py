@@ -97,6 +97,14 @@ class PartialFile:
             self.progress(len(data))
         return self.file.write(data)
 
+    def restart(self) -> None:
+        """Forget what was written: the file starts over, empty (a download
+        whose source changed while it was resumed)."""
+        self.file.seek(0)
+        self.file.truncate()
+        self.hash = hashlib.sha256() if self.hash is not None else None
+        self.size = 0
+
     def commit(self, *, replace: bool = True) -> None:
         """Put the file on disk, then give it its name; then make that durable.
 

@@ -169,8 +169,10 @@ def _mtime(storage: Any, name: str) -> float:
 
 
 @contextlib.contextmanager
-def open_stream(storage: Any, stored: StoredFile | str) -> Iterator[IO[bytes]]:
-    """Read a file of ``storage`` as a stream of bytes.
+def open_stream(
+    storage: Any, stored: StoredFile | str, start: int = 0
+) -> Iterator[IO[bytes]]:
+    """Read a file of ``storage`` as a stream of bytes, from byte ``start``.
 
     On S3 the object is streamed from one GET (and, when the listing gave
     its entity tag, only if it is still the object that was listed); other
@@ -178,13 +180,15 @@ def open_stream(storage: Any, stored: StoredFile | str) -> Iterator[IO[bytes]]:
     """
     name = stored.name if isinstance(stored, StoredFile) else stored
     if is_s3(storage):
-        body = _get_object(storage, stored)["Body"]
+        body = _get_object(storage, stored, start=start)["Body"]
         try:
             yield body
         finally:
             body.close()
     else:
         with storage.open(name, "rb") as source:
+            if start:
+                source.seek(start)
             yield source
 
 
@@ -237,7 +241,9 @@ def open_file(
         body.close()
 
 
-def _get_object(storage: Any, stored: StoredFile | str, client: Any = None) -> Any:
+def _get_object(
+    storage: Any, stored: StoredFile | str, client: Any = None, start: int = 0
+) -> Any:
     """One GET of a file of an S3 storage.
 
     It carries the customer key of encrypted objects (SSE-C), and the entity
@@ -256,6 +262,8 @@ def _get_object(storage: Any, stored: StoredFile | str, client: Any = None) -> A
     }
     if isinstance(stored, StoredFile) and stored.etag:
         extra["IfMatch"] = stored.etag
+    if start:
+        extra["Range"] = f"bytes={start}-"
     client = client or storage.connection.meta.client
     return client.get_object(Bucket=storage.bucket_name, Key=key, **extra)
 

@@ -266,15 +266,20 @@ class Registry:
         except (ValueError, OSError, EOFError, RecursionError):
             raise RegistryError(f"index object '{name}' is damaged: not JSON") from None
 
-    def find(self, reference: str) -> Snapshot:
+    def find(self, reference: str, anonymized_only: bool = False) -> Snapshot:
         """The snapshot ``latest``, or of an id (a unique start of one will do).
 
+        :param anonymized_only: consider only anonymized snapshots (the
+            HTTP endpoints of a site that serves no raw data).
         :raises RegistryError: none, or several, match.
         """
         snapshots = self.listing().snapshots
+        if anonymized_only:
+            snapshots = [s for s in snapshots if s.anonymized]
         if not snapshots:
+            which = "anonymized snapshot" if anonymized_only else "snapshot"
             raise RegistryError(
-                f"storage {self.alias!r} holds no snapshot yet: publish one with "
+                f"storage {self.alias!r} holds no {which} yet: publish one with "
                 "`manage.py diskette_dump --publish` (or `fab -H HOST publish-snapshot`)"
             )
         if not reference:
@@ -517,13 +522,19 @@ class Registry:
         if dry_run:
             return removed, orphans
         for snapshot in removed:
-            with translated(self.alias, f"remove snapshot {snapshot.id}"):
-                self.storage.delete(index_name(snapshot.id))
-                self.storage.delete(snapshot.object)
+            self.remove(snapshot)
         for name in orphans:
             with translated(self.alias, f"remove {name!r}"):
                 self.storage.delete(name)
         return removed, orphans
+
+    def remove(self, snapshot: Snapshot) -> None:
+        """Remove one snapshot: its index first, so no index ever points at
+        nothing (a failure between the two leaves an orphan archive, which
+        the next prune removes)."""
+        with translated(self.alias, f"remove snapshot {snapshot.id}"):
+            self.storage.delete(index_name(snapshot.id))
+            self.storage.delete(snapshot.object)
 
     def _orphans(self, listing: Listing, now: datetime) -> Iterator[str]:
         """Archive objects no index names, old enough not to be a publish at work."""

@@ -886,6 +886,9 @@ def reset_and_load(
     help={
         "snapshot": "The snapshot to load: latest (default), or its id (a unique start "
         "of it will do; `inv snapshots` lists them).",
+        "url": "Load from a site's HTTP endpoints instead of the registry: a URL such "
+        "as https://example.com/diskette/snapshots/latest/ (the API key comes from "
+        "DISKETTE_API_KEY).",
         "yes": "Do not ask for confirmation (for scripts).",
         "force": "Reset even though the project's DEBUG is False.",
         "no_backup": "Do not save a safety snapshot of the current data and media first.",
@@ -897,6 +900,7 @@ def reset_and_load(
 def pull_snapshot(
     c: Context,
     snapshot: str = "latest",
+    url: str | None = None,
     yes: bool = False,
     force: bool = False,
     no_backup: bool = False,
@@ -904,13 +908,16 @@ def pull_snapshot(
     loaddata: bool = False,
     json: bool = False,
 ) -> None:
-    """Load a snapshot of the team's registry here, without SSH: download and
-    verify it, snapshot the current data, reset the database, load it."""
+    """Load a snapshot of the team's registry, or of a site's HTTP endpoints
+    (--url), here without SSH: download and verify it, snapshot the current
+    data, reset the database, load it."""
     with answering(json) as answer:
+        if url is not None and snapshot != "latest":
+            raise Exit("give --snapshot or --url, not both: the URL names the snapshot", code=1)
         done = reset_and_load_archive(
             c,
             Project.from_config(c),
-            f"{REGISTRY_SCHEME}{snapshot}",
+            url if url is not None else f"{REGISTRY_SCHEME}{snapshot}",
             yes=yes,
             force=force,
             safety=SafetyNet.from_config(c, no_backup=no_backup),

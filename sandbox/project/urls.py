@@ -1,4 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    # Snapshots over HTTPS with API keys (docs/http.md).
+    path("diskette/", include("diskette.urls")),
+]

@@ -266,4 +266,6 @@ class Command(DisketteCommand):
             allow_redirect=settings.download_allow_redirect,
             timeout=settings.download_timeout,
             reporter=reporter,
+            api_key=settings.api_key,
+            identity=settings.registry_identity,
         )

@@ -1,0 +1,242 @@
+"""The HTTP endpoints: the registry's snapshots for hosts without SSH.
+
+A project includes :mod:`diskette.urls` under a path of its choice. Every
+endpoint takes an API key (:mod:`diskette.apikeys`) as ``Authorization:
+Bearer <key>``, and only that: never a session cookie, so no page of
+another site can make a logged-in browser download a snapshot, and no key
+ever sits in a URL, where logs and proxies would keep it.
+
+The snapshots served are those of the registry (:mod:`diskette.registry`,
+``DISKETTE_REGISTRY_STORAGE``), streamed from its storage with ``Range``
+support so that a cut download resumes. Each answer states the stored
+object's sha256 (``Repr-Digest``, RFC 9530, and the ``ETag``), which the
+client checks before it loads anything.
+
+Errors are JSON ``{"error": "<one line>"}`` with the status that says it:
+401 no or a bad key, 403 a key without the scope, 404 no such snapshot,
+409 a capture already running, 416 a range past the end, 429 too many
+failed attempts, 503 the registry's storage failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import apikeys, capture
+from .anonymize.rules import configured
+from .conf import DisketteSettings, get_settings
+from .exceptions import (
+    ApiKeyError,
+    CaptureError,
+    DisketteError,
+    RegistryError,
+)
+from .files import BLOCK_SIZE
+from .models import ApiKey, Capture
+from .objectstorage import open_stream, translated
+from .registry import Registry, Snapshot
+
+#: ``bytes=START-`` or ``bytes=START-END``: the one range a download resumes with.
+RANGE = re.compile(r"bytes=(\d{1,16})-(\d{1,16})?")
+
+View = Callable[..., HttpResponse]
+
+
+def error(message: str, status: int, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def with_key(scope: str) -> Callable[[View], View]:
+    """Let a view run only for a valid key with ``scope``, passed as ``key``."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            settings = get_settings()
+            try:
+                key = apikeys.authenticate(
+                    apikeys.bearer(request.headers.get("Authorization")),
+                    scope,
+                    client=request.META.get("REMOTE_ADDR", "unknown"),
+                    max_failures=settings.api_max_failures,
+                    window=settings.api_failure_window,
+                )
+            except ApiKeyError as exc:
+                headers = {
+                    401: {"WWW_Authenticate": 'Bearer realm="diskette"'},
+                    429: {"Retry_After": str(settings.api_failure_window)},
+                }.get(exc.status, {})
+                return error(str(exc), exc.status, **headers)
+            try:
+                return view(request, *args, key=key, settings=settings, **kwargs)
+            except DisketteError as exc:  # the registry's storage, or its settings
+                return error(str(exc), 503)
+
+        return csrf_exempt(guarded)
+
+    return decorate
+
+
+def anonymized_only(settings: DisketteSettings) -> bool:
+    """Whether raw snapshots are kept from the endpoints: as the setting
+    says, else whenever the project has anonymization rules."""
+    if settings.api_anonymized_only is not None:
+        return settings.api_anonymized_only
+    return configured()
+
+
+def describe(request: HttpRequest, snapshot: Snapshot) -> dict[str, Any]:
+    url = reverse("diskette:snapshot", args=[snapshot.id])
+    return {**snapshot.as_index(), "url": request.build_absolute_uri(url)}
+
+
+@require_GET
+@with_key("download")
+def snapshot_list(
+    request: HttpRequest, key: ApiKey, settings: DisketteSettings
+) -> HttpResponse:
+    """The snapshots this key may download, newest first."""
+    listing = Registry.from_settings(settings).listing()
+    only = anonymized_only(settings)
+    snapshots = [s for s in listing.snapshots if s.anonymized or not only]
+    response = JsonResponse(
+        {
+            "snapshots": [describe(request, s) for s in snapshots],
+            "anonymized_only": only,
+            "damaged": len(listing.damaged),
+        }
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_http_methods(["GET", "HEAD"])
+@with_key("download")
+def snapshot_download(
+    request: HttpRequest, reference: str, key: ApiKey, settings: DisketteSettings
+) -> HttpResponse:
+    """The stored object of a snapshot (``latest`` or an id), from ``Range``."""
+    registry = Registry.from_settings(settings)
+    try:
+        snapshot = registry.find(reference, anonymized_only=anonymized_only(settings))
+    except RegistryError as exc:
+        return error(str(exc), 404)
+    etag = f'"{snapshot.sha256}"'
+    start, end = 0, snapshot.size - 1
+    wanted = RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if wanted and request.headers.get("If-Range", etag) == etag:
+        start = int(wanted[1])
+        end = min(int(wanted[2]), end) if wanted[2] else end
+        if start > end:
+            return error(
+                f"range {request.headers['Range']!r} is past the end of snapshot "
+                f"{snapshot.id} ({snapshot.size} bytes)",
+                416,
+                Content_Range=f"bytes */{snapshot.size}",
+            )
+    length = end - start + 1
+    body = (
+        iter(()) if request.method == "HEAD" else _stream(registry, snapshot, start, length)
+    )
+    response = StreamingHttpResponse(
+        body,
+        status=206 if (start, end) != (0, snapshot.size - 1) else 200,
+        content_type="application/octet-stream",
+    )
+    response["Content-Length"] = str(length)
+    if response.status_code == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{snapshot.size}"
+    digest = base64.b64encode(bytes.fromhex(snapshot.sha256)).decode()
+    name = snapshot.object.rsplit("/", 1)[-1]
+    for header, value in {
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "Content-Disposition": f'attachment; filename="diskette-snapshot-{name}"',
+        "Content-Location": reverse("diskette:snapshot", args=[snapshot.id]),
+        "Cache-Control": "no-store",
+        "X-Diskette-Snapshot": snapshot.id,
+        "X-Diskette-Archive-Sha256": snapshot.archive_sha256,
+        "X-Diskette-Anonymized": str(snapshot.anonymized).lower(),
+    }.items():
+        response[header] = value
+    if snapshot.encrypted:
+        response["X-Diskette-Encryption"] = "age"
+    return response
+
+
+def _stream(
+    registry: Registry, snapshot: Snapshot, start: int, length: int
+) -> Iterator[bytes]:
+    """``length`` bytes of the object from ``start``.
+
+    The answer's status and headers are sent already when this runs: a
+    storage failing now can only cut the body short, which the client sees
+    (fewer bytes than ``Content-Length``) and resumes from.
+    """
+    with (
+        translated(registry.alias, f"read {snapshot.object!r}"),
+        open_stream(registry.storage, snapshot.object, start) as source,
+    ):
+        while length > 0:
+            block = source.read(min(BLOCK_SIZE, length))
+            if not block:
+                return
+            length -= len(block)
+            yield block
+
+
+def describe_capture(request: HttpRequest, run: Capture) -> dict[str, Any]:
+    url = reverse("diskette:capture", args=[run.pk])
+    return {
+        "id": str(run.pk),
+        "state": run.state,
+        "requested_by": run.requested_by,
+        "started": run.started.isoformat(),
+        "finished": run.finished.isoformat() if run.finished else None,
+        "snapshot": run.snapshot or None,
+        "error": run.error or None,
+        "url": request.build_absolute_uri(url),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@with_key("capture")
+def captures(request: HttpRequest, key: ApiKey, settings: DisketteSettings) -> HttpResponse:
+    """POST: start a capture (202), or 409 while one runs. GET: the latest one."""
+    if request.method == "POST":
+        try:
+            run = capture.start(requested_by=f"API key {key.name}")
+        except CaptureError as exc:
+            return error(str(exc), 409)
+        response = JsonResponse({"capture": describe_capture(request, run)}, status=202)
+        response["Location"] = reverse("diskette:capture", args=[run.pk])
+        return response
+    latest = capture.latest()
+    return JsonResponse({"capture": describe_capture(request, latest) if latest else None})
+
+
+@require_GET
+@with_key("capture")
+def capture_state(
+    request: HttpRequest, capture_id: str, key: ApiKey, settings: DisketteSettings
+) -> HttpResponse:
+    """The state of one capture."""
+    capture.expire_lost()
+    run = Capture.objects.filter(pk=capture_id).first()
+    if run is None:
+        return error(f"no capture {capture_id}", 404)
+    return JsonResponse({"capture": describe_capture(request, run)})

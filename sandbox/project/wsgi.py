@@ -1,0 +1,9 @@
+"""The sandbox as a WSGI application, for gunicorn or any WSGI server."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+application = get_wsgi_application()

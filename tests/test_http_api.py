@@ -1,0 +1,347 @@
+"""The HTTP endpoints with API keys, through Django's test client and live server.
+
+The registry is a ``FileSystemStorage`` folder here (one test reads ranges
+from the loopback S3 server); what a download returns is compared with the
+stored object's bytes. ``diskette_load http://...`` runs against
+pytest-django's live server: a real HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from demo.state import data_state
+from diskette import apikeys
+from diskette.models import ApiKey, Capture
+from tests.conftest import run_command, tree_state
+from tests.test_load_command import wipe_database
+
+pytestmark = pytest.mark.django_db
+
+API = "/diskette"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def registry(demo: Path, settings, tmp_path: Path) -> Path:
+    """The demo project with a registry in a folder, and the endpoints at /diskette/."""
+    folder = tmp_path / "registry"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "diskette": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(folder)},
+        },
+    }
+    return folder
+
+
+def publish(*args: str) -> dict:
+    return json.loads(run_command("diskette_dump", "--publish", "--json", *args).stdout)[
+        "snapshot"
+    ]
+
+
+def key(*scopes: str, expires: timedelta | None = None) -> str:
+    when = timezone.now() + expires if expires is not None else None
+    return apikeys.create("tester", list(scopes) or ["download"], when).key
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {value}"}
+
+
+def test_no_key_a_wrong_key_or_a_session_gets_401_and_nothing(
+    client, admin_client, registry
+):
+    publish()
+    for answer in (
+        client.get(f"{API}/snapshots/latest/"),
+        client.get(f"{API}/snapshots/latest/", **bearer("dsk_0123456789ab_" + "x" * 43)),
+        client.get(f"{API}/snapshots/latest/", **bearer(key() + "x")),
+        client.get(f"{API}/snapshots/latest/?key={key()}"),  # never read from a URL
+        client.get(f"{API}/snapshots/latest/", HTTP_AUTHORIZATION=f"Basic {key()}"),
+        admin_client.get(f"{API}/snapshots/"),  # a logged-in admin is not a key
+    ):
+        assert answer.status_code == 401
+        assert answer["WWW-Authenticate"] == 'Bearer realm="diskette"'
+        assert list(answer.json()) == ["error"]
+        assert "Content-Disposition" not in answer
+
+
+def test_expired_and_revoked_keys_get_401_and_a_key_needs_its_scope(client, registry):
+    publish()
+    expired = key(expires=timedelta(seconds=-1))
+    assert client.get(f"{API}/snapshots/", **bearer(expired)).status_code == 401
+    revoked = key()
+    assert client.get(f"{API}/snapshots/", **bearer(revoked)).status_code == 200
+    apikeys.revoke(revoked.split("_")[1])
+    assert client.get(f"{API}/snapshots/", **bearer(revoked)).status_code == 401
+
+    capture_only = key("capture")
+    answer = client.get(f"{API}/snapshots/latest/", **bearer(capture_only))
+    assert answer.status_code == 403
+    assert "may not download" in answer.json()["error"]
+    download_only = key("download")
+    answer = client.post(f"{API}/captures/", **bearer(download_only))
+    assert answer.status_code == 403
+    assert not Capture.objects.exists()
+
+
+def test_keys_are_stored_hashed_and_record_their_last_use(client, registry):
+    made = apikeys.create("alice", "download", None)
+    row = ApiKey.objects.get()
+    stored = json.dumps(list(ApiKey.objects.values().get().values()), default=str)
+    assert made.key not in stored and made.key.split("_")[2] not in stored
+    assert row.key_hash == hashlib.sha256(made.key.encode()).hexdigest()
+    assert row.last_used is None
+    client.get(f"{API}/snapshots/", **bearer(made.key))
+    row.refresh_from_db()
+    assert row.last_used is not None
+
+
+def test_the_list_and_a_download_are_the_stored_snapshots(client, registry):
+    first = publish()
+    time.sleep(1.01)  # ids and times are to the second
+    second = publish()
+    download = key()
+    listed = client.get(f"{API}/snapshots/", **bearer(download)).json()
+    assert [s["id"] for s in listed["snapshots"]] == [second["id"], first["id"]]
+    assert (
+        listed["snapshots"][1]["url"] == f"http://testserver{API}/snapshots/{first['id']}/"
+    )
+    assert {k: v for k, v in listed["snapshots"][1].items() if k != "url"} == first
+
+    stored = (registry / second["object"]).read_bytes()
+    answer = client.get(f"{API}/snapshots/latest/", **bearer(download))
+    assert answer.status_code == 200
+    assert b"".join(answer.streaming_content) == stored
+    assert int(answer["Content-Length"]) == len(stored)
+    assert answer["ETag"] == f'"{second["sha256"]}"'
+    digest = base64.b64encode(hashlib.sha256(stored).digest()).decode()
+    assert answer["Repr-Digest"] == f"sha-256=:{digest}:"
+    assert answer["Content-Location"] == f"{API}/snapshots/{second['id']}/"
+    assert answer["Accept-Ranges"] == "bytes"
+    assert answer["Cache-Control"] == "no-store"
+
+    older = client.get(f"{API}/snapshots/{first['id'][:-2]}/", **bearer(download))
+    assert b"".join(older.streaming_content) == (registry / first["object"]).read_bytes()
+    missing = client.get(f"{API}/snapshots/20000101T000000Z/", **bearer(download))
+    assert missing.status_code == 404
+    assert "holds no snapshot '20000101T000000Z'" in missing.json()["error"]
+
+
+def test_a_range_resumes_and_a_changed_snapshot_is_sent_whole(client, registry):
+    snapshot = publish()
+    stored = (registry / snapshot["object"]).read_bytes()
+    download = key()
+    url = f"{API}/snapshots/{snapshot['id']}/"
+
+    tail = client.get(url, HTTP_RANGE="bytes=1000-", **bearer(download))
+    assert tail.status_code == 206
+    assert b"".join(tail.streaming_content) == stored[1000:]
+    assert tail["Content-Range"] == f"bytes 1000-{len(stored) - 1}/{len(stored)}"
+
+    middle = client.get(url, HTTP_RANGE="bytes=10-19", **bearer(download))
+    assert b"".join(middle.streaming_content) == stored[10:20]
+
+    other = client.get(
+        url, HTTP_RANGE="bytes=1000-", HTTP_IF_RANGE='"abc"', **bearer(download)
+    )
+    assert other.status_code == 200
+    assert b"".join(other.streaming_content) == stored
+
+    past = client.get(url, HTTP_RANGE=f"bytes={len(stored)}-", **bearer(download))
+    assert past.status_code == 416
+    assert past["Content-Range"] == f"bytes */{len(stored)}"
+
+
+def test_a_range_of_a_snapshot_on_s3(demo, settings, s3, bucket, client):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "diskette": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3.options(bucket),
+        },
+    }
+    snapshot = publish()
+    stored = s3.objects(bucket)[snapshot["object"]]
+    answer = client.get(
+        f"{API}/snapshots/latest/", HTTP_RANGE="bytes=777-", **bearer(key())
+    )
+    assert answer.status_code == 206, answer.content
+    assert b"".join(answer.streaming_content) == stored[777:]
+
+
+def test_failed_attempts_are_throttled_per_client(client, registry, settings):
+    settings.DISKETTE_API_MAX_FAILURES = 3
+    good = key()
+    for _ in range(3):
+        assert client.get(f"{API}/snapshots/", **bearer("nope")).status_code == 401
+    refused = client.get(f"{API}/snapshots/", **bearer(good))
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "600"
+    assert "too many failed attempts from 127.0.0.1" in refused.json()["error"]
+    elsewhere = client.get(f"{API}/snapshots/", REMOTE_ADDR="127.0.0.2", **bearer(good))
+    assert elsewhere.status_code == 200
+
+
+def test_raw_snapshots_are_kept_back_when_only_anonymized_ones_are_served(
+    client, registry, settings
+):
+    raw = publish()
+    download = key()
+    settings.DISKETTE_API_ANONYMIZED_ONLY = True
+    listed = client.get(f"{API}/snapshots/", **bearer(download)).json()
+    assert listed["snapshots"] == [] and listed["anonymized_only"] is True
+    for url in (f"{API}/snapshots/latest/", f"{API}/snapshots/{raw['id']}/"):
+        answer = client.get(url, **bearer(download))
+        assert answer.status_code == 404
+        assert "no anonymized snapshot" in answer.json()["error"]
+
+
+def test_rules_make_the_endpoints_serve_anonymized_snapshots_only(
+    client, registry, settings
+):
+    raw = publish()
+    settings.DISKETTE_ANONYMIZE = {"auth.User": {"email": "email"}}
+    settings.DISKETTE_ANONYMIZE_SECRET = "s" * 32
+    download = key()
+    assert client.get(f"{API}/snapshots/latest/", **bearer(download)).status_code == 404
+    masked = publish()
+    assert masked["anonymized"] is True
+    answer = client.get(f"{API}/snapshots/latest/", **bearer(download))
+    assert answer["X-Diskette-Snapshot"] == masked["id"] != raw["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capture_publishes_a_snapshot_and_only_one_runs_at_a_time(client, registry):
+    capture = key("capture")
+    Capture.objects.create(slot=Capture.RUNNING, requested_by="someone else")
+    busy = client.post(f"{API}/captures/", **bearer(capture))
+    assert busy.status_code == 409
+    assert "a capture is running already" in busy.json()["error"]
+    Capture.objects.update(slot=None, state=Capture.DONE)
+
+    started = client.post(f"{API}/captures/", **bearer(capture))
+    assert started.status_code == 202
+    state = started.json()["capture"]
+    assert state["state"] == "running" and state["requested_by"] == "API key tester"
+    assert started["Location"] == f"{API}/captures/{state['id']}/"
+    deadline = time.monotonic() + 120
+    while state["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        state = client.get(started["Location"], **bearer(capture)).json()["capture"]
+    assert state["state"] == "done", state
+    assert client.get(f"{API}/captures/", **bearer(capture)).json()["capture"] == state
+    listed = client.get(f"{API}/snapshots/", **bearer(key())).json()["snapshots"]
+    assert [s["id"] for s in listed] == [state["snapshot"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capture_whose_process_died_is_marked_lost_and_frees_the_slot(client, registry):
+    capture = key("capture")
+    dead = Capture.objects.create(
+        slot=Capture.RUNNING,
+        requested_by="killed",
+        heartbeat=timezone.now() - timedelta(minutes=5),
+    )
+    answer = client.get(f"{API}/captures/{dead.pk}/", **bearer(capture)).json()["capture"]
+    assert answer["state"] == "lost" and "stopped" in answer["error"]
+    assert client.post(f"{API}/captures/", **bearer(capture)).status_code == 202
+    deadline = time.monotonic() + 120
+    while Capture.objects.filter(slot=Capture.RUNNING).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_capture_says_why_in_one_line(client, registry, settings):
+    settings.DISKETTE_REGISTRY_STORAGE = "nowhere"
+    started = client.post(f"{API}/captures/", **bearer(key("capture")))
+    url = started["Location"]
+    deadline = time.monotonic() + 60
+    state = started.json()["capture"]
+    while state["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        state = client.get(url, **bearer(key("capture"))).json()["capture"]
+    assert state["state"] == "failed"
+    assert "nowhere" in state["error"] and "\n" not in state["error"]
+    assert not Capture.objects.filter(slot=Capture.RUNNING).exists()
+
+
+# The client: diskette_load over HTTP, against a real server on loopback.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_diskette_load_fetches_verifies_and_loads_the_latest_snapshot(
+    live_server, registry, demo, monkeypatch
+):
+    for excluded in ("cache/generated.txt", "public/thumbnails/generated.txt"):
+        (demo / "var" / "media" / excluded).unlink()  # never archived: not restored
+    data, media = data_state(), tree_state(demo / "var" / "media")
+    publish()
+    wipe_database()  # diskette's own tables too: the key is made after
+    monkeypatch.setenv("DISKETTE_API_KEY", key())
+    assert data_state() != data
+    run_command(
+        "diskette_load", f"{live_server.url}/diskette/snapshots/latest/", "--overwrite"
+    )
+    assert data_state() == data
+    assert tree_state(demo / "var" / "media") == media
+    assert not list(demo.glob("*.tar.gz*"))  # the download is removed once loaded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_key_loads_nothing_and_says_why(live_server, registry, demo, monkeypatch):
+    publish()
+    data = data_state()
+    monkeypatch.setenv("DISKETTE_API_KEY", key(expires=timedelta(seconds=-1)))
+    with pytest.raises(CommandError) as failure:
+        run_command("diskette_load", f"{live_server.url}/diskette/snapshots/latest/")
+    message = str(failure.value)
+    assert "HTTP 401" in message and "not valid (unknown, expired or revoked)" in message
+    assert data_state() == data
+    assert not [p for p in demo.iterdir() if "download" in p.name or p.suffix == ".part"]
+
+
+def test_a_key_is_never_sent_over_plain_http_to_another_host(registry, monkeypatch):
+    monkeypatch.setenv("DISKETTE_API_KEY", "dsk_x")
+    with pytest.raises(CommandError, match="only sent over https://"):
+        run_command("diskette_load", "http://example.com/diskette/snapshots/latest/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_encrypted_snapshot_is_decrypted_with_this_machines_key(
+    live_server, registry, demo, monkeypatch, settings, tmp_path
+):
+    pytest.importorskip("pyrage")
+    identity = tmp_path / "age-key.txt"
+    settings.DISKETTE_REGISTRY_IDENTITY = str(identity)
+    public = json.loads(run_command("diskette_snapshots", "--new-key", "--json").stdout)
+    settings.DISKETTE_REGISTRY_RECIPIENTS = [public["recipient"]]
+    snapshot = publish()
+    assert snapshot["recipients"]
+    data = data_state()
+    wipe_database()
+    monkeypatch.setenv("DISKETTE_API_KEY", key())
+    run_command(
+        "diskette_load", f"{live_server.url}/diskette/snapshots/latest/", "--overwrite"
+    )
+    assert data_state() == data
