@@ -3,6 +3,7 @@
 #
 #     scripts/onboard.sh staging
 #     scripts/onboard.sh --registry [SNAPSHOT]
+#     DISKETTE_API_KEY=dsk_... scripts/onboard.sh --url URL
 #
 # HOST is an ~/.ssh/config alias (or user@host). The project carries a
 # fabfile.py holding `from diskette.remote import ns`, and a fabric.yaml that
@@ -14,10 +15,20 @@
 # `inv pull-snapshot`. The project carries a tasks.py holding
 # `from diskette.tasks import ns`, and requires "django-diskette[tasks,s3]".
 #
+# With --url, no SSH either: the snapshot at URL, a site's HTTP endpoints
+# (https://example.com/diskette/snapshots/latest/, docs/http.md), is loaded
+# with `inv pull-snapshot --url`, sending the API key of DISKETTE_API_KEY.
+# The project carries the same tasks.py and requires "django-diskette[tasks]".
+#
 # Environment: PYTHON (interpreter for the virtualenv, default python3),
 # MANAGE (path of manage.py, default manage.py).
 set -euo pipefail
-host="${1:?usage: scripts/onboard.sh HOST, or scripts/onboard.sh --registry [SNAPSHOT]}"
+usage="usage: scripts/onboard.sh HOST, --registry [SNAPSHOT] or --url URL"
+host="${1:?$usage}"
+if [ "$host" = "--url" ] && [ -z "${2:-}" ]; then
+    echo "$usage" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 manage="${MANAGE:-manage.py}"
 
@@ -41,6 +52,12 @@ if [ "$host" = "--registry" ]; then
     echo "=== Pulling snapshot ${snapshot} of the registry ==="
     .venv/bin/inv pull-snapshot --snapshot "$snapshot" --yes --no-backup
     echo "=== Done: this checkout now has the data and media of snapshot ${snapshot} ==="
+    exit 0
+fi
+if [ "$host" = "--url" ]; then
+    echo "=== Pulling the snapshot at $2 ==="
+    .venv/bin/inv pull-snapshot --url "$2" --yes --no-backup
+    echo "=== Done: this checkout now has the data and media of $2 ==="
     exit 0
 fi
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.databases import ON_SERVER, server_settings_body
 from tests.projects import SandboxCopy, Templates
 from tests.wsgiserver import CutProxy, WsgiServer, start_gunicorn
 
@@ -127,3 +128,22 @@ def test_a_bad_key_gets_nothing_and_the_checkout_stays_as_it_was(
     assert not [
         p for p in laptop.root.iterdir() if ".tar.gz" in p.name or ".part" in p.name
     ]
+
+
+def test_onboarding_by_url_takes_a_fresh_clone_to_the_latest_snapshot(tmp_path, site):
+    """scripts/onboard.sh --url on a checkout with no database, no media, no
+    SSH and no registry settings: a URL and a key."""
+    production, server = site
+    clone = SandboxCopy.create(tmp_path / "new-developer")
+    if ON_SERVER:  # a database not made yet
+        clone.use_settings(clone.write_settings("settings_db", server_settings_body()))
+    (clone.root / "tasks.py").write_text("from diskette.tasks import ns\n")
+    clone.as_fresh_clone("inv")  # the venv the script would make: this one
+    clone.env["DISKETTE_API_KEY"] = new_key(production)
+
+    result = clone.run("scripts/onboard.sh", "--url", server.url + PATH)
+
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"=== Done: this checkout now has the data and media of {server.url}{PATH} ==="
+    )
+    assert clone.fingerprint() == production.fingerprint()
