@@ -8,6 +8,11 @@ expected sha256) have arrived. Any failure, ``Ctrl-C`` included, removes the
 temporary file, so running the same command again simply starts over; a
 file already at the final name is never replaced.
 
+A server that offers ranges (diskette's own endpoints, :mod:`diskette.views`)
+is asked for the rest of a body cut short, and the sha256 it states is
+checked; an API key is sent to it as a bearer token, but only where no one
+on the way can read it (``https://``, or loopback).
+
 Which URL prefixes are accepted, whether redirects are followed, and the
 timeout come from the settings (:mod:`diskette.conf`). Redirects are refused
 by default, so an archive is only ever fetched from the address given; when
@@ -128,8 +133,9 @@ def download(
             except FileExistsError as exc:
                 raise _exists(output.target) from exc
     except urllib.error.HTTPError as exc:
+        hint = " (set DISKETTE_API_KEY to your key)" * (exc.code == 401 and api_key is None)
         raise DownloadError(
-            f"downloading '{url}' failed: HTTP {exc.code} {_reason(exc)}"
+            f"downloading '{url}' failed: HTTP {exc.code} {_reason(exc)}{hint}"
         ) from exc
     except urllib.error.URLError as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc.reason}") from exc

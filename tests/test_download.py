@@ -8,6 +8,7 @@ itself, with the settings' defaults.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import os
@@ -120,6 +121,7 @@ def fetch(
     allow_redirect: bool = False,
     reporter: Reporter | None = None,
     sha256: str | None = None,
+    api_key: str | None = None,
 ) -> Path:
     """:func:`download` with the settings' defaults."""
     return download(
@@ -130,6 +132,7 @@ def fetch(
         timeout=5,
         reporter=reporter,
         sha256=sha256,
+        api_key=api_key,
     )
 
 
@@ -302,3 +305,101 @@ def test_redirects_are_capped(server, tmp_path):
         f"'{server.url}/loop' refused: more than 10 redirects in a row"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# Resuming, and the API key.
+
+
+def ranged(
+    body: bytes = BODY,
+    cut_first: int | None = None,
+    etag: str = '"v1"',
+    stated: bytes | None = None,
+) -> Route:
+    """A server offering ranges, as diskette's endpoints do; the first answer
+    is cut after ``cut_first`` bytes; it states the sha256 of ``stated``
+    (default: of ``body``). Each request's headers are kept."""
+    seen: list[dict[str, str]] = []
+
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append(dict(handler.headers))
+        start = 0
+        wanted = handler.headers.get("Range")
+        if wanted and handler.headers.get("If-Range") == etag:
+            start = int(wanted.removeprefix("bytes=").rstrip("-"))
+            handler.send_response(206)
+            handler.send_header(
+                "Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}"
+            )
+        else:
+            handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body) - start))
+        handler.send_header("Accept-Ranges", "bytes")
+        handler.send_header("ETag", etag)
+        digest = base64.b64encode(hashlib.sha256(stated or body).digest()).decode()
+        handler.send_header("Repr-Digest", f"sha-256=:{digest}:")
+        handler.end_headers()
+        if len(seen) == 1 and cut_first is not None:
+            handler.wfile.write(body[start:cut_first])
+            return
+        handler.wfile.write(body[start:])
+
+    route.seen = seen  # type: ignore[attr-defined]
+    return route
+
+
+def test_a_cut_download_resumes_where_it_broke(server, tmp_path):
+    route = ranged(cut_first=100_000)
+    server.routes["/s.tar.gz"] = route
+    target = fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    assert target.read_bytes() == BODY
+    first, second = route.seen
+    assert "Range" not in first
+    assert second["Range"] == "bytes=100000-" and second["If-Range"] == '"v1"'
+
+
+def test_a_changed_file_is_fetched_again_from_its_start(server, tmp_path):
+    changed = os.urandom(len(BODY))
+    route = ranged(changed, etag='"v2"')
+    route_cut = ranged(BODY, cut_first=100_000)
+    calls = []
+
+    def swap(handler: http.server.BaseHTTPRequestHandler) -> None:
+        calls.append(1)  # the first answer is v1, cut; then the file is v2
+        (route_cut if len(calls) == 1 else route)(handler)
+
+    server.routes["/s.tar.gz"] = swap
+    target = fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    assert target.read_bytes() == changed
+
+
+@pytest.mark.parametrize("whose", ["server", "caller"])
+def test_bytes_that_are_not_the_stated_sha256_are_refused(server, tmp_path, whose):
+    server.routes["/s.tar.gz"] = ranged(stated=b"other" if whose == "server" else None)
+    expected = "0" * 64 if whose == "caller" else None
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz", sha256=expected)
+    assert f"its sha256 is {hashlib.sha256(BODY).hexdigest()}, not " in one_line(exc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_key_is_sent_but_never_follows_a_redirect(server, tmp_path):
+    final = ranged()
+    server.routes["/s.tar.gz"] = final
+    moved: list[dict[str, str]] = []
+
+    def record_and_redirect(handler: http.server.BaseHTTPRequestHandler) -> None:
+        moved.append(dict(handler.headers))
+        redirect("/s.tar.gz")(handler)
+
+    server.routes["/moved"] = record_and_redirect
+    fetch(f"{server.url}/moved", tmp_path / "s.tar.gz", allow_redirect=True, api_key="k")
+    assert moved[0]["Authorization"] == "Bearer k"
+    assert "Authorization" not in final.seen[0]
+
+
+@pytest.mark.parametrize("url", ["http://example.com/s.tar.gz", "http://10.0.0.1/a"])
+def test_a_key_is_never_sent_over_plain_http_off_this_machine(tmp_path, url):
+    with pytest.raises(DownloadError) as exc:
+        fetch(url, tmp_path / "s.tar.gz", api_key="k")
+    assert "only sent over https://" in one_line(exc)

@@ -345,3 +345,16 @@ def test_an_encrypted_snapshot_is_decrypted_with_this_machines_key(
         "diskette_load", f"{live_server.url}/diskette/snapshots/latest/", "--overwrite"
     )
     assert data_state() == data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_load_without_a_key_says_which_setting_holds_it(live_server, registry, monkeypatch):
+    publish()
+    monkeypatch.delenv("DISKETTE_API_KEY", raising=False)
+    with pytest.raises(CommandError) as failure:
+        run_command("diskette_load", f"{live_server.url}/diskette/snapshots/latest/")
+    assert str(failure.value).endswith(
+        "HTTP 401 Unauthorized: an API key is needed: send it as 'Authorization: "
+        "Bearer <key>' (manage.py diskette_apikey create makes one) "
+        "(set DISKETTE_API_KEY to your key)"
+    )
