@@ -37,7 +37,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from .encryption import SUFFIX, decrypt
 from .exceptions import DownloadError, RegistryError
-from .files import BLOCK_SIZE, PartialFile
+from .files import BLOCK_SIZE, PartialFile, room_problem
 from .reporting import Reporter
 
 DEFAULT_NAME = "diskette_downloaded_archive.tar.gz"
@@ -227,6 +227,13 @@ class _Fetch:
         if output.size:  # a 200: the whole body again (the snapshot changed)
             reporter.info("The server sent the file again from its start")
             output.restart()
+        self.encrypted = response.headers.get("X-Diskette-Encryption") == "age"
+        if length is not None:  # and as much again for an archive to decrypt
+            problem = room_problem(
+                output.path.parent, length * (1 + self.encrypted), f"'{self.url}'"
+            )
+            if problem:
+                raise DownloadError(problem)
         self.total = length
         self.etag = _strong(response.headers.get("ETag"))
         self.resumable = bool(
@@ -235,7 +242,6 @@ class _Fetch:
             and "bytes" in response.headers.get("Accept-Ranges", "")
         )
         self.sha256 = _repr_digest(response.headers.get("Repr-Digest"), self.url)
-        self.encrypted = response.headers.get("X-Diskette-Encryption") == "age"
         self.archive_sha256 = response.headers.get("X-Diskette-Archive-Sha256")
         location = response.headers.get("Content-Location")
         if location:

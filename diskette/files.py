@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .progress import human_size
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock
@@ -191,3 +193,22 @@ def file_sha256(path: Path, progress: Progress | None = None) -> str:
             pass
     assert reader.hash is not None
     return reader.hash.hexdigest()
+
+
+def room_problem(folder: Path, size: int, what: str) -> str | None:
+    """Why ``folder`` cannot take ``size`` more bytes of ``what``, or ``None``.
+
+    Told before a long download rather than by a full disk at its end;
+    where the file system does not say, nothing is told.
+    """
+    try:
+        disk = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    free = disk.f_bavail * disk.f_frsize
+    if free >= size:
+        return None
+    return (
+        f"'{folder}' has {human_size(free)} free, {what} needs {human_size(size)}: "
+        "free some space or choose another --download-destination"
+    )

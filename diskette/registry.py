@@ -37,7 +37,7 @@ from .archive import read_manifest
 from .conf import DisketteSettings
 from .encryption import SUFFIX, decrypt, encrypt, read_identities
 from .exceptions import RegistryError, StorageAccessError
-from .files import BLOCK_SIZE, PartialFile, file_sha256
+from .files import BLOCK_SIZE, PartialFile, file_sha256, room_problem
 from .objectstorage import (
     get_storage,
     is_missing,
@@ -423,9 +423,13 @@ class Registry:
                         f"'{path}' already exists; move it, or choose another "
                         "--download-destination"
                     )
-            _check_room(
-                destination, snapshot.size + snapshot.archive_size * snapshot.encrypted
+            problem = room_problem(
+                destination,
+                snapshot.size + snapshot.archive_size * snapshot.encrypted,
+                "the snapshot",
             )
+            if problem:
+                raise RegistryError(problem)
             with PartialFile(stored) as partial:
                 self._download(snapshot, partial, what)
                 partial.commit(replace=False)
@@ -554,19 +558,6 @@ class Registry:
 def _read(alias: str, name: str, stream: IO[bytes]) -> bytes:
     with translated(alias, f"read {name!r}"):
         return stream.read(BLOCK_SIZE)
-
-
-def _check_room(folder: Path, size: int) -> None:
-    try:
-        disk = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return
-    free = disk.f_bavail * disk.f_frsize
-    if free < size:
-        raise RegistryError(
-            f"'{folder}' has {human_size(free)} free, the snapshot needs {human_size(size)}: "
-            "free some space or choose another --download-destination"
-        )
 
 
 class _ProgressReader:

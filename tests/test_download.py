@@ -23,6 +23,7 @@ from diskette.conf import DEFAULT_DOWNLOAD_PROTOCOLS
 from diskette.download import download
 from diskette.exceptions import DownloadError
 from diskette.reporting import Reporter
+from tests.conftest import tmpfs
 
 BODY = os.urandom(300 * 1024)
 
@@ -403,3 +404,28 @@ def test_a_key_is_never_sent_over_plain_http_off_this_machine(tmp_path, url):
     with pytest.raises(DownloadError) as exc:
         fetch(url, tmp_path / "s.tar.gz", api_key="k")
     assert "only sent over https://" in one_line(exc)
+
+
+def test_a_download_larger_than_the_free_space_is_refused_before_it_starts(
+    server, tmp_path
+):
+    announced = 8 * 1024 * 1024
+
+    def huge(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(announced))
+        handler.end_headers()
+        handler.wfile.write(b"\0" * 65536)  # the rest never comes: it is not asked for
+
+    server.routes["/big.tar.gz"] = huge
+    small = tmp_path / "small"
+    small.mkdir()
+    with tmpfs(small, "2m"):
+        with pytest.raises(DownloadError) as exc:
+            fetch(f"{server.url}/big.tar.gz", small / "big.tar.gz")
+        assert one_line(exc).startswith(f"'{small}' has ")
+        assert (
+            "needs 8.0 MiB: free some space or choose another --download-destination"
+            in (one_line(exc))
+        )
+        assert list(small.iterdir()) == []
