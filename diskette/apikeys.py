@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Q
 from django.utils import timezone
 
 from .exceptions import ApiKeyError, ConfigurationError
@@ -104,16 +103,17 @@ def create(name: str, scopes: str | list[str], expires: datetime | None) -> NewK
 
 
 def revoke(reference: str) -> list[ApiKey]:
-    """Revoke the active keys named ``reference`` or whose key id it is.
+    """Revoke the active key whose key id (or whole key) ``reference`` is,
+    else every active key named ``reference``.
+
+    A key id is looked up first, so that a name that looks like another
+    key's id never revokes both.
 
     :raises ConfigurationError: no active key matches.
     """
+    active = ApiKey.objects.filter(revoked__isnull=True)
     ident = reference.removeprefix(PREFIX).split("_")[0]
-    keys = list(
-        ApiKey.objects.filter(revoked__isnull=True).filter(
-            Q(name=reference) | Q(key_id=ident)
-        )
-    )
+    keys = list(active.filter(key_id=ident)) or list(active.filter(name=reference))
     if not keys:
         raise ConfigurationError(
             f"no active API key is named {reference!r} or has that key id: "

@@ -51,9 +51,9 @@ def start(requested_by: str, background: bool = True) -> Capture:
             )
     except IntegrityError:
         running = Capture.objects.filter(slot=Capture.RUNNING).first()
-        since = f" (capture {running.id}, started {running.started:%H:%M:%S} UTC)" * bool(
-            running
-        )
+        since = ""
+        if running is not None:  # it may have ended since the insert failed
+            since = f" (capture {running.id}, started {running.started:%H:%M:%S} UTC)"
         raise CaptureError(
             f"a capture is running already{since}: wait for it to end"
         ) from None

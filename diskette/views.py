@@ -149,7 +149,9 @@ def snapshot_download(
             )
     length = end - start + 1
     body = (
-        iter(()) if request.method == "HEAD" else _stream(registry, snapshot, start, length)
+        iter(())
+        if request.method == "HEAD"
+        else stream_snapshot(registry, snapshot, start, length)
     )
     response = StreamingHttpResponse(
         body,
@@ -178,7 +180,7 @@ def snapshot_download(
     return response
 
 
-def _stream(
+def stream_snapshot(
     registry: Registry, snapshot: Snapshot, start: int, length: int
 ) -> Iterator[bytes]:
     """``length`` bytes of the object from ``start``.

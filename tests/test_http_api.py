@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -348,7 +349,9 @@ def test_an_encrypted_snapshot_is_decrypted_with_this_machines_key(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_load_without_a_key_says_which_setting_holds_it(live_server, registry, monkeypatch):
+def test_a_load_without_a_key_says_which_setting_holds_it(
+    live_server, registry, monkeypatch
+):
     publish()
     monkeypatch.delenv("DISKETTE_API_KEY", raising=False)
     with pytest.raises(CommandError) as failure:
@@ -358,3 +361,50 @@ def test_a_load_without_a_key_says_which_setting_holds_it(live_server, registry,
         "Bearer <key>' (manage.py diskette_apikey create makes one) "
         "(set DISKETTE_API_KEY to your key)"
     )
+
+
+# manage.py diskette_apikey
+
+
+def test_the_command_shows_a_key_once_and_revokes_by_key_id_or_name(registry):
+    made = json.loads(
+        run_command(
+            "diskette_apikey", "create", "--name", "ci", "--scope", "capture", "--json"
+        ).stdout
+    )
+    assert made["scopes"] == ["capture"] and made["state"] == "active"
+    assert apikeys.authenticate(made["key"], "capture", "t", 0, 60).key_id == made["key_id"]
+    twin = apikeys.create("ci", "download", None).row
+    text = run_command("diskette_apikey", "create", "--name", made["key_id"]).stdout
+    assert "Copy it now" in text and apikeys.KEY_PATTERN.search(text)
+
+    listed = run_command("diskette_apikey", "list", "--json").stdout
+    assert made["key"] not in listed and "key_hash" not in listed
+    assert len(json.loads(listed)["keys"]) == 3
+
+    # A key id first: the key named like it stays.
+    revoked = json.loads(
+        run_command("diskette_apikey", "revoke", made["key_id"], "--json").stdout
+    )["revoked"]
+    assert [k["key_id"] for k in revoked] == [made["key_id"]]
+    assert ApiKey.objects.get(name=made["key_id"]).state() == "active"
+    run_command("diskette_apikey", "revoke", "ci")
+    twin.refresh_from_db()
+    assert twin.state() == "revoked"
+    with pytest.raises(CommandError, match="no active API key is named 'ci'"):
+        run_command("diskette_apikey", "revoke", "ci")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--expires", "5y"), "expiry '5y' is not a duration such as 90m, 12h, 30d or 2w"),
+        (("--expires", "99999d"), "(at most ten years)"),
+        ((), "name the key: --name alice"),
+    ],
+)
+def test_the_command_refuses_what_would_make_a_bad_key(args, message):
+    named = ("--name", "x") if args else ()
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run_command("diskette_apikey", "create", *named, *args)
+    assert not ApiKey.objects.exists()

@@ -65,7 +65,13 @@ EXTRAS = {
     "dev",
 }
 #: Files a user's install needs that are not plain modules.
-REQUIRED = ["diskette/py.typed", "diskette/migrations/0001_load.py"]
+REQUIRED = [
+    "diskette/py.typed",
+    "diskette/migrations/0001_load.py",
+    "diskette/migrations/0002_apikey_capture_snapshot.py",
+    "diskette/templates/admin/diskette/snapshot/change_list.html",
+    "diskette/templates/admin/diskette/snapshot/delete_confirmation.html",
+]
 #: Top-level folders of the repository that are not part of the package.
 NOT_SHIPPED = ("tests/", "sandbox/", "benchmarks/", "scripts/", "docs/")
 DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
