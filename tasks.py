@@ -200,6 +200,8 @@ def demo(c: Context) -> None:
         "0: never)",
         "registry_mb": "megabytes of S3 media for benchmarks/registry.py: the media "
         "dump, publish and pull against boto3 and tar (default 256; 0: never)",
+        "http_mb": "megabytes of media for benchmarks/http_pull.py: a pull over HTTP "
+        "from gunicorn, against curl (default 256; 0: never)",
     }
 )
 def bench(
@@ -211,6 +213,7 @@ def bench(
     repeat: int = 3,
     memory_rows: int = 1_000_000,
     registry_mb: int = 256,
+    http_mb: int = 256,
 ) -> None:
     """Time diskette against dumpdata/loaddata, django-dbbackup, pg_dump and tar;
     write benchmarks/results.md.
@@ -226,6 +229,8 @@ def bench(
     )
     if registry_mb:
         c.run(f"{PYTHON} benchmarks/registry.py --media-mb {registry_mb}", pty=False)
+    if http_mb:
+        c.run(f"{PYTHON} benchmarks/http_pull.py --media-mb {http_mb}", pty=False)
 
 
 for developer_task in (test, test_django, lint, demo, bench):

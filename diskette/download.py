@@ -196,10 +196,13 @@ class _Fetch:
                 cut = exc
             if not self.resumable or attempt == attempts:
                 raise cut
-            wait = min(LONGEST_WAIT, 0.25 * 2**attempt)
+            # At once the first time (a cut is rarely a server in trouble),
+            # then waiting longer each time.
+            wait = min(LONGEST_WAIT, 0.25 * 2**attempt) if attempt > 1 else 0
             reporter.info(
                 f"The connection broke after {output.size} of {self.total} bytes: "
-                f"resuming in {wait:g} s (attempt {attempt + 1} of {attempts})"
+                f"resuming{f' in {wait:g} s' * bool(wait)} (attempt {attempt + 1} "
+                f"of {attempts})"
             )
             time.sleep(wait)
 
