@@ -17,7 +17,6 @@ session (staff only), unlike the endpoints, which take API keys only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -457,16 +456,13 @@ class SnapshotAdmin(admin.ModelAdmin):
         try:
             registry = self._registry()
             snapshot = self._find(registry, snapshot_id)
-            body = views.stream_snapshot(registry, snapshot, 0, snapshot.size)
             # Opened and read before the answer starts: a missing or refused
             # object is still a message on the list, not a cut download.
-            first = next(body, b"")
+            body = views.opened(views.stream_snapshot(registry, snapshot, 0, snapshot.size))
         except DisketteError as exc:
             messages.error(request, _one_line(exc))
             return self._back()
-        response = StreamingHttpResponse(
-            _chained(first, body), content_type="application/octet-stream"
-        )
+        response = StreamingHttpResponse(body, content_type="application/octet-stream")
         name = snapshot.object.rsplit("/", 1)[-1]
         response["Content-Length"] = str(snapshot.size)
         response["Content-Disposition"] = f'attachment; filename="diskette-snapshot-{name}"'
@@ -526,16 +522,3 @@ class SnapshotAdmin(admin.ModelAdmin):
 def _one_line(exc: BaseException) -> str:
     """An error as the admin shows it: its message, on one line."""
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _chained(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    """``first``, then the rest of the stream it came from; closing this
-    (the response does, even if the client left) closes the stream."""
-    try:
-        if first:
-            yield first
-        yield from rest
-    finally:
-        close = getattr(rest, "close", None)
-        if close is not None:
-            close()

@@ -13,13 +13,15 @@ Failed attempts are counted per client address in Django's cache: past
 :attr:`DisketteSettings.api_failure_window` seconds the address is refused
 (429) until the window ends, good key or not. With several processes, the
 cache must be shared (Redis, Memcached, the database) for the count to be
-one; the default per-process cache counts per process.
+one; the default per-process cache counts per process. Counting is not
+atomic across processes: attempts racing each other may count once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -126,6 +128,20 @@ def revoke(reference: str) -> list[ApiKey]:
     return keys
 
 
+def _failures(key: str, now: datetime) -> tuple[int, float]:
+    """The failed attempts counted in the current window, and its end."""
+    value = cache.get(key)
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and isinstance(value[1], float)
+        and value[1] > now.timestamp()
+    ):
+        return value
+    return 0, now.timestamp()
+
+
 def bearer(header: str | None) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header, else ``None``."""
     if not header:
@@ -151,10 +167,12 @@ def authenticate(
     """
     now = now or timezone.now()
     failures_key = f"diskette:api-failures:{client}"
-    if max_failures and (cache.get(failures_key) or 0) >= max_failures:
+    failures, until = _failures(failures_key, now)
+    if max_failures and failures >= max_failures:
         raise ApiKeyError(
-            f"too many failed attempts from {client}: wait {window // 60 or 1} "
-            "minutes, then use a valid key",
+            f"too many failed attempts from {client or 'an unknown address'}: wait "
+            f"{max(1, round((until - now.timestamp()) / 60))} minutes, then use a "
+            "valid key",
             status=429,
         )
     if key is None:
@@ -169,11 +187,15 @@ def authenticate(
     matches = hmac.compare_digest(stored, digest(key))
     if row is None or not matches or row.state(now) != "active":
         if max_failures:
-            cache.add(failures_key, 0, timeout=window)
-            try:
-                cache.incr(failures_key)
-            except ValueError:  # expired between add and incr
-                cache.set(failures_key, 1, timeout=window)
+            if not failures:  # the window starts with the first failure
+                until = now.timestamp() + window
+            # The window's end is kept with the count: ``cache.incr`` would let
+            # some backends (database, files) restart the timeout each time.
+            cache.set(
+                failures_key,
+                (failures + 1, until),
+                timeout=max(1, math.ceil(until - now.timestamp())),
+            )
         raise ApiKeyError(
             "this API key is not valid (unknown, expired or revoked): ask for a new one"
         )

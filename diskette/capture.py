@@ -57,13 +57,15 @@ def start(requested_by: str, background: bool = True) -> Capture:
         raise CaptureError(
             f"a capture is running already{since}: wait for it to end"
         ) from None
-    if background:
-        threading.Thread(
-            target=run,
-            args=(capture.pk,),
-            name=f"diskette-capture-{capture.pk}",
-            daemon=True,
-        ).start()
+    if background:  # once the row is committed (ATOMIC_REQUESTS): the thread reads it
+        transaction.on_commit(
+            threading.Thread(
+                target=run,
+                args=(capture.pk,),
+                name=f"diskette-capture-{capture.pk}",
+                daemon=True,
+            ).start
+        )
     else:
         run(capture.pk)
         capture.refresh_from_db()

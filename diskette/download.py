@@ -35,15 +35,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-from .encryption import SUFFIX, decrypt
+from .archive.writer import remove_leftovers
+from .encryption import SUFFIX, decrypt, read_identities
 from .exceptions import DownloadError, RegistryError
 from .files import BLOCK_SIZE, PartialFile, room_problem
+from .progress import human_size
 from .reporting import Reporter
 
 DEFAULT_NAME = "diskette_downloaded_archive.tar.gz"
 #: How many times a cut download is tried in all, and the longest wait between two.
 ATTEMPTS = 5
 LONGEST_WAIT = 5.0
+#: A body of no announced size stops when the disk has less than this free,
+#: looked at every :data:`UNSIZED_CHECK` bytes.
+UNSIZED_RESERVE = 1024**3
+UNSIZED_CHECK = 64 * 1024**2
 
 
 def is_url(source: str) -> bool:
@@ -113,12 +119,23 @@ def download(
         )
     if target.exists():  # it is removed once loaded: never take a file over
         raise _exists(target)
-    redirects = _CheckRedirects(allowed_protocols) if allow_redirect else _RefuseRedirects()
-    fetch = _Fetch(url, urllib.request.build_opener(redirects), timeout, api_key)
+    handlers: list[Any] = [
+        _CheckRedirects(allowed_protocols) if allow_redirect else _RefuseRedirects()
+    ]
+    if api_key is not None and urlsplit(url).scheme == "http":
+        # Loopback in clear: an http_proxy of the environment would carry the
+        # key, readable, to another machine.
+        handlers.append(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(*handlers)
+    fetch = _Fetch(url, opener, timeout, api_key, identity)
     reporter.info(f"Downloading archive from '{url}' to '{target}'")
     sealed = target.with_name(target.name + SUFFIX)
     try:
-        with PartialFile(target) as output:
+        # Locked, so that a later download to the same name tells this file,
+        # at work, from one a killed download left behind, which it removes.
+        with PartialFile(target, lock=True) as output:
+            for leftover in remove_leftovers(target, keep=output.path):
+                reporter.info(f"Removed '{leftover}', left by an interrupted download")
             fetch.into(output, reporter, attempts)
             expected = sha256 or fetch.sha256
             if expected is not None and output.sha256 != expected.lower():
@@ -143,7 +160,12 @@ def download(
         raise DownloadError(
             f"downloading '{url}' failed: the server's answer broke off ({exc!r})"
         ) from exc
-    except (TimeoutError, OSError) as exc:
+    except TimeoutError as exc:
+        raise DownloadError(
+            f"downloading '{url}' failed: the server did not answer for {timeout:g} s "
+            "(DISKETTE_DOWNLOAD_TIMEOUT); try again, or raise it"
+        ) from exc
+    except OSError as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc}") from exc
     if fetch.encrypted:
         _decrypt(url, sealed, target, identity, fetch.archive_sha256, reporter)
@@ -158,11 +180,19 @@ class _Fetch:
     the same server.
     """
 
-    def __init__(self, url: str, opener: Any, timeout: float, api_key: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        opener: Any,
+        timeout: float,
+        api_key: str | None,
+        identity: Path | None,
+    ) -> None:
         self.url = self.resume_url = url
         self.opener = opener
         self.timeout = timeout
         self.api_key = api_key
+        self.identity = identity
         self.etag: str | None = None
         self.total: int | None = None
         self.sha256: str | None = None
@@ -180,13 +210,9 @@ class _Fetch:
                     self.take(response, output, reporter)
                     while block := response.read(BLOCK_SIZE):
                         output.write(block)
+                        self.check_growth(output)
                 if self.total is None or output.size == self.total:
                     return
-                if output.size > self.total:
-                    raise DownloadError(
-                        f"downloading '{self.url}' failed: received more than the "
-                        f"{self.total} bytes announced; nothing was kept"
-                    )
                 cut: Exception = DownloadError(
                     f"downloading '{self.url}' failed: received {output.size} of the "
                     f"{self.total} bytes announced (the connection ended early); "
@@ -206,6 +232,22 @@ class _Fetch:
             )
             time.sleep(wait)
 
+    def check_growth(self, output: PartialFile) -> None:
+        """Stop a body that goes past what was announced, or, announced by
+        nobody, past what the disk can spare: a server never fills it."""
+        if self.total is not None and output.size > self.total:
+            raise DownloadError(
+                f"downloading '{self.url}' failed: received more than the "
+                f"{self.total} bytes announced; nothing was kept"
+            )
+        if self.total is None and output.size % UNSIZED_CHECK < BLOCK_SIZE:
+            problem = room_problem(output.path.parent, UNSIZED_RESERVE, "this machine")
+            if problem:
+                raise DownloadError(
+                    f"downloading '{self.url}' failed: the server announced no size and "
+                    f"has sent {human_size(output.size)} so far; {problem}"
+                )
+
     def request(self, offset: int) -> urllib.request.Request:
         request = urllib.request.Request(self.resume_url if offset else self.url)
         if self.api_key is not None:
@@ -219,18 +261,39 @@ class _Fetch:
     def take(self, response: Any, output: PartialFile, reporter: Reporter) -> None:
         """Read an answer's headers: where the body starts, and what it is."""
         length = _content_length(response, self.url)
-        if response.status == 206 and output.size:
-            start, total = _content_range(response.headers.get("Content-Range"))
-            if start != output.size or total != self.total:
+        if response.status == 206:
+            start, end, total = _content_range(response.headers.get("Content-Range"))
+            if not output.size:
                 raise DownloadError(
-                    f"downloading '{self.url}' failed: the server resumed at byte {start} "
-                    f"of {total}, not {output.size} of {self.total}; run the command again"
+                    f"downloading '{self.url}' failed: the server sent a part (206) when "
+                    "the whole file was asked for; fix the server"
+                )
+            if (
+                start != output.size
+                or total != self.total
+                or end != (total or 0) - 1
+                or (length is not None and length != (end or 0) - start + 1)
+            ):
+                raise DownloadError(
+                    f"downloading '{self.url}' failed: the server resumed with bytes "
+                    f"{start}-{end} of {total}, not from {output.size} to the end of "
+                    f"{self.total}; run the command again"
                 )
             return
         if output.size:  # a 200: the whole body again (the snapshot changed)
             reporter.info("The server sent the file again from its start")
             output.restart()
         self.encrypted = response.headers.get("X-Diskette-Encryption") == "age"
+        if self.encrypted:  # a missing key is told before a long download
+            if self.identity is None:
+                raise DownloadError(
+                    f"'{self.url}' is encrypted (age): set DISKETTE_REGISTRY_IDENTITY "
+                    "to your key file"
+                )
+            try:
+                read_identities(self.identity)
+            except RegistryError as exc:
+                raise DownloadError(str(exc)) from exc
         if length is not None:  # and as much again for an archive to decrypt
             problem = room_problem(
                 output.path.parent, length * (1 + self.encrypted), f"'{self.url}'"
@@ -331,19 +394,27 @@ def _repr_digest(header: str | None, url: str) -> str | None:
     return None
 
 
-def _content_range(header: str | None) -> tuple[int | None, int | None]:
-    """Start and total of ``Content-Range: bytes START-END/TOTAL``."""
-    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+)", (header or "").strip())
-    return (int(match[1]), int(match[2])) if match else (None, None)
+def _content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
+    """Start, end and total of ``Content-Range: bytes START-END/TOTAL``."""
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", (header or "").strip())
+    return (int(match[1]), int(match[2]), int(match[3])) if match else (None, None, None)
 
 
 def _reason(exc: urllib.error.HTTPError) -> str:
-    """The HTTP reason, and the one line a diskette endpoint gave as JSON."""
+    """The HTTP reason, and the one line a diskette endpoint gave as JSON,
+    printable and short: a server's words never drive the terminal."""
+    reason = _printable(str(exc.reason), 300)
     with contextlib.suppress(Exception):
         answer = json.loads(exc.read(4096))
         if isinstance(answer, dict) and isinstance(answer.get("error"), str):
-            return f"{exc.reason}: {' '.join(answer['error'].split())[:300]}"
-    return str(exc.reason)
+            return f"{reason}: {_printable(answer['error'], 300)}"
+    return reason
+
+
+def _printable(text: str, most: int) -> str:
+    """``text`` on one line, without control characters, at most ``most`` long."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= most else flat[: most - 1] + "…"
 
 
 def _exists(target: Path) -> DownloadError:
@@ -362,6 +433,12 @@ def _content_length(response: Any, url: str) -> int | None:
     values = response.headers.get_all("Content-Length") or []
     if not values:
         return None
+    if response.headers.get("Transfer-Encoding"):
+        # http.client then ignores the length: a body could go on forever.
+        raise DownloadError(
+            f"downloading '{url}' failed: the server sent both Content-Length and "
+            "Transfer-Encoding; fix the server or use another URL"
+        )
     if len(set(values)) > 1:
         raise DownloadError(
             f"downloading '{url}' failed: the server sent several Content-Length "
@@ -389,7 +466,8 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         raise urllib.error.HTTPError(
             req.full_url,
             code,
-            f"redirect to '{newurl}' refused (see DISKETTE_DOWNLOAD_ALLOW_REDIRECT)",
+            f"redirect to '{newurl}' refused: use that URL (or see "
+            "DISKETTE_DOWNLOAD_ALLOW_REDIRECT)",
             headers,
             fp,
         )

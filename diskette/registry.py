@@ -273,7 +273,10 @@ class Registry:
             HTTP endpoints of a site that serves no raw data).
         :raises RegistryError: none, or several, match.
         """
-        snapshots = self.listing().snapshots
+        if ID_PATTERN.fullmatch(reference):  # one index read, not all of them
+            snapshots = self._exactly(reference)
+        else:
+            snapshots = self.listing().snapshots
         if anonymized_only:
             snapshots = [s for s in snapshots if s.anonymized]
         if not snapshots:
@@ -301,6 +304,16 @@ class Registry:
             f"{reference!r} starts {len(matches)} snapshot ids in storage "
             f"{self.alias!r}: give more of it"
         )
+
+    def _exactly(self, snapshot_id: str) -> list[Snapshot]:
+        """The snapshot of this whole id, read from its own index, if any."""
+        name = index_name(snapshot_id)
+        try:
+            return [Snapshot.from_index(self._read_index(name), name)]
+        except StorageAccessError as exc:
+            if is_missing(exc.__cause__):
+                return []
+            raise
 
     def publish(
         self,

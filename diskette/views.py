@@ -137,6 +137,8 @@ def snapshot_download(
     etag = f'"{snapshot.sha256}"'
     start, end = 0, snapshot.size - 1
     wanted = RANGE.fullmatch(request.headers.get("Range", "").strip())
+    if wanted and wanted[2] and int(wanted[2]) < int(wanted[1]):
+        wanted = None  # not a range (RFC 9110): the whole body
     if wanted and request.headers.get("If-Range", etag) == etag:
         start = int(wanted[1])
         end = min(int(wanted[2]), end) if wanted[2] else end
@@ -148,11 +150,12 @@ def snapshot_download(
                 Content_Range=f"bytes */{snapshot.size}",
             )
     length = end - start + 1
-    body = (
-        iter(())
-        if request.method == "HEAD"
-        else stream_snapshot(registry, snapshot, start, length)
-    )
+    body: Iterator[bytes] = iter(())
+    if request.method != "HEAD":
+        try:  # opened now: an object gone or refused is an answer, not a cut body
+            body = opened(stream_snapshot(registry, snapshot, start, length))
+        except DisketteError as exc:
+            return error(str(exc), 503)
     response = StreamingHttpResponse(
         body,
         status=206 if (start, end) != (0, snapshot.size - 1) else 200,
@@ -201,6 +204,25 @@ def stream_snapshot(
             yield block
 
 
+def opened(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """``stream`` with its first block read already, so that opening the
+    object fails here, before the answer's status is sent; closing the
+    result (the server does, even when the client left) closes ``stream``."""
+    first = next(stream, b"")
+
+    def chained() -> Iterator[bytes]:
+        try:
+            if first:
+                yield first
+            yield from stream
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    return chained()
+
+
 def describe_capture(request: HttpRequest, run: Capture) -> dict[str, Any]:
     url = reverse("diskette:capture", args=[run.pk])
     return {
@@ -220,6 +242,13 @@ def describe_capture(request: HttpRequest, run: Capture) -> dict[str, Any]:
 def captures(request: HttpRequest, key: ApiKey, settings: DisketteSettings) -> HttpResponse:
     """POST: start a capture (202), or 409 while one runs. GET: the latest one."""
     if request.method == "POST":
+        if anonymized_only(settings) and not configured():
+            return error(
+                "this site serves anonymized snapshots only (DISKETTE_API_ANONYMIZED_ONLY) "
+                "and has no anonymization rules: a capture would publish a snapshot "
+                "nobody may download; set DISKETTE_ANONYMIZE first",
+                409,
+            )
         try:
             run = capture.start(requested_by=f"API key {key.name}")
         except CaptureError as exc:

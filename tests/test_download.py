@@ -9,11 +9,14 @@ itself, with the settings' defaults.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
+import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,12 +38,15 @@ class Server:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.requests = 0
         routes = self.routes
+        server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - the base class's name
+                server.requests += 1
                 route = routes.get(self.path)
                 if route is None:
                     self.send_error(404)
@@ -254,7 +260,8 @@ def test_a_redirect_is_refused_by_default(server, tmp_path):
         fetch(f"{server.url}/moved", tmp_path / "a.tar.gz")
     assert one_line(exc) == (
         f"downloading '{server.url}/moved' failed: HTTP 302 redirect to "
-        f"'{server.url}/a.tar.gz' refused (see DISKETTE_DOWNLOAD_ALLOW_REDIRECT)"
+        f"'{server.url}/a.tar.gz' refused: use that URL (or see "
+        "DISKETTE_DOWNLOAD_ALLOW_REDIRECT)"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -429,3 +436,114 @@ def test_a_download_larger_than_the_free_space_is_refused_before_it_starts(
             in (one_line(exc))
         )
         assert list(small.iterdir()) == []
+
+
+def test_a_resumed_part_longer_than_announced_is_stopped_at_once(server, tmp_path):
+    calls: list[int] = []
+
+    def lying(handler: http.server.BaseHTTPRequestHandler) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            ranged(cut_first=100_000)(handler)
+            return
+        handler.send_response(206)  # the rest, then on and on, with no length
+        handler.send_header("Content-Range", f"bytes 100000-{len(BODY) - 1}/{len(BODY)}")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                handler.wfile.write(b"\0" * 1024 * 1024)
+
+    server.routes["/s.tar.gz"] = lying
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    assert f"received more than the {len(BODY)} bytes announced" in one_line(exc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_of_no_size_stops_before_the_disk_is_full(server, tmp_path, monkeypatch):
+    monkeypatch.setattr("diskette.download.UNSIZED_RESERVE", 3 * 1024 * 1024)
+    monkeypatch.setattr("diskette.download.UNSIZED_CHECK", 1024 * 1024)
+
+    def endless(handler: http.server.BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(64):
+                handler.wfile.write(b"\0" * 1024 * 1024)
+
+    server.routes["/s.tar.gz"] = endless
+    small = tmp_path / "small"
+    small.mkdir()
+    with tmpfs(small, "6m"):
+        with pytest.raises(DownloadError) as exc:
+            fetch(f"{server.url}/s.tar.gz", small / "s.tar.gz")
+        assert "the server announced no size and has sent" in one_line(exc)
+        assert list(small.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["length and chunked", "a part for the whole"])
+def test_answers_no_server_should_send_are_refused(server, tmp_path, kind):
+    def route(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if kind == "length and chunked":
+            handler.send_response(200)
+            handler.send_header("Content-Length", "1000")
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            handler.wfile.write(b"10\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n")
+        else:
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes 0-99/{len(BODY)}")
+            handler.send_header("Content-Length", "100")
+            handler.end_headers()
+            handler.wfile.write(BODY[:100])
+
+    server.routes["/s.tar.gz"] = route
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    expected = (
+        "sent both Content-Length and Transfer-Encoding"
+        if kind == "length and chunked"
+        else "sent a part (206) when the whole file was asked for"
+    )
+    assert expected in one_line(exc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_servers_words_never_reach_the_terminal_raw(server, tmp_path):
+    def hostile(handler: http.server.BaseHTTPRequestHandler) -> None:
+        body = json.dumps({"error": "\x1b[2J\x1b]0;owned\x07bad " + "x" * 1000}).encode()
+        handler.send_response(403, "No\x1b[31m")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server.routes["/s.tar.gz"] = hostile
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    message = one_line(exc)
+    assert all(c.isprintable() for c in message)
+    assert len(message) < 500 and message.endswith("…")
+
+
+def test_a_key_to_loopback_never_goes_through_a_proxy(server, tmp_path, monkeypatch):
+    proxied = Server()  # what an http_proxy would receive
+    proxied.routes["/s.tar.gz"] = whole()
+    try:
+        server.routes["/s.tar.gz"] = whole()
+        monkeypatch.setenv("http_proxy", proxied.url)
+        monkeypatch.setenv("no_proxy", "")
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz", api_key="k")
+    finally:
+        proxied.stop()
+    assert (tmp_path / "s.tar.gz").read_bytes() == BODY
+    assert proxied.requests == 0
+
+
+def test_a_file_a_killed_download_left_is_removed_by_the_next(server, tmp_path):
+    left = tmp_path / ".s.tar.gz.abc123.part"
+    left.write_bytes(b"half")
+    os.utime(left, (time.time() - 3600, time.time() - 3600))
+    server.routes["/s.tar.gz"] = whole()
+    fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tar.gz"]

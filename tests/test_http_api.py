@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from demo.state import data_state
 from diskette import apikeys
+from diskette.exceptions import ApiKeyError
 from diskette.models import ApiKey, Capture
 from tests.conftest import run_command, tree_state
 from tests.test_load_command import wipe_database
@@ -109,7 +110,8 @@ def test_keys_are_stored_hashed_and_record_their_last_use(client, registry):
     made = apikeys.create("alice", "download", None)
     row = ApiKey.objects.get()
     stored = json.dumps(list(ApiKey.objects.values().get().values()), default=str)
-    assert made.key not in stored and made.key.split("_")[2] not in stored
+    secret = made.key.removeprefix(f"dsk_{row.key_id}_")
+    assert made.key not in stored and secret not in stored
     assert row.key_hash == hashlib.sha256(made.key.encode()).hexdigest()
     assert row.last_used is None
     client.get(f"{API}/snapshots/", **bearer(made.key))
@@ -408,3 +410,53 @@ def test_the_command_refuses_what_would_make_a_bad_key(args, message):
     with pytest.raises(CommandError, match=re.escape(message)):
         run_command("diskette_apikey", "create", *named, *args)
     assert not ApiKey.objects.exists()
+
+
+# What a hostile client or a broken registry gets.
+
+
+def test_an_object_gone_from_the_registry_is_a_503_in_one_line(client, registry):
+    snapshot = publish()
+    (registry / snapshot["object"]).unlink()  # a prune racing the download
+    answer = client.get(f"{API}/snapshots/{snapshot['id']}/", **bearer(key()))
+    assert answer.status_code == 503
+    assert snapshot["object"] in answer.json()["error"]
+    assert "\n" not in answer.json()["error"]
+    gone = client.get(f"{API}/snapshots/20000101T000000Z-abcdef/", **bearer(key()))
+    assert gone.status_code == 404
+
+
+def test_a_range_ending_before_it_starts_is_no_range(client, registry):
+    snapshot = publish()
+    answer = client.get(
+        f"{API}/snapshots/{snapshot['id']}/", HTTP_RANGE="bytes=100-50", **bearer(key())
+    )
+    assert answer.status_code == 200
+    assert (
+        b"".join(answer.streaming_content) == (registry / snapshot["object"]).read_bytes()
+    )
+
+
+def test_no_capture_where_its_snapshot_could_never_be_served(client, registry, settings):
+    settings.DISKETTE_API_ANONYMIZED_ONLY = True
+    answer = client.post(f"{API}/captures/", **bearer(key("capture")))
+    assert answer.status_code == 409
+    assert "set DISKETTE_ANONYMIZE first" in answer.json()["error"]
+    assert not Capture.objects.exists()
+
+
+def test_the_failure_window_ends_when_it_says(registry):
+    good = key()
+    start = timezone.now()
+
+    def attempt(value: str, seconds: int) -> ApiKey:
+        at = start + timedelta(seconds=seconds)
+        return apikeys.authenticate(value, "download", "10.0.0.1", 3, 600, now=at)
+
+    for seconds in (0, 0, 300):  # the third, later, does not move the window's end
+        with pytest.raises(ApiKeyError):
+            attempt("bad", seconds)
+    with pytest.raises(ApiKeyError) as refused:
+        attempt(good, 599)
+    assert refused.value.status == 429
+    assert attempt(good, 601).key_id == good.split("_")[1]
