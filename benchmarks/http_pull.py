@@ -112,7 +112,7 @@ def run(root: Path, megabytes: int, runs: int) -> tuple[list[tuple], int]:
         print("Fetching", flush=True)
         ours = best(runs, load, laptop.root, env, before=remove_downloads)
         fetched = best(runs, [*curl, url], laptop.root, env, before=remove_downloads)
-        summed = best(runs, ["sha256sum", str(stored)], laptop.root, env)
+        summed = best(runs, ["sha256sum", str(downloaded)], laptop.root, env)
         rows.append(
             (
                 "fetch and verify",

@@ -37,7 +37,6 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
 
 from . import apikeys, capture, views
 from .conf import get_settings
@@ -92,6 +91,10 @@ class ApiKeyCreationForm(forms.ModelForm):
         model = ApiKey
         fields = ["name"]
 
+    #: The request, set by :meth:`ApiKeyAdmin.get_form`: whose permissions
+    #: bound the scopes a key may get.
+    request: HttpRequest | None = None
+
     def clean(self) -> dict[str, Any]:
         data: dict[str, Any] = super().clean()
         if "scopes" in data:
@@ -99,6 +102,8 @@ class ApiKeyCreationForm(forms.ModelForm):
                 data["scopes"] = apikeys.parse_scopes(data["scopes"])
             except ConfigurationError as exc:
                 self.add_error("scopes", str(exc))
+            else:
+                self.check_scopes(data["scopes"].split())
         choice = data.get("expiry")
         if choice == "date":
             when: datetime | None = data.get("expires_on")
@@ -115,6 +120,23 @@ class ApiKeyCreationForm(forms.ModelForm):
             except ConfigurationError as exc:
                 self.add_error("expiry", str(exc))
         return data
+
+    def check_scopes(self, scopes: list[str]) -> None:
+        """A key gives no more than its maker may do: who may not download
+        (view) or capture (add) snapshots makes no key that does."""
+        user = getattr(self.request, "user", None)
+        for scope in scopes:
+            needed = f"diskette.{SCOPE_PERMISSIONS[scope]}"
+            if user is None or not user.has_perm(needed):
+                self.add_error(
+                    "scopes",
+                    f"You may not give a key the {scope} scope: it needs the "
+                    f"permission {needed}, which you do not have.",
+                )
+
+
+#: The permission on snapshots a maker of a key needs for each scope.
+SCOPE_PERMISSIONS = {"download": "view_snapshot", "capture": "add_snapshot"}
 
 
 class KeyStateFilter(admin.SimpleListFilter):
@@ -191,7 +213,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ) -> Any:
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:  # the scopes it may give are those of who fills it in
+            return type(form.__name__, (form,), {"request": request})
+        return form
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ApiKey | None = None
+    ) -> bool:
+        """Keys are revoked, never deleted: the list keeps who had access."""
+        return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         if obj is None:
@@ -210,20 +241,40 @@ class ApiKeyAdmin(admin.ModelAdmin):
             form.cleaned_data["scopes"],
             form.cleaned_data["expires"],
         )
-        # The admin goes on with ``obj`` (its log entry, its redirect): make it the row.
+        # The admin goes on with ``obj`` (its log entry, its answer): make it the row.
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(made.row, field.attname))
         obj._state.adding = False
         obj._state.db = made.row._state.db
-        messages.success(
-            request,
-            format_html(
-                'The key of “{}” is <code class="diskette-new-key">{}</code> — copy it '
-                "now: it is not stored, and will never be shown again.",
-                made.row.name,
-                made.key,
+        request._diskette_new_key = made.key
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponseBase:
+        """The new key, on the page that answers the form itself.
+
+        Not in a message after a redirect: Django keeps messages in a
+        cookie, and the key would go back and forth over the wire, and stay
+        in the browser's cookies, before it is shown.
+        """
+        key = getattr(request, "_diskette_new_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key made",
+            "opts": self.opts,
+            "key": key,
+            "row": obj,
+            "changelist_url": reverse(
+                f"{self.admin_site.name}:diskette_apikey_changelist",
+                current_app=self.admin_site.name,
             ),
-        )
+        }
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(request, "admin/diskette/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
@@ -375,14 +426,13 @@ class SnapshotAdmin(admin.ModelAdmin):
 
         :raises RegistryError: none, as a message for the list page.
         """
-        if ID_PATTERN.fullmatch(snapshot_id):
-            for snapshot in registry.listing().snapshots:
-                if snapshot.id == snapshot_id:
-                    return snapshot
-        raise RegistryError(
-            f"storage {registry.alias!r} holds no snapshot {snapshot_id!r} "
-            "(deleted meanwhile?)"
-        )
+        snapshot = registry.get(snapshot_id) if ID_PATTERN.fullmatch(snapshot_id) else None
+        if snapshot is None:
+            raise RegistryError(
+                f"storage {registry.alias!r} holds no snapshot {snapshot_id!r} "
+                "(deleted meanwhile?)"
+            )
+        return snapshot
 
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ tell how much of a guess was right.
 Failed attempts are counted per client address in Django's cache: past
 :attr:`DisketteSettings.api_max_failures` within
 :attr:`DisketteSettings.api_failure_window` seconds the address is refused
-(429) until the window ends, good key or not. With several processes, the
+(429) until the window ends; a valid key always passes. With several processes, the
 cache must be shared (Redis, Memcached, the database) for the count to be
 one; the default per-process cache counts per process. Counting is not
 atomic across processes: attempts racing each other may count once.
@@ -160,21 +160,18 @@ def authenticate(
 ) -> ApiKey:
     """The key's row if ``key`` may act in ``scope``; its last use is recorded.
 
-    :raises ApiKeyError: 429 for a throttled client, 401 for a missing,
-        unknown, expired or revoked key (one message for all: the answer
-        does not help guessing), 403 for a good key without ``scope``.
-        Each 401 counts as a failed attempt of ``client``.
+    A valid key always passes: a client address that keeps sending bad keys
+    is answered 429 instead of 401, but a colleague behind the same proxy
+    or office address is never locked out by it. No key at all is always a
+    401 with its challenge, which is what makes a client send its key.
+
+    :raises ApiKeyError: 401 for a missing, unknown, expired or revoked key
+        (one message for all: the answer does not help guessing), counted
+        as a failed attempt of ``client``; 429 instead once ``client`` made
+        ``max_failures`` of them within ``window`` seconds; 403 for a good
+        key without ``scope``.
     """
     now = now or timezone.now()
-    failures_key = f"diskette:api-failures:{client}"
-    failures, until = _failures(failures_key, now)
-    if max_failures and failures >= max_failures:
-        raise ApiKeyError(
-            f"too many failed attempts from {client or 'an unknown address'}: wait "
-            f"{max(1, round((until - now.timestamp()) / 60))} minutes, then use a "
-            "valid key",
-            status=429,
-        )
     if key is None:
         raise ApiKeyError(
             "an API key is needed: send it as 'Authorization: Bearer <key>' "
@@ -186,19 +183,7 @@ def authenticate(
     stored = row.key_hash if row is not None else digest("")
     matches = hmac.compare_digest(stored, digest(key))
     if row is None or not matches or row.state(now) != "active":
-        if max_failures:
-            if not failures:  # the window starts with the first failure
-                until = now.timestamp() + window
-            # The window's end is kept with the count: ``cache.incr`` would let
-            # some backends (database, files) restart the timeout each time.
-            cache.set(
-                failures_key,
-                (failures + 1, until),
-                timeout=max(1, math.ceil(until - now.timestamp())),
-            )
-        raise ApiKeyError(
-            "this API key is not valid (unknown, expired or revoked): ask for a new one"
-        )
+        raise _failed(f"diskette:api-failures:{client}", client, max_failures, window, now)
     if scope not in row.scope_list:
         raise ApiKeyError(
             f"this API key may not {scope} (its scopes: {row.scopes}): "
@@ -207,3 +192,31 @@ def authenticate(
         )
     ApiKey.objects.filter(pk=row.pk).update(last_used=now)
     return row
+
+
+def _failed(
+    counter: str, client: str, max_failures: int, window: int, now: datetime
+) -> ApiKeyError:
+    """Count a failed attempt; the error to answer it with."""
+    failures, until = _failures(counter, now)
+    if max_failures and failures >= max_failures:
+        left = max(1, math.ceil(until - now.timestamp()))
+        return ApiKeyError(
+            f"too many failed attempts from {client or 'an unknown address'}: wait "
+            f"{max(1, round(left / 60))} minutes, then use a valid key",
+            status=429,
+            retry_after=left,
+        )
+    if max_failures:
+        if not failures:  # the window starts with the first failure
+            until = now.timestamp() + window
+        # The window's end is kept with the count: ``cache.incr`` would let
+        # some backends (database, files) restart the timeout each time.
+        cache.set(
+            counter,
+            (failures + 1, until),
+            timeout=max(1, math.ceil(until - now.timestamp())),
+        )
+    return ApiKeyError(
+        "this API key is not valid (unknown, expired or revoked): ask for a new one"
+    )

@@ -9,8 +9,8 @@ site shares:
 - one capture at a time: the row of a running capture holds the unique
   ``slot``, so a second ``INSERT`` fails on any database, from any process;
 - a capture whose process dies (a deploy, an out-of-memory kill) stops
-  renewing its ``heartbeat``; the next look at the captures marks it lost
-  and frees the slot. Its archive was never published: the registry only
+  renewing its ``heartbeat``; the first look at the captures two minutes
+  after marks it lost and frees the slot. Its archive was never published: the registry only
   lists a snapshot once its index is written, the publish's last step.
 """
 
@@ -38,8 +38,8 @@ LOST_AFTER = timedelta(minutes=2)
 LOST = "the process running it stopped (a restart or a kill); capture again"
 
 
-def start(requested_by: str, background: bool = True) -> Capture:
-    """Start a capture, on a thread of its own unless ``background`` is false.
+def start(requested_by: str) -> Capture:
+    """Start a capture on a thread of its own.
 
     :raises CaptureError: a capture is running already.
     """
@@ -57,23 +57,24 @@ def start(requested_by: str, background: bool = True) -> Capture:
         raise CaptureError(
             f"a capture is running already{since}: wait for it to end"
         ) from None
-    if background:  # once the row is committed (ATOMIC_REQUESTS): the thread reads it
-        transaction.on_commit(
-            threading.Thread(
-                target=run,
-                args=(capture.pk,),
-                name=f"diskette-capture-{capture.pk}",
-                daemon=True,
-            ).start
-        )
-    else:
-        run(capture.pk)
-        capture.refresh_from_db()
+    # Once the row is committed (ATOMIC_REQUESTS): the thread reads it.
+    transaction.on_commit(
+        threading.Thread(
+            target=run,
+            args=(capture.pk,),
+            name=f"diskette-capture-{capture.pk}",
+            daemon=True,
+        ).start
+    )
     return capture
 
 
 def run(capture_id: object) -> None:
-    """Dump and publish; record the snapshot, or the one-line error."""
+    """Dump and publish; record the snapshot, or the one-line error.
+
+    Runs on its own thread, with its own database connection, which it
+    closes at the end: threads do not go through a request's clean-up.
+    """
     alive = threading.Event()
     beat = threading.Thread(target=_beat, args=(capture_id, alive), daemon=True)
     beat.start()

@@ -88,15 +88,17 @@ def download(
 
     A server that offers ranges (``Accept-Ranges: bytes`` and a strong
     ``ETag``, as diskette's endpoints do) is asked for the rest when the
-    connection breaks, up to ``attempts`` times, with ``If-Range`` so that
+    connection breaks, until ``attempts`` tries in a row bring nothing, with
+    ``If-Range`` so that
     a snapshot replaced meanwhile is fetched again from its start. The
     ``sha256`` the server states (``Repr-Digest``) is checked like one
     given here.
 
     :param sha256: when known, the file's expected sha256; a download whose
         bytes differ is refused like a truncated one.
-    :param api_key: sent as ``Authorization: Bearer``: only over ``https://``
-        or to a loopback address, and never to another host on a redirect.
+    :param api_key: sent as ``Authorization: Bearer`` to a server that asks
+        for it (:meth:`_Fetch.open`): only over ``https://`` or to a loopback
+        address, and never on a redirect.
     :param identity: the age key file that decrypts a snapshot the server
         says is encrypted (``X-Diskette-Encryption: age``).
     :raises DownloadError: for a URL whose protocol is not allowed, a
@@ -111,11 +113,6 @@ def download(
         raise DownloadError(
             f"'{url}' does not use an allowed protocol ({_allowed(allowed_protocols)}; "
             "see DISKETTE_DOWNLOAD_ALLOWED_PROTOCOLS)"
-        )
-    if api_key is not None and not _may_carry_key(url):
-        raise DownloadError(
-            f"'{url}' is plain http to another host than this one: an API key is only "
-            "sent over https://; use the https:// address"
         )
     if target.exists():  # it is removed once loaded: never take a file over
         raise _exists(target)
@@ -192,6 +189,8 @@ class _Fetch:
         self.opener = opener
         self.timeout = timeout
         self.api_key = api_key
+        #: Whether the server asked for the key (:meth:`open`).
+        self.send_key = False
         self.identity = identity
         self.etag: str | None = None
         self.total: int | None = None
@@ -200,13 +199,47 @@ class _Fetch:
         self.encrypted = False
         self.resumable = False
 
+    def open(self, offset: int) -> Any:
+        """The answer to a request from byte ``offset``.
+
+        The key goes only where it is asked for: to a server that answers
+        without it ``401`` with ``WWW-Authenticate: Bearer realm="diskette"``
+        (diskette's endpoints), never to the other hosts an archive may be
+        fetched from (a bucket, a file server) while ``DISKETTE_API_KEY``
+        is set; and, asked for, only over https or to this machine.
+        """
+        try:
+            return self.opener.open(self.request(offset), timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
+            if (
+                exc.code != 401
+                or self.api_key is None
+                or self.send_key
+                or not challenge.lower().startswith("bearer")
+                or 'realm="diskette"' not in challenge
+            ):
+                raise
+            if not _may_carry_key(self.url):
+                raise DownloadError(
+                    f"'{self.url}' asks for an API key over plain http to another host "
+                    "than this one: a key is only sent over https://; use the https:// "
+                    "address"
+                ) from None
+            self.send_key = True
+            return self.opener.open(self.request(offset), timeout=self.timeout)
+
     def into(self, output: PartialFile, reporter: Reporter, attempts: int) -> None:
-        """Write the whole body into ``output``, resuming cut connections."""
-        for attempt in range(1, attempts + 1):
+        """Write the whole body into ``output``, resuming cut connections.
+
+        An attempt that brought bytes does not count against ``attempts``:
+        a long pull over a flaky line goes on as long as it moves.
+        """
+        failed = 0
+        while True:
+            before = output.size
             try:
-                with self.opener.open(
-                    self.request(output.size), timeout=self.timeout
-                ) as response:
+                with self.open(output.size) as response:
                     self.take(response, output, reporter)
                     while block := response.read(BLOCK_SIZE):
                         output.write(block)
@@ -220,15 +253,15 @@ class _Fetch:
                 )
             except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
                 cut = exc
-            if not self.resumable or attempt == attempts:
+            failed = 0 if output.size > before else failed + 1
+            if not self.resumable or failed >= attempts:
                 raise cut
-            # At once the first time (a cut is rarely a server in trouble),
-            # then waiting longer each time.
-            wait = min(LONGEST_WAIT, 0.25 * 2**attempt) if attempt > 1 else 0
+            # At once after progress (a cut is rarely a server in trouble),
+            # then waiting longer each time nothing comes.
+            wait = min(LONGEST_WAIT, 0.25 * 2**failed) if failed else 0
             reporter.info(
                 f"The connection broke after {output.size} of {self.total} bytes: "
-                f"resuming{f' in {wait:g} s' * bool(wait)} (attempt {attempt + 1} "
-                f"of {attempts})"
+                f"resuming{f' in {wait:g} s' * bool(wait)}"
             )
             time.sleep(wait)
 
@@ -250,7 +283,7 @@ class _Fetch:
 
     def request(self, offset: int) -> urllib.request.Request:
         request = urllib.request.Request(self.resume_url if offset else self.url)
-        if self.api_key is not None:
+        if self.api_key is not None and self.send_key:
             # Unredirected: urllib copies other headers to wherever a redirect leads.
             request.add_unredirected_header("Authorization", f"Bearer {self.api_key}")
         if offset and self.etag:

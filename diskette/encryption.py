@@ -143,8 +143,9 @@ def decrypt(source: Path, target: Path, identity_file: Path, what: str) -> str:
 
     :param what: how to name the snapshot in an error.
     :returns: the sha256 of ``target``, computed as it was written.
-    :raises RegistryError: no key of ours opens it, or it was tampered with;
-        ``target`` is then not created.
+    :raises RegistryError: no key of ours opens it, it was tampered with, or
+        ``target`` exists already (it is never replaced); ``target`` is then
+        not created.
     """
     pyrage = _pyrage()
     identities = read_identities(identity_file)
@@ -160,7 +161,13 @@ def decrypt(source: Path, target: Path, identity_file: Path, what: str) -> str:
                     "for a new snapshot"
                 ) from None
             raise RegistryError(f"{what} cannot be decrypted: {message}") from None
-        partial.commit()
+        try:  # never over a file that appeared meanwhile
+            partial.commit(replace=False)
+        except FileExistsError:
+            raise RegistryError(
+                f"'{target}' already exists; move it, or choose another "
+                "--download-destination"
+            ) from None
         return partial.sha256 or ""
 
 

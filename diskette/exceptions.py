@@ -87,12 +87,14 @@ class TransferError(DisketteError):
 class ApiKeyError(DisketteError):
     """An API key that is missing, unknown, expired, revoked or out of scope.
 
-    :attr:`status` is the HTTP status the endpoints answer with.
+    :attr:`status` is the HTTP status the endpoints answer with, and
+    :attr:`retry_after` the seconds a throttled client waits (429).
     """
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    def __init__(self, message: str, status: int = 401, retry_after: int = 0) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class CaptureError(DisketteError):

@@ -269,35 +269,38 @@ class Registry:
     def find(self, reference: str, anonymized_only: bool = False) -> Snapshot:
         """The snapshot ``latest``, or of an id (a unique start of one will do).
 
+        A whole id reads its own index only, not every index of the registry.
+
         :param anonymized_only: consider only anonymized snapshots (the
             HTTP endpoints of a site that serves no raw data).
         :raises RegistryError: none, or several, match.
         """
-        if ID_PATTERN.fullmatch(reference):  # one index read, not all of them
-            snapshots = self._exactly(reference)
-        else:
-            snapshots = self.listing().snapshots
-        if anonymized_only:
-            snapshots = [s for s in snapshots if s.anonymized]
-        if not snapshots:
-            which = "anonymized snapshot" if anonymized_only else "snapshot"
-            raise RegistryError(
-                f"storage {self.alias!r} holds no {which} yet: publish one with "
-                "`manage.py diskette_dump --publish` (or `fab -H HOST publish-snapshot`)"
-            )
         if not reference:
             raise RegistryError(
                 "name a snapshot: snapshot:latest, or snapshot:ID "
                 "(`manage.py diskette_snapshots` lists them)"
             )
+        if ID_PATTERN.fullmatch(reference):
+            exact = self.get(reference)
+            snapshots = [exact] if exact is not None else []
+        else:
+            snapshots = self.listing().snapshots
+        if anonymized_only:
+            snapshots = [s for s in snapshots if s.anonymized]
+        which = "anonymized snapshot" if anonymized_only else "snapshot"
         if reference == "latest":
+            if not snapshots:
+                raise RegistryError(
+                    f"storage {self.alias!r} holds no {which} yet: publish one with "
+                    "`manage.py diskette_dump --publish` (or `fab -H HOST publish-snapshot`)"
+                )
             return snapshots[0]
         matches = [s for s in snapshots if s.id.startswith(reference)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
             raise RegistryError(
-                f"storage {self.alias!r} holds no snapshot {reference!r}: "
+                f"storage {self.alias!r} holds no {which} {reference!r}: "
                 "`manage.py diskette_snapshots` lists them"
             )
         raise RegistryError(
@@ -305,15 +308,23 @@ class Registry:
             f"{self.alias!r}: give more of it"
         )
 
-    def _exactly(self, snapshot_id: str) -> list[Snapshot]:
-        """The snapshot of this whole id, read from its own index, if any."""
+    def get(self, snapshot_id: str) -> Snapshot | None:
+        """The snapshot of this whole id, read from its own index, if any.
+
+        :raises RegistryError: its index is damaged.
+        """
         name = index_name(snapshot_id)
         try:
-            return [Snapshot.from_index(self._read_index(name), name)]
+            return Snapshot.from_index(self._read_index(name), name)
         except StorageAccessError as exc:
             if is_missing(exc.__cause__):
-                return []
+                return None
             raise
+
+    def has(self, snapshot: Snapshot) -> bool:
+        """Whether the snapshot's stored object is there."""
+        with translated(self.alias, f"look for {snapshot.object!r}"):
+            return bool(self.storage.exists(snapshot.object))
 
     def publish(
         self,

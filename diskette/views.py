@@ -49,40 +49,52 @@ from .registry import Registry, Snapshot
 RANGE = re.compile(r"bytes=(\d{1,16})-(\d{1,16})?")
 
 View = Callable[..., HttpResponse]
+#: What a 401 answers: diskette's clients send their key to this challenge only.
+CHALLENGE = 'Bearer realm="diskette"'
 
 
-def error(message: str, status: int, **headers: str) -> JsonResponse:
-    response = JsonResponse({"error": message}, status=status)
-    for name, value in headers.items():
-        response[name.replace("_", "-")] = value
+def answer(data: dict[str, Any], status: int = 200) -> JsonResponse:
+    """A JSON answer no cache keeps: it lists production's snapshots."""
+    response = JsonResponse(data, status=status)
     response["Cache-Control"] = "no-store"
     return response
 
 
+def error(message: str, status: int, headers: dict[str, str] | None = None) -> JsonResponse:
+    """``{"error": message}``: one line a client can show as it is."""
+    response = answer({"error": message}, status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
 def with_key(scope: str) -> Callable[[View], View]:
-    """Let a view run only for a valid key with ``scope``, passed as ``key``."""
+    """Let a view run only for a valid key with ``scope``, passed as ``key``.
+
+    The settings are read here too, so that a wrong one is a 503 naming it,
+    not a 500: the client sees the site's fault, in one line.
+    """
 
     def decorate(view: View) -> View:
         @wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            settings = get_settings()
             try:
+                settings = get_settings()
                 key = apikeys.authenticate(
                     apikeys.bearer(request.headers.get("Authorization")),
                     scope,
-                    client=request.META.get("REMOTE_ADDR", "unknown"),
+                    client=request.META.get("REMOTE_ADDR", ""),
                     max_failures=settings.api_max_failures,
                     window=settings.api_failure_window,
                 )
+                return view(request, *args, key=key, settings=settings, **kwargs)
             except ApiKeyError as exc:
                 headers = {
-                    401: {"WWW_Authenticate": 'Bearer realm="diskette"'},
-                    429: {"Retry_After": str(settings.api_failure_window)},
-                }.get(exc.status, {})
-                return error(str(exc), exc.status, **headers)
-            try:
-                return view(request, *args, key=key, settings=settings, **kwargs)
-            except DisketteError as exc:  # the registry's storage, or its settings
+                    401: {"WWW-Authenticate": CHALLENGE},
+                    429: {"Retry-After": str(exc.retry_after)},
+                }.get(exc.status)
+                return error(str(exc), exc.status, headers)
+            except DisketteError as exc:  # the registry's storage, or the settings
                 return error(str(exc), 503)
 
         return csrf_exempt(guarded)
@@ -99,6 +111,8 @@ def anonymized_only(settings: DisketteSettings) -> bool:
 
 
 def describe(request: HttpRequest, snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot's index, and the absolute URL that downloads it: a client
+    needs no knowledge of where the endpoints are included."""
     url = reverse("diskette:snapshot", args=[snapshot.id])
     return {**snapshot.as_index(), "url": request.build_absolute_uri(url)}
 
@@ -112,15 +126,13 @@ def snapshot_list(
     listing = Registry.from_settings(settings).listing()
     only = anonymized_only(settings)
     snapshots = [s for s in listing.snapshots if s.anonymized or not only]
-    response = JsonResponse(
+    return answer(
         {
             "snapshots": [describe(request, s) for s in snapshots],
             "anonymized_only": only,
             "damaged": len(listing.damaged),
         }
     )
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -147,15 +159,20 @@ def snapshot_download(
                 f"range {request.headers['Range']!r} is past the end of snapshot "
                 f"{snapshot.id} ({snapshot.size} bytes)",
                 416,
-                Content_Range=f"bytes */{snapshot.size}",
+                {"Content-Range": f"bytes */{snapshot.size}"},
             )
     length = end - start + 1
     body: Iterator[bytes] = iter(())
-    if request.method != "HEAD":
-        try:  # opened now: an object gone or refused is an answer, not a cut body
+    try:  # opened now: an object gone or refused is an answer, not a cut body
+        if request.method != "HEAD":
             body = opened(stream_snapshot(registry, snapshot, start, length))
-        except DisketteError as exc:
-            return error(str(exc), 503)
+        elif not registry.has(snapshot):
+            raise RegistryError(
+                f"snapshot {snapshot.id}'s object {snapshot.object!r} is missing from "
+                f"storage {registry.alias!r} (removed meanwhile?)"
+            )
+    except DisketteError as exc:
+        return error(str(exc), 503)
     response = StreamingHttpResponse(
         body,
         status=206 if (start, end) != (0, snapshot.size - 1) else 200,
@@ -224,6 +241,7 @@ def opened(stream: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def describe_capture(request: HttpRequest, run: Capture) -> dict[str, Any]:
+    """A capture as a client polls it: its state, and its snapshot or error."""
     url = reverse("diskette:capture", args=[run.pk])
     return {
         "id": str(run.pk),
@@ -253,11 +271,11 @@ def captures(request: HttpRequest, key: ApiKey, settings: DisketteSettings) -> H
             run = capture.start(requested_by=f"API key {key.name}")
         except CaptureError as exc:
             return error(str(exc), 409)
-        response = JsonResponse({"capture": describe_capture(request, run)}, status=202)
+        response = answer({"capture": describe_capture(request, run)}, status=202)
         response["Location"] = reverse("diskette:capture", args=[run.pk])
         return response
     latest = capture.latest()
-    return JsonResponse({"capture": describe_capture(request, latest) if latest else None})
+    return answer({"capture": describe_capture(request, latest) if latest else None})
 
 
 @require_GET
@@ -270,4 +288,4 @@ def capture_state(
     run = Capture.objects.filter(pk=capture_id).first()
     if run is None:
         return error(f"no capture {capture_id}", 404)
-    return JsonResponse({"capture": describe_capture(request, run)})
+    return answer({"capture": describe_capture(request, run)})

@@ -39,7 +39,15 @@ READ_ONLY_POLICY = {
     "Statement": [
         {
             "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
+            # s3:ListBucket is S3's name for listing; moto 5.2.6 and later
+            # check s3:ListObjectsV2 instead (no such IAM action): both, so
+            # that the read-only key lists on every moto the extra allows.
+            "Action": [
+                "s3:GetObject",
+                "s3:ListBucket",
+                "s3:ListObjectsV2",
+                "s3:HeadObject",
+            ],
             "Resource": "*",
         }
     ],

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from diskette.conf import DEFAULT_DOWNLOAD_PROTOCOLS
-from diskette.download import download
+from diskette.download import _may_carry_key, download
 from diskette.exceptions import DownloadError
 from diskette.reporting import Reporter
 from tests.conftest import tmpfs
@@ -391,26 +391,73 @@ def test_bytes_that_are_not_the_stated_sha256_are_refused(server, tmp_path, whos
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_key_is_sent_but_never_follows_a_redirect(server, tmp_path):
+def asking(route: Route, realm: str = "diskette") -> Route:
+    """``route`` behind a key, as diskette's endpoints are: 401 and a bearer
+    challenge to a request without one. Each request's headers are kept."""
+    seen: list[dict[str, str]] = []
+
+    def guarded(handler: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append(dict(handler.headers))
+        if handler.headers.get("Authorization") != "Bearer k":
+            body = b'{"error": "an API key is needed"}'
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", f'Bearer realm="{realm}"')
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return
+        route(handler)
+
+    guarded.seen = seen  # type: ignore[attr-defined]
+    return guarded
+
+
+def test_the_key_goes_only_to_a_server_that_asks_for_it(server, tmp_path):
+    server.routes["/plain.tar.gz"] = plain = ranged()
+    server.routes["/asks.tar.gz"] = asks = asking(ranged(cut_first=100_000))
+    fetch(f"{server.url}/plain.tar.gz", tmp_path / "plain.tar.gz", api_key="k")
+    assert "Authorization" not in plain.seen[0]
+
+    fetch(f"{server.url}/asks.tar.gz", tmp_path / "asks.tar.gz", api_key="k")
+    assert (tmp_path / "asks.tar.gz").read_bytes() == BODY
+    first, answered, resumed = asks.seen
+    assert "Authorization" not in first
+    assert answered["Authorization"] == resumed["Authorization"] == "Bearer k"
+    assert resumed["Range"] == "bytes=100000-"
+
+
+def test_a_challenge_of_another_realm_gets_no_key(server, tmp_path):
+    server.routes["/s.tar.gz"] = other = asking(ranged(), realm="elsewhere")
+    with pytest.raises(DownloadError) as exc:
+        fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz", api_key="k")
+    assert "HTTP 401" in one_line(exc)
+    assert [h.get("Authorization") for h in other.seen] == [None]
+
+
+def test_the_key_never_follows_a_redirect(server, tmp_path):
     final = ranged()
     server.routes["/s.tar.gz"] = final
-    moved: list[dict[str, str]] = []
-
-    def record_and_redirect(handler: http.server.BaseHTTPRequestHandler) -> None:
-        moved.append(dict(handler.headers))
-        redirect("/s.tar.gz")(handler)
-
-    server.routes["/moved"] = record_and_redirect
+    server.routes["/moved"] = moved = asking(redirect("/s.tar.gz"))
     fetch(f"{server.url}/moved", tmp_path / "s.tar.gz", allow_redirect=True, api_key="k")
-    assert moved[0]["Authorization"] == "Bearer k"
+    assert moved.seen[1]["Authorization"] == "Bearer k"
     assert "Authorization" not in final.seen[0]
 
 
-@pytest.mark.parametrize("url", ["http://example.com/s.tar.gz", "http://10.0.0.1/a"])
-def test_a_key_is_never_sent_over_plain_http_off_this_machine(tmp_path, url):
-    with pytest.raises(DownloadError) as exc:
-        fetch(url, tmp_path / "s.tar.gz", api_key="k")
-    assert "only sent over https://" in one_line(exc)
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://example.com/s", True),
+        ("http://127.0.0.1:8000/s", True),
+        ("http://[::1]:8000/s", True),
+        ("http://localhost/s", True),
+        ("http://example.com/s", False),
+        ("http://10.0.0.1/s", False),
+        ("http://localhost.example.com/s", False),
+        ("ftp://127.0.0.1/s", False),
+    ],
+)
+def test_a_key_travels_only_encrypted_or_within_this_machine(url, allowed):
+    assert _may_carry_key(url) is allowed
 
 
 def test_a_download_larger_than_the_free_space_is_refused_before_it_starts(

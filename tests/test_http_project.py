@@ -114,7 +114,8 @@ def test_a_bad_key_gets_nothing_and_the_checkout_stays_as_it_was(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 401
-    assert b"tar" not in refused.value.read()
+    assert "Content-Disposition" not in refused.value.headers
+    assert list(json.loads(refused.value.read())) == ["error"]  # nothing but the reason
 
     laptop.env["DISKETTE_API_KEY"] = key
     failed = laptop.manage("diskette_load", server.url + PATH, "--overwrite", check=False)

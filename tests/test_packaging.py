@@ -71,6 +71,7 @@ REQUIRED = [
     "diskette/migrations/0002_apikey_capture_snapshot.py",
     "diskette/templates/admin/diskette/snapshot/change_list.html",
     "diskette/templates/admin/diskette/snapshot/delete_confirmation.html",
+    "diskette/templates/admin/diskette/apikey/created.html",
 ]
 #: Top-level folders of the repository that are not part of the package.
 NOT_SHIPPED = ("tests/", "sandbox/", "benchmarks/", "scripts/", "docs/")
