@@ -85,7 +85,7 @@ def start_gunicorn(site: SandboxCopy, workers: int = 2) -> WsgiServer:
 
 class CutProxy:
     """Relay 127.0.0.1:``port`` to ``upstream``; cut the first ``cuts``
-    connections once ``after`` bytes of the answer went through."""
+    answers that reach ``after`` bytes there."""
 
     def __init__(self, upstream: int, after: int, cuts: int = 1) -> None:
         self.upstream = upstream
@@ -108,24 +108,23 @@ class CutProxy:
             except OSError:
                 return
             self.connections += 1
-            cut = self.cut < self.cuts
-            self.cut += cut
             server = socket.create_connection(("127.0.0.1", self.upstream))
             threading.Thread(
-                target=self._pipe, args=(client, server, None), daemon=True
+                target=self._pipe, args=(client, server, False), daemon=True
             ).start()
-            limit = self.after if cut else None
             threading.Thread(
-                target=self._pipe, args=(server, client, limit), daemon=True
+                target=self._pipe, args=(server, client, True), daemon=True
             ).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket, limit: int | None) -> None:
+    def _pipe(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        """Relay; cut an answer at ``after`` bytes while cuts are left (an
+        answer shorter than that, such as a 401, goes through whole)."""
         sent = 0
         try:
             while block := source.recv(65536):
-                if limit is not None and sent + len(block) >= limit:
-                    target.sendall(block[: limit - sent])
+                if answers and self.cut < self.cuts and sent + len(block) >= self.after:
+                    self.cut += 1
+                    target.sendall(block[: self.after - sent])
                     break
                 target.sendall(block)
                 sent += len(block)
