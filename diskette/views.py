@@ -15,7 +15,9 @@ client checks before it loads anything.
 Errors are JSON ``{"error": "<one line>"}`` with the status that says it:
 401 no or a bad key, 403 a key without the scope, 404 no such snapshot,
 409 a capture already running, 416 a range past the end, 429 too many
-failed attempts, 503 the registry's storage failing.
+failed attempts, 503 the registry's storage failing, an object missing, or
+a wrong setting. A 401 carries the challenge (:data:`CHALLENGE`) that makes
+diskette's client send its key: it sends it nowhere else.
 """
 
 from __future__ import annotations
