@@ -89,10 +89,9 @@ def download(
     A server that offers ranges (``Accept-Ranges: bytes`` and a strong
     ``ETag``, as diskette's endpoints do) is asked for the rest when the
     connection breaks, until ``attempts`` tries in a row bring nothing, with
-    ``If-Range`` so that
-    a snapshot replaced meanwhile is fetched again from its start. The
-    ``sha256`` the server states (``Repr-Digest``) is checked like one
-    given here.
+    ``If-Range`` so that a snapshot replaced meanwhile is fetched again from
+    its start. The ``sha256`` the server states (``Repr-Digest``) is checked
+    like one given here.
 
     :param sha256: when known, the file's expected sha256; a download whose
         bytes differ is refused like a truncated one.
@@ -147,26 +146,39 @@ def download(
             except FileExistsError as exc:
                 raise _exists(output.target) from exc
     except urllib.error.HTTPError as exc:
-        hint = " (set DISKETTE_API_KEY to your key)" * (exc.code == 401 and api_key is None)
+        asked = exc.code == 401 and api_key is None and _challenges(exc)
+        hint = " (set DISKETTE_API_KEY to your key)" * asked
         raise DownloadError(
             f"downloading '{url}' failed: HTTP {exc.code} {_reason(exc)}{hint}"
         ) from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _timed_out(url, timeout) from exc
         raise DownloadError(f"downloading '{url}' failed: {exc.reason}") from exc
     except http.client.HTTPException as exc:  # e.g. a chunked body cut short
         raise DownloadError(
             f"downloading '{url}' failed: the server's answer broke off ({exc!r})"
         ) from exc
     except TimeoutError as exc:
-        raise DownloadError(
-            f"downloading '{url}' failed: the server did not answer for {timeout:g} s "
-            "(DISKETTE_DOWNLOAD_TIMEOUT); try again, or raise it"
-        ) from exc
+        raise _timed_out(url, timeout) from exc
     except OSError as exc:
         raise DownloadError(f"downloading '{url}' failed: {exc}") from exc
     if fetch.encrypted:
         _decrypt(url, sealed, target, identity, fetch.archive_sha256, reporter)
     return target
+
+
+def _timed_out(url: str, timeout: float) -> DownloadError:
+    return DownloadError(
+        f"downloading '{url}' failed: the server did not answer for {timeout:g} s "
+        "(DISKETTE_DOWNLOAD_TIMEOUT); try again, or raise it"
+    )
+
+
+def _challenges(exc: urllib.error.HTTPError) -> bool:
+    """Whether a 401 is diskette's endpoints asking for a key."""
+    challenge = (exc.headers.get("WWW-Authenticate") or "") if exc.headers else ""
+    return challenge.lower().startswith("bearer") and 'realm="diskette"' in challenge
 
 
 class _Fetch:
@@ -211,13 +223,11 @@ class _Fetch:
         try:
             return self.opener.open(self.request(offset), timeout=self.timeout)
         except urllib.error.HTTPError as exc:
-            challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
             if (
                 exc.code != 401
                 or self.api_key is None
                 or self.send_key
-                or not challenge.lower().startswith("bearer")
-                or 'realm="diskette"' not in challenge
+                or not _challenges(exc)
             ):
                 raise
             if not _may_carry_key(self.url):

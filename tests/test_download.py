@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import stat
 import threading
 import time
@@ -129,6 +130,7 @@ def fetch(
     reporter: Reporter | None = None,
     sha256: str | None = None,
     api_key: str | None = None,
+    timeout: float = 5,
 ) -> Path:
     """:func:`download` with the settings' defaults."""
     return download(
@@ -136,7 +138,7 @@ def fetch(
         target,
         allowed_protocols=allowed_protocols,
         allow_redirect=allow_redirect,
-        timeout=5,
+        timeout=timeout,
         reporter=reporter,
         sha256=sha256,
         api_key=api_key,
@@ -594,3 +596,18 @@ def test_a_file_a_killed_download_left_is_removed_by_the_next(server, tmp_path):
     server.routes["/s.tar.gz"] = whole()
     fetch(f"{server.url}/s.tar.gz", tmp_path / "s.tar.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tar.gz"]
+
+
+def test_a_server_that_never_answers_names_the_timeout_setting(tmp_path):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/s.tar.gz"
+        with pytest.raises(DownloadError) as exc:
+            fetch(url, tmp_path / "s.tar.gz", timeout=0.5)
+    finally:
+        silent.close()
+    assert one_line(exc) == (
+        f"downloading '{url}' failed: the server did not answer for 0.5 s "
+        "(DISKETTE_DOWNLOAD_TIMEOUT); try again, or raise it"
+    )
+    assert list(tmp_path.iterdir()) == []
