@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "DISKETTE_API_ANONYMIZED_ONLY": None,
     "DISKETTE_API_MAX_FAILURES": 10,
     "DISKETTE_API_FAILURE_WINDOW": 600,
+    #: Hooks run in a load's transaction once data and media are in place
+    #: (docs/hooks.md): dotted paths, or [path, {keyword arguments}].
+    "DISKETTE_AFTER_LOAD": [],
 }
 
 #: A ``STORAGES`` alias diskette archives files under: a plain folder name.
@@ -153,6 +156,8 @@ class DisketteSettings:
     :param api_max_failures: failed key attempts a client may make in a window
         (0: no limit).
     :param api_failure_window: that window, in seconds.
+    :param after_load: the hooks a load runs before it commits, as written
+        (imported by :func:`diskette.hooks.after_load`).
     """
 
     apps: Any
@@ -183,6 +188,7 @@ class DisketteSettings:
     api_anonymized_only: bool | None
     api_max_failures: int
     api_failure_window: int
+    after_load: tuple[Any, ...]
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -234,6 +240,7 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         api_anonymized_only=value["DISKETTE_API_ANONYMIZED_ONLY"],
         api_max_failures=value["DISKETTE_API_MAX_FAILURES"],
         api_failure_window=value["DISKETTE_API_FAILURE_WINDOW"],
+        after_load=tuple(value["DISKETTE_AFTER_LOAD"]),
     )
 
 
@@ -309,6 +316,23 @@ def _count(least: int, example: int) -> Callable[[Any], Iterator[str]]:
             yield f" must be a whole number of at least {least}, e.g. {example}, not {value!r}"
 
     return validate
+
+
+def _hooks(value: Any) -> Iterator[str]:
+    example = '["diskette.hooks.set_site_domain", {"domain": "localhost:8000"}]'
+    if not isinstance(value, list | tuple):
+        yield f" must be a list of dotted paths or [path, {{options}}] pairs, not {_kind(value)}"
+        return
+    for index, entry in enumerate(value):
+        pair = (
+            isinstance(entry, list | tuple)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], dict)
+            and all(isinstance(k, str) for k in entry[1])
+        )
+        if not (isinstance(entry, str) and entry) and not pair:
+            yield f"[{index}] must be a dotted path or a pair such as {example}, not {entry!r}"
 
 
 def _filename(value: Any) -> Iterator[str]:
@@ -473,6 +497,7 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_API_ANONYMIZED_ONLY": _optional_flag,
     "DISKETTE_API_MAX_FAILURES": _count(0, 10),
     "DISKETTE_API_FAILURE_WINDOW": _count(1, 600),
+    "DISKETTE_AFTER_LOAD": _hooks,
 }
 
 

@@ -52,6 +52,7 @@ from .exceptions import (
 )
 from .fastload import fast_load
 from .guards import refuse_populated, refuse_production
+from .hooks import AfterLoad, Loaded
 from .journal import (
     StorageSwap,
     is_work_folder,
@@ -64,6 +65,7 @@ from .models import Load
 from .objectstorage import get_storage, local_folder
 from .reporting import Reporter, human_size
 from .schema import migration_differences
+from .signals import post_load
 from .storages import ALIASES_DIR, alias_relpath
 from .trust import ModelPolicy, declared_storages, json_objects, listed_models
 
@@ -106,6 +108,8 @@ class LoadOptions:
     :param require_anonymized: refuse an archive whose manifest does not say
         it is anonymized (``DISKETTE_LOAD_REQUIRE_ANONYMIZED``, unless
         ``--allow-raw``).
+    :param after_load: the hooks to run in the load's transaction, once data
+        and media are in place (``DISKETTE_AFTER_LOAD``, :mod:`diskette.hooks`).
     """
 
     with_data: bool = True
@@ -122,6 +126,7 @@ class LoadOptions:
     override_protection: bool = False
     require_anonymized: bool = False
     using: str = DEFAULT_DB_ALIAS
+    after_load: tuple[AfterLoad, ...] = ()
 
 
 @dataclass
@@ -631,10 +636,35 @@ def _restore(
                 announce(data.member)
                 _load_fixture(data, options.ignorenonexistent, using)
             result.restored = restore.swap(reporter, plan.unpacked)
+            _after_load(plan.unpacked, result, options, reporter)
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
     restore.finish()
     return result
+
+
+def _after_load(
+    unpacked: Unpacked, result: LoadResult, options: LoadOptions, reporter: Reporter
+) -> None:
+    """The hooks, then ``post_load``'s receivers: still in the transaction,
+    so that one failing rolls the load back (the caller undoes the media)."""
+    loaded = Loaded(
+        archive=unpacked.path.name,
+        manifest=unpacked.manifest,
+        using=options.using,
+        storages=list(result.restored),
+    )
+    for hook in options.after_load:
+        reporter.info(f"Running after-load hook '{hook.path}'")
+        hook(loaded)
+    for receiver, outcome in post_load.send_robust(sender=Load, loaded=loaded):
+        if isinstance(outcome, Exception):
+            name = f"{receiver.__module__}.{getattr(receiver, '__qualname__', receiver)}"
+            detail = " ".join(str(outcome).split()) or type(outcome).__name__
+            raise LoadError(
+                f"post_load receiver '{name}' failed ({type(outcome).__name__}: "
+                f"{detail}); nothing was loaded"
+            ) from outcome
 
 
 def _has_load_table(using: str) -> bool:

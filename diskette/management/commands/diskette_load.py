@@ -11,6 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
+from diskette.hooks import after_load
 from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
 from diskette.registry import SCHEME, Registry
@@ -158,6 +159,7 @@ class Command(DisketteCommand):
             if target is not None and not options["no_storages"] and not target.is_dir():
                 raise LoadError(f"storages base path '{target}' is not a directory")
             storages = project_storages(settings, target)
+            hooks = after_load(settings.after_load)  # a typo fails before a download
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
             result = load(
@@ -180,6 +182,7 @@ class Command(DisketteCommand):
                     require_anonymized=settings.load_require_anonymized
                     and not options["allow_raw"],
                     using=options["database"],
+                    after_load=hooks,
                 ),
                 reporter=reporter,
             )
