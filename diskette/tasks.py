@@ -368,6 +368,40 @@ def verified_archive(c: Context, project: Project, archive: str) -> str:
     return expect(answer, "archive", str, "diskette_load")
 
 
+def planned(c: Context, project: Project, archive: str) -> dict[str, Any]:
+    """What loading ``archive`` into a reset database would change
+    (``diskette_load --plan``), printed; nothing is changed, a download
+    is removed.
+
+    :raises Exit: naming the archive and what is wrong with it.
+    """
+    try:
+        answer = run_json(c, project, "diskette_load", archive, "--plan")
+    except CommandFailed as exc:
+        raise Exit(f"{archive} cannot be loaded: {exc.message}", code=1) from exc
+    plan = expect(answer, "plan", dict, "diskette_load")
+    models = _listed(plan, "models")
+    storages = _listed(plan, "storages")
+    print(f"Resetting the database and loading {archive} would change:")
+    for change in models:
+        if isinstance(change, dict):
+            now = "?" if change.get("now") is None else change.get("now")
+            print(f"  {change.get('model')}: {now} rows now, {change.get('after')} after")
+    for change in storages:
+        if isinstance(change, dict):
+            print(
+                f"  {change.get('storage')}: {change.get('added')} files added, "
+                f"{change.get('changed')} changed, {change.get('removed')} removed"
+            )
+    print("Dry run: nothing was changed.")
+    return {"archive": archive, "plan": plan, "dry_run": True}
+
+
+def _listed(answer: dict[str, Any], key: str) -> list[Any]:
+    value = answer.get(key)
+    return value if isinstance(value, list) else []
+
+
 def expect(answer: dict[str, Any], key: str, kind: type[_Value], command: str) -> _Value:
     """``answer[key]``, checked to be a ``kind``.
 
@@ -554,6 +588,10 @@ LOADDATA_HELP = (
     f"many times slower ({DOCS_URL}commands.md#how-data-loads-and---loaddata)."
 )
 FAST_HELP = "Accepted for older scripts: batched loading is the default."
+DRY_RUN_HELP = (
+    "Say what would change (rows per model now and after; files added, changed, "
+    "removed) and change nothing: no snapshot, no reset, no load."
+)
 NO_ANONYMIZE_HELP = (
     "Write personal data raw although the project has anonymization rules "
     f"(refused where DISKETTE_ANONYMIZE_REQUIRED is set; {DOCS_URL}anonymize.md)."
@@ -854,6 +892,7 @@ def reset_db(
         "keep": "Keep the archive once loaded.",
         "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
+        "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     }
 )
@@ -866,10 +905,14 @@ def reset_and_load(
     keep: bool = False,
     loaddata: bool = False,
     fast: bool = False,
+    dry_run: bool = False,
     json: bool = False,
 ) -> None:
     """Verify an archive, snapshot the current data, reset the database, load the archive."""
     with answering(json) as answer:
+        if dry_run:
+            answer.update(planned(c, Project.from_config(c), archive))
+            return
         done = reset_and_load_archive(
             c,
             Project.from_config(c),
@@ -894,6 +937,7 @@ def reset_and_load(
         "no_backup": "Do not save a safety snapshot of the current data and media first.",
         "keep": "Keep the downloaded archive once loaded.",
         "loaddata": LOADDATA_HELP,
+        "dry_run": DRY_RUN_HELP,
         "json": JSON_HELP,
     }
 )
@@ -906,6 +950,7 @@ def pull_snapshot(
     no_backup: bool = False,
     keep: bool = False,
     loaddata: bool = False,
+    dry_run: bool = False,
     json: bool = False,
 ) -> None:
     """Load a snapshot of the team's registry, or of a site's HTTP endpoints
@@ -913,11 +958,17 @@ def pull_snapshot(
     data, reset the database, load it."""
     with answering(json) as answer:
         if url is not None and snapshot != "latest":
-            raise Exit("give --snapshot or --url, not both: the URL names the snapshot", code=1)
+            raise Exit(
+                "give --snapshot or --url, not both: the URL names the snapshot", code=1
+            )
+        source = url if url is not None else f"{REGISTRY_SCHEME}{snapshot}"
+        if dry_run:
+            answer.update(planned(c, Project.from_config(c), source))
+            return
         done = reset_and_load_archive(
             c,
             Project.from_config(c),
-            url if url is not None else f"{REGISTRY_SCHEME}{snapshot}",
+            source,
             yes=yes,
             force=force,
             safety=SafetyNet.from_config(c, no_backup=no_backup),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
 import shlex
 import shutil
@@ -98,6 +99,37 @@ def test_reset_db_empties_the_database_and_migrates(project):
     assert books(project) == 0
     migrations = project.manage("showmigrations", "demo").stdout
     assert "[X] 0001_initial" in migrations
+
+
+def test_a_dry_run_says_what_would_change_and_changes_nothing(project):
+    dumped = project.inv("dump").stdout
+    archive = re.search(r"^Dump archive was created at: (.+) \(", dumped, re.MULTILINE)[1]
+    change_everything(project)
+    before = project.fingerprint()
+
+    answer = json.loads(
+        project.inv("reset-and-load", archive, "--dry-run", "--json").stdout
+    )
+    shown = project.inv("reset-and-load", archive, "--dry-run")  # no --yes: nothing to ask
+
+    assert project.fingerprint() == before
+    assert Path(archive).exists()  # a local archive stays
+    assert not (project.root / "var" / "diskette-backups").exists()  # no safety snapshot
+    assert answer["dry_run"] is True
+    rows = {m["model"]: m for m in answer["plan"]["models"]}
+    assert rows["demo.book"]["after"] >= 1
+    assert "Dry run: nothing was changed." in shown.stdout
+    assert f"demo.book: {rows['demo.book']['now']} rows now" in shown.stdout
+
+    project.inv("reset-and-load", archive, "--yes", "--no-backup")  # what the plan said
+    counted = project.manage(
+        "shell",
+        "-c",
+        "import json; from django.apps import apps; print(json.dumps({label: "
+        f"apps.get_model(label)._base_manager.count() for label in {sorted(rows)!r}}}))",
+    )
+    last = counted.stdout.strip().splitlines()[-1]  # 5.2's shell may say more first
+    assert json.loads(last) == {label: m["after"] for label, m in rows.items()}
 
 
 @pytest.mark.parametrize("task", [["reset-db"], ["reset-and-load", "var/x.tar.gz"]])

@@ -14,6 +14,7 @@ from diskette.exceptions import ConfigurationError, DisketteError, LoadError
 from diskette.hooks import after_load
 from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
+from diskette.plan import plan_load
 from diskette.registry import SCHEME, Registry
 from diskette.reporting import CommandReporter
 
@@ -112,6 +113,14 @@ class Command(DisketteCommand):
             "and keep the archive.",
         )
         parser.add_argument(
+            "--plan",
+            action="store_true",
+            help="Verify the archive and say what loading it into a reset database "
+            "would change: rows per model now and after, files added, changed and "
+            "removed per storage. Change nothing; a downloaded archive is removed "
+            "unless --keep.",
+        )
+        parser.add_argument(
             "--everything",
             action="store_true",
             help="Accept objects of every model, not only those of DISKETTE_APPS: for "
@@ -173,7 +182,7 @@ class Command(DisketteCommand):
                     ignorenonexistent=options["ignorenonexistent"],
                     checksum=options["checksum"],
                     strict=options["strict"],
-                    check=options["check"],
+                    check=options["check"] or options["plan"],
                     loaddata=options["loaddata"],
                     everything=options["everything"],
                     overwrite=options["overwrite"],
@@ -192,6 +201,8 @@ class Command(DisketteCommand):
         except KeyboardInterrupt:
             self.drop_download(archive, options)
             raise CommandError("interrupted: nothing was loaded") from None
+        if options["plan"]:
+            return self.report_plan(result, archive, storages, options, reporter)
         removed = (
             not options["check"] and not options["keep"] and self.remove(archive, reporter)
         )
@@ -218,6 +229,37 @@ class Command(DisketteCommand):
                     "removed": removed,
                 }
             )
+
+    def report_plan(
+        self,
+        result: Any,
+        archive: Path,
+        storages: dict[str, Path],
+        options: dict[str, Any],
+        reporter: CommandReporter,
+    ) -> None:
+        """Say what a load would change (``--plan``); remove a download."""
+        plan = plan_load(
+            result.archive,
+            storages,
+            options["database"],
+            with_data=not options["no_data"],
+            with_storages=not options["no_storages"],
+        )
+        removed = (
+            is_remote(options["archive"])
+            and not options["keep"]
+            and self.remove(archive, reporter)
+        )
+        if options["json"]:
+            return self.write_json(
+                {"archive": str(archive), "plan": plan.as_json(), "removed": removed}
+            )
+        reporter.info("Loading it into a reset database would change:")
+        for line in plan.lines():
+            self.stdout.write(line)
+        reporter.info("Nothing was changed.")
+        return None
 
     def drop_download(self, archive: Path | None, options: dict[str, Any]) -> None:
         """Remove an archive this command downloaded and could not use.
