@@ -110,6 +110,9 @@ class LoadOptions:
         ``--allow-raw``).
     :param after_load: the hooks to run in the load's transaction, once data
         and media are in place (``DISKETTE_AFTER_LOAD``, :mod:`diskette.hooks`).
+    :param hooks: run them, and send ``post_load``; ``False`` to put a
+        safety snapshot back, whose data had its fix-ups already: a hook
+        that failed the load it guards would fail its restoring too.
     """
 
     with_data: bool = True
@@ -127,6 +130,7 @@ class LoadOptions:
     require_anonymized: bool = False
     using: str = DEFAULT_DB_ALIAS
     after_load: tuple[AfterLoad, ...] = ()
+    hooks: bool = True
 
 
 @dataclass
@@ -636,7 +640,8 @@ def _restore(
                 announce(data.member)
                 _load_fixture(data, options.ignorenonexistent, using)
             result.restored = restore.swap(reporter, plan.unpacked)
-            _after_load(plan.unpacked, result, options, reporter)
+            if options.hooks:
+                _after_load(plan.unpacked, result, options, reporter)
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
     restore.finish()

@@ -530,7 +530,9 @@ def restore_steps(
 
     Only here does a task pass ``--everything`` (and, where the project
     refuses raw archives, ``--allow-raw``): the snapshot is the project's
-    own, made by :func:`safety_snapshot`, and holds every model.
+    own, made by :func:`safety_snapshot`, and holds every model. Nor are
+    hooks run: its data had its fix-ups, and a hook that failed the load
+    would fail this one too, leaving the database empty.
     The same list is run by :func:`restore_snapshot` and printed for a
     person when that fails, so the two never differ.
     """
@@ -541,6 +543,7 @@ def restore_steps(
             snapshot,
             "--everything",
             "--keep",
+            "--no-hooks",
             *flags(allow_raw=allow_raw, force=force),
         ),
     ]

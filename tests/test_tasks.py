@@ -187,6 +187,35 @@ def test_a_failed_load_puts_the_safety_snapshot_back_itself(project, tmp_path):
     assert snapshot.exists()  # kept: it is the only copy of what was there
 
 
+def test_a_failing_hook_rolls_back_and_the_safety_snapshot_comes_back_without_it(
+    project,
+):
+    dumped = project.inv("dump").stdout
+    archive = re.search(r"^Dump archive was created at: (.+) \(", dumped, re.MULTILINE)[1]
+    change_everything(project)
+    before = project.fingerprint()
+    (project.root / "project" / "broken.py").write_text(
+        "def hook(loaded):\n    raise RuntimeError('the hook is broken')\n"
+    )
+    project.use_settings(
+        project.write_settings(
+            "settings_hooks",
+            project.database + 'DISKETTE_AFTER_LOAD = ["project.broken.hook"]\n',
+        )
+    )
+
+    failed = project.inv("reset-and-load", archive, "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert (
+        "after-load hook 'project.broken.hook' failed (RuntimeError: the hook is broken)"
+        in (message)
+    )
+    assert "your data and media were put back from the safety snapshot" in message
+    assert project.fingerprint() == before
+
+
 def test_a_failed_load_without_a_snapshot_says_the_database_is_empty(project, tmp_path):
     incomplete = incomplete_archive(project, tmp_path)
     failed = project.inv(

@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 from diskette.conf import check_database, get_settings
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
-from diskette.hooks import after_load
+from diskette.hooks import AfterLoad, after_load
 from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
 from diskette.plan import plan_load
@@ -113,6 +113,12 @@ class Command(DisketteCommand):
             "and keep the archive.",
         )
         parser.add_argument(
+            "--no-hooks",
+            action="store_true",
+            help="Run no DISKETTE_AFTER_LOAD hook and send no post_load signal (the "
+            "tasks put a safety snapshot back so: its data had its fix-ups).",
+        )
+        parser.add_argument(
             "--plan",
             action="store_true",
             help="Verify the archive and say what loading it into a reset database "
@@ -168,7 +174,9 @@ class Command(DisketteCommand):
             if target is not None and not options["no_storages"] and not target.is_dir():
                 raise LoadError(f"storages base path '{target}' is not a directory")
             storages = project_storages(settings, target)
-            hooks = after_load(settings.after_load)  # a typo fails before a download
+            hooks: tuple[AfterLoad, ...] = ()
+            if not options["no_hooks"]:  # a typo fails before a download
+                hooks = after_load(settings.after_load)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
             result = load(
@@ -192,6 +200,7 @@ class Command(DisketteCommand):
                     and not options["allow_raw"],
                     using=options["database"],
                     after_load=hooks,
+                    hooks=not options["no_hooks"],
                 ),
                 reporter=reporter,
             )
