@@ -45,6 +45,7 @@ from .models import ApiKey, Capture, Snapshot
 from .progress import human_size
 from .registry import ID_PATTERN, Registry
 from .registry import Snapshot as PublishedSnapshot
+from .reporting import error_line
 
 # API keys ------------------------------------------------------------------
 
@@ -465,7 +466,7 @@ class SnapshotAdmin(admin.ModelAdmin):
             alias = registry.alias
             listing = registry.listing()
         except DisketteError as exc:
-            messages.error(request, _one_line(exc))
+            messages.error(request, error_line(exc))
         else:
             readable = True
             rows = [
@@ -510,7 +511,7 @@ class SnapshotAdmin(admin.ModelAdmin):
             # object is still a message on the list, not a cut download.
             body = views.opened(views.stream_snapshot(registry, snapshot, 0, snapshot.size))
         except DisketteError as exc:
-            messages.error(request, _one_line(exc))
+            messages.error(request, error_line(exc))
             return self._back()
         response = StreamingHttpResponse(body, content_type="application/octet-stream")
         name = snapshot.object.rsplit("/", 1)[-1]
@@ -528,7 +529,7 @@ class SnapshotAdmin(admin.ModelAdmin):
         try:
             run = capture.start(requested_by=f"admin {request.user.get_username()}")
         except CaptureError as exc:
-            messages.warning(request, _one_line(exc))
+            messages.warning(request, error_line(exc))
         else:
             messages.success(
                 request,
@@ -550,7 +551,7 @@ class SnapshotAdmin(admin.ModelAdmin):
             if request.method == "POST":
                 registry.remove(snapshot)
         except DisketteError as exc:
-            messages.error(request, _one_line(exc))
+            messages.error(request, error_line(exc))
             return self._back()
         if request.method == "POST":
             messages.success(
@@ -567,8 +568,3 @@ class SnapshotAdmin(admin.ModelAdmin):
             size=human_size(snapshot.size),
         )
         return TemplateResponse(request, self.delete_confirmation_template, context)
-
-
-def _one_line(exc: BaseException) -> str:
-    """An error as the admin shows it: its message, on one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -30,6 +30,7 @@ from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
 from .exceptions import ConfigurationError, GuardError, LoadError
+from .reporting import error_line
 
 Hook = Callable[..., object]
 
@@ -66,9 +67,9 @@ class AfterLoad:
                 f"after-load hook '{self.path}' refused: {exc}; nothing was loaded"
             ) from exc
         except Exception as exc:
-            detail = " ".join(str(exc).split()) or type(exc).__name__
             raise LoadError(
-                f"after-load hook '{self.path}' failed ({type(exc).__name__}: {detail}); "
+                f"after-load hook '{self.path}' failed ({type(exc).__name__}: "
+                f"{error_line(exc)}); "
                 "nothing was loaded: fix the hook, or take it out of DISKETTE_AFTER_LOAD"
             ) from exc
 

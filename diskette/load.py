@@ -63,7 +63,7 @@ from .journal import (
 )
 from .models import Load
 from .objectstorage import get_storage, local_folder
-from .reporting import Reporter, human_size
+from .reporting import Reporter, error_line, human_size
 from .schema import migration_differences
 from .signals import post_load
 from .storages import ALIASES_DIR, alias_relpath
@@ -665,10 +665,9 @@ def _after_load(
     for receiver, outcome in post_load.send_robust(sender=Load, loaded=loaded):
         if isinstance(outcome, Exception):
             name = f"{receiver.__module__}.{getattr(receiver, '__qualname__', receiver)}"
-            detail = " ".join(str(outcome).split()) or type(outcome).__name__
             raise LoadError(
                 f"post_load receiver '{name}' failed ({type(outcome).__name__}: "
-                f"{detail}); nothing was loaded"
+                f"{error_line(outcome)}); nothing was loaded"
             ) from outcome
 
 

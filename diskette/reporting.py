@@ -16,7 +16,14 @@ from typing import IO, Any
 
 from .progress import Progress, human_size
 
-__all__ = ["CommandReporter", "Reporter", "human_size"]
+__all__ = ["CommandReporter", "Reporter", "error_line", "human_size"]
+
+
+def error_line(exc: BaseException) -> str:
+    """An error's message on one line, or its type when it has none: how
+    the failure of code diskette runs but did not write (a hook, a storage)
+    is told inside diskette's own one-line messages."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Reporter:
