@@ -152,3 +152,17 @@ def bucket(s3: S3Server, request: pytest.FixtureRequest) -> str:
     name = f"t{uuid.uuid4().hex[:20]}"
     s3.create_bucket(name)
     return name
+
+
+def use_folder_registry(settings, folder: Path) -> Path:
+    """Make ``folder`` the snapshot registry (``STORAGES["diskette"]``, a
+    ``FileSystemStorage``): the simplest registry, for the endpoints and the
+    admin, which read it as they read S3's; its path."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "diskette": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(folder)},
+        },
+    }
+    return folder

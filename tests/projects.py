@@ -30,6 +30,18 @@ from tests.databases import (
 )
 
 SANDBOX = Path(__file__).resolve().parents[1] / "sandbox"
+#: Settings lines giving a copy a snapshot registry in its ``var/registry``
+#: folder: a site that serves its snapshots (tests, benchmarks).
+FOLDER_REGISTRY_SETTINGS = """
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "diskette": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(VAR_PATH / "registry")},
+    },
+}
+"""
 BIN = Path(sys.executable).parent
 
 

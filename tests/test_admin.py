@@ -27,7 +27,7 @@ from diskette import apikeys
 from diskette.exceptions import ApiKeyError
 from diskette.models import ApiKey, Capture
 from diskette.progress import human_size
-from tests.conftest import run_command
+from tests.conftest import run_command, use_folder_registry
 
 KEY = re.compile(r"dsk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
 SNAPSHOTS = "admin:diskette_snapshot_changelist"
@@ -36,21 +36,10 @@ SNAPSHOTS = "admin:diskette_snapshot_changelist"
 # Helpers ----------------------------------------------------------------------
 
 
-def use_registry(settings, folder: Path) -> Path:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "diskette": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(folder)},
-        },
-    }
-    return folder
-
-
 @pytest.fixture
 def registry(demo: Path, settings, tmp_path: Path) -> Path:
     """The demo project with an empty registry in a folder; its path."""
-    return use_registry(settings, tmp_path / "registry")
+    return use_folder_registry(settings, tmp_path / "registry")
 
 
 def publish() -> dict:

@@ -29,7 +29,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from diskette import apikeys
 from diskette.exceptions import ApiKeyError
 from diskette.models import ApiKey, Capture
-from tests.conftest import run_command
+from tests.conftest import run_command, use_folder_registry
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -74,15 +74,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 @pytest.fixture
 def registry(demo: Path, settings, tmp_path: Path) -> Path:
     """The demo project with a registry in a folder (a ``FileSystemStorage``)."""
-    folder = tmp_path / "registry"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "diskette": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(folder)},
-        },
-    }
-    return folder
+    return use_folder_registry(settings, tmp_path / "registry")
 
 
 @pytest.fixture

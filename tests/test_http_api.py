@@ -25,7 +25,7 @@ from demo.state import data_state
 from diskette import apikeys
 from diskette.exceptions import ApiKeyError
 from diskette.models import ApiKey, Capture
-from tests.conftest import run_command, tree_state
+from tests.conftest import run_command, tree_state, use_folder_registry
 from tests.test_load_command import wipe_database
 
 pytestmark = pytest.mark.django_db
@@ -43,15 +43,7 @@ def _fresh_throttle():
 @pytest.fixture
 def registry(demo: Path, settings, tmp_path: Path) -> Path:
     """The demo project with a registry in a folder, and the endpoints at /diskette/."""
-    folder = tmp_path / "registry"
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "diskette": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": str(folder)},
-        },
-    }
-    return folder
+    return use_folder_registry(settings, tmp_path / "registry")
 
 
 def publish(*args: str) -> dict:

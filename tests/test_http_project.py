@@ -18,22 +18,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.databases import ON_SERVER, server_settings_body
-from tests.projects import SandboxCopy, Templates
+from tests.projects import FOLDER_REGISTRY_SETTINGS, SandboxCopy, Templates
 from tests.wsgiserver import CutProxy, WsgiServer, start_gunicorn
 
 pytestmark = pytest.mark.subprocess
 
 PATH = "/diskette/snapshots/latest/"
-REGISTRY_SETTINGS = """
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "diskette": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_PATH / "registry")},
-    },
-}
-"""
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def site(tmp_path, seeded: Templates) -> Iterator[tuple[SandboxCopy, WsgiServer]
     site.use_settings(
         site.write_settings(
             "settings_http",
-            site.database + REGISTRY_SETTINGS,
+            site.database + FOLDER_REGISTRY_SETTINGS,
         )
     )
     site.manage("diskette_dump", "--publish")
