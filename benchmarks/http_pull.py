@@ -29,21 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.registry import LARGE, SMALL, Step, best  # noqa: E402
-from tests.projects import SandboxCopy  # noqa: E402
+from benchmarks.registry import LARGE, SMALL, Step, best, print_table  # noqa: E402
+from tests.projects import FOLDER_REGISTRY_SETTINGS, SandboxCopy  # noqa: E402
 from tests.wsgiserver import CutProxy, start_gunicorn  # noqa: E402
 
 PATH = "/diskette/snapshots/latest/"
-REGISTRY = """
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "diskette": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(VAR_PATH / "registry")},
-    },
-}
-"""
 
 
 def fill(media: Path, megabytes: int) -> int:
@@ -70,20 +60,12 @@ def main() -> None:
         f"served by gunicorn on 127.0.0.1, best of {options.runs} "
         f"({os.cpu_count()} cores)\n"
     )
-    print("| step | diskette | peak RSS | against | theirs | peak RSS | ratio |")
-    print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
-    for name, ours, against, theirs in rows:
-        ratio = theirs.seconds / ours.seconds
-        print(
-            f"| {name} | {ours.seconds:.2f} s | {ours.rss_mb:.0f} MB | {against} | "
-            f"{theirs.seconds:.2f} s | {theirs.rss_mb:.0f} MB | "
-            f"{ratio:.2f}x {'faster' if ratio >= 1 else 'slower'} |"
-        )
+    print_table(rows)
 
 
 def run(root: Path, megabytes: int, runs: int) -> tuple[list[tuple], int]:
     site = SandboxCopy.create(root / "site")
-    site.use_settings(site.write_settings("settings_bench", REGISTRY))
+    site.use_settings(site.write_settings("settings_bench", FOLDER_REGISTRY_SETTINGS))
     site.manage("diskette_reset", "--noinput")
     site.manage("demo_seed")
     print(f"Writing {megabytes} MB of media", flush=True)

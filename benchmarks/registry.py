@@ -194,6 +194,11 @@ def main() -> None:
         f"\n{options.media_mb} MB of media on moto's S3 server on 127.0.0.1{latency}, "
         f"best of {options.runs} ({os.cpu_count()} cores)\n"
     )
+    print_table(rows)
+
+
+def print_table(rows: list[tuple]) -> None:
+    """``(step, ours, against, theirs)`` rows as results.md's Markdown table."""
     print("| step | diskette | peak RSS | against | theirs | peak RSS | ratio |")
     print("| --- | ---: | ---: | --- | ---: | ---: | ---: |")
     for name, ours, against, theirs in rows:
