@@ -24,6 +24,7 @@ from .data import MIGRATE_CREATED
 from .definitions import resolve_definitions
 from .exceptions import ConfigurationError, StorageError
 from .storages import check_directory, resolve_storages
+from .subset import subsets_problems
 
 HINT = f"See {DOCS_URL}settings.md and {DOCS_URL}definitions.md"
 
@@ -35,8 +36,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     commands would refuse (W003: outside the base directory, overlapping),
     ``DISKETTE_*`` settings diskette does not read (W004), dump commands
     that would write content type or permission ids (W005), ``STORAGES``
-    aliases ``STORAGES`` lacks (W009), and the anonymization's
-    (:func:`_anonymization_messages`).
+    aliases ``STORAGES`` lacks (W009), subsets that cannot be dumped (E006),
+    and the anonymization's (:func:`_anonymization_messages`).
 
     Never raises, whatever a setting holds: checks run before ``migrate`` and
     ``runserver``, so a crash here would stop the whole project. A setting of
@@ -56,6 +57,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         entries = setting("DISKETTE_STORAGES", settings)
         messages += _storage_messages([e for e in entries if not isinstance(e, dict)])
         messages += _alias_messages(entries)
+    if "DISKETTE_SUBSETS" not in wrong:
+        messages += [
+            Error(str(problem), hint=f"See {DOCS_URL}subset.md", id="diskette.E006")
+            for problem in subsets_problems(setting("DISKETTE_SUBSETS", settings))
+        ]
     return messages + _unknown_settings()
 
 

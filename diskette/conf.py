@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     #: Hooks run in a load's transaction once data and media are in place
     #: (docs/hooks.md): dotted paths, or [path, {keyword arguments}].
     "DISKETTE_AFTER_LOAD": [],
+    #: Subsets ``diskette_dump --subset NAME`` dumps (docs/subset.md): per
+    #: name, starting rows and relations to follow per model label.
+    "DISKETTE_SUBSETS": {},
 }
 
 #: A ``STORAGES`` alias diskette archives files under: a plain folder name.
@@ -158,6 +161,8 @@ class DisketteSettings:
     :param api_failure_window: that window, in seconds.
     :param after_load: the hooks a load runs before it commits, as written
         (imported by :func:`diskette.hooks.after_load`).
+    :param subsets: subset definitions by name, as written (validated by
+        :mod:`diskette.subset`, which needs the app registry).
     """
 
     apps: Any
@@ -189,6 +194,7 @@ class DisketteSettings:
     api_max_failures: int
     api_failure_window: int
     after_load: tuple[Any, ...]
+    subsets: dict[str, Any]
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -241,6 +247,7 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         api_max_failures=value["DISKETTE_API_MAX_FAILURES"],
         api_failure_window=value["DISKETTE_API_FAILURE_WINDOW"],
         after_load=tuple(value["DISKETTE_AFTER_LOAD"]),
+        subsets=value["DISKETTE_SUBSETS"],
     )
 
 
@@ -461,6 +468,22 @@ def _locale(value: Any) -> Iterator[str]:
         yield f" must be a Faker locale such as 'en_US', not {value!r}"
 
 
+def _subsets(value: Any) -> Iterator[str]:
+    """Names mapped to definitions; what these hold is :mod:`diskette.subset`'s."""
+    example = '{"recent": {"demo.Book": {"filter": {"published__year": 2026}}}}'
+    if not isinstance(value, dict):
+        yield f" must be a dict of names to subsets, e.g. {example}, not {_kind(value)}"
+        return
+    for name, definition in value.items():
+        if not isinstance(name, str) or not name:
+            yield f" names a subset {name!r}; names are non-empty strings"
+        elif not isinstance(definition, dict):
+            yield (
+                f"[{name!r}] must be a dict of model labels to rules, e.g. "
+                f"{example[11:-1]}, not {_kind(definition)}"
+            )
+
+
 #: How each setting is checked; a validator yields what follows the name.
 VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_APPS": _list_of(
@@ -498,6 +521,7 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_API_MAX_FAILURES": _count(0, 10),
     "DISKETTE_API_FAILURE_WINDOW": _count(1, 600),
     "DISKETTE_AFTER_LOAD": _hooks,
+    "DISKETTE_SUBSETS": _subsets,
 }
 
 

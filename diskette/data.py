@@ -16,7 +16,7 @@ import contextlib
 import io
 import shlex
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -32,8 +32,10 @@ from .exceptions import DumpError
 from .rows import (
     BATCH_ROWS,
     ExactJSONEncoder,
+    ManyToMany,
     ModelRows,
     NaturalKeys,
+    in_list_size,
     line_encoder,
     natural_relations,
     own_rows,
@@ -41,6 +43,7 @@ from .rows import (
 
 if TYPE_CHECKING:
     from .anonymize import Anonymizer
+    from .subset import Selection
 
 # ExactJSONEncoder, natural_relations and own_rows lived here: still importable.
 
@@ -55,9 +58,35 @@ def model_rows(definition: Definition, model: type[Model], using: str) -> QueryS
     return own_rows(manager.using(using))
 
 
-def queryset(definition: Definition, model: type[Model], using: str) -> QuerySet[Any]:
-    """Rows of ``model`` to serialize, in primary key order, as ``dumpdata`` reads them."""
-    rows = model_rows(definition, model, using).order_by(model._meta.pk.name)
+def row_sets(
+    definition: Definition, model: type[Model], using: str
+) -> Iterator[QuerySet[Any]]:
+    """:func:`model_rows` as one queryset; in a subset dump, the rows the
+    subset keeps (:mod:`diskette.subset`), one ``IN`` list the database
+    accepts at a time, and nothing for a model it does not reach."""
+    rows = model_rows(definition, model, using)
+    if definition.selection is None:
+        yield rows
+        return
+    keys = definition.selection.keys(model)
+    size = in_list_size(connections[using])
+    for start in range(0, len(keys), size):
+        yield rows.filter(pk__in=keys[start : start + size])
+
+
+def queryset(
+    definition: Definition,
+    model: type[Model],
+    using: str,
+    rows: QuerySet[Any] | None = None,
+) -> QuerySet[Any]:
+    """Rows of ``model`` to serialize, in primary key order, as ``dumpdata`` reads them.
+
+    :param rows: those of :func:`row_sets` to read; all of them by default.
+    """
+    if rows is None:
+        rows = model_rows(definition, model, using)
+    rows = rows.order_by(model._meta.pk.name)
     # A natural foreign key reads the related object (and what its natural
     # key reads) per row: join them in the same query instead. Without
     # natural foreign keys, references to migrate-made models still are.
@@ -84,7 +113,9 @@ def count_objects(definition: Definition, using: str) -> dict[str, int]:
     """Rows per model label that :func:`write_data` would dump."""
     try:
         return {
-            m._meta.label_lower: model_rows(definition, m, using).count()
+            m._meta.label_lower: sum(
+                rows.count() for rows in row_sets(definition, m, using)
+            )
             for m in dumped_models(definition, using)
         }
     except DatabaseError as exc:
@@ -168,18 +199,21 @@ def _write_rows(
         if not ModelRows.supports(model):
             _serialize(definition, "jsonl", text, None, using, tally, [model], anonymizer)
             continue
-        rows = ModelRows(
-            model,
-            model_rows(definition, model, using),
-            using=using,
-            naturally=lambda field: _natural(definition.natural_foreign, field),
-            natural_primary=definition.natural_primary,
-            naturals=naturals,
-            anonymizer=anonymizer,
-        )
-        for batch in rows.batches():
-            text.write(rows.lines(batch, encode))
-            tally.add(model._meta.label_lower, len(batch))
+        for chosen in row_sets(definition, model, using):
+            rows = ModelRows(
+                model,
+                chosen,
+                using=using,
+                naturally=lambda field: _natural(definition.natural_foreign, field),
+                natural_primary=definition.natural_primary,
+                naturals=naturals,
+                anonymizer=anonymizer,
+            )
+            if definition.selection is not None:
+                _keep_related(rows, definition.selection, using)
+            for batch in rows.batches():
+                text.write(rows.lines(batch, encode))
+                tally.add(model._meta.label_lower, len(batch))
 
 
 def _serialize(
@@ -198,15 +232,20 @@ def _serialize(
     def objects() -> Iterator[Model]:
         for model in models:
             label = model._meta.label_lower
-            rows = queryset(definition, model, using).iterator(chunk_size=BATCH_ROWS)
-            # Closed here, even on Ctrl-C: a cursor left to the garbage
-            # collector after its connection closed prints a traceback.
-            with contextlib.closing(rows):
-                for obj in rows:
-                    tally.add(label, 1)
-                    if anonymizer is not None:
-                        anonymizer.instance(obj)
-                    yield obj
+            for chosen in row_sets(definition, model, using):
+                rows = queryset(definition, model, using, chosen).iterator(
+                    chunk_size=BATCH_ROWS
+                )
+                # Closed here, even on Ctrl-C: a cursor left to the garbage
+                # collector after its connection closed prints a traceback.
+                with contextlib.closing(rows):
+                    for obj in rows:
+                        tally.add(label, 1)
+                        if definition.selection is not None:
+                            _keep_prefetched(obj, definition.selection)
+                        if anonymizer is not None:
+                            anonymizer.instance(obj)
+                        yield obj
 
     serializer_class(fmt, anonymizer)().serialize(
         objects(),
@@ -252,6 +291,73 @@ def _write_with_command(
             while block := produced.read(WRITE_BUFFER):
                 stream.write(block)
     return counts
+
+
+def _subset_fields(model: type[Model]) -> list[Any]:
+    """The many-to-many fields of ``model`` whose values a subset dump keeps
+    only when the related row is kept: those of auto-created tables (a
+    through model's rows are rows of their own), but to what ``migrate``
+    makes, which every database has."""
+    return [
+        f
+        for f in model._meta.concrete_model._meta.local_many_to_many
+        if f.remote_field.through._meta.auto_created
+        and f.related_model._meta.label_lower not in MIGRATE_CREATED
+    ]
+
+
+def _keep_related(rows: ModelRows, selection: Selection, using: str) -> None:
+    """Make ``rows`` write only the many-to-many values whose related row
+    the subset keeps: any other would refer to a row the archive lacks."""
+    fields = {f.name: f for f in _subset_fields(rows.model)}
+    rows.many_to_many = [
+        _KeptManyToMany(m, fields[m.name], using, selection.kept(m.related))
+        if m.name in fields
+        else m
+        for m in rows.many_to_many
+    ]
+
+
+def _keep_prefetched(obj: Model, selection: Selection) -> None:
+    """:func:`_keep_related` for an instance the serializer writes: its
+    prefetched values (:func:`queryset`), which the serializer reads."""
+    cache = getattr(obj, "_prefetched_objects_cache", {})
+    for f in _subset_fields(type(obj)):
+        if f.name in cache:
+            kept = selection.kept(f.related_model)
+            prefetched = cache[f.name]  # a queryset: the serializer asks it for more
+            # What prefetch_related_objects itself fills in.
+            prefetched._result_cache = [r for r in prefetched if r.pk in kept]
+
+
+class _KeptManyToMany(ManyToMany):
+    """The values of a many-to-many field (:class:`ManyToMany`) whose related
+    row is kept: read as primary keys, kept or not, then written as the
+    field writes them (natural keys included)."""
+
+    def __init__(  # noqa: PLW0231 - it wraps two fields, it is neither
+        self, shown: ManyToMany, field: Any, using: str, kept: Collection[Any]
+    ) -> None:
+        self.name, self.shown, self.kept = shown.name, shown, kept
+        self.raw = ManyToMany(field, using, None)
+        self.raw.convert = None  # primary keys as read, to compare with the kept ones
+
+    def values(self, owners: list[Any], *, whole: bool) -> dict[Any, list[Any]]:
+        kept = self.kept
+        grouped = {
+            owner: [pk for pk in pks if pk in kept]
+            for owner, pks in self.raw.values(owners, whole=whole).items()
+        }
+        shown = self.shown
+        if shown.naturals is not None:
+            pks = (pk for values in grouped.values() for pk in values)
+            shown.naturals.fetch(shown.related, shown.pk_attname, pks)
+            convert = shown.naturals.table(shown.related, shown.pk_attname).__getitem__
+        elif shown.convert is not None:
+            convert = shown.convert
+        else:
+            return grouped
+        return {owner: [convert(pk) for pk in pks] for owner, pks in grouped.items()}
 
 
 #: Models whose rows ``migrate`` creates: their ids depend on the order

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.management import get_commands
@@ -22,6 +22,9 @@ from django.db.models import Model
 from django.utils.text import slugify
 
 from .exceptions import DefinitionError
+
+if TYPE_CHECKING:
+    from .subset import Selection
 
 _LABELS = ((str, list, tuple), "a label or a list of labels")
 _FLAG = ((bool,), "True or False")
@@ -58,6 +61,8 @@ class Definition:
     :param stem: data file name without extension.
     :param format: ``"json"`` or ``"jsonl"`` when the definition chose one
         through its ``filename``, else ``None``.
+    :param selection: in a subset dump, the rows to dump
+        (:mod:`diskette.subset`); ``None`` dumps every row.
     """
 
     name: str
@@ -72,6 +77,7 @@ class Definition:
     allow_drain: bool = False
     is_drain: bool = False
     excluded: tuple[type[Model], ...] = field(default=(), repr=False)
+    selection: Selection | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> list[str]:
