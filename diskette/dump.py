@@ -25,6 +25,7 @@ from . import __version__
 from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
+from .delta import Delta, open_writer
 from .exceptions import ConfigurationError, DumpError
 from .journal import locked
 from .objectstorage import read_ahead, storage_identity, translated
@@ -43,6 +44,7 @@ from .storages import (
 
 if TYPE_CHECKING:
     from .anonymize import Anonymizer
+    from .subset import Subset
 
 #: Data files smaller than this, all together, stay in memory while the
 #: archive is written; beyond it they spill to a temporary file, since a tar
@@ -64,6 +66,9 @@ class DumpResult:
     files_left_out: int = 0
     #: The manifest written, less its ``members``.
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: For a delta: the files kept (listed, left out) and their bytes.
+    kept: int = 0
+    kept_bytes: int = 0
 
 
 @dataclass
@@ -96,6 +101,8 @@ def dump(
     using: str = DEFAULT_DB_ALIAS,
     reporter: Reporter | None = None,
     anonymizer: Anonymizer | None = None,
+    delta: Delta | None = None,
+    subset: Subset | None = None,
 ) -> DumpResult:
     """Write the data of ``definitions`` and the files of ``storages`` to an archive.
 
@@ -107,8 +114,15 @@ def dump(
     :param permissions: mode of the archive file.
     :param anonymizer: replaces personal data while it is read, and leaves
         out the files of the file fields it clears (:mod:`diskette.anonymize`).
+    :param delta: keep out the files the loading side has, or link them
+        beside the archive (:mod:`diskette.delta`).
+    :param subset: dump only the rows it starts from and needs, and the
+        files they name (:mod:`diskette.subset`).
     """
     check_something_to_dump(definitions, storages)
+    selection = subset.selection(definitions, using) if subset is not None else None
+    if selection is not None:
+        definitions = selection.definitions  # each reads the kept rows only
     reporter = reporter or Reporter()
     now = datetime.now().astimezone()
     _make_destination(archive_path.parent)
@@ -117,7 +131,13 @@ def dump(
         # Held from before the data is read: a load cannot swap media in
         # between, so data and media come from the same side of it.
         locked([s.path for s in storages if isinstance(s, Storage)], shared=True),
-        ArchiveWriter(archive_path, permissions=permissions, checksums=checksums) as writer,
+        open_writer(
+            archive_path,
+            permissions=permissions,
+            checksums=checksums,
+            storages=storages,
+            delta=delta,
+        ) as writer,
         ExitStack() as cleanup,
     ):
         for leftover in writer.leftovers:
@@ -137,11 +157,14 @@ def dump(
         if storages:
             dropped = set(anonymizer.dropped_files(using)) if anonymizer else set()
             reporter.info("Appending storages to the archive")
+            only = selection.files() if selection is not None else None
             skipped, left_out = _append_storages(
-                writer, storages, excludes, reporter, dropped
+                writer, storages, excludes, reporter, dropped, only
             )
         manifest = build_manifest(definitions, datas, counts, storages, now, using)
         manifest.update(anonymization_manifest(anonymizer, left_out))
+        if selection is not None:
+            manifest["subset"] = selection.described()
         info = writer.close(manifest)
     return DumpResult(
         archive=info,
@@ -151,6 +174,8 @@ def dump(
         anonymized=anonymizer is not None,
         files_left_out=left_out,
         manifest=manifest,
+        kept=len(writer.kept),
+        kept_bytes=sum(entry["size"] for entry in writer.kept.values()),
     )
 
 
@@ -283,10 +308,12 @@ def _append_storages(
     excludes: Sequence[str],
     reporter: Reporter,
     left_out: Collection[Path | tuple[int, str]] = (),
+    only: Collection[Path | tuple[int, str]] | None = None,
 ) -> tuple[list[Skipped], int]:
     """Add the files of ``storages`` but those ``left_out`` (real paths, or
     storage and name for storages without folders), and symbolic links to
-    them, which would tell their names.
+    them, which would tell their names; with ``only`` (a subset's), none but
+    those, folders aside.
 
     :returns: what was skipped as unsafe, and how many were left out.
     """
@@ -299,7 +326,7 @@ def _append_storages(
     for storage in storages:
         if isinstance(storage, StorageFiles):
             omitted += _append_files(
-                writer, storage, excludes, advance, left_out, skipped, reporter
+                writer, storage, excludes, advance, left_out, skipped, reporter, only
             )
             continue
         for item in walk_storage(storage, excludes):
@@ -313,6 +340,12 @@ def _append_storages(
             ):
                 advance(item.size)
                 omitted += 1
+            elif (
+                only is not None
+                and item.kind != "directory"
+                and Path(os.path.realpath(item.path)) not in only
+            ):
+                advance(item.size)
             elif item.kind == "file":
                 writer.add_file(item.path, item.arcname, advance)
             elif item.kind == "directory":
@@ -330,6 +363,7 @@ def _append_files(
     left_out: Collection[Path | tuple[int, str]],
     skipped: list[Skipped],
     reporter: Reporter,
+    only: Collection[Path | tuple[int, str]] | None = None,
 ) -> int:
     """Stream the files of a storage without folders into the archive, in
     listing order, small ones read ahead (:func:`read_ahead`); the storage's
@@ -351,6 +385,8 @@ def _append_files(
             elif left_out and (identity, item.stored.name) in left_out:
                 advance(item.size)
                 omitted += 1
+            elif only is not None and (identity, item.stored.name) not in only:
+                advance(item.size)
             else:
                 yield item
 

@@ -41,6 +41,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
 from .conf import DisketteSettings, StorageAlias
+from .delta import kept_sources, place_kept, sidecar_of
 from .exceptions import (
     ArchiveError,
     ConfigurationError,
@@ -61,6 +62,7 @@ from .journal import (
     staging_folder,
     sweep_staging,
 )
+from .mediaindex import record_loaded
 from .models import Load
 from .objectstorage import get_storage, local_folder
 from .reporting import Reporter, error_line, human_size
@@ -191,6 +193,12 @@ def load(
             chosen = unpacked.storages if options.with_storages else []
             for storage in chosen:
                 _check_declared(storage, storages)
+            # A delta's kept files: found here before anything changes.
+            sources = kept_sources(
+                unpacked,
+                {name: Path(os.path.realpath(storages[name])) for name in chosen},
+                sidecar_of(archive),
+            )
             _check_migrations(unpacked, options.using, options.strict, reporter)
             listed = {data: listed_models(unpacked.manifest, data) for data in datas}
             files = [
@@ -211,6 +219,9 @@ def load(
                 return LoadResult(unpacked)
             for storage in chosen:
                 restore.swap_of(storage)  # an empty storage has no member
+            if sources:
+                reporter.info(f"Linking {len(sources)} files this delta keeps from here")
+                place_kept(sources, restore.place)
             return _restore(
                 _Plan(unpacked, files, listed, policy), restore, options, reporter
             )
@@ -504,6 +515,10 @@ class _Restore:
             restored.append(storage)
         return restored
 
+    def folders(self) -> dict[str, Path]:
+        """The folder each storage swapped, by its path in the archive."""
+        return {storage: swap.folder for storage, swap in self.swaps.items()}
+
     def finish(self) -> None:
         for swap in self.swaps.values():
             swap.finish()
@@ -644,7 +659,11 @@ def _restore(
                 _after_load(plan.unpacked, result, options, reporter)
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
+    folders = restore.folders()
     restore.finish()
+    for storage in result.restored:  # the next pull reads none of them again
+        files = plan.unpacked.files(storage)
+        record_loaded(folders[storage], {name: m.sha256 for name, m in files.items()})
     return result
 
 

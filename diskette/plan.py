@@ -13,7 +13,6 @@ one the archive records: a file rewritten with the same size is a change.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from django.apps import apps
 from django.db import DatabaseError
 
 from .archive import Unpacked
-from .files import file_sha256
+from .mediaindex import MediaIndex, regular_files
 from .progress import human_size
 
 
@@ -122,20 +121,16 @@ def _rows(label: str, using: str) -> int | None:
 
 def _storage(unpacked: Unpacked, name: str, folder: Path) -> StorageChange:
     change = StorageChange(storage=name, folder=str(folder))
-    prefix = f"{name}/"
-    incoming = {
-        member.name[len(prefix) :]: member
-        for member in unpacked.members.values()
-        if member.kind == "file" and member.name.startswith(prefix)
-    }
-    present = dict(_files(folder))
+    incoming = unpacked.files(name)  # a delta's kept files too
+    present = {path: status.st_size for path, status in regular_files(folder)}
+    index = MediaIndex(folder)  # files unchanged since the last load are not read
     for relative, member in incoming.items():
         size = present.pop(relative, None)
         if size is None:
             change.added += 1
             change.bytes_written += member.size
         elif size != member.size or (
-            member.sha256 and file_sha256(folder / relative) != member.sha256
+            member.sha256 and index.sha256(relative) != member.sha256
         ):
             change.changed += 1
             change.bytes_written += member.size
@@ -144,18 +139,3 @@ def _storage(unpacked: Unpacked, name: str, folder: Path) -> StorageChange:
     change.removed = len(present)
     change.bytes_removed = sum(present.values())
     return change
-
-
-def _files(folder: Path) -> list[tuple[str, int]]:
-    """Every regular file below ``folder``, relative, with its size."""
-    found = []
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = Path(root, name)
-            try:
-                stat = path.lstat()
-            except OSError:
-                continue
-            if path.is_file() and not path.is_symlink():
-                found.append((str(path.relative_to(folder)), stat.st_size))
-    return found

@@ -487,7 +487,43 @@ def sample_manifest(tmp_path: Path) -> dict:
             lambda m: m.update(datas=["data/gone.jsonl"]),
             "manifest.json lists data 'data/gone.jsonl', which is not in the archive",
         ),
-        (lambda m: m.update(format=99), "has format 99; this diskette reads up to 1"),
+        (lambda m: m.update(format=99), "has format 99; this diskette reads up to 2"),
+        (
+            lambda m: m.update(delta=["var/media/x"]),
+            "manifest.json: 'delta' must map 'kept' to files",
+        ),
+        (
+            lambda m: m.update(delta={"kept": {"var/media/x": {"size": 1, "sha256": "A"}}}),
+            "kept file 'var/media/x' needs a size and a sha256",
+        ),
+        *(
+            (
+                lambda m, name=name: m.update(
+                    delta={"kept": {name: {"size": 1, "sha256": "a" * 64}}}
+                ),
+                f"kept file '{name}' is not a plain path inside a storage",
+            )
+            for name in (
+                "var/media/../../etc/passwd",
+                "/var/media/x",
+                "etc/passwd",
+                "var/media",
+                "var/media//x",
+                "var/media/./x",
+            )
+        ),
+        (
+            lambda m: m.update(
+                delta={"kept": {"var/media/photo.bin": {"size": 1, "sha256": "a" * 64}}}
+            ),
+            "kept file 'var/media/photo.bin' is also a member",
+        ),
+        (
+            lambda m: m.update(
+                delta={"kept": {"var/media/alias.bin/x": {"size": 1, "sha256": "a" * 64}}}
+            ),
+            "kept file 'var/media/alias.bin/x' would be written through 'var/media/alias.bin'",
+        ),
         (lambda m: m.pop("datas"), "lacks the 'datas' and 'storages' keys"),
         (lambda m: m.update(storages="var/media"), "'storages' must be a list of paths"),
     ],

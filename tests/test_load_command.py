@@ -23,6 +23,7 @@ from django.db import connection, reset_queries
 
 from demo.models import Book, Review, Tag
 from demo.state import data_state
+from diskette import mediaindex
 from diskette.archive import read_manifest
 from shop.state import data_state as shop_state
 from tests.conftest import run_command, tree_state
@@ -92,8 +93,14 @@ def test_round_trip_restores_data_and_media_and_removes_the_archive(dumped, demo
         "Restoring storage directory (48.0 KiB): var/media",
         f"Archive removed: {dumped}",
     ]
-    leftovers = [p.name for p in demo.rglob("*") if "diskette-" in p.name]
+    leftovers = [
+        p.name
+        for p in demo.rglob("*")
+        if "diskette-" in p.name and not p.name.endswith(mediaindex.INDEX_SUFFIX)
+    ]
     assert leftovers == []
+    # What the load put in place is remembered for the next pull's delta.
+    assert mediaindex.index_path(demo / "var" / "media").is_file()
 
 
 def test_archive_path_is_relative_to_the_current_directory(dumped, demo):
@@ -506,7 +513,11 @@ def test_a_storage_that_is_a_symlink_is_restored_where_it_points(dumped, demo, t
     load(str(dumped), no_data=True)
     assert media.is_symlink()
     assert tree_state(elsewhere) == expected
-    assert sorted(p.name for p in elsewhere.parent.iterdir()) == ["media"]
+    # Nothing set aside is left; the media index lies beside the real folder.
+    assert sorted(p.name for p in elsewhere.parent.iterdir()) == [
+        ".media.diskette-index.json",
+        "media",
+    ]
 
 
 def test_download_errors_name_the_url(server, settings):

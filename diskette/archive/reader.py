@@ -33,7 +33,7 @@ from typing import Any
 from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
 from ..files import BLOCK_SIZE
 from .compression import DECOMPRESSION_ERRORS, GzipReader
-from .format import DATA_DIR, FORMAT_VERSION, MANIFEST_NAME
+from .format import DATA_DIR, MANIFEST_NAME, READABLE_FORMAT
 from .tarstream import TarMember, TarStream
 
 #: A manifest larger than this is not one diskette wrote: it records about
@@ -43,6 +43,9 @@ MANIFEST_LIMIT = 64 * 1024 * 1024
 #: applications, their counts, the migrations. Parsing costs memory per
 #: container, whatever their size in bytes (``[{},{},...]`` is 3 bytes each).
 MANIFEST_SPARE_CONTAINERS = 100_000
+#: The fewest bytes a kept file takes in a delta's manifest (its name, size
+#: and 64-digit sha256): bytes of the manifest allow a container each.
+KEPT_ENTRY_BYTES = 80
 #: Data members are plain JSON or JSON Lines: nothing else is deserialized,
 #: and nothing compressed inflates once more inside ``loaddata``.
 DATA_FORMATS = (".json", ".jsonl")
@@ -87,6 +90,26 @@ class Unpacked:
     def storages(self) -> list[str]:
         """Storage folders, relative to the storages base path."""
         return list(self.manifest.get("storages") or [])
+
+    @property
+    def kept(self) -> dict[str, Member]:
+        """For a delta, the files the loader must have already, by member name:
+        listed, not held (:func:`check_kept` verified their names)."""
+        delta = self.manifest.get("delta")
+        kept = delta.get("kept") if isinstance(delta, dict) else None
+        return {
+            name: Member(name, "file", entry["size"], entry["sha256"])
+            for name, entry in (kept or {}).items()
+        }
+
+    def files(self, storage: str) -> dict[str, Member]:
+        """The files ``storage`` holds once loaded, held or kept, by path inside it."""
+        prefix = f"{storage}/"
+        return {
+            member.name[len(prefix) :]: member
+            for member in [*self.members.values(), *self.kept.values()]
+            if member.kind == "file" and member.name.startswith(prefix)
+        }
 
 
 def unpack(
@@ -316,7 +339,9 @@ def parse_manifest(
     if content is None:
         raise ManifestError(f"'{archive}' has no {MANIFEST_NAME}")
     containers = content.count(b"{") + content.count(b"[")
-    if containers > members + MANIFEST_SPARE_CONTAINERS:
+    # A delta lists its kept files, each an object of some 100 bytes: they
+    # are allowed for by the bytes, which bounds their number as well.
+    if containers > members + MANIFEST_SPARE_CONTAINERS + len(content) // KEPT_ENTRY_BYTES:
         raise ManifestError(
             f"{MANIFEST_NAME} holds {containers} JSON objects and arrays for "
             f"{members} members: not a manifest diskette wrote"
@@ -334,10 +359,10 @@ def parse_manifest(
     ):
         raise ManifestError(f"{MANIFEST_NAME} lacks the 'datas' and 'storages' keys")
     version = manifest.get("format", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > READABLE_FORMAT:
         raise ManifestError(
             f"{MANIFEST_NAME} has format {version!r}; this diskette reads up to "
-            f"{FORMAT_VERSION}: upgrade diskette"
+            f"{READABLE_FORMAT}: upgrade diskette"
         )
     for key in ("datas", "storages"):
         value = manifest[key] or []
@@ -404,6 +429,63 @@ def check_members(manifest: dict[str, Any], members: dict[str, Member]) -> None:
     recorded = manifest.get("members")
     if recorded is not None:
         _compare_with_manifest(recorded, members)
+    check_kept(manifest, members, storages)
+
+
+def check_kept(
+    manifest: dict[str, Any], members: dict[str, Member], storages: list[str]
+) -> None:
+    """A delta's kept files: each a safe path inside a listed storage, where
+    no member is and under no symlink or file member, with a size and a sha256.
+
+    :raises UnsafeArchiveError: for a name that could land anywhere else.
+    :raises ManifestError: for an entry of the wrong shape.
+    """
+    delta = manifest.get("delta")
+    if delta is None:
+        return
+    kept = delta.get("kept") if isinstance(delta, dict) else None
+    if not isinstance(delta, dict) or not isinstance(kept, dict | None):
+        raise ManifestError(f"{MANIFEST_NAME}: 'delta' must map 'kept' to files")
+    for name, entry in (kept or {}).items():
+        if (
+            not isinstance(entry, dict)
+            or type(entry.get("size")) is not int
+            or entry["size"] < 0
+            or not _is_sha256(entry.get("sha256"))
+        ):
+            raise ManifestError(
+                f"{MANIFEST_NAME}: kept file '{name}' needs a size and a sha256"
+            )
+        normal = posixpath.normpath(name)
+        storage = _storage_of(name, storages)
+        if (
+            normal != name
+            or storage is None
+            or name == storage
+            or "\\" in name
+            or "\0" in name
+        ):
+            raise UnsafeArchiveError(
+                f"kept file '{name}' is not a plain path inside a storage the manifest lists"
+            )
+        if name in members:
+            raise UnsafeArchiveError(f"kept file '{name}' is also a member")
+        parent = posixpath.dirname(name)
+        while parent != storage:
+            if parent in members and members[parent].kind != "directory":
+                raise UnsafeArchiveError(
+                    f"kept file '{name}' would be written through '{parent}'"
+                )
+            parent = posixpath.dirname(parent)
+
+
+def _is_sha256(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value)
+    )
 
 
 def _link_target(link: Member, members: dict[str, Member]) -> str:

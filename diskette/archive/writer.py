@@ -20,7 +20,7 @@ except ImportError:  # Windows: no flock, leftovers stay
     fcntl = None  # type: ignore[assignment]
 from ..files import BLOCK_SIZE, HashingReader, PartialFile
 from .compression import GzipWriter
-from .format import DATA_DIR, MANIFEST_NAME
+from .format import DATA_DIR, DELTA_FORMAT, MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class ArchiveWriter:
         self.path = path
         self.checksums = checksums
         self.members: dict[str, dict[str, Any]] = {}
+        self.kept: dict[str, dict[str, Any]] = {}
         self.mtime = int(time.time())
         self._finished = False
         try:
@@ -203,6 +204,15 @@ class ArchiveWriter:
         self._tar.addfile(info)
         self.members[arcname] = {"type": "symlink", "target": target}
 
+    def add_kept(self, arcname: str, size: int, sha256: str) -> None:
+        """List a file the loader has already, and leave its content out.
+
+        The archive becomes a delta (:data:`~.format.DELTA_FORMAT`): it
+        loads only where each such file is found with this sha256
+        (:mod:`diskette.delta`).
+        """
+        self.kept[arcname] = {"size": size, "sha256": sha256}
+
     def close(self, manifest: dict[str, Any]) -> ArchiveInfo:
         """Write the manifest, finish the archive and move it into place.
 
@@ -211,6 +221,9 @@ class ArchiveWriter:
         one, never a name pointing at a half-written file.
         """
         manifest = {**manifest, "members": self.members}
+        if self.kept:
+            delta = manifest.get("delta") or {}
+            manifest.update(format=DELTA_FORMAT, delta={**delta, "kept": self.kept})
         payload = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
         info = tarfile.TarInfo(MANIFEST_NAME)
         info.size, info.mtime, info.mode = len(payload), self.mtime, 0o644

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
+from diskette import DOCS_URL
 from diskette.anonymize import Anonymizer, configured, coverage, for_dump
 from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
+from diskette.delta import Delta, read_base
 from diskette.dump import (
     archive_filename,
     check_something_to_dump,
@@ -33,6 +36,7 @@ from diskette.storages import (
     resolve_aliases,
     resolve_storages,
 )
+from diskette.subset import Subset, read_subset
 
 
 class Command(DisketteCommand):
@@ -75,6 +79,13 @@ class Command(DisketteCommand):
             help="Dump every model instead of DISKETTE_APPS (content types and "
             "permissions aside, which migrate recreates): a snapshot of the whole "
             "database that loads back into a freshly migrated one.",
+        )
+        parser.add_argument(
+            "--subset",
+            metavar="NAME",
+            help="Dump only the rows a subset starts from and needs, and the files "
+            "they name: a name of DISKETTE_SUBSETS, or a JSON file holding one "
+            f"({DOCS_URL}subset.md).",
         )
         parser.add_argument(
             "--storage",
@@ -150,6 +161,20 @@ class Command(DisketteCommand):
             help="Skip the sha256 of the archive and of its members.",
         )
         parser.add_argument(
+            "--base",
+            metavar="FILE",
+            help="What the loading side's storages hold (diskette_index; - for the "
+            "standard input): files it has unchanged are listed, not archived, "
+            "making a delta that loads only there.",
+        )
+        parser.add_argument(
+            "--link-media",
+            action="store_true",
+            help="Hard-link the storage folders' files into a folder beside the "
+            "archive (NAME.media) instead of archiving them: the safety snapshot of a "
+            "reset, made in an instant, loaded back with that folder beside it.",
+        )
+        parser.add_argument(
             "--database",
             default=DEFAULT_DB_ALIAS,
             help='Database to dump from. Default: "default".',
@@ -164,11 +189,17 @@ class Command(DisketteCommand):
                 options["destination"] or settings.dump_path or Path.cwd()
             ).absolute()
             anonymizer = self.anonymizer(options)
+            subset = self.subset(options, settings)
             if options["no_archive"]:
                 if anonymizer is not None:
                     raise ConfigurationError(
                         "--no-archive prints dumpdata commands, which write personal "
                         "data raw; DISKETTE_ANONYMIZE has rules: drop --no-archive"
+                    )
+                if subset is not None:
+                    raise ConfigurationError(
+                        "--no-archive prints dumpdata commands, which dump whole "
+                        "tables: drop --subset or --no-archive"
                     )
                 return self.print_commands(definitions, destination, options["indent"])
             # Never archive media halfway through a load that a crash cut.
@@ -186,14 +217,30 @@ class Command(DisketteCommand):
                 with_storages=not options["no_storages"],
             )
             if options["check"]:
+                if subset is not None:  # count the rows it keeps
+                    using = options["database"]
+                    definitions = subset.selection(definitions, using).definitions
                 return self.report_plan(
                     definitions, storages, excludes, archive, options, anonymizer
                 )
             self.run_dump(
-                definitions, storages, excludes, archive, settings, options, anonymizer
+                definitions,
+                storages,
+                excludes,
+                archive,
+                settings,
+                options,
+                anonymizer,
+                subset,
             )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
+
+    def subset(self, options: dict[str, Any], settings: Any) -> Subset | None:
+        """The subset ``--subset`` names, validated, or ``None``."""
+        if options["subset"] is None:
+            return None
+        return read_subset(options["subset"], settings.subsets)
 
     def anonymizer(self, options: dict[str, Any]) -> Anonymizer | None:
         """The rules' anonymizer; ``--no-anonymize`` over rules is said loudly."""
@@ -216,6 +263,15 @@ class Command(DisketteCommand):
         if options["publish"] and (options["no_archive"] or options["no_checksum"]):
             other = "--no-archive" if options["no_archive"] else "--no-checksum"
             raise ConfigurationError(f"--publish uploads a verified archive: drop {other}")
+        delta = "--base" if options["base"] else "--link-media" * options["link_media"]
+        if options["base"] and options["link_media"]:
+            raise ConfigurationError("--base and --link-media exclude each other")
+        if delta and (options["publish"] or options["no_archive"]):
+            other = "--publish" if options["publish"] else "--no-archive"
+            raise ConfigurationError(
+                f"{delta} makes an archive that loads only here or with its media "
+                f"folder: drop {other}"
+            )
         if options["keep"] and not options["publish"]:
             raise ConfigurationError(
                 "--keep keeps the archive after --publish; without it, it is kept anyway"
@@ -389,6 +445,7 @@ class Command(DisketteCommand):
         settings: Any,
         options: dict[str, Any],
         anonymizer: Anonymizer | None,
+        subset: Subset | None = None,
     ) -> None:
         reporter = self.reporter(options)
         reporter.info("=== Starting dump ===")
@@ -404,6 +461,8 @@ class Command(DisketteCommand):
                 using=options["database"],
                 reporter=reporter,
                 anonymizer=anonymizer,
+                delta=self.delta(options),
+                subset=subset,
             )
         except KeyboardInterrupt:
             # The writer has dropped its partial file on the way out: say so
@@ -415,7 +474,9 @@ class Command(DisketteCommand):
         snapshot, removed = None, False
         if options["publish"]:
             written = (result.manifest, info.sha256 or "")  # "": hashed again
-            snapshot, removed = self.publish(info.path, written, settings, options, reporter)
+            snapshot, removed = self.publish(
+                info.path, written, settings, options, reporter
+            )
         if options["json"]:
             return self.write_json(
                 {
@@ -425,19 +486,36 @@ class Command(DisketteCommand):
                     "checked": False,
                     "anonymized": result.anonymized,
                     "files_left_out": result.files_left_out,
+                    "kept": result.kept,
+                    "kept_bytes": result.kept_bytes,
                     "size": info.size,
                     "sha256": info.sha256,
                     "objects": result.counts,
                     "datas": result.datas,
                     "storages": [str(storage.relpath) for storage in storages],
                     "skipped": [str(skipped.path) for skipped in result.skipped],
+                    "subset": result.manifest.get("subset"),
                 }
+            )
+        chosen = result.manifest.get("subset")
+        if chosen is not None:
+            files = chosen["files"]
+            named = "" if files is None else f" and the {files} files they name"
+            reporter.info(
+                f"Subset {chosen['name']!r}: {sum(chosen['objects'].values())} rows kept"
+                f"{named}"
             )
         if result.anonymized:
             left_out = f"; {result.files_left_out} files left out" * bool(
                 result.files_left_out
             )
             reporter.info(f"Personal data was anonymized{left_out}")
+        if result.kept:
+            how = "hard-linked beside it" if options["link_media"] else "the other side has"
+            reporter.info(
+                f"{result.kept} files ({human_size(result.kept_bytes)}) are not in the "
+                f"archive: {how}"
+            )
         reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")
@@ -449,6 +527,24 @@ class Command(DisketteCommand):
             )
             if removed:
                 reporter.info(f"Local archive removed: {info.path}")
+
+    def delta(self, options: dict[str, Any]) -> Delta | None:
+        """What ``--base`` or ``--link-media`` asks the dump to keep out."""
+        if options["link_media"]:
+            return Delta(sidecar=True)
+        if not options["base"]:
+            return None
+        if options["base"] == "-":
+            return Delta(
+                read_base(sys.stdin.buffer, "the list of media on the standard input")
+            )
+        try:
+            with open(options["base"], "rb") as source:
+                return Delta(read_base(source, f"--base '{options['base']}'"))
+        except OSError as exc:
+            raise CommandError(
+                f"--base '{options['base']}' cannot be read: {exc.strerror or exc}"
+            ) from exc
 
     def publish(
         self,

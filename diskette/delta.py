@@ -1,0 +1,403 @@
+"""Deltas: archives that carry only the media the loading side lacks.
+
+A daily pull moves the whole media tree although a percent of it changed.
+Instead the loading side first says what it has (:func:`have`: per storage,
+each file's path, size and sha256, from its :mod:`~diskette.mediaindex`),
+and the dump leaves out every file it would send unchanged: the archive
+lists it as *kept* (size and sha256) without its content, and becomes a
+delta (:data:`~diskette.archive.format.DELTA_FORMAT`).
+
+The load assembles each storage's new tree in its work folder as for a
+whole archive (:mod:`diskette.journal`): the archive's files, plus each kept
+file hard-linked (copied where links cannot be made) from the copy this
+machine has, found by sha256 wherever it now lies in that storage. So the
+swap stays one rename per entry, all or nothing, and a delta can never load
+onto the wrong base: a kept file that is nowhere here with its sha256 stops
+the load before anything changed, naming it.
+
+The same mechanism makes the safety snapshot of a reset nearly free
+(:func:`sidecar_of`): its media are hard-linked into a folder beside the
+data-only archive, which lists them all as kept, instead of being
+compressed into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .archive import ArchiveWriter, Unpacked
+from .archive.reader import SpaceBudget
+from .exceptions import ConfigurationError, DumpError, LoadError
+from .mediaindex import Known, MediaIndex
+from .storages import Storage
+
+#: The shape of a have-list, bumped when it changes.
+HAVE_FORMAT = 1
+#: A have-list larger than this is not one diskette wrote: some 150 bytes a
+#: file, so about 400,000 files.
+HAVE_LIMIT = 64 * 1024 * 1024
+#: Suffix of the folder of hard links beside a safety snapshot.
+SIDECAR_SUFFIX = ".media"
+
+#: What a side has, per storage (by its path in archives): per file, by its
+#: path inside the storage, its size and sha256.
+Base = dict[str, dict[str, tuple[int, str]]]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """How a dump leaves files out.
+
+    :param base: what the loading side has; files found there unchanged are
+        kept, not archived.
+    :param sidecar: hard-link every file of the storage folders into the
+        folder beside the archive (:func:`sidecar_of`) and keep them all.
+    """
+
+    base: Base = field(default_factory=dict)
+    sidecar: bool = False
+
+
+def have(
+    storages: Mapping[str, Path], progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """What the storage folders here hold, for a dump elsewhere to send the rest.
+
+    Files the index knows unchanged are not read (:mod:`diskette.mediaindex`).
+
+    :param storages: each declared storage's folder, by its path in archives.
+    """
+    listed: dict[str, dict[str, list[Any]]] = {}
+    for name, folder in storages.items():
+        if not folder.is_dir():
+            continue
+        index = MediaIndex(folder)
+        listed[name] = {
+            relative: [known.size, known.sha256]
+            for relative, known in sorted(index.scan(progress).items())
+        }
+        index.save()
+    return {"format": HAVE_FORMAT, "storages": listed}
+
+
+def read_base(source: IO[bytes], name: str) -> Base:
+    """A have-list, checked: the dump trusts it only to leave files out.
+
+    A lying list costs its sender the files it claimed; nothing else.
+
+    :param name: how errors name it (a file, or the standard input).
+    :raises ConfigurationError: naming ``name`` and what is wrong.
+    """
+    content = source.read(HAVE_LIMIT + 1)
+    if len(content) > HAVE_LIMIT:
+        raise ConfigurationError(f"{name} is larger than a list of media diskette writes")
+    try:
+        listed = json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        raise ConfigurationError(f"{name} is not a list of media (JSON): {exc}") from None
+    if not isinstance(listed, dict) or listed.get("format") != HAVE_FORMAT:
+        raise ConfigurationError(
+            f"{name} is not a list of media of format {HAVE_FORMAT}: make it with "
+            "manage.py diskette_index of the same diskette version"
+        )
+    storages = listed.get("storages")
+    if not isinstance(storages, dict):
+        raise ConfigurationError(f"{name}: 'storages' must map storages to their files")
+    base: Base = {}
+    for storage, files in storages.items():
+        if not isinstance(files, dict):
+            raise ConfigurationError(f"{name}: storage '{storage}' must map paths to files")
+        entries = base[str(storage)] = {}
+        for relative, entry in files.items():
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or type(entry[0]) is not int
+                or not isinstance(entry[1], str)
+            ):
+                raise ConfigurationError(
+                    f"{name}: '{storage}/{relative}' must be [size, sha256]"
+                )
+            entries[relative] = (entry[0], entry[1])
+    return base
+
+
+def base_digest(base: Base) -> str:
+    """A fingerprint of a have-list, which the delta's manifest records."""
+    canonical = json.dumps(base, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sidecar_of(archive: Path) -> Path:
+    """The folder of hard-linked media beside a safety snapshot ``archive``."""
+    stem = archive.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    return archive.with_name(f"{stem}{SIDECAR_SUFFIX}")
+
+
+class DeltaWriter(ArchiveWriter):
+    """An archive writer that keeps, rather than archives, the files of
+    storage folders that the loading side has (or that a sidecar holds).
+
+    Only storage folders are concerned: files read through a storage's API
+    (S3) are archived whole, as their sha256 would take reading them.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        permissions: int,
+        checksums: bool = True,
+        storages: Sequence[Any] = (),
+        delta: Delta,
+    ) -> None:
+        self.delta = delta
+        # Longest first: a file belongs to the most specific storage.
+        self.folders = sorted(
+            (s for s in storages if isinstance(s, Storage)),
+            key=lambda s: -len(str(s.relpath)),
+        )
+        self.indexes: dict[str, MediaIndex] = {}
+        self.sidecar = sidecar_of(path) if delta.sidecar else None
+        if self.sidecar is not None:
+            try:
+                self.sidecar.mkdir(mode=0o700)
+            except OSError as exc:
+                raise DumpError(
+                    f"cannot make the media folder '{self.sidecar}': {exc.strerror or exc}"
+                ) from exc
+        try:
+            super().__init__(path, permissions=permissions, checksums=checksums)
+        except BaseException:
+            self._remove_sidecar()
+            raise
+        self.kept_bytes = 0
+
+    def add_file(self, path: Path, arcname: str, progress: Any = None) -> None:
+        """Keep the file if the loading side has it; else archive it."""
+        found = self._storage_of(arcname)
+        if found is None:
+            return super().add_file(path, arcname, progress)
+        storage, relative = found
+        index = self._index(storage)
+        try:
+            status = os.stat(path, follow_symlinks=False)
+            if self.sidecar is not None:
+                digest = index.sha256(relative, status)
+                self._link(path, arcname, digest)
+            else:
+                wanted = self.delta.base.get(str(storage.relpath), {}).get(relative)
+                if wanted is None or wanted[0] != status.st_size:
+                    return self._archive(path, arcname, progress, index, relative, status)
+                digest = index.sha256(relative, status)
+                if digest != wanted[1]:
+                    return self._archive(path, arcname, progress, index, relative, status)
+        except OSError as exc:
+            raise DumpError(f"cannot read '{path}': {exc.strerror or exc}") from exc
+        self.add_kept(arcname, status.st_size, digest)
+        self.kept_bytes += status.st_size
+        if progress is not None:
+            progress(status.st_size)
+
+    def close(self, manifest: dict[str, Any]) -> Any:
+        for index in self.indexes.values():
+            index.save()
+        delta: dict[str, Any] = {"sidecar": self.sidecar is not None}
+        if not self.delta.sidecar:
+            delta["base"] = base_digest(self.delta.base)
+        return super().close({**manifest, "delta": delta})
+
+    def abort(self) -> None:
+        finished = self._finished
+        super().abort()
+        if not finished:
+            self._remove_sidecar()
+
+    def _remove_sidecar(self) -> None:
+        if self.sidecar is not None:
+            shutil.rmtree(self.sidecar, ignore_errors=True)
+
+    def _archive(
+        self,
+        path: Path,
+        arcname: str,
+        progress: Any,
+        index: MediaIndex,
+        relative: str,
+        status: os.stat_result,
+    ) -> None:
+        """Archive a file, and index the sha256 that archiving it computed."""
+        super().add_file(path, arcname, progress)
+        digest = self.members[arcname].get("sha256")
+        if digest and self.members[arcname]["size"] == status.st_size:
+            index.record(relative, digest, status)
+
+    def _link(self, path: Path, arcname: str, digest: str) -> None:
+        """Hard-link (else copy) a file into the sidecar, and index it there."""
+        assert self.sidecar is not None
+        target = self.sidecar / arcname
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(path, target)
+        except OSError as exc:
+            raise DumpError(
+                f"cannot keep '{path}' in '{self.sidecar}': {exc.strerror or exc}; "
+                "free some space there or choose another backup folder"
+            ) from exc
+        storage = self._storage_of(arcname)
+        assert storage is not None
+        folder = self.sidecar / str(storage[0].relpath)
+        key = f"sidecar:{storage[0].relpath}"
+        if key not in self.indexes:
+            self.indexes[key] = MediaIndex(folder)
+        self.indexes[key].record(storage[1], digest, os.stat(target))
+
+    def _storage_of(self, arcname: str) -> tuple[Storage, str] | None:
+        for storage in self.folders:
+            prefix = f"{storage.relpath}/"
+            if arcname.startswith(prefix):
+                return storage, arcname[len(prefix) :]
+        return None
+
+    def _index(self, storage: Storage) -> MediaIndex:
+        key = str(storage.relpath)
+        if key not in self.indexes:
+            self.indexes[key] = MediaIndex(storage.path)
+        return self.indexes[key]
+
+
+def open_writer(
+    path: Path,
+    *,
+    permissions: int,
+    checksums: bool,
+    storages: Sequence[Any],
+    delta: Delta | None,
+) -> ArchiveWriter:
+    """The writer of a dump: a :class:`DeltaWriter` when there is a ``delta``."""
+    if delta is None:
+        return ArchiveWriter(path, permissions=permissions, checksums=checksums)
+    return DeltaWriter(
+        path, permissions=permissions, checksums=checksums, storages=storages, delta=delta
+    )
+
+
+def link_or_copy(source: Path, target: Path, budget: SpaceBudget | None = None) -> None:
+    """Hard-link ``source`` as ``target``; copy it where the disk cannot link.
+
+    :param budget: the free space a copy is counted against, if any.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+    if budget is not None:
+        budget.claim(target, source.stat().st_size, target.name)
+    shutil.copy2(source, target, follow_symlinks=False)
+
+
+def kept_sources(
+    unpacked: Unpacked, folders: Mapping[str, Path], sidecar: Path | None
+) -> dict[str, Path]:
+    """Where this machine has each kept file of a delta, verified by sha256.
+
+    A file is looked for at its own path in its storage's folder, then
+    anywhere in that folder (a file moved or renamed), then in the sidecar
+    beside the archive, if there is one.
+
+    :param folders: the folder of each storage to restore, by archive path.
+    :raises LoadError: naming the first kept file found nowhere.
+    """
+    sources: dict[str, Path] = {}
+    for storage, folder in folders.items():
+        kept = {
+            relative: member
+            for relative, member in unpacked.files(storage).items()
+            if member.name in unpacked.kept
+        }
+        if not kept:
+            continue
+        places = [folder]
+        if sidecar is not None and (sidecar / storage).is_dir():
+            places.append(sidecar / storage)
+        for place in places:
+            _find(place, kept, sources)
+            if not kept:
+                break
+        if kept:
+            relative, member = next(iter(kept.items()))
+            elsewhere = f" nor in '{places[-1]}'" if len(places) > 1 else ""
+            raise LoadError(
+                f"'{unpacked.path.name}' is a delta that needs '{member.name}' "
+                f"(sha256 {member.sha256[:12]}…), which is not in '{folder}'{elsewhere} "
+                f"({len(kept)} such files): load a whole archive instead (pull with --full)"
+            )
+    return sources
+
+
+def _find(folder: Path, kept: dict[str, Any], sources: dict[str, Path]) -> None:
+    """Move the kept files found in ``folder`` from ``kept`` to ``sources``."""
+    index = MediaIndex(folder)
+    try:
+        for relative, member in list(kept.items()):
+            path = folder / relative
+            with contextlib.suppress(OSError, ValueError):
+                status = os.lstat(path)
+                if (
+                    status.st_size == member.size
+                    and os.path.isfile(path)
+                    and not os.path.islink(path)
+                    and index.sha256(relative, status) == member.sha256
+                ):
+                    sources[member.name] = path
+                    del kept[relative]
+        if not kept:
+            return
+        by_digest: dict[tuple[int, str], str] = {}
+        for relative, known in index.scan().items():
+            by_digest.setdefault(_key(known), relative)
+        for relative, member in list(kept.items()):
+            found = by_digest.get((member.size, member.sha256))
+            if found is not None:
+                sources[member.name] = folder / found
+                del kept[relative]
+    finally:
+        index.save()
+
+
+def _key(known: Known) -> tuple[int, str]:
+    return known.size, known.sha256
+
+
+def place_kept(sources: Mapping[str, Path], place: Callable[[str], Path | None]) -> int:
+    """Link each kept file from where it is here into its place in the new tree.
+
+    :returns: the bytes put in place.
+    :raises LoadError: naming the file that could not be placed.
+    """
+    budget = SpaceBudget()
+    placed = 0
+    for name, source in sources.items():
+        target = place(name)
+        if target is None:
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(source, target, budget)
+            placed += target.stat().st_size
+        except OSError as exc:
+            raise LoadError(
+                f"cannot put '{source}' in place as '{name}': {exc.strerror or exc}"
+            ) from exc
+    return placed

@@ -1,0 +1,208 @@
+"""What a media folder holds (path, size, sha256), kept so that it is rarely read again.
+
+An incremental pull sends the host the list of the files the laptop has, so
+that the archive carries only the new and changed ones (:mod:`diskette.delta`).
+Hashing a gigabyte of media at each pull would cost more than the pull
+saves, so each folder keeps an index beside its files: per file, its size,
+modification time, inode and sha256. A file whose size, time and inode are
+those recorded is taken at its recorded sha256 (rsync's quick check, and
+the inode besides, since a load replaces files rather than rewriting them);
+any other file is read once and recorded. Loads write the index of what
+they put in place, from the sha256 the archive verified, so the first pull
+after a load reads nothing.
+
+The index is a cache, never the truth: it is written whole under a
+temporary name then renamed, read leniently (a damaged or foreign one is
+ignored and rebuilt), and skipped where it cannot be written. It lies
+beside the folder, not in it (``.<folder name>.diskette-index.json``): the
+media stay the application's own, listed by its storage as they were, and
+no dump or archive can carry the index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import file_sha256
+from .journal import is_work_folder
+
+#: The end of an index file's name, after a dot and its folder's name.
+INDEX_SUFFIX = ".diskette-index.json"
+#: Bumped when entries change shape: an index of another format is ignored.
+INDEX_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Known:
+    """A file as the index knows it: what it holds, and how to tell it unchanged."""
+
+    size: int
+    sha256: str
+    mtime_ns: int = 0
+    inode: int = 0
+
+    def matches(self, status: os.stat_result) -> bool:
+        """Whether ``status`` is of the file this entry was recorded for."""
+        return (
+            status.st_size == self.size
+            and status.st_mtime_ns == self.mtime_ns
+            and status.st_ino == self.inode
+        )
+
+
+class MediaIndex:
+    """The index of one folder, loaded once and saved when it changed.
+
+    :param folder: the folder whose files are indexed, by path relative to it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = index_path(Path(os.path.realpath(folder)))
+        self.entries: dict[str, Known] = _read(self.path)
+        self.changed = False
+
+    def sha256(self, relative: str, status: os.stat_result | None = None) -> str:
+        """The sha256 of file ``relative``, read only if the index does not know it.
+
+        :raises OSError: the file cannot be read.
+        """
+        path = self.folder / relative
+        status = status or path.stat()
+        known = self.entries.get(relative)
+        if known is not None and known.matches(status):
+            return known.sha256
+        digest = file_sha256(path)
+        self.record(relative, digest, status)
+        return digest
+
+    def record(self, relative: str, sha256: str, status: os.stat_result) -> None:
+        """Remember that file ``relative``, as ``status`` shows it, holds ``sha256``."""
+        self.entries[relative] = Known(
+            status.st_size, sha256, status.st_mtime_ns, status.st_ino
+        )
+        self.changed = True
+
+    def scan(self, progress: Callable[[int], None] | None = None) -> dict[str, Known]:
+        """Every regular file of the folder with its sha256; forgets the files gone.
+
+        Symbolic links are left out: a load never takes a link's target as
+        a file, and a dump archives links as links.
+
+        :param progress: called with the bytes of each file read for its hash.
+        """
+        found: dict[str, Known] = {}
+        for relative, status in regular_files(self.folder):
+            known = self.entries.get(relative)
+            if known is None or not known.matches(status):
+                try:
+                    self.sha256(relative, status)
+                except OSError:
+                    continue  # gone or unreadable since the walk: not a file we have
+                if progress is not None:
+                    progress(status.st_size)
+            found[relative] = self.entries[relative]
+        if set(self.entries) != set(found):
+            self.entries = dict(found)
+            self.changed = True
+        return found
+
+    def save(self) -> None:
+        """Write the index if it changed; quietly not where the folder is read-only."""
+        if not self.changed:
+            return
+        content = {
+            "format": INDEX_FORMAT,
+            "files": {
+                name: [k.size, k.sha256, k.mtime_ns, k.inode]
+                for name, k in sorted(self.entries.items())
+            },
+        }
+        with contextlib.suppress(OSError):
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f"{self.path.name}.", suffix=".part", dir=self.path.parent
+            )
+            try:
+                with os.fdopen(descriptor, "w", encoding="utf-8") as output:
+                    json.dump(content, output, separators=(",", ":"))
+                os.replace(temporary, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+            self.changed = False
+
+
+def index_path(folder: Path) -> Path:
+    """Where the index of ``folder`` lies: beside it."""
+    return folder.parent / f".{folder.name}{INDEX_SUFFIX}"
+
+
+def regular_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """The regular files below ``folder``, relative (POSIX), with their ``lstat``.
+
+    Diskette's own entries at the top (work folders, the index) are not media.
+    """
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            children = list(os.scandir(current))
+        except OSError:
+            continue
+        for child in children:
+            if current == folder and is_work_folder(child.name):
+                continue
+            try:
+                status = child.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISDIR(status.st_mode):
+                pending.append(Path(child.path))
+            elif stat.S_ISREG(status.st_mode):
+                yield Path(child.path).relative_to(folder).as_posix(), status
+
+
+def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
+    """Index the files a load has just put in ``folder``, by their verified sha256.
+
+    Best effort: the index only saves reading the files again later.
+    """
+    index = MediaIndex(folder)
+    index.entries = {}
+    for relative, sha256 in files.items():
+        with contextlib.suppress(OSError):
+            status = os.lstat(folder / relative)
+            if stat.S_ISREG(status.st_mode):
+                index.record(relative, sha256, status)
+    index.changed = True
+    index.save()
+
+
+def _read(path: Path) -> dict[str, Known]:
+    """The entries of an index file; none for a missing, damaged or foreign one."""
+    try:
+        with open(path, encoding="utf-8") as source:
+            content = json.load(source)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(content, dict) or content.get("format") != INDEX_FORMAT:
+        return {}
+    entries: dict[str, Known] = {}
+    files = content.get("files")
+    for name, entry in (files if isinstance(files, dict) else {}).items():
+        if (
+            isinstance(entry, list)
+            and len(entry) == 4
+            and all(type(v) is int for v in (entry[0], entry[2], entry[3]))
+            and isinstance(entry[1], str)
+        ):
+            entries[name] = Known(entry[0], entry[1], entry[2], entry[3])
+    return entries

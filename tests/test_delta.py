@@ -1,0 +1,295 @@
+"""Deltas: a dump that leaves out what the loading side has, and its load.
+
+One project plays both sides: its media as they were (the laptop) are
+listed by ``diskette_index``, then changed (the host), dumped against the
+list, and put back as they were before the delta loads onto them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management.base import CommandError
+
+from demo.models import Book
+from demo.state import data_state
+from diskette import mediaindex
+from diskette.archive import read_manifest
+from diskette.delta import sidecar_of
+from diskette.mediaindex import index_path
+from tests.conftest import archive_members, run_command, tree_state
+from tests.test_load_command import wipe_database
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_excluded_files(demo: Path) -> None:
+    """Remove the files the sandbox excludes from dumps (as ``dumped`` does):
+    only media that travel are compared."""
+    for excluded in ("cache/generated.txt", "public/thumbnails/generated.txt"):
+        (demo / "var" / "media" / excluded).unlink()
+
+
+def media_files(media: Path) -> list[Path]:
+    return sorted(p for p in media.rglob("*") if p.is_file())
+
+
+def index(project: Path, name: str = "have.json") -> Path:
+    output = project / name
+    run_command("diskette_index", "--output", str(output))
+    return output
+
+
+def dump_json(*args: str) -> dict:
+    return json.loads(run_command("diskette_dump", "--json", *args).stdout)
+
+
+@pytest.fixture
+def sides(demo: Path, tmp_path: Path):
+    """The laptop's media (a copy, as they were) and the host's (changed).
+
+    The host rewrites one file, adds one and removes one; the rest stays.
+    """
+    media = demo / "var" / "media"
+    have = index(demo)
+    laptop = tmp_path / "laptop-media"
+    shutil.copytree(media, laptop, symlinks=True)
+    files = media_files(media)
+    changed, removed = files[0], files[1]
+    changed.write_bytes(changed.read_bytes() + b"changed on the host")
+    removed.unlink()
+    (media / "new-on-host.bin").write_bytes(os.urandom(5000))
+    return media, laptop, have, (changed, removed)
+
+
+def as_laptop(media: Path, laptop: Path) -> None:
+    """Put the laptop's media back in place of the host's."""
+    shutil.rmtree(media)
+    shutil.copytree(laptop, media, symlinks=True)
+
+
+def test_a_delta_carries_only_what_changed_and_loads_the_hosts_media(sides):
+    media, laptop, have, (changed, removed) = sides
+    host_tree, host_data = tree_state(media), data_state()
+
+    answer = dump_json("--base", str(have))
+
+    archive = Path(answer["archive"])
+    names = {n for n in archive_members(archive) if n.startswith("var/media/")}
+    files = {n for n in names if (media / n.removeprefix("var/media/")).is_file()}
+    assert files == {
+        f"var/media/{changed.relative_to(media)}",
+        "var/media/new-on-host.bin",
+    }
+    manifest = read_manifest(archive)
+    assert manifest["format"] == 2
+    kept = manifest["delta"]["kept"]
+    assert len(kept) == len(media_files(media)) - 2 == answer["kept"]
+    assert f"var/media/{removed.relative_to(media)}" not in kept
+    assert answer["kept_bytes"] == sum(entry["size"] for entry in kept.values())
+
+    as_laptop(media, laptop)
+    wipe_database()
+    output = run_command("diskette_load", str(archive), "--json")
+
+    assert json.loads(output.stdout)["restored"] == ["var/media"]
+    assert tree_state(media) == host_tree and data_state() == host_data
+    assert not removed.exists()
+
+
+def test_kept_files_are_linked_not_copied(sides):
+    media, laptop, have, _ = sides
+    archive = Path(dump_json("--base", str(have))["archive"])
+    kept = read_manifest(archive)["delta"]["kept"]
+    as_laptop(media, laptop)
+    before = {p.relative_to(media): p.stat().st_ino for p in media_files(media)}
+    wipe_database()
+
+    run_command("diskette_load", str(archive))
+
+    for name in kept:
+        relative = Path(name.removeprefix("var/media/"))
+        assert (media / relative).stat().st_ino == before[relative]
+
+
+def test_a_delta_refuses_a_machine_that_lacks_a_kept_file_and_changes_nothing(sides):
+    media, laptop, have, _ = sides
+    archive = Path(dump_json("--base", str(have))["archive"])
+    as_laptop(media, laptop)
+    lost = media_files(media)[-1]
+    lost.unlink()
+    tree, data = tree_state(media), data_state()
+    wipe_database()
+    empty = data_state()
+
+    with pytest.raises(
+        CommandError, match=rf"is a delta that needs 'var/media/.*{lost.name}'"
+    ):
+        run_command("diskette_load", str(archive))
+
+    assert tree_state(media) == tree and data_state() == empty != data
+    with pytest.raises(CommandError, match="load a whole archive instead"):
+        run_command("diskette_load", str(archive), "--check")
+
+
+def test_a_kept_file_that_moved_or_changed_here_is_found_by_its_sha256(sides):
+    media, laptop, have, _ = sides
+    host_tree = tree_state(media)
+    archive = Path(dump_json("--base", str(have))["archive"])
+    as_laptop(media, laptop)
+    moved = media_files(media)[-1]
+    content = moved.read_bytes()
+    moved.rename(media / "moved-here.bin")
+    twin = media_files(media)[-2]
+    twin_content = twin.read_bytes()
+    twin.write_bytes(b"x" * len(twin_content))  # same size, other content
+    (media / "copy-of-twin.bin").write_bytes(twin_content)
+    wipe_database()
+
+    run_command("diskette_load", str(archive))
+
+    assert tree_state(media) == host_tree
+    assert moved.read_bytes() == content and twin.read_bytes() == twin_content
+
+
+def test_a_file_the_laptop_changed_is_sent_again(demo):
+    media = demo / "var" / "media"
+    have = index(demo)
+    target = media_files(media)[0]
+    target.write_bytes(b"y" * target.stat().st_size)  # what the host has differs
+
+    answer = dump_json("--base", str(have))
+
+    relative = f"var/media/{target.relative_to(media)}"
+    assert relative in archive_members(Path(answer["archive"]))
+    assert relative not in read_manifest(Path(answer["archive"]))["delta"]["kept"]
+
+
+def test_with_nothing_in_common_the_archive_is_whole_and_loads_anywhere(demo):
+    empty = demo / "nothing.json"
+    empty.write_text(json.dumps({"format": 1, "storages": {}}))
+    answer = dump_json("--base", str(empty))
+    manifest = read_manifest(Path(answer["archive"]))
+    assert answer["kept"] == 0 and manifest["format"] == 1
+    assert "kept" not in manifest["delta"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "is not a list of media (JSON)"),
+        ('{"format": 9, "storages": {}}', "is not a list of media of format 1"),
+        ('{"format": 1, "storages": []}', "'storages' must map storages to their files"),
+        (
+            '{"format": 1, "storages": {"var/media": {"a": [1]}}}',
+            "'var/media/a' must be [size, sha256]",
+        ),
+    ],
+)
+def test_a_wrong_list_of_media_is_one_line(demo, content, message):
+    wrong = demo / "wrong.json"
+    wrong.write_text(content)
+    with pytest.raises(
+        CommandError, match=re.escape(f"--base '{wrong}'") + ":? " + re.escape(message)
+    ):
+        run_command("diskette_dump", "--base", str(wrong))
+    assert not list((demo / "var").glob("*.tar.gz"))
+
+
+def test_the_index_spares_reading_files_again(demo, monkeypatch):
+    media = demo / "var" / "media"
+    reads = []
+    real = mediaindex.file_sha256
+    monkeypatch.setattr(mediaindex, "file_sha256", lambda p: reads.append(p) or real(p))
+
+    first = json.loads(index(demo, "first.json").read_text())
+    assert len(reads) == len(media_files(media))
+    assert index_path(media).is_file()
+    reads.clear()
+    second = json.loads(index(demo, "second.json").read_text())
+    assert reads == [] and second == first
+
+    touched = media_files(media)[0]
+    touched.write_bytes(touched.read_bytes() + b"!")
+    index(demo, "third.json")
+    assert reads == [touched]
+
+
+def test_a_load_indexes_what_it_put_in_place(demo, monkeypatch):
+    media = demo / "var" / "media"
+    run_command("diskette_dump")
+    archive = demo / "var" / "diskette_data_storages.tar.gz"
+    wipe_database()
+    index_path(media).unlink(missing_ok=True)
+    run_command("diskette_load", str(archive))
+    reads = []
+    monkeypatch.setattr(mediaindex, "file_sha256", lambda p: reads.append(p))
+
+    listed = json.loads(index(demo).read_text())
+
+    assert reads == []
+    assert len(listed["storages"]["var/media"]) == len(media_files(media))
+
+
+def test_a_linked_snapshot_keeps_the_media_beside_it_and_loads_them_back(demo):
+    media = demo / "var" / "media"
+    tree, data = tree_state(media), data_state()
+
+    answer = dump_json(
+        "--everything", "--link-media", "--destination", str(demo / "backups")
+    )
+
+    archive = Path(answer["archive"])
+    sidecar = sidecar_of(archive)
+    assert sidecar.name == archive.name.removesuffix(".tar.gz") + ".media"
+    assert not [
+        n
+        for n in archive_members(archive)
+        if n.startswith("var/media/") and (media / n.removeprefix("var/media/")).is_file()
+    ]
+    for path in media_files(media):
+        linked = sidecar / "var" / "media" / path.relative_to(media)
+        assert linked.stat().st_ino == path.stat().st_ino
+    assert answer["kept"] == len(media_files(media))
+
+    shutil.rmtree(media)  # whatever happened since, the snapshot holds the media
+    media.mkdir()
+    (media / "later.bin").write_bytes(b"later")
+    Book.objects.all().delete()
+    wipe_database()
+    run_command("diskette_load", str(archive), "--everything", "--keep")
+
+    assert tree_state(media) == tree and data_state() == data
+    assert archive.exists() and sidecar.is_dir()
+
+
+def test_a_linked_snapshot_needs_its_media_folder(demo):
+    answer = dump_json(
+        "--everything", "--link-media", "--destination", str(demo / "backups")
+    )
+    archive = Path(answer["archive"])
+    shutil.rmtree(sidecar_of(archive))
+    shutil.rmtree(demo / "var" / "media")
+    (demo / "var" / "media").mkdir()
+    wipe_database()
+    with pytest.raises(CommandError, match="is a delta that needs"):
+        run_command("diskette_load", str(archive), "--everything")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--base", "x", "--link-media"), "--base and --link-media exclude each other"),
+        (("--link-media", "--publish"), "--link-media makes an archive that loads only"),
+        (("--base", "x", "--no-archive"), "--base makes an archive that loads only"),
+    ],
+)
+def test_delta_options_refuse_what_they_cannot_do(demo, args, message):
+    with pytest.raises(CommandError, match=message):
+        run_command("diskette_dump", *args)
