@@ -3,29 +3,33 @@
 An incremental pull sends the host the list of the files the laptop has, so
 that the archive carries only the new and changed ones (:mod:`diskette.delta`).
 Hashing a gigabyte of media at each pull would cost more than the pull
-saves, so each folder keeps an index beside its files: per file, its size,
-modification time, inode and sha256. A file whose size, time and inode are
-those recorded is taken at its recorded sha256 (rsync's quick check, and
-the inode besides, since a load replaces files rather than rewriting them);
+saves, so each folder has an index: per file, its size, modification time,
+inode, disk and sha256. A file whose size, time, inode and disk are those
+recorded is taken at its recorded sha256 (rsync's quick check, and the
+inode besides, since a load replaces files rather than rewriting them);
 any other file is read once and recorded. Loads write the index of what
 they put in place, from the sha256 the archive verified, so the first pull
 after a load reads nothing.
 
 The index is a cache, never the truth: it is written whole under a
 temporary name then renamed, read leniently (a damaged or foreign one is
-ignored and rebuilt), and skipped where it cannot be written. It lies
-beside the folder, not in it (``.<folder name>.diskette-index.json``): the
-media stay the application's own, listed by its storage as they were, and
-no dump or archive can carry the index.
+ignored and rebuilt), and skipped where it cannot be written. It lies in
+the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``, then
+``diskette/media-index/``), named by a hash of the folder's real path: not
+in the media folder, which stays the application's own, listed by its
+storage as it was, and no dump can carry it; nor beside it, where it would
+show in ``git status`` and change the tree of a host a pull reads.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +37,14 @@ from pathlib import Path
 from .files import file_sha256
 from .journal import is_work_folder
 
-#: The end of an index file's name, after a dot and its folder's name.
-INDEX_SUFFIX = ".diskette-index.json"
+#: The folder of the indexes, in the user's cache folder.
+INDEX_DIR = Path("diskette") / "media-index"
 #: Bumped when entries change shape: an index of another format is ignored.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+#: A file modified this recently when it is recorded may be written again
+#: within the same tick of its clock without its time changing: such an
+#: entry is used once, then the file is read again (git's "racily clean").
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,16 @@ class Known:
     sha256: str
     mtime_ns: int = 0
     inode: int = 0
+    device: int = 0
 
     def matches(self, status: os.stat_result) -> bool:
-        """Whether ``status`` is of the file this entry was recorded for."""
+        """Whether ``status`` is of the file this entry was recorded for: the
+        same size, time, inode and disk (a folder rebuilt elsewhere is read again)."""
         return (
             status.st_size == self.size
             and status.st_mtime_ns == self.mtime_ns
             and status.st_ino == self.inode
+            and status.st_dev == self.device
         )
 
 
@@ -61,12 +72,14 @@ class MediaIndex:
     """The index of one folder, loaded once and saved when it changed.
 
     :param folder: the folder whose files are indexed, by path relative to it.
+    :param path: the index file, if not the one in the cache (:func:`index_path`).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, path: Path | None = None) -> None:
         self.folder = folder
-        self.path = index_path(Path(os.path.realpath(folder)))
-        self.entries: dict[str, Known] = _read(self.path)
+        self.real = os.path.realpath(folder)
+        self.path = path or _cached(self.real)
+        self.entries: dict[str, Known] = _read(self.path, self.real)
         self.changed = False
 
     def sha256(self, relative: str, status: os.stat_result | None = None) -> str:
@@ -84,9 +97,15 @@ class MediaIndex:
         return digest
 
     def record(self, relative: str, sha256: str, status: os.stat_result) -> None:
-        """Remember that file ``relative``, as ``status`` shows it, holds ``sha256``."""
+        """Remember that file ``relative``, as ``status`` shows it, holds ``sha256``
+        (until it is next read, where it was modified too recently to tell)."""
+        racy = status.st_mtime_ns > time.time_ns() - RACY_NS
         self.entries[relative] = Known(
-            status.st_size, sha256, status.st_mtime_ns, status.st_ino
+            status.st_size,
+            sha256,
+            -1 if racy else status.st_mtime_ns,
+            status.st_ino,
+            status.st_dev,
         )
         self.changed = True
 
@@ -115,17 +134,19 @@ class MediaIndex:
         return found
 
     def save(self) -> None:
-        """Write the index if it changed; quietly not where the folder is read-only."""
+        """Write the index if it changed; quietly not where the cache cannot be written."""
         if not self.changed:
             return
         content = {
             "format": INDEX_FORMAT,
+            "folder": self.real,
             "files": {
-                name: [k.size, k.sha256, k.mtime_ns, k.inode]
+                name: [k.size, k.sha256, k.mtime_ns, k.inode, k.device]
                 for name, k in sorted(self.entries.items())
             },
         }
         with contextlib.suppress(OSError):
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(
                 prefix=f"{self.path.name}.", suffix=".part", dir=self.path.parent
             )
@@ -141,8 +162,15 @@ class MediaIndex:
 
 
 def index_path(folder: Path) -> Path:
-    """Where the index of ``folder`` lies: beside it."""
-    return folder.parent / f".{folder.name}{INDEX_SUFFIX}"
+    """Where the index of ``folder`` lies: in the user's cache folder, named
+    by its real path (one index however the folder is reached)."""
+    return _cached(os.path.realpath(folder))
+
+
+def _cached(real: str) -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    name = hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
+    return Path(cache) / INDEX_DIR / f"{name}.json"
 
 
 def regular_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
@@ -182,27 +210,31 @@ def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
             status = os.lstat(folder / relative)
             if stat.S_ISREG(status.st_mode):
                 index.record(relative, sha256, status)
-    index.changed = True
     index.save()
 
 
-def _read(path: Path) -> dict[str, Known]:
-    """The entries of an index file; none for a missing, damaged or foreign one."""
+def _read(path: Path, folder: str) -> dict[str, Known]:
+    """The entries of an index file of ``folder``; none for a missing,
+    damaged or foreign one (another format, another folder)."""
     try:
         with open(path, encoding="utf-8") as source:
             content = json.load(source)
     except (OSError, ValueError):
         return {}
-    if not isinstance(content, dict) or content.get("format") != INDEX_FORMAT:
+    if (
+        not isinstance(content, dict)
+        or content.get("format") != INDEX_FORMAT
+        or content.get("folder") != folder
+    ):
         return {}
     entries: dict[str, Known] = {}
     files = content.get("files")
     for name, entry in (files if isinstance(files, dict) else {}).items():
         if (
             isinstance(entry, list)
-            and len(entry) == 4
-            and all(type(v) is int for v in (entry[0], entry[2], entry[3]))
+            and len(entry) == 5
+            and all(type(v) is int for v in (entry[0], *entry[2:]))
             and isinstance(entry[1], str)
         ):
-            entries[name] = Known(entry[0], entry[1], entry[2], entry[3])
+            entries[name] = Known(entry[0], entry[1], *entry[2:])
     return entries

@@ -19,6 +19,20 @@ from tests.projects import Templates
 from tests.s3server import S3Server, moto_installed, start_s3
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Media indexes (:mod:`diskette.mediaindex`) go to the user's cache
+    folder: this session's own, for it and the commands it starts, never
+    the ``~/.cache`` of whoever runs the suite."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(autouse=True)
 def _forget_content_types() -> Iterator[None]:
     """Empty Django's content type cache after each test.

@@ -166,7 +166,7 @@ def start_sshd(root: Path) -> SSHServer:
     config = root / "sshd_config"
     config.write_text(
         f"ListenAddress 127.0.0.1\nPort {port}\nPort {prod_port}\n"
-        f"HostKey {root / 'host_key'}\nSetEnv TMPDIR={tmpdir}\n"
+        f"HostKey {root / 'host_key'}\nSetEnv TMPDIR={tmpdir} XDG_CACHE_HOME={root / 'cache'}\n"
         f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {authorized}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nStrictModes no\nUsePAM no\n"
