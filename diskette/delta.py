@@ -28,7 +28,9 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,11 @@ from typing import IO, Any
 from .archive import ArchiveWriter, Unpacked
 from .archive.reader import SpaceBudget
 from .exceptions import ConfigurationError, DumpError, LoadError
+from .files import file_sha256
 from .mediaindex import Known, MediaIndex
-from .storages import Storage
+from .storages import Entry, Storage, walk_storage
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The shape of a have-list, bumped when it changes.
 HAVE_FORMAT = 1
 #: A have-list larger than this is not one diskette wrote: some 150 bytes a
@@ -47,6 +51,8 @@ HAVE_FORMAT = 1
 HAVE_LIMIT = 64 * 1024 * 1024
 #: Suffix of the folder of hard links beside a safety snapshot.
 SIDECAR_SUFFIX = ".media"
+#: End of the name of a storage's index in a sidecar, beside that storage's folder.
+INDEX_NAME = ".diskette-index.json"
 
 #: What a side has, per storage (by its path in archives): per file, by its
 #: path inside the storage, its size and sha256.
@@ -68,13 +74,18 @@ class Delta:
 
 
 def have(
-    storages: Mapping[str, Path], progress: Callable[[int], None] | None = None
+    storages: Mapping[str, Path],
+    progress: Callable[[int], None] | None = None,
+    *,
+    save: bool = True,
 ) -> dict[str, Any]:
     """What the storage folders here hold, for a dump elsewhere to send the rest.
 
     Files the index knows unchanged are not read (:mod:`diskette.mediaindex`).
 
     :param storages: each declared storage's folder, by its path in archives.
+    :param save: keep the sha256 read in the index, for the next time;
+        ``False`` for a dry run, which writes nothing.
     """
     listed: dict[str, dict[str, list[Any]]] = {}
     for name, folder in storages.items():
@@ -85,8 +96,79 @@ def have(
             relative: [known.size, known.sha256]
             for relative, known in sorted(index.scan(progress).items())
         }
-        index.save()
+        if save:
+            index.save()
     return {"format": HAVE_FORMAT, "storages": listed}
+
+
+@dataclass
+class StorageDelta:
+    """What a dump with a base would do with one storage folder's files:
+    archive them (``added``, ``changed``), keep them (the other side has
+    them), or leave the other side's copy out of the new tree (``removed``).
+    """
+
+    storage: str
+    added: int = 0
+    changed: int = 0
+    kept: int = 0
+    removed: int = 0
+    bytes_sent: int = 0
+    bytes_kept: int = 0
+    bytes_removed: int = 0
+
+
+class Theirs:
+    """What the loading side has of one storage, as a dump decides with it.
+
+    A file is kept when the other side has its content: at its own path, or
+    at another (a file moved or renamed), since the load looks for kept
+    files by sha256 anywhere in the folder. Only a file whose size is one
+    the other side has is read to learn its sha256.
+    """
+
+    def __init__(self, files: Mapping[str, tuple[int, str]]) -> None:
+        self.files = files
+        self.contents = set(files.values())
+        self.sizes = {size for size, _ in self.contents}
+
+    def has(self, size: int, digest: Callable[[], str]) -> bool:
+        """Whether the other side has a file of ``size`` whose sha256 ``digest`` reads."""
+        return size in self.sizes and (size, digest()) in self.contents
+
+
+def compare(storage: Storage, excludes: Sequence[str], base: Base) -> StorageDelta:
+    """What :class:`DeltaWriter` would archive of ``storage`` against ``base``,
+    decided as it decides (:class:`Theirs`), without writing anything (the
+    index included). A file that cannot be read counts as sent: the dump
+    would fail on it, naming it.
+    """
+    change = StorageDelta(str(storage.relpath))
+    theirs = Theirs(base.get(change.storage, {}))
+    gone = dict(theirs.files)
+    index = MediaIndex(storage.path)
+    prefix = f"{storage.relpath}/"
+    for entry in walk_storage(storage, excludes):
+        if not isinstance(entry, Entry) or entry.kind != "file":
+            continue
+        relative = entry.arcname.removeprefix(prefix)
+        ours = gone.pop(relative, None)
+        try:
+            kept = theirs.has(entry.size, lambda: index.sha256(relative))  # noqa: B023
+        except OSError:
+            kept = False
+        if kept:
+            change.kept += 1
+            change.bytes_kept += entry.size
+            continue
+        if ours is None:
+            change.added += 1
+        else:
+            change.changed += 1
+        change.bytes_sent += entry.size
+    change.removed = len(gone)
+    change.bytes_removed = sum(size for size, _ in gone.values())
+    return change
 
 
 def read_base(source: IO[bytes], name: str) -> Base:
@@ -122,7 +204,9 @@ def read_base(source: IO[bytes], name: str) -> Base:
                 not isinstance(entry, list)
                 or len(entry) != 2
                 or type(entry[0]) is not int
+                or entry[0] < 0
                 or not isinstance(entry[1], str)
+                or not SHA256.fullmatch(entry[1])
             ):
                 raise ConfigurationError(
                     f"{name}: '{storage}/{relative}' must be [size, sha256]"
@@ -141,6 +225,12 @@ def sidecar_of(archive: Path) -> Path:
     """The folder of hard-linked media beside a safety snapshot ``archive``."""
     stem = archive.name.removesuffix(".tar.gz").removesuffix(".tgz")
     return archive.with_name(f"{stem}{SIDECAR_SUFFIX}")
+
+
+def sidecar_index(sidecar: Path, storage: str) -> Path:
+    """The index of one storage's files in a sidecar: inside it, so that it
+    goes when the snapshot is pruned (a cache folder would keep it forever)."""
+    return sidecar / f"{storage.replace('/', '_')}{INDEX_NAME}"
 
 
 class DeltaWriter(ArchiveWriter):
@@ -168,6 +258,7 @@ class DeltaWriter(ArchiveWriter):
         )
         self.indexes: dict[str, MediaIndex] = {}
         self.sidecar = sidecar_of(path) if delta.sidecar else None
+        self.made: set[Path] = set()  # folders made in the sidecar
         if self.sidecar is not None:
             try:
                 self.sidecar.mkdir(mode=0o700)
@@ -180,7 +271,8 @@ class DeltaWriter(ArchiveWriter):
         except BaseException:
             self._remove_sidecar()
             raise
-        self.kept_bytes = 0
+        self.theirs: dict[str, Theirs] = {}
+        self.budget = SpaceBudget()
 
     def add_file(self, path: Path, arcname: str, progress: Any = None) -> None:
         """Keep the file if the loading side has it; else archive it."""
@@ -193,18 +285,15 @@ class DeltaWriter(ArchiveWriter):
             status = os.stat(path, follow_symlinks=False)
             if self.sidecar is not None:
                 digest = index.sha256(relative, status)
-                self._link(path, arcname, digest)
+                self._link(path, arcname, storage, relative, digest)
             else:
-                wanted = self.delta.base.get(str(storage.relpath), {}).get(relative)
-                if wanted is None or wanted[0] != status.st_size:
+                theirs = self._theirs(storage)
+                if not theirs.has(status.st_size, lambda: index.sha256(relative, status)):
                     return self._archive(path, arcname, progress, index, relative, status)
-                digest = index.sha256(relative, status)
-                if digest != wanted[1]:
-                    return self._archive(path, arcname, progress, index, relative, status)
+                digest = index.sha256(relative, status)  # known by now: not read again
         except OSError as exc:
             raise DumpError(f"cannot read '{path}': {exc.strerror or exc}") from exc
         self.add_kept(arcname, status.st_size, digest)
-        self.kept_bytes += status.st_size
         if progress is not None:
             progress(status.st_size)
 
@@ -241,25 +330,36 @@ class DeltaWriter(ArchiveWriter):
         if digest and self.members[arcname]["size"] == status.st_size:
             index.record(relative, digest, status)
 
-    def _link(self, path: Path, arcname: str, digest: str) -> None:
-        """Hard-link (else copy) a file into the sidecar, and index it there."""
+    def _link(
+        self, path: Path, arcname: str, storage: Storage, relative: str, digest: str
+    ) -> None:
+        """Hard-link (else copy, counted against the free space) a file into
+        the sidecar, and index it there: putting it back reads nothing."""
         assert self.sidecar is not None
         target = self.sidecar / arcname
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(path, target)
+            if target.parent not in self.made:  # a folder of many files: made once
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self.made.add(target.parent)
+            link_or_copy(path, target, self.budget)
         except OSError as exc:
             raise DumpError(
                 f"cannot keep '{path}' in '{self.sidecar}': {exc.strerror or exc}; "
                 "free some space there or choose another backup folder"
             ) from exc
-        storage = self._storage_of(arcname)
-        assert storage is not None
-        folder = self.sidecar / str(storage[0].relpath)
-        key = f"sidecar:{storage[0].relpath}"
+        key = f"sidecar:{storage.relpath}"
         if key not in self.indexes:
-            self.indexes[key] = MediaIndex(folder)
-        self.indexes[key].record(storage[1], digest, os.stat(target))
+            folder = self.sidecar / str(storage.relpath)
+            self.indexes[key] = MediaIndex(
+                folder, sidecar_index(self.sidecar, str(storage.relpath))
+            )
+        self.indexes[key].record(relative, digest, os.stat(target))
+
+    def _theirs(self, storage: Storage) -> Theirs:
+        key = str(storage.relpath)
+        if key not in self.theirs:
+            self.theirs[key] = Theirs(self.delta.base.get(key, {}))
+        return self.theirs[key]
 
     def _storage_of(self, arcname: str) -> tuple[Storage, str] | None:
         for storage in self.folders:
@@ -307,19 +407,39 @@ def link_or_copy(source: Path, target: Path, budget: SpaceBudget | None = None) 
     shutil.copy2(source, target, follow_symlinks=False)
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where this machine has a kept file, as it was when its sha256 was checked."""
+
+    path: Path
+    status: os.stat_result
+    sha256: str
+
+
 def kept_sources(
-    unpacked: Unpacked, folders: Mapping[str, Path], sidecar: Path | None
-) -> dict[str, Path]:
+    unpacked: Unpacked,
+    folders: Mapping[str, Path],
+    sidecar: Path | None,
+    *,
+    save: bool = True,
+) -> dict[str, Source]:
     """Where this machine has each kept file of a delta, verified by sha256.
 
     A file is looked for at its own path in its storage's folder, then
-    anywhere in that folder (a file moved or renamed), then in the sidecar
-    beside the archive, if there is one.
+    anywhere in that folder (a file moved or renamed), then, for a safety
+    snapshot (its manifest says ``sidecar``), in the folder beside it. Only
+    regular files inside the folder count: a name that reaches through a
+    symbolic link elsewhere on this machine is not followed.
 
-    :param folders: the folder of each storage to restore, by archive path.
+    :param folders: the real folder of each storage to restore, by archive path.
+    :param save: keep the sha256 read in the index (not for a plan or a check,
+        which write nothing).
     :raises LoadError: naming the first kept file found nowhere.
     """
-    sources: dict[str, Path] = {}
+    delta = unpacked.manifest.get("delta")
+    if not (isinstance(delta, dict) and delta.get("sidecar") is True):
+        sidecar = None
+    sources: dict[str, Source] = {}
     for storage, folder in folders.items():
         kept = {
             relative: member
@@ -328,16 +448,21 @@ def kept_sources(
         }
         if not kept:
             continue
-        places = [folder]
+        places = [(folder, MediaIndex(folder))]
         if sidecar is not None and (sidecar / storage).is_dir():
-            places.append(sidecar / storage)
-        for place in places:
-            _find(place, kept, sources)
+            place = sidecar / storage
+            places.append((place, MediaIndex(place, sidecar_index(sidecar, storage))))
+        for place, index in places:
+            try:
+                _find(place, index, kept, sources)
+            finally:
+                if save:
+                    index.save()
             if not kept:
                 break
         if kept:
             relative, member = next(iter(kept.items()))
-            elsewhere = f" nor in '{places[-1]}'" if len(places) > 1 else ""
+            elsewhere = f" nor in '{places[-1][0]}'" if len(places) > 1 else ""
             raise LoadError(
                 f"'{unpacked.path.name}' is a delta that needs '{member.name}' "
                 f"(sha256 {member.sha256[:12]}…), which is not in '{folder}'{elsewhere} "
@@ -346,58 +471,75 @@ def kept_sources(
     return sources
 
 
-def _find(folder: Path, kept: dict[str, Any], sources: dict[str, Path]) -> None:
+def _find(
+    folder: Path, index: MediaIndex, kept: dict[str, Any], sources: dict[str, Source]
+) -> None:
     """Move the kept files found in ``folder`` from ``kept`` to ``sources``."""
-    index = MediaIndex(folder)
-    try:
-        for relative, member in list(kept.items()):
-            path = folder / relative
-            with contextlib.suppress(OSError, ValueError):
-                status = os.lstat(path)
-                if (
-                    status.st_size == member.size
-                    and os.path.isfile(path)
-                    and not os.path.islink(path)
-                    and index.sha256(relative, status) == member.sha256
-                ):
-                    sources[member.name] = path
-                    del kept[relative]
-        if not kept:
-            return
-        by_digest: dict[tuple[int, str], str] = {}
-        for relative, known in index.scan().items():
-            by_digest.setdefault(_key(known), relative)
-        for relative, member in list(kept.items()):
-            found = by_digest.get((member.size, member.sha256))
-            if found is not None:
-                sources[member.name] = folder / found
+    inside = f"{os.path.realpath(folder)}{os.sep}"
+    for relative, member in list(kept.items()):
+        path = folder / relative
+        with contextlib.suppress(OSError, ValueError):
+            status = os.lstat(path)
+            if (
+                stat.S_ISREG(status.st_mode)
+                and status.st_size == member.size
+                and os.path.realpath(path).startswith(inside)
+                and index.sha256(relative, status) == member.sha256
+            ):
+                sources[member.name] = Source(path, status, member.sha256)
                 del kept[relative]
-    finally:
-        index.save()
+    if not kept:
+        return
+    by_digest: dict[tuple[int, str], tuple[str, Known]] = {}
+    for relative, known in index.scan().items():  # regular files inside, no link followed
+        by_digest.setdefault(_key(known), (relative, known))
+    for relative, member in list(kept.items()):
+        found = by_digest.get((member.size, member.sha256))
+        if found is not None:
+            path = folder / found[0]
+            with contextlib.suppress(OSError):
+                sources[member.name] = Source(path, os.lstat(path), member.sha256)
+                del kept[relative]
 
 
 def _key(known: Known) -> tuple[int, str]:
     return known.size, known.sha256
 
 
-def place_kept(sources: Mapping[str, Path], place: Callable[[str], Path | None]) -> int:
+def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None]) -> None:
     """Link each kept file from where it is here into its place in the new tree.
 
-    :returns: the bytes put in place.
-    :raises LoadError: naming the file that could not be placed.
+    A link must reach the very file whose sha256 was checked (same inode,
+    size and modification time: not one that changed since); a copy, where
+    links cannot be made, is hashed again.
+
+    :raises LoadError: naming the file that could not be placed, or that changed.
     """
     budget = SpaceBudget()
-    placed = 0
     for name, source in sources.items():
         target = place(name)
         if target is None:
             continue
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(source, target, budget)
-            placed += target.stat().st_size
+            link_or_copy(source.path, target, budget)
+            now = os.lstat(target)
+            linked = (now.st_dev, now.st_ino) == (
+                source.status.st_dev,
+                source.status.st_ino,
+            )
+            same = (
+                (now.st_size, now.st_mtime_ns)
+                == (source.status.st_size, source.status.st_mtime_ns)
+                if linked
+                else file_sha256(target) == source.sha256
+            )
         except OSError as exc:
             raise LoadError(
-                f"cannot put '{source}' in place as '{name}': {exc.strerror or exc}"
+                f"cannot put '{source.path}' in place as '{name}': {exc.strerror or exc}"
             ) from exc
-    return placed
+        if not same:
+            raise LoadError(
+                f"'{source.path}' changed while it was being loaded: load again once "
+                "nothing writes to the media"
+            )

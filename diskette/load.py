@@ -198,6 +198,7 @@ def load(
                 unpacked,
                 {name: Path(os.path.realpath(storages[name])) for name in chosen},
                 sidecar_of(archive),
+                save=not options.check,
             )
             _check_migrations(unpacked, options.using, options.strict, reporter)
             listed = {data: listed_models(unpacked.manifest, data) for data in datas}

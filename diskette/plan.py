@@ -13,6 +13,7 @@ one the archive records: a file rewritten with the same size is a change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from django.apps import apps
 from django.db import DatabaseError
 
 from .archive import Unpacked
+from .definitions import dumpable_models
+from .delta import Base
+from .exceptions import ResetError
 from .mediaindex import MediaIndex, regular_files
 from .progress import human_size
 
@@ -81,18 +85,23 @@ def plan_load(
     *,
     with_data: bool = True,
     with_storages: bool = True,
+    base: Base | None = None,
 ) -> Plan:
     """The plan of loading a verified archive into this project.
 
     :param folders: where each storage of the archive would be restored,
         by its path in the archive (the load's own mapping).
+    :param base: what the storages hold where the archive is to be loaded,
+        if not here (another host's :func:`~diskette.delta.have`, for a push).
     """
     plan = Plan()
     if with_data:
         plan.models = _models(unpacked.manifest, using)
     if with_storages:
         plan.storages = [
-            _storage(unpacked, name, folders[name])
+            _storage(
+                unpacked, name, folders[name], None if base is None else base.get(name, {})
+            )
             for name in unpacked.storages
             if name in folders
         ]
@@ -111,6 +120,18 @@ def _models(manifest: dict[str, Any], using: str) -> list[ModelChange]:
     ]
 
 
+def rows_now(using: str) -> dict[str, int]:
+    """Rows of every model a dump could hold, as they are here now: the
+    "now" column of a plan whose "after" comes from another host."""
+    try:
+        return {
+            model._meta.label_lower: int(model._base_manager.using(using).count())
+            for model in dumpable_models(apps.get_models())
+        }
+    except DatabaseError as exc:
+        raise ResetError(f"cannot count the rows here: {exc}") from exc
+
+
 def _rows(label: str, using: str) -> int | None:
     try:
         model = apps.get_model(label)
@@ -119,19 +140,26 @@ def _rows(label: str, using: str) -> int | None:
         return None  # a model unknown here: the load itself would refuse it
 
 
-def _storage(unpacked: Unpacked, name: str, folder: Path) -> StorageChange:
+def _storage(
+    unpacked: Unpacked, name: str, folder: Path, listed: dict[str, tuple[int, str]] | None
+) -> StorageChange:
+    """What loading storage ``name`` would do to ``folder``, or, given the
+    ``listed`` files of that storage elsewhere, to them."""
     change = StorageChange(storage=name, folder=str(folder))
     incoming = unpacked.files(name)  # a delta's kept files too
-    present = {path: status.st_size for path, status in regular_files(folder)}
-    index = MediaIndex(folder)  # files unchanged since the last load are not read
+    if listed is None:
+        present = {path: status.st_size for path, status in regular_files(folder)}
+        index = MediaIndex(folder)  # files unchanged since the last load are not read
+        digest: Callable[[str], str] = index.sha256
+    else:
+        present = {path: size for path, (size, _) in listed.items()}
+        digest = {path: sha256 for path, (_, sha256) in listed.items()}.__getitem__
     for relative, member in incoming.items():
         size = present.pop(relative, None)
         if size is None:
             change.added += 1
             change.bytes_written += member.size
-        elif size != member.size or (
-            member.sha256 and index.sha256(relative) != member.sha256
-        ):
+        elif size != member.size or (member.sha256 and digest(relative) != member.sha256):
             change.changed += 1
             change.bytes_written += member.size
         else:

@@ -43,6 +43,7 @@ import re
 import shlex
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ from .tasks import (
     NO_ANONYMIZE_HELP,
     REMOTE_KEYS,
     SETTINGS_CHECK,
+    CommandFailed,
     Dumped,
     Project,
     SafetyNet,
@@ -70,14 +72,20 @@ from .tasks import (
     config_text,
     confirm,
     dump_archive,
+    error_line,
+    expect,
     flags,
     last_error,
+    last_json_object,
+    media_list,
     one_line,
+    print_plan,
     reset_and_load_archive,
     reset_target,
+    run_json,
     warn_unknown_keys,
 )
-from .transfer import RECEIVE_SCRIPT, download, upload
+from .transfer import RECEIVE_SCRIPT, download, run_with_input, upload
 
 #: The configuration under ``diskette.remote``, with its defaults.
 REMOTE_DEFAULTS: dict[str, Any] = {
@@ -327,20 +335,43 @@ def pull(
     destination: Path,
     *options: str,
     keep_remote: bool = False,
-) -> Path:
+    base: str | None = None,
+) -> tuple[Path, Dumped]:
     """Dump on ``c``'s host and download the archive into ``destination``.
 
     Without ``keep_remote`` the dump goes to a temporary folder on the host,
     removed whatever happens.
 
-    :returns: the local archive, its sha256 checked against the host's.
+    :param base: what the media folders here hold (:func:`media_list`): it
+        goes to that folder too, and the host's archive then carries only
+        the files this side lacks (a delta, :mod:`diskette.delta`).
+    :returns: the local archive, its sha256 checked against the host's, and
+        what the host's dump said of it.
     """
-    folder = None if keep_remote else remote_tempdir(c)
+    folder = remote_tempdir(c) if base is not None or not keep_remote else None
     try:
         with on_host(c):
-            dumped = dump_archive(
-                c, project, *options, *(["--destination", folder] if folder else [])
+            if folder is not None and base is not None:
+                options = (
+                    *options,
+                    "--base",
+                    send_list(c, project, base, f"{folder}/media-here.json"),
+                )
+            destination_option = (
+                [] if keep_remote or folder is None else ["--destination", folder]
             )
+            try:
+                dumped = dump_archive(c, project, *options, *destination_option)
+            except CommandFailed as exc:
+                if base is not None and "unrecognized arguments: --base" in str(
+                    exc.message
+                ):
+                    raise Exit(
+                        f"{c.original_host}: its diskette makes no deltas: update it to "
+                        "this machine's version, or pull with --full",
+                        code=1,
+                    ) from exc
+                raise
             if dumped.sha256 is None:
                 raise Exit(
                     "the remote dump printed no sha256 to check the download against",
@@ -361,7 +392,29 @@ def pull(
             remove_remote(c, folder)
     anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
     print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
-    return local
+    kept, kept_bytes = dumped.answer.get("kept"), dumped.answer.get("kept_bytes")
+    if type(kept) is int and type(kept_bytes) is int and kept:
+        print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
+    return local, dumped
+
+
+def send_list(c: Connection, project: Project, listed: str, remote: str) -> str:
+    """Put a list of media (:func:`media_list`) at ``remote`` on the host."""
+    with tempfile.TemporaryDirectory(prefix="diskette-") as folder:
+        local = Path(folder) / "media-here.json"
+        local.write_text(listed)
+        upload(c, local, remote, receiver=receiver(project))
+    return remote
+
+
+def receiver(project: Project) -> Callable[[str], str]:
+    """What writes an upload on the host: the project's Python, hashing as
+    it writes (:data:`~diskette.transfer.RECEIVE_SCRIPT`)."""
+
+    def command(path: str) -> str:
+        return project.shell(shlex.join([project.python, "-c", RECEIVE_SCRIPT, path]))
+
+    return command
 
 
 def push(
@@ -391,12 +444,8 @@ def push(
     folder = remote_tempdir(c)
     try:
         remote = f"{folder}/{archive.name}"
-
-        def receiver(path: str) -> str:
-            return project.shell(shlex.join([project.python, "-c", RECEIVE_SCRIPT, path]))
-
         with on_host(c):
-            digest = upload(c, archive, remote, receiver=receiver)
+            digest = upload(c, archive, remote, receiver=receiver(project))
         print(f"Uploaded {archive} to {name}:{remote} (sha256 {digest})")
         with on_host(c):
             # Answered above: yes=True only skips the question, not the checks.
@@ -544,6 +593,9 @@ def remote_dump(
         "no_anonymize": NO_ANONYMIZE_HELP,
         "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
+        "full": "Send every media file, not only those this side lacks.",
+        "dry_run": "Say what would change here (rows per model now and after; files "
+        "added, changed, removed; bytes to send) and change nothing, here or on the host.",
         "json": JSON_HELP,
         **PROJECT_HELP,
     }
@@ -561,6 +613,8 @@ def pull_snapshot(
     no_anonymize: bool = False,
     loaddata: bool = False,
     fast: bool = False,
+    full: bool = False,
+    dry_run: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
     json: bool = False,
@@ -569,23 +623,49 @@ def pull_snapshot(
 
     The dump runs with the host's settings: where they hold anonymization
     rules, personal data is replaced there, before the archive is written.
+    Media this side has already (as its last load left them) are not sent
+    again: the host's archive carries only new and changed files, and the
+    load takes the others from here (``--full`` sends them all).
     """
     conf = c.config.diskette
     here = Context(config=c.config)
+    selection = flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize)
+    if dry_run:
+        if no_load or keep_remote:
+            raise Exit(
+                f"--dry-run plans the load here and writes nothing on the host: drop "
+                f"{'--no-load' if no_load else '--keep-remote'}",
+                code=1,
+            )
+        return plan_pull(
+            c, here, remote_project(c, project_dir, python), selection, full=full
+        )
     # The local side is checked first: a wrong diskette.manage, or no
     # terminal to ask on, must not cost a whole production dump and download.
     local_project = None
     if not no_load:
         local_project = Project.from_config(here)
         can_ask(f"Drop the local database and load {c.original_host}'s snapshot?", yes)
-    local = pull(
+    # A delta needs the media it keeps here when it loads: only for a load
+    # now, and never for an archive left on the host, which must load anywhere.
+    base = None
+    if local_project is not None and not (no_storages or full or keep_remote):
+        base = media_list(here, local_project)
+    local, dumped = pull(
         c,
         remote_project(c, project_dir, python),
         Path(str(config_text(conf.remote, "download_dir", prefix="diskette.remote"))),
-        *flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize),
+        *selection,
         keep_remote=keep_remote,
+        base=base,
     )
-    pulled = {"host": c.original_host, "downloaded": str(local)}
+    pulled = {
+        "host": c.original_host,
+        "downloaded": str(local),
+        "size": dumped.size,
+        "kept": dumped.answer.get("kept", 0),
+        "kept_bytes": dumped.answer.get("kept_bytes", 0),
+    }
     if local_project is None:
         print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
         return pulled
@@ -601,6 +681,92 @@ def pull_snapshot(
     return {**pulled, **done}
 
 
+def plan_pull(
+    c: Connection,
+    here: Context,
+    project: Project,
+    selection: list[str],
+    *,
+    full: bool,
+) -> dict[str, Any]:
+    """What a pull would change here, put together from both sides; nothing is
+    written on either (``diskette_index --read-only`` here, ``diskette_dump
+    --check`` there, fed the list on its standard input).
+
+    :returns: the plan, for ``--json``, as :func:`~diskette.tasks.print_plan` shows it.
+    """
+    local_project = Project.from_config(here)
+    target = run_json(here, local_project, "diskette_reset", "--check", "--rows")
+    base = (
+        None
+        if "--no-storages" in selection or full
+        else media_list(here, local_project, read_only=True)
+    )
+    command = ("diskette_dump", "--check", *selection, "--json")
+    with on_host(c):
+        if base is None:
+            answer = run_json(c, project, *command[:-1])
+        else:
+            status, out, err = run_with_input(
+                c, project.command(*command, "--base", "-"), base.encode()
+            )
+            answer = last_json_object(out) or {}
+            if status != 0 or "error" in answer:
+                error = one_line(str(answer.get("error") or error_line(err, "no answer")))
+                if "unrecognized arguments: --base" in error:
+                    error = (
+                        "its diskette makes no deltas: update it to this machine's version"
+                    )
+                raise Exit(
+                    f"{c.original_host}: diskette_dump --check failed: {error}", code=1
+                )
+    now = expect(target, "rows", dict, "diskette_reset")
+    after: dict[str, int] = {}
+    for objects in expect(answer, "objects", dict, "diskette_dump").values():
+        for label, count in (objects if isinstance(objects, dict) else {}).items():
+            if type(count) is int:
+                after[str(label)] = after.get(str(label), 0) + count
+    plan: dict[str, Any] = {
+        "models": emptied(now, after),
+        "storages": _storage_changes(answer),
+    }
+    print_plan(f"Pulling from {c.original_host} and loading here", plan)
+    return {"host": c.original_host, "plan": plan, "dry_run": True}
+
+
+def emptied(now: dict[str, Any], after: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows per model now and after a reset and load: the archive's models,
+    and those holding rows now, which the reset empties."""
+    labels = [
+        *after,
+        *(label for label, rows in now.items() if rows and label not in after),
+    ]
+    return [
+        {"model": label, "now": now.get(label), "after": after.get(label, 0)}
+        for label in labels
+    ]
+
+
+def _storage_changes(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per storage, what a pull would send: against the list of the media here
+    when the host had it (``delta``), else every file (``storages``)."""
+    delta = answer.get("delta")
+    if isinstance(delta, list):
+        return [change for change in delta if isinstance(change, dict)]
+    storages = answer.get("storages")
+    return [
+        {
+            "storage": name,
+            "added": counts.get("files"),
+            "changed": 0,
+            "removed": None,
+            "bytes_sent": counts.get("size"),
+        }
+        for name, counts in (storages if isinstance(storages, dict) else {}).items()
+        if isinstance(counts, dict)
+    ]
+
+
 @task(
     help={
         "archive": "Local archive to send.",
@@ -610,6 +776,8 @@ def pull_snapshot(
         "no_backup": "Do not save a safety snapshot of the remote data first.",
         "loaddata": LOADDATA_HELP,
         "fast": FAST_HELP,
+        "dry_run": "Say what would change on the host (rows per model now and after; "
+        "files added, changed, removed) and change nothing, there or here.",
         "json": JSON_HELP,
         **PROJECT_HELP,
     }
@@ -624,6 +792,7 @@ def push_snapshot(
     no_backup: bool = False,
     loaddata: bool = False,
     fast: bool = False,
+    dry_run: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
     json: bool = False,
@@ -646,6 +815,8 @@ def push_snapshot(
     path = Path(archive)
     if not path.is_file():
         raise Exit(f"archive '{archive}' does not exist", code=1)
+    if dry_run:
+        return plan_push(c, remote_project(c, project_dir, python), path, force=force)
     return push(
         c,
         remote_project(c, project_dir, python),
@@ -655,6 +826,56 @@ def push_snapshot(
         safety=SafetyNet.from_config(c, no_backup=no_backup),
         load_options=tuple(flags(loaddata=loaddata, fast=fast)),
     )
+
+
+def plan_push(
+    c: Connection, project: Project, archive: Path, *, force: bool
+) -> dict[str, Any]:
+    """What a push of ``archive`` would change on the host; nothing is written
+    on either side (``diskette_reset --check --rows`` and ``diskette_index
+    --read-only`` there, ``diskette_load --plan --base`` here).
+
+    :returns: the plan, for ``--json``, as :func:`~diskette.tasks.print_plan` shows it.
+    """
+    name = c.original_host
+    with on_host(c):
+        target = run_json(
+            c, project, "diskette_reset", "--check", "--rows", *flags(force=force)
+        )
+        listed = media_list(c, project, read_only=True, host=name)
+    if listed is None:
+        raise Exit(
+            f"{name}: cannot plan without its list of media: update diskette there", code=1
+        )
+    here = Context(config=c.config)
+    with tempfile.TemporaryDirectory(prefix="diskette-") as folder:
+        there = Path(folder) / "media-there.json"
+        there.write_text(listed)
+        answer = run_json(
+            here,
+            Project.from_config(here),
+            "diskette_load",
+            str(archive),
+            "--plan",
+            "--base",
+            str(there),
+        )
+    plan = expect(answer, "plan", dict, "diskette_load")
+    now = expect(target, "rows", dict, "diskette_reset")
+    after = {
+        str(change.get("model")): int(change["after"])
+        for change in plan.get("models") or []
+        if isinstance(change, dict) and type(change.get("after")) is int
+    }
+    plan["models"] = emptied(now, after)
+    print_plan(f"Pushing {archive} to {name} and loading it there", plan)
+    return {
+        "host": name,
+        "archive": str(archive),
+        "database": target.get("database"),
+        "plan": plan,
+        "dry_run": True,
+    }
 
 
 @task(help=DUMP_HELP)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import io
 import json
 import reprlib
 import secrets
@@ -43,6 +44,8 @@ from invoke import Collection, Context, Exit
 from invoke.runners import Result
 
 from . import DOCS_URL
+from .delta import HAVE_LIMIT, SIDECAR_SUFFIX, read_base
+from .exceptions import ConfigurationError
 from .progress import human_size
 from .shortflags import task
 
@@ -250,7 +253,7 @@ def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, 
         in_stream=False,
         **run,
     )
-    answer = _last_json_object(result.stdout)
+    answer = last_json_object(result.stdout)
     if result.failed or answer is None or "error" in answer:
         raise CommandFailed(_error(result, answer), result)
     return answer
@@ -261,7 +264,7 @@ def progress_flag() -> list[str]:
     return ["--progress"] if sys.stderr.isatty() else []
 
 
-def _last_json_object(output: str) -> dict[str, Any] | None:
+def last_json_object(output: str) -> dict[str, Any] | None:
     """The object on the last line of ``output``, if it is one.
 
     On a push or a pull, ``output`` comes from another host: it is parsed
@@ -294,7 +297,12 @@ def last_error(result: Result, fallback: str) -> str:
     That line is its error (a ``CommandError``, a shell's complaint); on a
     remote host it is the host's text, so it goes through :func:`one_line`.
     """
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return error_line(result.stderr, fallback)
+
+
+def error_line(stderr: str, fallback: str) -> str:
+    """:func:`last_error` of a command's standard error as text."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
     return one_line(lines[-1].removeprefix("CommandError: ")) if lines else fallback
 
 
@@ -380,21 +388,78 @@ def planned(c: Context, project: Project, archive: str) -> dict[str, Any]:
     except CommandFailed as exc:
         raise Exit(f"{archive} cannot be loaded: {exc.message}", code=1) from exc
     plan = expect(answer, "plan", dict, "diskette_load")
-    models = _listed(plan, "models")
-    storages = _listed(plan, "storages")
-    print(f"Resetting the database and loading {archive} would change:")
-    for change in models:
+    print_plan(f"Resetting the database and loading {archive}", plan)
+    return {"archive": archive, "plan": plan, "dry_run": True}
+
+
+def print_plan(what: str, plan: dict[str, Any]) -> None:
+    """Print a plan (``diskette_load --plan``'s, or one a pull or push puts
+    together from both sides): rows per model now and after, files per storage.
+
+    The plan may come from another host: its values are printed as one line each.
+    """
+    print(f"{what} would change:")
+    for change in _listed(plan, "models"):
         if isinstance(change, dict):
             now = "?" if change.get("now") is None else change.get("now")
-            print(f"  {change.get('model')}: {now} rows now, {change.get('after')} after")
-    for change in storages:
-        if isinstance(change, dict):
             print(
-                f"  {change.get('storage')}: {change.get('added')} files added, "
-                f"{change.get('changed')} changed, {change.get('removed')} removed"
+                one_line(
+                    f"  {change.get('model')}: {now} rows now, {change.get('after')} after"
+                )
+            )
+    for change in _listed(plan, "storages"):
+        if isinstance(change, dict):
+            sent = change.get("bytes_sent")
+            moved = f"; {human_size(sent)} to send" if type(sent) is int else ""
+            print(
+                one_line(
+                    f"  {change.get('storage')}: {change.get('added')} files added, "
+                    f"{change.get('changed')} changed, {change.get('removed')} removed{moved}"
+                )
             )
     print("Dry run: nothing was changed.")
-    return {"archive": archive, "plan": plan, "dry_run": True}
+
+
+def media_list(
+    c: Context, project: Project, *, read_only: bool = False, host: str | None = None
+) -> str | None:
+    """What the storages of ``project`` hold, per file (``diskette_index``),
+    for a dump on the other side to send only what this side lacks.
+
+    :param read_only: keep no sha256 for next time (a dry run writes nothing).
+    :returns: the list, as JSON text; ``None``, said in one line, when it
+        cannot be made (an older diskette, an unreadable folder): the media
+        then go whole, as they always could.
+    """
+    result = manage(
+        c,
+        project,
+        "diskette_index",
+        "--output",
+        "-",
+        *flags(read_only=read_only),
+        hide=True,
+        warn=True,
+        in_stream=False,
+    )
+    where = f"on {host}" if host else "here"
+    # The list is the last line: settings that print come before it.
+    listed = (result.stdout.strip().splitlines() or [""])[-1]
+    if not result.ok:
+        problem = last_error(result, f"exit status {result.exited}")
+    elif len(listed) > HAVE_LIMIT:
+        problem = "more files than a list may hold"
+    else:
+        try:
+            read_base(io.BytesIO(listed.encode()), "the list")
+            return listed
+        except ConfigurationError as exc:
+            problem = one_line(str(exc))
+    print(
+        f"Could not list the media {where} ({problem}): they are sent whole",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _listed(answer: dict[str, Any], key: str) -> list[Any]:
@@ -492,8 +557,13 @@ def safety_snapshot(
     *,
     raw: bool = False,
 ) -> str:
-    """Dump the whole database and the storages into ``folder``.
+    """Dump the whole database into ``folder``, and hard-link the storages beside it.
 
+    The media are not archived again: ``--link-media`` links each file into
+    a folder beside the archive (``NAME.media``), which takes no time and no
+    space, and the load that puts the snapshot back finds them there. The
+    reset that follows replaces the media folder rather than writing into
+    its files, so the links keep the old content.
     Names carry the date, then a random part: two resets within a second
     must not overwrite each other's snapshot.
 
@@ -506,6 +576,7 @@ def safety_snapshot(
             c,
             project,
             "--everything",
+            "--link-media",
             *flags(no_anonymize=raw),
             "--destination",
             folder,
@@ -561,24 +632,31 @@ def restore_snapshot(
 
 
 def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
-    """Keep the newest ``keep`` safety snapshots in ``folder``.
+    """Keep the newest ``keep`` safety snapshots in ``folder``, with their media.
 
     Called only once a reset-and-load succeeded: a failed attempt never
-    pushes out the snapshot that holds the data from before it.
+    pushes out the snapshot that holds the data from before it. A media
+    folder (``NAME.media``) goes with its archive, and one whose archive is
+    gone (a dump killed before its archive was written) once it is older
+    than the oldest snapshot kept.
     """
     listing = finished(
         c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
     )
     # Names carry the date: the newest sort last.
-    backups = sorted(
-        name
-        for name in listing.stdout.split()
-        if name.startswith(BACKUP_PREFIX) and name.endswith(".tar.gz")
-    )
-    old = backups[: max(len(backups) - keep, 0)]
+    names = [n for n in listing.stdout.split() if n.startswith(BACKUP_PREFIX)]
+    backups = sorted(n.removesuffix(".tar.gz") for n in names if n.endswith(".tar.gz"))
+    kept = backups[max(len(backups) - keep, 0) :]
+    old = [f"{stem}.tar.gz" for stem in backups if stem not in kept]
+    oldest = min(kept, default="")
+    old += [
+        n
+        for n in names
+        if n.endswith(SIDECAR_SUFFIX) and n.removesuffix(SIDECAR_SUFFIX) < oldest
+    ]
     if old:
         c.run(
-            project.shell(shlex.join(["rm", "-f", "--", *(f"{folder}/{n}" for n in old)]))
+            project.shell(shlex.join(["rm", "-rf", "--", *(f"{folder}/{n}" for n in old)]))
         )
 
 

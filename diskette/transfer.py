@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,47 @@ def upload(c: Any, local: Path, remote: str, *, receiver: Callable[[str], str]) 
         if progress is not None:
             progress.close()
     return digest.hexdigest()
+
+
+def run_with_input(c: Any, command: str, data: bytes) -> tuple[int, str, str]:
+    """Run ``command`` on ``c``'s host with ``data`` as its standard input.
+
+    Invoke's ``in_stream`` sends a byte every hundredth of a second when it
+    is not a terminal; this sends at the channel's pace. For commands whose
+    answer is short (a check): the output is not relayed as it comes.
+
+    :returns: the exit status, the standard output and the standard error.
+    :raises TransferError: if the connection drops.
+    """
+    channel = _channel(c)
+    out, err = bytearray(), bytearray()
+    try:
+        channel.exec_command(command)
+        # A command that fails before reading all of it closes the channel.
+        with contextlib.suppress(OSError):
+            channel.sendall(data)
+            channel.shutdown_write()
+        # Both streams as they come: one left unread would fill the window
+        # and stall the command writing to it.
+        while True:
+            if channel.recv_ready():
+                out += channel.recv(BLOCK_SIZE)
+            elif channel.recv_stderr_ready():
+                err += channel.recv_stderr(BLOCK_SIZE)
+            elif channel.exit_status_ready():
+                break
+            else:
+                time.sleep(0.01)
+        while chunk := channel.recv(BLOCK_SIZE):  # what came with the exit
+            out += chunk
+        while chunk := channel.recv_stderr(BLOCK_SIZE):
+            err += chunk
+        status = channel.recv_exit_status()
+        return status, out.decode(errors="replace"), err.decode(errors="replace")
+    except (OSError, EOFError, SSHException) as exc:
+        raise TransferError(f"running a command on {c.host} failed: {exc}") from exc
+    finally:
+        channel.close()
 
 
 #: Writes standard input to the new file named by argv[1]; prints its sha256.

@@ -524,6 +524,17 @@ def sample_manifest(tmp_path: Path) -> dict:
             ),
             "kept file 'var/media/alias.bin/x' would be written through 'var/media/alias.bin'",
         ),
+        (
+            lambda m: m.update(
+                delta={
+                    "kept": {
+                        "var/media/sub": {"size": 1, "sha256": "a" * 64},
+                        "var/media/sub/x": {"size": 1, "sha256": "a" * 64},
+                    }
+                }
+            ),
+            "kept file 'var/media/sub' is also a folder of the archive",
+        ),
         (lambda m: m.pop("datas"), "lacks the 'datas' and 'storages' keys"),
         (lambda m: m.update(storages="var/media"), "'storages' must be a list of paths"),
     ],

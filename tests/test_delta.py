@@ -7,10 +7,14 @@ list, and put back as they were before the delta loads onto them.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
 import shutil
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,8 @@ from django.core.management.base import CommandError
 
 from demo.models import Book
 from demo.state import data_state
-from diskette import mediaindex
+from diskette import delta, mediaindex
+from diskette import load as load_module
 from diskette.archive import read_manifest
 from diskette.delta import sidecar_of
 from diskette.mediaindex import index_path
@@ -38,6 +43,14 @@ def _no_excluded_files(demo: Path) -> None:
 
 def media_files(media: Path) -> list[Path]:
     return sorted(p for p in media.rglob("*") if p.is_file())
+
+
+def age(media: Path) -> None:
+    """Date the media a minute back: files written within the index's
+    racy window are read again each time (``mediaindex.RACY_NS``)."""
+    past = time.time() - 60
+    for path in media_files(media):
+        os.utime(path, (past, past))
 
 
 def index(project: Path, name: str = "have.json") -> Path:
@@ -158,6 +171,67 @@ def test_a_kept_file_that_moved_or_changed_here_is_found_by_its_sha256(sides):
     assert moved.read_bytes() == content and twin.read_bytes() == twin_content
 
 
+def test_a_file_the_host_renamed_is_not_sent_again(demo):
+    media = demo / "var" / "media"
+    have = index(demo)
+    renamed = media_files(media)[0]
+    renamed.rename(media / "renamed-on-host.bin")
+
+    answer = dump_json("--base", str(have))
+
+    kept = read_manifest(Path(answer["archive"]))["delta"]["kept"]
+    assert "var/media/renamed-on-host.bin" in kept
+    assert "var/media/renamed-on-host.bin" not in archive_members(Path(answer["archive"]))
+    assert answer["kept"] == len(media_files(media))
+
+
+def test_a_kept_name_through_a_link_here_is_not_followed(sides, tmp_path):
+    """A delta keeps 'var/media/sub/secret.bin'; here 'sub' is a link to a
+    folder outside the storage holding a file of that content: not taken."""
+    media, laptop, have, _ = sides
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.bin"
+    secret.write_bytes(b"not media")
+    archive = Path(dump_json("--base", str(have))["archive"])
+    manifest = read_manifest(archive)
+    manifest["delta"]["kept"]["var/media/sub/secret.bin"] = {
+        "size": secret.stat().st_size,
+        "sha256": hashlib.sha256(secret.read_bytes()).hexdigest(),
+    }
+    hostile = rewrite_manifest(archive, manifest, tmp_path / "hostile.tar.gz")
+    as_laptop(media, laptop)
+    (media / "sub").symlink_to(outside, target_is_directory=True)
+
+    with pytest.raises(CommandError, match="needs 'var/media/sub/secret.bin'"):
+        run_command("diskette_load", str(hostile), "--check")
+
+
+def test_a_kept_file_changed_during_the_load_stops_it(sides, monkeypatch):
+    """Checked, then rewritten before it is linked: the load refuses it."""
+    media, laptop, have, _ = sides
+    archive = Path(dump_json("--base", str(have))["archive"])
+    as_laptop(media, laptop)
+    age(media)
+    wipe_database()
+    tree = tree_state(media)
+    real, rewritten = delta.place_kept, []
+
+    def rewrite_first(sources, place):
+        source = next(iter(sources.values())).path
+        source.write_bytes(b"z" * source.stat().st_size)
+        rewritten.append(source.relative_to(media).as_posix())
+        return real(sources, place)
+
+    monkeypatch.setattr(load_module, "place_kept", rewrite_first)
+    with pytest.raises(CommandError, match="changed while it was being loaded"):
+        run_command("diskette_load", str(archive))
+    after = tree_state(media)  # the rewrite itself, and nothing else
+    assert [
+        name for name in sorted({*tree, *after}) if tree.get(name) != after.get(name)
+    ] == rewritten
+
+
 def test_a_file_the_laptop_changed_is_sent_again(demo):
     media = demo / "var" / "media"
     have = index(demo)
@@ -190,6 +264,14 @@ def test_with_nothing_in_common_the_archive_is_whole_and_loads_anywhere(demo):
             '{"format": 1, "storages": {"var/media": {"a": [1]}}}',
             "'var/media/a' must be [size, sha256]",
         ),
+        (
+            '{"format": 1, "storages": {"var/media": {"a": [-1, "' + "a" * 64 + '"]}}}',
+            "'var/media/a' must be [size, sha256]",
+        ),
+        (
+            '{"format": 1, "storages": {"var/media": {"a": [1, "not a sha256"]}}}',
+            "'var/media/a' must be [size, sha256]",
+        ),
     ],
 )
 def test_a_wrong_list_of_media_is_one_line(demo, content, message):
@@ -204,6 +286,7 @@ def test_a_wrong_list_of_media_is_one_line(demo, content, message):
 
 def test_the_index_spares_reading_files_again(demo, monkeypatch):
     media = demo / "var" / "media"
+    age(media)
     reads = []
     real = mediaindex.file_sha256
     monkeypatch.setattr(mediaindex, "file_sha256", lambda p: reads.append(p) or real(p))
@@ -223,6 +306,7 @@ def test_the_index_spares_reading_files_again(demo, monkeypatch):
 
 def test_a_load_indexes_what_it_put_in_place(demo, monkeypatch):
     media = demo / "var" / "media"
+    age(media)  # the archive keeps their times, the load puts them back
     run_command("diskette_dump")
     archive = demo / "var" / "diskette_data_storages.tar.gz"
     wipe_database()
@@ -293,3 +377,18 @@ def test_a_linked_snapshot_needs_its_media_folder(demo):
 def test_delta_options_refuse_what_they_cannot_do(demo, args, message):
     with pytest.raises(CommandError, match=message):
         run_command("diskette_dump", *args)
+
+
+def rewrite_manifest(archive: Path, manifest: dict, target: Path) -> Path:
+    """``archive`` with ``manifest`` in place of its own (members as they were)."""
+    with tarfile.open(archive) as source, tarfile.open(target, "w:gz") as output:
+        for member in source.getmembers():
+            if member.name == "manifest.json":
+                content = json.dumps(manifest).encode()
+                member.size = len(content)
+                output.addfile(member, io.BytesIO(content))
+            else:
+                output.addfile(
+                    member, source.extractfile(member) if member.isfile() else None
+                )
+    return target

@@ -12,6 +12,7 @@ the sshd sessions' own ``TMPDIR``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from diskette.archive import read_manifest
 from tests.databases import ON_SERVER, server_settings_body
 from tests.projects import BIN, SandboxCopy
 from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
@@ -126,7 +128,9 @@ def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
 def test_pull_through_loaddata(local, remote):
     """``--loaddata`` is accepted and passed on: the same data, loaded with loaddata."""
     wanted = remote.fingerprint()
-    result = fab(local, "-H", "remote", "pull-snapshot", "--yes", "--loaddata", "--no-backup")
+    result = fab(
+        local, "-H", "remote", "pull-snapshot", "--yes", "--loaddata", "--no-backup"
+    )
     assert local.fingerprint() == wanted
     assert "Traceback" not in result.stderr
 
@@ -190,6 +194,64 @@ def test_push_loads_the_archive_on_the_remote(local, remote):
     assert leftovers(local) == temp
     assert list((remote.root / "var" / "diskette-backups").glob("before-reset_*"))
     assert (local.root / "out" / "diskette_data_storages.tar.gz").exists()
+
+
+def test_a_dry_run_push_plans_what_the_push_then_does_and_changes_nothing(local, remote):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    archive = "out/diskette_data_storages.tar.gz"
+    media = remote.root / "var" / "media"
+    on_host = {
+        p.relative_to(media).as_posix(): p.read_bytes()
+        for p in media.rglob("*")
+        if p.is_file()
+    }
+    shipped = {
+        n.removeprefix("var/media/"): m
+        for n, m in read_manifest(local.root / archive)["members"].items()
+        if n.startswith("var/media/") and "size" in m
+    }
+    before, remote_files, local_files = (
+        remote.fingerprint(),
+        files(remote.root),
+        files(local.root),
+    )
+    temp = leftovers(local)
+
+    answer = json.loads(
+        fab(local, "-H", "staging", "push-snapshot", archive, "--dry-run", "--json").stdout
+    )
+
+    assert remote.fingerprint() == before and files(remote.root) == remote_files
+    assert files(local.root) == local_files and leftovers(local) == temp
+    plan = answer["plan"]
+    (change,) = plan["storages"]
+    same = {
+        n
+        for n, m in shipped.items()
+        if n in on_host
+        and len(on_host[n]) == m["size"]
+        and hashlib.sha256(on_host[n]).hexdigest() == m["sha256"]
+    }
+    assert change["added"] == len(shipped.keys() - on_host.keys())
+    assert change["changed"] == len(shipped.keys() & on_host.keys()) - len(same)
+    assert change["removed"] == len(on_host.keys() - shipped.keys())
+    rows = {m["model"]: m for m in plan["models"]}
+    assert (rows["demo.book"]["now"], rows["demo.book"]["after"]) == (
+        12,
+        5,
+    )  # host's, laptop's
+
+    done = json.loads(
+        fab(local, "-H", "staging", "push-snapshot", archive, "--yes", "--json").stdout
+    )
+    loaded: dict[str, int] = {}
+    for objects in done["objects"].values():
+        for label, count in objects.items():
+            loaded[label] = loaded.get(label, 0) + count
+    assert {label: n for label, n in loaded.items() if n} == {
+        label: m["after"] for label, m in rows.items() if m["after"]
+    }
+    assert remote.fingerprint() == local.fingerprint()
 
 
 def test_a_protected_host_refuses_a_push_and_stays_untouched(local, remote):
@@ -360,3 +422,108 @@ def test_pull_brings_data_anonymized_on_the_host(local, remote):
     assert "anonymized on the host" in result.stdout
     pulled = json.loads(local.manage("shell", "-c", usernames).stdout.splitlines()[-1])
     assert len(pulled) == len(originals) and not set(pulled) & set(originals)
+
+
+def change_remote_media(remote: SandboxCopy) -> tuple[set[str], int]:
+    """Change, add and remove one media file each on the host, and a row.
+
+    :returns: the files a delta must carry (by path in the archive), and how
+        many of the host's files it keeps.
+    """
+    media = remote.root / "var" / "media"
+    covers = sorted((media / "covers").iterdir())
+    covers[0].write_bytes(b"changed on the host")
+    (media / "covers" / "added.bin").write_bytes(b"added on the host")
+    covers[1].unlink()
+    remote.manage(
+        "shell", "-c", "from demo.models import Tag; Tag.objects.create(name='new')"
+    )
+    sent = {f"var/media/covers/{covers[0].name}", "var/media/covers/added.bin"}
+    archived = [
+        p
+        for p in media.rglob("*")
+        if p.is_file()
+        and not p.relative_to(media).as_posix().startswith(("cache/", "public/thumbnails/"))
+    ]
+    return sent, len(archived) - len(sent)
+
+
+def test_a_second_pull_sends_only_the_media_that_changed(local, remote):
+    first = json.loads(
+        fab(local, "-H", "remote", "pull-snapshot", "--yes", "--json").stdout
+    )
+    assert first["kept"] == 0  # nothing here was the host's yet
+    _, kept = change_remote_media(remote)
+    wanted = remote.fingerprint()
+    remote_files, temp = files(remote.root), leftovers(local)
+
+    second = fab(local, "-H", "remote", "pull-snapshot", "--yes", "--json")
+    answer = json.loads(second.stdout)
+
+    assert local.fingerprint() == wanted
+    assert answer["kept"] == kept > 0
+    assert answer["size"] < first["size"]
+    assert f"{kept} files" in second.stderr and "were not sent" in second.stderr
+    assert files(remote.root) == remote_files  # the host's tree as it was
+    assert leftovers(local) == temp
+
+
+@pytest.mark.parametrize("flag", ["--full", "--keep-remote"])
+def test_full_and_keep_remote_pull_every_media_file(local, remote, flag):
+    """``--keep-remote`` too: an archive left on the host must load anywhere."""
+    fab(local, "-H", "remote", "pull-snapshot", "--yes")
+    answer = json.loads(
+        fab(local, "-H", "remote", "pull-snapshot", "--yes", "--json", flag).stdout
+    )
+    assert answer["kept"] == 0
+    assert local.fingerprint() == remote.fingerprint()
+    if flag == "--keep-remote":
+        kept = read_manifest(remote.root / "var" / "diskette_data_storages.tar.gz")
+        assert kept["format"] == 1 and "delta" not in kept
+
+
+def test_a_dry_run_pull_plans_what_the_pull_then_does_and_changes_nothing(local, remote):
+    fab(local, "-H", "remote", "pull-snapshot", "--yes")
+    sent, kept = change_remote_media(remote)
+    local.manage(
+        "shell", "-c", "from demo.models import Book; Book.objects.first().delete()"
+    )
+    before, remote_before = local.fingerprint(), remote.fingerprint()
+    remote_files, local_files, temp = (
+        files(remote.root),
+        files(local.root),
+        leftovers(local),
+    )
+
+    planned = fab(local, "-H", "remote", "pull-snapshot", "--dry-run", "--json")
+    shown = fab(
+        local, "-H", "remote", "pull-snapshot", "--dry-run"
+    )  # no --yes: asks nothing
+
+    assert (local.fingerprint(), remote.fingerprint()) == (before, remote_before)
+    assert files(remote.root) == remote_files and leftovers(local) == temp
+    assert files(local.root) == local_files
+    plan = json.loads(planned.stdout)["plan"]
+    (media,) = plan["storages"]
+    assert (media["added"], media["changed"], media["removed"], media["kept"]) == (
+        1,
+        1,
+        1,
+        kept,
+    )
+    assert "Dry run: nothing was changed." in shown.stdout
+    rows = {m["model"]: m for m in plan["models"]}
+    # The host's 12 books came with the first pull; one was deleted here since.
+    assert (rows["demo.book"]["now"], rows["demo.book"]["after"]) == (11, 12)
+
+    done = json.loads(fab(local, "-H", "remote", "pull-snapshot", "--yes", "--json").stdout)
+    assert local.fingerprint() == remote_before
+    assert done["kept"] == media["kept"] and done["size"] > 0
+    loaded: dict[str, int] = {}
+    for objects in done["objects"].values():
+        for label, count in objects.items():
+            loaded[label] = loaded.get(label, 0) + count
+    # Models the archive lacks are emptied by the reset: 0 after.
+    assert {label: n for label, n in loaded.items() if n} == {
+        label: change["after"] for label, change in rows.items() if change["after"]
+    }

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from diskette.archive import read_manifest
+from diskette.tasks import restore_steps
 from tests.databases import ON_MARIADB, ON_POSTGRES, ON_SERVER, server_settings_body
 from tests.projects import SandboxCopy
 
@@ -78,8 +80,36 @@ def test_dump_then_reset_and_load_restores_data_and_media_exactly(project):
     assert project.fingerprint() == original
     assert "Safety snapshot of the current database and media: " in result.stdout
     assert not Path(archive).exists()
-    (snapshot,) = (project.root / "var" / "diskette-backups").iterdir()
+    (snapshot,) = (project.root / "var" / "diskette-backups").glob("*.tar.gz")
     assert snapshot.name.startswith("before-reset_")
+
+
+def test_the_safety_snapshot_links_the_media_and_puts_them_back(project):
+    """Media are hard-linked beside the snapshot, not archived, and come back."""
+    dumped = project.inv("dump").stdout
+    archive = re.search(r"^Dump archive was created at: (.+) \(", dumped, re.MULTILINE)[1]
+    change_everything(project)
+    changed = project.fingerprint()
+    media = project.root / "var" / "media"
+    added = (media / "covers" / "new.bin").stat()
+
+    project.inv("reset-and-load", archive, "--yes")
+
+    backups = project.root / "var" / "diskette-backups"
+    (snapshot,) = backups.glob("*.tar.gz")
+    sidecar = backups / snapshot.name.replace(".tar.gz", ".media")
+    linked = sidecar / "var" / "media" / "covers" / "new.bin"
+    assert (linked.stat().st_ino, linked.stat().st_dev) == (added.st_ino, added.st_dev)
+    manifest = read_manifest(snapshot)
+    assert manifest["delta"]["sidecar"] is True
+    archived = [n for n, m in manifest["members"].items() if "size" in m]
+    assert not [n for n in archived if n.startswith("var/media/")]  # folders only
+    assert "var/media/covers/new.bin" in manifest["delta"]["kept"]
+    assert not (media / "covers" / "new.bin").exists()  # the archive's media are in place
+
+    for step in restore_steps(str(snapshot), force=False):
+        project.manage(*step)
+    assert project.fingerprint() == changed
 
 
 def test_load_and_apps_run_their_commands(project, tmp_path):
@@ -246,8 +276,8 @@ def test_failed_retries_never_push_out_the_snapshot_of_the_real_data(
         assert failed.returncode == 1
         assert project.fingerprint() == original
     backups = project.root / "var" / "diskette-backups"
-    assert len(list(backups.iterdir())) == 3  # nothing pruned after a failure
-    for snapshot in sorted(backups.iterdir()):
+    assert len(list(backups.glob("*.tar.gz"))) == 3  # nothing pruned after a failure
+    for snapshot in sorted(backups.glob("*.tar.gz")):
         copy = seeded.copy(tmp_path / f"check-{snapshot.name}")  # migrated, no data
         copy.manage("diskette_load", str(snapshot), "--everything", "--keep")
         assert copy.fingerprint() == original  # every one holds the real data
@@ -312,7 +342,13 @@ def test_only_the_last_snapshots_are_kept(project):
     for _ in range(3):  # within a second or two: names must not collide
         shutil.copyfile(kept, archive)  # each load removes the archive it loaded
         project.inv("reset-and-load", "var/b.tar.gz", "--yes", env=keep_two)
-    assert len(list((project.root / "var" / "diskette-backups").iterdir())) == 2
+    backups = project.root / "var" / "diskette-backups"
+    archives = sorted(p.name for p in backups.glob("*.tar.gz"))
+    assert len(archives) == 2
+    # Each with its media, and no other media left behind.
+    assert sorted(p.name for p in backups.iterdir()) == sorted(
+        archives + [a.replace(".tar.gz", ".media") for a in archives]
+    )
 
 
 def test_manage_and_python_come_from_the_configuration(project, tmp_path):

@@ -21,6 +21,7 @@ against limits before it is parsed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -91,10 +92,11 @@ class Unpacked:
         """Storage folders, relative to the storages base path."""
         return list(self.manifest.get("storages") or [])
 
-    @property
+    @functools.cached_property
     def kept(self) -> dict[str, Member]:
         """For a delta, the files the loader must have already, by member name:
-        listed, not held (:func:`check_kept` verified their names)."""
+        listed, not held (:func:`check_kept` verified their names). Made once:
+        a delta of a large tree keeps tens of thousands."""
         delta = self.manifest.get("delta")
         kept = delta.get("kept") if isinstance(delta, dict) else None
         return {
@@ -447,6 +449,10 @@ def check_kept(
     kept = delta.get("kept") if isinstance(delta, dict) else None
     if not isinstance(delta, dict) or not isinstance(kept, dict | None):
         raise ManifestError(f"{MANIFEST_NAME}: 'delta' must map 'kept' to files")
+    # Every folder a member or a kept file lies in: no kept file may be one.
+    folders = {
+        parent for name in [*members, *(kept or {})] for parent in _parents(str(name))
+    }
     for name, entry in (kept or {}).items():
         if (
             not isinstance(entry, dict)
@@ -471,6 +477,8 @@ def check_kept(
             )
         if name in members:
             raise UnsafeArchiveError(f"kept file '{name}' is also a member")
+        if name in folders:
+            raise UnsafeArchiveError(f"kept file '{name}' is also a folder of the archive")
         parent = posixpath.dirname(name)
         while parent != storage:
             if parent in members and members[parent].kind != "directory":
@@ -478,6 +486,14 @@ def check_kept(
                     f"kept file '{name}' would be written through '{parent}'"
                 )
             parent = posixpath.dirname(parent)
+
+
+def _parents(name: str) -> Iterator[str]:
+    """The folders ``name`` lies in, innermost first."""
+    parent = posixpath.dirname(name)
+    while parent and parent != name:  # "/" is its own parent
+        yield parent
+        name, parent = parent, posixpath.dirname(parent)
 
 
 def _is_sha256(value: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
-from diskette.delta import Delta, read_base
+from diskette.delta import Delta, StorageDelta, compare, read_base
 from diskette.dump import (
     archive_filename,
     check_something_to_dump,
@@ -32,6 +33,7 @@ from diskette.registry import Registry, Snapshot
 from diskette.reporting import human_size
 from diskette.storages import (
     AnyStorage,
+    Storage,
     missing_storages,
     resolve_aliases,
     resolve_storages,
@@ -268,9 +270,13 @@ class Command(DisketteCommand):
             raise ConfigurationError("--base and --link-media exclude each other")
         if delta and (options["publish"] or options["no_archive"]):
             other = "--publish" if options["publish"] else "--no-archive"
+            where = (
+                "where its list of media was made"
+                if options["base"]
+                else "beside its folder of media"
+            )
             raise ConfigurationError(
-                f"{delta} makes an archive that loads only here or with its media "
-                f"folder: drop {other}"
+                f"{delta} makes an archive that loads only {where}: drop {other}"
             )
         if options["keep"] and not options["publish"]:
             raise ConfigurationError(
@@ -362,6 +368,7 @@ class Command(DisketteCommand):
     ) -> None:
         counts = plan_data(definitions, options["database"])
         plans = [plan_storage(storage, excludes) for storage in storages]
+        changes = self.changes(storages, excludes, options)
         uncovered = coverage(
             [model for definition in definitions for model in definition.models]
         )
@@ -385,6 +392,7 @@ class Command(DisketteCommand):
                         for plan in plans
                     },
                     "skipped": [str(s.path) for plan in plans for s in plan.skipped],
+                    "delta": None if changes is None else [asdict(c) for c in changes],
                 }
             )
         self.stdout.write("=== Checking dump (nothing is written) ===")
@@ -403,6 +411,13 @@ class Command(DisketteCommand):
             )
             for skipped in plan.skipped:
                 self.stderr.write(f"  - would skip '{skipped.path}': {skipped.reason}")
+        for change in changes or ():
+            self.stdout.write(
+                f"Against --base, storage '{change.storage}' would send "
+                f"{change.added} new and {change.changed} changed files "
+                f"({human_size(change.bytes_sent)}), keep {change.kept} "
+                f"({human_size(change.bytes_kept)}) and remove {change.removed}"
+            )
         self.report_anonymization(anonymizer, uncovered)
         self.stdout.write(f"Archive would be created at: {archive}")
         if registry is not None:
@@ -527,6 +542,20 @@ class Command(DisketteCommand):
             )
             if removed:
                 reporter.info(f"Local archive removed: {info.path}")
+
+    def changes(
+        self, storages: list[AnyStorage], excludes: list[str], options: dict[str, Any]
+    ) -> list[StorageDelta] | None:
+        """With ``--base``: what a dump would send of each storage folder and
+        keep; S3 storages are sent whole. ``None`` without ``--base``."""
+        delta = self.delta(options)
+        if delta is None or delta.sidecar:
+            return None
+        return [
+            compare(storage, excludes, delta.base)
+            for storage in storages
+            if isinstance(storage, Storage)
+        ]
 
     def delta(self, options: dict[str, Any]) -> Delta | None:
         """What ``--base`` or ``--link-media`` asks the dump to keep out."""

@@ -36,7 +36,14 @@ class Command(DisketteCommand):
             type=Path,
             metavar="FILE",
             required=True,
-            help="File to write the list to (replaced whole).",
+            help="File to write the list to (replaced whole); - for the standard "
+            "output, which then holds nothing else.",
+        )
+        parser.add_argument(
+            "--read-only",
+            action="store_true",
+            help="Write nothing but the list: the sha256 read are not kept for next "
+            "time (for a dry run).",
         )
         parser.add_argument(
             "--storages-basepath",
@@ -47,17 +54,28 @@ class Command(DisketteCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        output: Path = options["output"]
+        to_stdout = str(output) == "-"
+        if to_stdout and options["json"]:
+            raise CommandError("--output - prints the list itself: drop --json")
         reporter = self.reporter(options)
         try:
             settings = get_settings()
             target = options["storages_basepath"] or settings.load_storages_path
             folders = project_storages(settings, target)
-            for line in recover_interrupted(folders.values(), "default"):
-                reporter.warning(line)
-            listed = have(folders, reporter.progress(0, "Reading media not indexed yet"))
+            if not options["read_only"]:
+                for line in recover_interrupted(folders.values(), "default"):
+                    reporter.warning(line)
+            listed = have(
+                folders,
+                reporter.progress(0, "Reading media not indexed yet"),
+                save=not options["read_only"],
+            )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
-        output: Path = options["output"]
+        if to_stdout:
+            self.stdout.write(json.dumps(listed, separators=(",", ":")))
+            return
         try:
             with PartialFile(output.absolute(), digest=False) as partial:
                 partial.write(json.dumps(listed, separators=(",", ":")).encode())

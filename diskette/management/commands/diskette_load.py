@@ -9,6 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.conf import check_database, get_settings
+from diskette.delta import Base, read_base
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
 from diskette.hooks import AfterLoad, after_load
@@ -127,6 +128,12 @@ class Command(DisketteCommand):
             "unless --keep.",
         )
         parser.add_argument(
+            "--base",
+            metavar="FILE",
+            help="With --plan: compare the archive's files with this list of media "
+            "(diskette_index on the host the archive is for) instead of the folders here.",
+        )
+        parser.add_argument(
             "--everything",
             action="store_true",
             help="Accept objects of every model, not only those of DISKETTE_APPS: for "
@@ -168,6 +175,11 @@ class Command(DisketteCommand):
         try:
             if options["no_data"] and options["no_storages"]:
                 raise ConfigurationError("nothing to load: --no-data and --no-storages")
+            if options["base"] and not options["plan"]:
+                raise ConfigurationError(
+                    "--base is the list a --plan compares with: add --plan"
+                )
+            base = self.base(options["base"])
             check_database(options["database"])
             settings = get_settings()
             target = options["storages_basepath"] or settings.load_storages_path
@@ -211,7 +223,7 @@ class Command(DisketteCommand):
             self.drop_download(archive, options)
             raise CommandError("interrupted: nothing was loaded") from None
         if options["plan"]:
-            return self.report_plan(result, archive, storages, options, reporter)
+            return self.report_plan(result, archive, storages, options, reporter, base)
         removed = (
             not options["check"] and not options["keep"] and self.remove(archive, reporter)
         )
@@ -246,6 +258,7 @@ class Command(DisketteCommand):
         storages: dict[str, Path],
         options: dict[str, Any],
         reporter: CommandReporter,
+        base: Base | None,
     ) -> None:
         """Say what a load would change (``--plan``); remove a download."""
         plan = plan_load(
@@ -254,6 +267,7 @@ class Command(DisketteCommand):
             options["database"],
             with_data=not options["no_data"],
             with_storages=not options["no_storages"],
+            base=base,
         )
         removed = (
             is_remote(options["archive"])
@@ -269,6 +283,18 @@ class Command(DisketteCommand):
             self.stdout.write(line)
         reporter.info("Nothing was changed.")
         return None
+
+    def base(self, path: str | None) -> Base | None:
+        """The list of media ``--base`` names, checked as a dump checks it."""
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as source:
+                return read_base(source, f"--base '{path}'")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--base '{path}' cannot be read: {exc.strerror or exc}"
+            ) from exc
 
     def drop_download(self, archive: Path | None, options: dict[str, Any]) -> None:
         """Remove an archive this command downloaded and could not use.

@@ -14,6 +14,7 @@ from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
 from diskette.load import project_storages, recover_interrupted
 from diskette.management.base import DisketteCommand
+from diskette.plan import rows_now
 from diskette.reset import Target, describe, reset
 
 
@@ -50,6 +51,12 @@ class Command(DisketteCommand):
             help="Say what would be reset and whether it is allowed; change nothing.",
         )
         parser.add_argument(
+            "--rows",
+            action="store_true",
+            help="With --check: count each model's rows, which the reset would drop "
+            "(what a dry run of a pull shows as rows now).",
+        )
+        parser.add_argument(
             "--override-protection",
             action="store_true",
             help="Reset even though this project sets DISKETTE_PROTECTED (no task "
@@ -79,8 +86,11 @@ class Command(DisketteCommand):
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
             if options["check"]:
-                self.report(options, target, holds_data, None, settings)
+                rows = rows_now(using) if options["rows"] else None
+                self.report(options, target, holds_data, None, settings, rows)
                 return
+            if options["rows"]:
+                raise CommandError("--rows counts what --check would drop: add --check")
             if options["interactive"]:
                 if options["json"]:  # the question would break the one-object output
                     raise CommandError(
@@ -100,6 +110,7 @@ class Command(DisketteCommand):
         holds_data: bool,
         how: str | None,
         settings: DisketteSettings,
+        rows: dict[str, int] | None = None,
     ) -> None:
         if options["json"]:
             self.write_json(
@@ -113,10 +124,13 @@ class Command(DisketteCommand):
                     # dump here anonymizes, whether a load here refuses raw data.
                     "anonymizes": configured(),
                     "requires_anonymized": settings.load_require_anonymized,
+                    "rows": rows,
                 }
             )
         elif how is None:
             self.stdout.write(f"Would drop and recreate {target}, then migrate")
+            for label, count in (rows or {}).items():
+                self.stdout.write(f"  - {label}: {count} rows")
         elif options["verbosity"] >= 1:
             self.stdout.write(f"Reset {target}: {how}, then applied all migrations")
 
