@@ -202,6 +202,9 @@ def demo(c: Context) -> None:
         "dump, publish and pull against boto3 and tar (default 256; 0: never)",
         "http_mb": "megabytes of media for benchmarks/http_pull.py: a pull over HTTP "
         "from gunicorn, against curl (default 256; 0: never)",
+        "pull_mb": "megabytes of media for benchmarks/daily_pull.py: a pull over SSH, "
+        "then pulls after 1% changed, against ssh dumpdata | loaddata and rsync "
+        "(default 1024; 0: never)",
     }
 )
 def bench(
@@ -214,6 +217,7 @@ def bench(
     memory_rows: int = 1_000_000,
     registry_mb: int = 256,
     http_mb: int = 256,
+    pull_mb: int = 1024,
 ) -> None:
     """Time diskette against dumpdata/loaddata, django-dbbackup, pg_dump and tar;
     write benchmarks/results.md.
@@ -231,6 +235,8 @@ def bench(
         c.run(f"{PYTHON} benchmarks/registry.py --media-mb {registry_mb}", pty=False)
     if http_mb:
         c.run(f"{PYTHON} benchmarks/http_pull.py --media-mb {http_mb}", pty=False)
+    if pull_mb:
+        c.run(f"{PYTHON} benchmarks/daily_pull.py --media-mb {pull_mb}", pty=False)
 
 
 for developer_task in (test, test_django, lint, demo, bench):
