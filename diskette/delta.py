@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,23 @@ def read_base(source: IO[bytes], name: str) -> Base:
                 )
             entries[relative] = (entry[0], entry[1])
     return base
+
+
+def read_base_file(path: str) -> Base:
+    """The have-list an option names (``-`` for the standard input), checked
+    by :func:`read_base`.
+
+    :raises ConfigurationError: naming the option's file and what is wrong.
+    """
+    if path == "-":
+        return read_base(sys.stdin.buffer, "the list of media on the standard input")
+    try:
+        with open(path, "rb") as source:
+            return read_base(source, f"--base '{path}'")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"--base '{path}' cannot be read: {exc.strerror or exc}"
+        ) from exc
 
 
 def base_digest(base: Base) -> str:

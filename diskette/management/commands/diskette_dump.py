@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
-from diskette.delta import Delta, StorageDelta, compare, read_base
+from diskette.delta import Delta, StorageDelta, compare, read_base_file
 from diskette.dump import (
     archive_filename,
     check_something_to_dump,
@@ -563,17 +562,7 @@ class Command(DisketteCommand):
             return Delta(sidecar=True)
         if not options["base"]:
             return None
-        if options["base"] == "-":
-            return Delta(
-                read_base(sys.stdin.buffer, "the list of media on the standard input")
-            )
-        try:
-            with open(options["base"], "rb") as source:
-                return Delta(read_base(source, f"--base '{options['base']}'"))
-        except OSError as exc:
-            raise CommandError(
-                f"--base '{options['base']}' cannot be read: {exc.strerror or exc}"
-            ) from exc
+        return Delta(read_base_file(options["base"]))
 
     def publish(
         self,

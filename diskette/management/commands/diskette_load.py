@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette.conf import check_database, get_settings
-from diskette.delta import Base, read_base
+from diskette.delta import Base, read_base_file
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
 from diskette.hooks import AfterLoad, after_load
@@ -179,7 +179,7 @@ class Command(DisketteCommand):
                 raise ConfigurationError(
                     "--base is the list a --plan compares with: add --plan"
                 )
-            base = self.base(options["base"])
+            base = read_base_file(options["base"]) if options["base"] else None
             check_database(options["database"])
             settings = get_settings()
             target = options["storages_basepath"] or settings.load_storages_path
@@ -283,18 +283,6 @@ class Command(DisketteCommand):
             self.stdout.write(line)
         reporter.info("Nothing was changed.")
         return None
-
-    def base(self, path: str | None) -> Base | None:
-        """The list of media ``--base`` names, checked as a dump checks it."""
-        if path is None:
-            return None
-        try:
-            with open(path, "rb") as source:
-                return read_base(source, f"--base '{path}'")
-        except OSError as exc:
-            raise ConfigurationError(
-                f"--base '{path}' cannot be read: {exc.strerror or exc}"
-            ) from exc
 
     def drop_download(self, archive: Path | None, options: dict[str, Any]) -> None:
         """Remove an archive this command downloaded and could not use.
