@@ -392,10 +392,19 @@ def pull(
             remove_remote(c, folder)
     anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
     print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
-    kept, kept_bytes = dumped.answer.get("kept"), dumped.answer.get("kept_bytes")
-    if type(kept) is int and type(kept_bytes) is int and kept:
+    kept, kept_bytes = kept_counts(dumped)
+    if kept:
         print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
     return local, dumped
+
+
+def kept_counts(dumped: Dumped) -> tuple[int, int]:
+    """The files, and their bytes, a host's dump left out as this side has
+    them (its answer is checked, not trusted: 0 for anything but counts)."""
+    kept, kept_bytes = dumped.answer.get("kept"), dumped.answer.get("kept_bytes")
+    if type(kept) is int and type(kept_bytes) is int and kept >= 0 and kept_bytes >= 0:
+        return kept, kept_bytes
+    return 0, 0
 
 
 def send_list(c: Connection, project: Project, listed: str, remote: str) -> str:
@@ -659,12 +668,13 @@ def pull_snapshot(
         keep_remote=keep_remote,
         base=base,
     )
+    kept, kept_bytes = kept_counts(dumped)
     pulled = {
         "host": c.original_host,
         "downloaded": str(local),
         "size": dumped.size,
-        "kept": dumped.answer.get("kept", 0),
-        "kept_bytes": dumped.answer.get("kept_bytes", 0),
+        "kept": kept,
+        "kept_bytes": kept_bytes,
     }
     if local_project is None:
         print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
@@ -702,13 +712,13 @@ def plan_pull(
         if "--no-storages" in selection or full
         else media_list(here, local_project, read_only=True)
     )
-    command = ("diskette_dump", "--check", *selection, "--json")
+    command = ("diskette_dump", "--check", *selection)
     with on_host(c):
         if base is None:
-            answer = run_json(c, project, *command[:-1])
+            answer = run_json(c, project, *command)
         else:
             status, out, err = run_with_input(
-                c, project.command(*command, "--base", "-"), base.encode()
+                c, project.command(*command, "--base", "-", "--json"), base.encode()
             )
             answer = last_json_object(out) or {}
             if status != 0 or "error" in answer:

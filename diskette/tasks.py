@@ -403,8 +403,9 @@ def print_plan(what: str, plan: dict[str, Any]) -> None:
         if isinstance(change, dict):
             now = "?" if change.get("now") is None else change.get("now")
             print(
-                one_line(
-                    f"  {change.get('model')}: {now} rows now, {change.get('after')} after"
+                "  "
+                + one_line(
+                    f"{change.get('model')}: {now} rows now, {change.get('after')} after"
                 )
             )
     for change in _listed(plan, "storages"):
@@ -412,8 +413,9 @@ def print_plan(what: str, plan: dict[str, Any]) -> None:
             sent = change.get("bytes_sent")
             moved = f"; {human_size(sent)} to send" if type(sent) is int else ""
             print(
-                one_line(
-                    f"  {change.get('storage')}: {change.get('added')} files added, "
+                "  "
+                + one_line(
+                    f"{change.get('storage')}: {change.get('added')} files added, "
                     f"{change.get('changed')} changed, {change.get('removed')} removed{moved}"
                 )
             )
