@@ -32,13 +32,14 @@ import re
 import shutil
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .archive import ArchiveWriter, Unpacked
-from .archive.reader import SpaceBudget
+from .archive import ArchiveWriter, Unpacked, unpack
+from .archive.reader import Member, SpaceBudget
 from .exceptions import ConfigurationError, DumpError, LoadError
 from .files import file_sha256
 from .mediaindex import Known, MediaIndex
@@ -561,3 +562,59 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
                 f"'{source.path}' changed while it was being loaded: load again once "
                 "nothing writes to the media"
             )
+
+
+@dataclass(frozen=True)
+class Thinned:
+    """An archive made a delta by :func:`thin`: where, and what it left out."""
+
+    path: Path
+    kept: int
+    kept_bytes: int
+
+
+def thin(archive: Path, base: Base, output: Path) -> Thinned | None:
+    """Write ``archive`` again as a delta against ``base``, at ``output``.
+
+    For a push: the archive is whole, made before anyone knew what the host
+    has. It is read twice, never trusted: once to verify it and learn each
+    member's sha256, which decides what the host has (:class:`Theirs`),
+    then to take out only the members still to send, into a folder beside
+    ``output`` that goes when the new archive is written. Data, folders and
+    links are written again as they were.
+
+    :returns: ``None`` when there is nothing to leave out (or the archive is
+        a delta already, which loads only where it was made for): send it as is.
+    :raises ArchiveError: the archive does not verify.
+    :raises DumpError: the new one cannot be written.
+    """
+    first = unpack(archive)
+    if first.kept:
+        return None
+    kept: dict[str, Member] = {}
+    for storage in first.storages:
+        theirs = Theirs(base.get(storage, {}))
+        for member in first.files(storage).values():
+            if (member.size, member.sha256) in theirs.contents:
+                kept[member.name] = member
+    if not kept:
+        return None
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".diskette-thin-") as work:
+        root = Path(work)
+        unpack(archive, place=lambda name: None if name in kept else root / name)
+        writer = ArchiveWriter(output, permissions=0o600)
+        with writer:
+            for name, member in first.members.items():
+                if name in kept:
+                    writer.add_kept(name, member.size, member.sha256)
+                elif member.kind == "file":
+                    writer.add_file(root / name, name)
+                elif member.kind == "directory":
+                    writer.add_directory(root / name, name)
+                else:
+                    writer.add_symlink(name, member.target)
+            manifest = {k: v for k, v in first.manifest.items() if k != "members"}
+            writer.close(
+                {**manifest, "delta": {"sidecar": False, "base": base_digest(base)}}
+            )
+    return Thinned(output, len(kept), sum(m.size for m in kept.values()))

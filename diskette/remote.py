@@ -38,13 +38,15 @@ exception classes are imported, through :mod:`diskette.exceptions`): install
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import re
 import shlex
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,8 @@ import fabric
 from fabric import Connection
 from invoke import Collection, Context, Exit
 
+from .delta import Thinned, read_base, thin
+from .exceptions import DisketteError
 from .progress import human_size
 from .shortflags import ShortFlags
 from .ssh import HostOutput, connect, on_host, speaking_for
@@ -433,6 +437,7 @@ def push(
     *,
     yes: bool = False,
     force: bool = False,
+    full: bool = False,
     **load: Any,
 ) -> dict[str, Any]:
     """Ask, upload ``archive`` to ``c``'s host, then reset its database and load it.
@@ -440,11 +445,14 @@ def push(
     What needs no upload comes first: the host's database is checked
     (``diskette_reset --check``: its guards, which database it is), and the
     question names the host and that database, so that a "no", a refusal or
-    a missing terminal sends nothing. Once confirmed, the archive is
+    a missing terminal sends nothing. Once confirmed, the host lists its
+    media, and what it has already is left out of what is sent (a delta,
+    :func:`diskette.delta.thin`) unless ``full``; the archive is then
     uploaded, verified and loaded there without asking again.
 
     :param load: passed to :func:`diskette.tasks.reset_and_load_archive`.
-    :returns: what it reports, with the ``sha256`` of the upload.
+    :returns: what it reports, with the ``sha256`` of the upload, its
+        ``size`` and the files ``kept`` (and their bytes) the host had.
     """
     name = c.original_host
     with on_host(c):
@@ -454,8 +462,17 @@ def push(
     try:
         remote = f"{folder}/{archive.name}"
         with on_host(c):
-            digest = upload(c, archive, remote, receiver=receiver(project))
+            listed = None if full else media_list(c, project, host=name)
+        with sending(archive, listed) as (path, thinned):
+            with on_host(c):
+                digest = upload(c, path, remote, receiver=receiver(project))
+            size = path.stat().st_size
         print(f"Uploaded {archive} to {name}:{remote} (sha256 {digest})")
+        if thinned is not None:
+            print(
+                f"{thinned.kept} files ({human_size(thinned.kept_bytes)}) were not sent: "
+                f"{name} has them"
+            )
         with on_host(c):
             # Answered above: yes=True only skips the question, not the checks.
             done = reset_and_load_archive(
@@ -470,7 +487,31 @@ def push(
             )
     finally:
         remove_remote(c, folder)
-    return {**done, "archive": str(archive), "sha256": digest}
+    return {
+        **done,
+        "archive": str(archive),
+        "sha256": digest,
+        "size": size,
+        "kept": thinned.kept if thinned else 0,
+        "kept_bytes": thinned.kept_bytes if thinned else 0,
+    }
+
+
+@contextlib.contextmanager
+def sending(archive: Path, listed: str | None) -> Iterator[tuple[Path, Thinned | None]]:
+    """The file to send for ``archive``: a delta of it against the host's
+    ``listed`` media, made in a folder of its own beside it and removed
+    after, or the archive itself where that leaves nothing out."""
+    if listed is None:
+        yield archive, None
+        return
+    base = read_base(io.BytesIO(listed.encode()), "the host's list of media")
+    with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".diskette-push-") as work:
+        try:
+            made = thin(archive, base, Path(work) / archive.name)
+        except DisketteError as exc:
+            raise Exit(f"{archive} cannot be sent: {exc}", code=1) from exc
+        yield (archive, None) if made is None else (made.path, made)
 
 
 def remote_task(body: Callable[..., Any]) -> Callable[..., Any]:
@@ -788,6 +829,7 @@ def _storage_changes(answer: dict[str, Any]) -> list[dict[str, Any]]:
         "fast": FAST_HELP,
         "dry_run": "Say what would change on the host (rows per model now and after; "
         "files added, changed, removed) and change nothing, there or here.",
+        "full": "Send every media file, not only those the host lacks.",
         "json": JSON_HELP,
         **PROJECT_HELP,
     }
@@ -803,6 +845,7 @@ def push_snapshot(
     loaddata: bool = False,
     fast: bool = False,
     dry_run: bool = False,
+    full: bool = False,
     project_dir: str | None = None,
     python: str | None = None,
     json: bool = False,
@@ -833,6 +876,7 @@ def push_snapshot(
         path,
         yes=yes,
         force=force,
+        full=full,
         safety=SafetyNet.from_config(c, no_backup=no_backup),
         load_options=tuple(flags(loaddata=loaddata, fast=fast)),
     )

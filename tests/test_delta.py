@@ -392,3 +392,26 @@ def rewrite_manifest(archive: Path, manifest: dict, target: Path) -> Path:
                     member, source.extractfile(member) if member.isfile() else None
                 )
     return target
+
+
+def test_thinning_a_whole_archive_keeps_what_the_list_has_and_loads(sides, tmp_path):
+    """A push's delta, made from an archive made before: the same load."""
+    media, laptop, have, _ = sides
+    host_tree, host_data = tree_state(media), data_state()
+    whole = Path(dump_json()["archive"])
+    base = delta.read_base_file(str(have))
+
+    made = delta.thin(whole, base, tmp_path / "thin.tar.gz")
+
+    assert made is not None and made.kept == len(media_files(media)) - 2
+    assert delta.thin(made.path, base, tmp_path / "again.tar.gz") is None  # a delta already
+    empty = tmp_path / "nothing.json"
+    empty.write_text(json.dumps({"format": 1, "storages": {}}))
+    assert (
+        delta.thin(whole, delta.read_base_file(str(empty)), tmp_path / "x.tar.gz") is None
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".diskette-")] == []
+    as_laptop(media, laptop)
+    wipe_database()
+    run_command("diskette_load", str(made.path))
+    assert tree_state(media) == host_tree and data_state() == host_data

@@ -196,6 +196,37 @@ def test_push_loads_the_archive_on_the_remote(local, remote):
     assert (local.root / "out" / "diskette_data_storages.tar.gz").exists()
 
 
+def test_a_second_push_sends_only_what_the_host_lacks(local, remote):
+    local.manage("diskette_dump", "--destination", str(local.root / "out"))
+    archive = local.root / "out" / "diskette_data_storages.tar.gz"
+    push = ("-H", "staging", "push-snapshot", "out/diskette_data_storages.tar.gz", "--yes")
+    first = json.loads(fab(local, *push, "--json").stdout)  # the host has other media
+    media = {
+        n: m
+        for n, m in read_manifest(archive)["members"].items()
+        if n.startswith("var/media/") and "size" in m
+    }
+    remote.manage(
+        "shell", "-c", "from demo.models import Tag; Tag.objects.create(name='on the host')"
+    )
+    temp = leftovers(local)
+
+    second = fab(local, *push, "--json")
+    answer = json.loads(second.stdout)
+
+    assert remote.fingerprint() == local.fingerprint()  # the tag is gone, the media whole
+    assert answer["kept"] == len(media) > first["kept"]
+    assert answer["kept_bytes"] == sum(m["size"] for m in media.values())
+    assert answer["size"] < archive.stat().st_size == first["size"]
+    assert "were not sent: staging has them" in second.stderr
+    assert leftovers(local) == temp
+    assert sorted(p.name for p in archive.parent.iterdir()) == [
+        archive.name
+    ]  # no work left
+    full = json.loads(fab(local, *push, "--json", "--full").stdout)
+    assert full["kept"] == 0 and full["size"] == archive.stat().st_size
+
+
 def test_a_dry_run_push_plans_what_the_push_then_does_and_changes_nothing(local, remote):
     local.manage("diskette_dump", "--destination", str(local.root / "out"))
     archive = "out/diskette_data_storages.tar.gz"
