@@ -15,6 +15,9 @@ swap stays one rename per entry, all or nothing, and a delta can never load
 onto the wrong base: a kept file that is nowhere here with its sha256 stops
 the load before anything changed, naming it.
 
+A push works the other way round: its archive exists before anyone asked
+the host, so :func:`thin` writes it again as a delta against the host's list.
+
 The same mechanism makes the safety snapshot of a reset nearly free
 (:func:`sidecar_of`): its media are hard-linked into a folder beside the
 data-only archive, which lists them all as kept, instead of being
