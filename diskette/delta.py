@@ -31,7 +31,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import sys
@@ -42,13 +41,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .archive import ArchiveWriter, Unpacked, unpack
+from .archive.format import is_sha256
 from .archive.reader import Member, SpaceBudget
 from .exceptions import ConfigurationError, DumpError, LoadError
 from .files import file_sha256
 from .mediaindex import Known, MediaIndex
 from .storages import Entry, Storage, walk_storage
 
-SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The shape of a have-list, bumped when it changes.
 HAVE_FORMAT = 1
 #: A have-list larger than this is not one diskette wrote: some 150 bytes a
@@ -210,8 +209,7 @@ def read_base(source: IO[bytes], name: str) -> Base:
                 or len(entry) != 2
                 or type(entry[0]) is not int
                 or entry[0] < 0
-                or not isinstance(entry[1], str)
-                or not SHA256.fullmatch(entry[1])
+                or not is_sha256(entry[1])
             ):
                 raise ConfigurationError(
                     f"{name}: '{storage}/{relative}' must be [size, sha256]"

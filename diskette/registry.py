@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from . import __version__
 from .archive import read_manifest
+from .archive.format import is_sha256
 from .conf import DisketteSettings
 from .encryption import SUFFIX, decrypt, encrypt, read_identities
 from .exceptions import RegistryError, StorageAccessError
@@ -129,10 +130,7 @@ class Snapshot:
                 raise ValueError("its id does not match its name")
             if snapshot.object != archive_name(snapshot.id, snapshot.encrypted):
                 raise ValueError("it points at an object outside archives/")
-            if not (
-                SHA256.fullmatch(snapshot.sha256)
-                and SHA256.fullmatch(snapshot.archive_sha256)
-            ):
+            if not (is_sha256(snapshot.sha256) and is_sha256(snapshot.archive_sha256)):
                 raise ValueError("a sha256 is malformed")
             if snapshot.created_at.tzinfo is None:
                 raise ValueError("'created' has no time zone")
@@ -166,7 +164,6 @@ INDEX_KINDS = {
     "bool": "true or false",
     "strings": "a list of strings",
 }
-SHA256 = re.compile(r"[0-9a-f]{64}")
 #: No snapshot is a petabyte: a larger "size" is a lie.
 LARGEST = 2**50
 

@@ -53,6 +53,7 @@ from typing import Any
 import fabric
 from fabric import Connection
 from invoke import Collection, Context, Exit
+from invoke.runners import Result
 
 from .delta import Thinned, read_base, thin
 from .exceptions import DisketteError
@@ -76,11 +77,10 @@ from .tasks import (
     config_text,
     confirm,
     dump_archive,
-    error_line,
     expect,
     flags,
+    json_answer,
     last_error,
-    last_json_object,
     media_list,
     one_line,
     print_plan,
@@ -367,13 +367,9 @@ def pull(
             try:
                 dumped = dump_archive(c, project, *options, *destination_option)
             except CommandFailed as exc:
-                if base is not None and "unrecognized arguments: --base" in str(
-                    exc.message
-                ):
+                if base is not None and lacks_deltas(exc):
                     raise Exit(
-                        f"{c.original_host}: its diskette makes no deltas: update it to "
-                        "this machine's version, or pull with --full",
-                        code=1,
+                        f"{c.original_host}: {NO_DELTAS}, or pull with --full", code=1
                     ) from exc
                 raise
             if dumped.sha256 is None:
@@ -409,6 +405,15 @@ def kept_counts(dumped: Dumped) -> tuple[int, int]:
     if type(kept) is int and type(kept_bytes) is int and kept >= 0 and kept_bytes >= 0:
         return kept, kept_bytes
     return 0, 0
+
+
+#: What a host whose diskette predates deltas is told to do.
+NO_DELTAS = "its diskette makes no deltas: update it to this machine's version"
+
+
+def lacks_deltas(failed: CommandFailed) -> bool:
+    """Whether a host's ``diskette_dump`` failed for not knowing ``--base``."""
+    return "unrecognized arguments: --base" in str(failed.message)
 
 
 def send_list(c: Connection, project: Project, listed: str, remote: str) -> str:
@@ -758,19 +763,17 @@ def plan_pull(
         if base is None:
             answer = run_json(c, project, *command)
         else:
-            status, out, err = run_with_input(
-                c, project.command(*command, "--base", "-", "--json"), base.encode()
-            )
-            answer = last_json_object(out) or {}
-            if status != 0 or "error" in answer:
-                error = one_line(str(answer.get("error") or error_line(err, "no answer")))
-                if "unrecognized arguments: --base" in error:
-                    error = (
-                        "its diskette makes no deltas: update it to this machine's version"
-                    )
+            line = project.command(*command, "--base", "-", "--json")
+            status, out, err = run_with_input(c, line, base.encode())
+            try:
+                answer = json_answer(
+                    Result(stdout=out, stderr=err, exited=status, command=line)
+                )
+            except CommandFailed as exc:
+                error = NO_DELTAS if lacks_deltas(exc) else exc.message
                 raise Exit(
                     f"{c.original_host}: diskette_dump --check failed: {error}", code=1
-                )
+                ) from exc
     now = expect(target, "rows", dict, "diskette_reset")
     after: dict[str, int] = {}
     for objects in expect(answer, "objects", dict, "diskette_dump").values():

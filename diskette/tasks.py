@@ -253,7 +253,15 @@ def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, 
         in_stream=False,
         **run,
     )
-    answer = last_json_object(result.stdout)
+    return json_answer(result)
+
+
+def json_answer(result: Result) -> dict[str, Any]:
+    """The object a diskette command run with ``--json`` printed.
+
+    :raises CommandFailed: as :func:`run_json` says.
+    """
+    answer = _last_json_object(result.stdout)
     if result.failed or answer is None or "error" in answer:
         raise CommandFailed(_error(result, answer), result)
     return answer
@@ -264,7 +272,7 @@ def progress_flag() -> list[str]:
     return ["--progress"] if sys.stderr.isatty() else []
 
 
-def last_json_object(output: str) -> dict[str, Any] | None:
+def _last_json_object(output: str) -> dict[str, Any] | None:
     """The object on the last line of ``output``, if it is one.
 
     On a push or a pull, ``output`` comes from another host: it is parsed
@@ -297,12 +305,7 @@ def last_error(result: Result, fallback: str) -> str:
     That line is its error (a ``CommandError``, a shell's complaint); on a
     remote host it is the host's text, so it goes through :func:`one_line`.
     """
-    return error_line(result.stderr, fallback)
-
-
-def error_line(stderr: str, fallback: str) -> str:
-    """:func:`last_error` of a command's standard error as text."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     return one_line(lines[-1].removeprefix("CommandError: ")) if lines else fallback
 
 

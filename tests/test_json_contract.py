@@ -177,9 +177,9 @@ def test_json_refuses_what_would_break_its_one_object(demo):
 
 
 def test_an_answer_is_parsed_strictly():
-    assert tasks.last_json_object('{"size": NaN}') is None
-    assert tasks.last_json_object("[" * 100_000) is None
-    assert tasks.last_json_object('noise\n{"archive": "a"}') == {"archive": "a"}
+    assert tasks._last_json_object('{"size": NaN}') is None
+    assert tasks._last_json_object("[" * 100_000) is None
+    assert tasks._last_json_object('noise\n{"archive": "a"}') == {"archive": "a"}
 
 
 def test_a_message_from_elsewhere_is_one_bounded_printable_line():

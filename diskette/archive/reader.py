@@ -34,7 +34,7 @@ from typing import Any
 from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
 from ..files import BLOCK_SIZE
 from .compression import DECOMPRESSION_ERRORS, GzipReader
-from .format import DATA_DIR, MANIFEST_NAME, READABLE_FORMAT
+from .format import DATA_DIR, MANIFEST_NAME, READABLE_FORMAT, is_sha256
 from .tarstream import TarMember, TarStream
 
 #: A manifest larger than this is not one diskette wrote: it records about
@@ -458,7 +458,7 @@ def check_kept(
             not isinstance(entry, dict)
             or type(entry.get("size")) is not int
             or entry["size"] < 0
-            or not _is_sha256(entry.get("sha256"))
+            or not is_sha256(entry.get("sha256"))
         ):
             raise ManifestError(
                 f"{MANIFEST_NAME}: kept file '{name}' needs a size and a sha256"
@@ -494,14 +494,6 @@ def _parents(name: str) -> Iterator[str]:
     while parent and parent != name:  # "/" is its own parent
         yield parent
         name, parent = parent, posixpath.dirname(parent)
-
-
-def _is_sha256(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) == 64
-        and all(c in "0123456789abcdef" for c in value)
-    )
 
 
 def _link_target(link: Member, members: dict[str, Member]) -> str:
