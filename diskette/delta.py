@@ -496,17 +496,24 @@ def _find(
 ) -> None:
     """Move the kept files found in ``folder`` from ``kept`` to ``sources``."""
     inside = f"{os.path.realpath(folder)}{os.sep}"
+    root = os.fspath(folder)
+    # A regular file is where its folder really is: one realpath per folder,
+    # not per file (a media folder may hold tens of thousands).
+    real_parents: dict[str, str] = {}
     for relative, member in list(kept.items()):
-        path = folder / relative
+        path = os.path.join(root, relative)
         with contextlib.suppress(OSError, ValueError):
             status = os.lstat(path)
+            parent = os.path.dirname(path)
+            if parent not in real_parents:
+                real_parents[parent] = f"{os.path.realpath(parent)}{os.sep}"
             if (
                 stat.S_ISREG(status.st_mode)
                 and status.st_size == member.size
-                and os.path.realpath(path).startswith(inside)
+                and real_parents[parent].startswith(inside)
                 and index.sha256(relative, status) == member.sha256
             ):
-                sources[member.name] = Source(path, status, member.sha256)
+                sources[member.name] = Source(Path(path), status, member.sha256)
                 del kept[relative]
     if not kept:
         return
@@ -516,9 +523,9 @@ def _find(
     for relative, member in list(kept.items()):
         found = by_digest.get((member.size, member.sha256))
         if found is not None:
-            path = folder / found[0]
+            moved = folder / found[0]
             with contextlib.suppress(OSError):
-                sources[member.name] = Source(path, os.lstat(path), member.sha256)
+                sources[member.name] = Source(moved, os.lstat(moved), member.sha256)
                 del kept[relative]
 
 
@@ -536,12 +543,15 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
     :raises LoadError: naming the file that could not be placed, or that changed.
     """
     budget = SpaceBudget()
+    made: set[Path] = set()  # a folder of many files is made once
     for name, source in sources.items():
         target = place(name)
         if target is None:
             continue
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             link_or_copy(source.path, target, budget)
             now = os.lstat(target)
             linked = (now.st_dev, now.st_ino) == (

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -99,11 +100,12 @@ class StorageSwap:
     load_id: str
     database: str
 
-    @property
+    # Cached: asked once per member of a load, tens of thousands of times.
+    @functools.cached_property
     def work(self) -> Path:
         return self.folder / f"{WORK_PREFIX}{self.load_id}"
 
-    @property
+    @functools.cached_property
     def new(self) -> Path:
         """Where the archive's files for this storage are extracted."""
         return self.work / "new"

@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import StringIO
@@ -66,7 +66,7 @@ from .mediaindex import record_loaded
 from .models import Load
 from .objectstorage import get_storage, local_folder
 from .reporting import Reporter, error_line, human_size
-from .schema import migration_differences
+from .schema import migration_differences, migrations_after_reset
 from .signals import post_load
 from .storages import ALIASES_DIR, alias_relpath
 from .trust import ModelPolicy, declared_storages, json_objects, listed_models
@@ -115,6 +115,13 @@ class LoadOptions:
     :param hooks: run them, and send ``post_load``; ``False`` to put a
         safety snapshot back, whose data had its fix-ups already: a hook
         that failed the load it guards would fail its restoring too.
+    :param reset: empties the database and migrates it (``diskette_load
+        --reset``), called once the whole archive is verified and staged,
+        before any data loads: an archive that cannot be loaded drops
+        nothing. The archive's migrations are compared, before it, with
+        those the reset will apply (``--strict`` refuses while the database
+        is still there). A load that fails after it leaves the database
+        empty, and the media as they were.
     """
 
     with_data: bool = True
@@ -133,6 +140,7 @@ class LoadOptions:
     using: str = DEFAULT_DB_ALIAS
     after_load: tuple[AfterLoad, ...] = ()
     hooks: bool = True
+    reset: Callable[[], object] | None = None
 
 
 @dataclass
@@ -200,7 +208,12 @@ def load(
                 sidecar_of(archive),
                 save=not options.check,
             )
-            _check_migrations(unpacked, options.using, options.strict, reporter)
+            reset = None if options.check else options.reset
+            # With a reset to come, compared with what it will leave.
+            after_reset = migrations_after_reset() if reset is not None else None
+            _check_migrations(
+                unpacked, options.using, options.strict, reporter, after_reset
+            )
             listed = {data: listed_models(unpacked.manifest, data) for data in datas}
             files = [
                 _vetted(
@@ -223,6 +236,8 @@ def load(
             if sources:
                 reporter.info(f"Linking {len(sources)} files this delta keeps from here")
                 place_kept(sources, restore.place)
+            if reset is not None:  # the new media are ready beside the old
+                reset()
             return _restore(
                 _Plan(unpacked, files, listed, policy), restore, options, reporter
             )
@@ -582,10 +597,14 @@ def _chosen_datas(unpacked: Unpacked, exclude: Sequence[str]) -> list[str]:
 
 
 def _check_migrations(
-    unpacked: Unpacked, using: str, strict: bool, reporter: Reporter
+    unpacked: Unpacked,
+    using: str,
+    strict: bool,
+    reporter: Reporter,
+    local: dict[str, list[str]] | None = None,
 ) -> None:
     try:
-        differing = migration_differences(unpacked.manifest.get("migrations"), using)
+        differing = migration_differences(unpacked.manifest.get("migrations"), using, local)
     except DatabaseError as exc:
         raise LoadError(f"cannot read the database to load into: {exc}") from exc
     if not differing:

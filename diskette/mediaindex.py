@@ -75,24 +75,25 @@ class MediaIndex:
     :param path: the index file, if not the one in the cache (:func:`index_path`).
     """
 
-    def __init__(self, folder: Path, path: Path | None = None) -> None:
+    def __init__(
+        self, folder: Path, path: Path | None = None, *, read: bool = True
+    ) -> None:
         self.folder = folder
         self.real = os.path.realpath(folder)
         self.path = path or _cached(self.real)
-        self.entries: dict[str, Known] = _read(self.path, self.real)
-        self.changed = False
+        self.entries: dict[str, Known] = _read(self.path, self.real) if read else {}
+        self.changed = not read
 
     def sha256(self, relative: str, status: os.stat_result | None = None) -> str:
         """The sha256 of file ``relative``, read only if the index does not know it.
 
         :raises OSError: the file cannot be read.
         """
-        path = self.folder / relative
-        status = status or path.stat()
+        status = status or (self.folder / relative).stat()
         known = self.entries.get(relative)
         if known is not None and known.matches(status):
             return known.sha256
-        digest = file_sha256(path)
+        digest = file_sha256(self.folder / relative)
         self.record(relative, digest, status)
         return digest
 
@@ -151,8 +152,11 @@ class MediaIndex:
                 prefix=f"{self.path.name}.", suffix=".part", dir=self.path.parent
             )
             try:
+                # dumps, not dump: only one string at once takes the C encoder
+                # (0.1 s for 16,000 files, against 0.3 s).
+                text = json.dumps(content, separators=(",", ":"))
                 with os.fdopen(descriptor, "w", encoding="utf-8") as output:
-                    json.dump(content, output, separators=(",", ":"))
+                    output.write(text)
                 os.replace(temporary, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -178,24 +182,26 @@ def regular_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
 
     Diskette's own entries at the top (work folders, the index) are not media.
     """
-    pending = [folder]
+    # Paths as text, each folder's with its path in ``folder``: pathlib's
+    # joins cost more than the stat calls on a folder of many small files.
+    pending = [(os.fspath(folder), "")]
     while pending:
-        current = pending.pop()
+        current, prefix = pending.pop()
         try:
             children = list(os.scandir(current))
         except OSError:
             continue
         for child in children:
-            if current == folder and is_work_folder(child.name):
+            if not prefix and is_work_folder(child.name):
                 continue
             try:
                 status = child.stat(follow_symlinks=False)
             except OSError:
                 continue
             if stat.S_ISDIR(status.st_mode):
-                pending.append(Path(child.path))
+                pending.append((child.path, f"{prefix}{child.name}/"))
             elif stat.S_ISREG(status.st_mode):
-                yield Path(child.path).relative_to(folder).as_posix(), status
+                yield f"{prefix}{child.name}", status
 
 
 def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
@@ -203,11 +209,11 @@ def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
 
     Best effort: the index only saves reading the files again later.
     """
-    index = MediaIndex(folder)
-    index.entries = {}
+    index = MediaIndex(folder, read=False)  # what was there before is gone
+    root = os.fspath(folder)
     for relative, sha256 in files.items():
         with contextlib.suppress(OSError):
-            status = os.lstat(folder / relative)
+            status = os.lstat(os.path.join(root, relative))
             if stat.S_ISREG(status.st_mode):
                 index.record(relative, sha256, status)
     index.save()

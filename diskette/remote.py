@@ -80,6 +80,7 @@ from .tasks import (
     expect,
     flags,
     json_answer,
+    lacks_option,
     last_error,
     media_list,
     one_line,
@@ -367,7 +368,7 @@ def pull(
             try:
                 dumped = dump_archive(c, project, *options, *destination_option)
             except CommandFailed as exc:
-                if base is not None and lacks_deltas(exc):
+                if base is not None and lacks_option(exc, "--base"):
                     raise Exit(
                         f"{c.original_host}: {NO_DELTAS}, or pull with --full", code=1
                     ) from exc
@@ -409,11 +410,6 @@ def kept_counts(dumped: Dumped) -> tuple[int, int]:
 
 #: What a host whose diskette predates deltas is told to do.
 NO_DELTAS = "its diskette makes no deltas: update it to this machine's version"
-
-
-def lacks_deltas(failed: CommandFailed) -> bool:
-    """Whether a host's ``diskette_dump`` failed for not knowing ``--base``."""
-    return "unrecognized arguments: --base" in str(failed.message)
 
 
 def send_list(c: Connection, project: Project, listed: str, remote: str) -> str:
@@ -770,7 +766,7 @@ def plan_pull(
                     Result(stdout=out, stderr=err, exited=status, command=line)
                 )
             except CommandFailed as exc:
-                error = NO_DELTAS if lacks_deltas(exc) else exc.message
+                error = NO_DELTAS if lacks_option(exc, "--base") else exc.message
                 raise Exit(
                     f"{c.original_host}: diskette_dump --check failed: {error}", code=1
                 ) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
 from .definitions import OWN_APP_LABEL
@@ -25,16 +26,38 @@ def applied_migrations(using: str) -> dict[str, list[str]]:
     return applied
 
 
-def migration_differences(recorded: Any, using: str) -> list[str]:
+def migrations_after_reset() -> dict[str, list[str]]:
+    """What :func:`applied_migrations` will say once a reset has migrated an
+    empty database: every migration of the project, as ``migrate`` records
+    them (a squashed one with those it replaces). Read from the files, so a
+    load can compare before it drops anything.
+    """
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    names: set[tuple[str, str]] = set()
+    for key, migration in graph.nodes.items():
+        names.add(key)
+        names.update(migration.replaces)
+    applied: dict[str, list[str]] = {}
+    for app_label, name in sorted(names):
+        applied.setdefault(app_label, []).append(name)
+    return applied
+
+
+def migration_differences(
+    recorded: Any, using: str, local: dict[str, list[str]] | None = None
+) -> list[str]:
     """App labels whose applied migrations differ between ``recorded`` and ``using``.
 
     Archives from diskette 0.6 record nothing: there is nothing to compare.
     diskette's own migrations are left out: its table never travels in an
     archive (and diskette 0.6 used the same app label for other tables).
+
+    :param local: what to compare with instead of the database's
+        (:func:`migrations_after_reset`).
     """
     if not isinstance(recorded, dict):
         return []
-    local = applied_migrations(using)
+    local = applied_migrations(using) if local is None else local
     return sorted(
         str(label)
         for label in (set(recorded) | set(local)) - {OWN_APP_LABEL}

@@ -324,27 +324,33 @@ def walk_storage(
 
 
 def _walk(
-    storage: Storage, folder: Path, patterns: tuple[str, ...], real_root: Path
+    storage: Storage,
+    folder: Path,
+    patterns: tuple[str, ...],
+    real_root: Path,
+    prefix: str = "",
 ) -> Iterator[Entry | Skipped]:
+    """:func:`walk_storage` below ``folder``, whose path in the storage is
+    ``prefix`` (names are joined as text: a media folder may hold many
+    thousands of files, and ``relative_to`` on each cost a third of the walk).
+    """
     try:
         children = sorted(os.scandir(folder), key=lambda child: child.name)
     except OSError as exc:
         yield Skipped(folder, f"cannot be read ({exc.strerror})")
         return
     for child in children:
-        path = Path(child.path)
-        relative = path.relative_to(storage.path).as_posix()
-        if is_excluded(relative, patterns) or (
-            folder == storage.path and is_work_folder(child.name)
-        ):
+        relative = f"{prefix}{child.name}"
+        if is_excluded(relative, patterns) or (not prefix and is_work_folder(child.name)):
             continue  # excluded, or a load's work folder (never media)
+        path = Path(child.path)
         arcname = f"{storage.relpath}/{relative}"
         status = child.stat(follow_symlinks=False)
         if stat.S_ISLNK(status.st_mode):
             yield _symlink_entry(path, arcname, real_root)
         elif stat.S_ISDIR(status.st_mode):
             yield Entry(path, arcname, "directory")
-            yield from _walk(storage, path, patterns, real_root)
+            yield from _walk(storage, path, patterns, real_root, f"{relative}/")
         elif stat.S_ISREG(status.st_mode):
             yield Entry(path, arcname, "file", size=status.st_size)
         else:

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from invoke import Collection, Context, Exit
 from invoke.runners import Result
@@ -223,9 +223,14 @@ def finished(result: Result | None) -> Result:
 class CommandFailed(Exit):
     """A management command run with ``--json`` failed; ``message`` is its error."""
 
-    def __init__(self, message: str, result: Result) -> None:
+    def __init__(
+        self, message: str, result: Result, answer: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message, code=1)
         self.result = result
+        #: The whole ``{"error": ...}`` object (``diskette_load --reset``
+        #: adds whether it dropped the database), or empty.
+        self.answer = answer or {}
 
 
 def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, Any]:
@@ -263,7 +268,7 @@ def json_answer(result: Result) -> dict[str, Any]:
     """
     answer = _last_json_object(result.stdout)
     if result.failed or answer is None or "error" in answer:
-        raise CommandFailed(_error(result, answer), result)
+        raise CommandFailed(_error(result, answer), result, answer)
     return answer
 
 
@@ -365,18 +370,6 @@ def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
         anonymizes=answer.get("anonymizes") is True,
         requires_anonymized=answer.get("requires_anonymized") is True,
     )
-
-
-def verified_archive(c: Context, project: Project, archive: str) -> str:
-    """Verify ``archive`` (downloading a URL once); return the local file to load.
-
-    :raises Exit: naming the archive and what is wrong with it.
-    """
-    try:
-        answer = run_json(c, project, "diskette_load", archive, "--check")
-    except CommandFailed as exc:
-        raise Exit(f"{archive} cannot be loaded: {exc.message}", code=1) from exc
-    return expect(answer, "archive", str, "diskette_load")
 
 
 def planned(c: Context, project: Project, archive: str) -> dict[str, Any]:
@@ -659,10 +652,16 @@ def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
         for n in names
         if n.endswith(SIDECAR_SUFFIX) and n.removesuffix(SIDECAR_SUFFIX) < oldest
     ]
-    if old:
-        c.run(
-            project.shell(shlex.join(["rm", "-rf", "--", *(f"{folder}/{n}" for n in old)]))
-        )
+    remove_files(c, project, [f"{folder}/{n}" for n in old])
+
+
+def remove_files(c: Context, project: Project, paths: list[str]) -> None:
+    """``rm -rf`` ``paths`` where the project runs (here, or on its host).
+
+    Best effort: a clean-up that fails must not hide what the task reports.
+    """
+    if paths:
+        c.run(project.shell(shlex.join(["rm", "-rf", "--", *paths])), hide=True, warn=True)
 
 
 JSON_HELP = (
@@ -718,12 +717,14 @@ def reset_and_load_archive(
     host: str | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
-    """Verify ``archive``, save a safety snapshot, reset the database, load.
+    """Save a safety snapshot, then reset the database and load ``archive``.
 
-    All or nothing as a whole: the archive is verified (a URL downloaded,
-    once) before anything is dropped, and if loading still fails, the safety
-    snapshot is loaded back before the task reports the failure. Old
-    snapshots are pruned only after a success.
+    All or nothing as a whole. One command, ``diskette_load --reset``,
+    verifies the archive (a URL downloaded), resets the database only then,
+    and loads: an archive that cannot be loaded drops nothing. If loading
+    still fails once the database was reset, the safety snapshot is loaded
+    back before the task reports the failure. Old snapshots are pruned only
+    after a success.
 
     :param host: the host's name, for messages, when ``c`` is a Connection.
     :param name: how messages name the archive (default: ``archive``), for
@@ -734,36 +735,6 @@ def reset_and_load_archive(
         reports.
     """
     target = reset_target(c, project, force)
-    local = verified_archive(c, project, archive)
-    try:
-        return _reset_and_load(
-            c, project, archive, local, target, yes, force, safety, load_options, host, name
-        )
-    except BaseException:
-        if is_download(archive):  # fetched for this load: never left behind
-            c.run(f"rm -f -- {shlex.quote(local)}", hide=True, warn=True, in_stream=False)
-        raise
-
-
-def is_download(archive: str) -> bool:
-    """Whether ``diskette_load`` downloads ``archive`` (a URL, a registry snapshot)."""
-    return "://" in archive or archive.startswith(REGISTRY_SCHEME)
-
-
-def _reset_and_load(
-    c: Context,
-    project: Project,
-    archive: str,
-    local: str,
-    target: ResetTarget,
-    yes: bool,
-    force: bool,
-    safety: SafetyNet,
-    load_options: tuple[str, ...],
-    host: str | None,
-    name: str | None,
-) -> dict[str, Any]:
-    """:func:`reset_and_load_archive` once ``archive`` is verified at ``local``."""
     on = f" on {host}" if host else ""
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
@@ -771,39 +742,33 @@ def _reset_and_load(
         snapshot = safety_snapshot(c, project, safety.folder, host, raw=target.anonymizes)
     elif safety.enabled:
         print(f"The database{on} holds no data yet: no safety snapshot needed")
-    reset = reset_database(c, project, force, host)
     try:
         loaded = run_json(
-            c, project, "diskette_load", local, *load_options, *flags(force=force)
+            c,
+            project,
+            "diskette_load",
+            archive,
+            "--reset",
+            "--noinput",
+            *load_options,
+            *flags(force=force),
         )
     except CommandFailed as exc:
-        failure = f"loading {archive} failed: {exc.message}"
-        if snapshot is None:
-            raise Exit(
-                f"{failure}; the database is now empty (no safety snapshot was taken) and "
-                "the media unchanged",
-                code=1,
-            ) from exc
-        try:
-            restore_snapshot(c, project, snapshot, force, target.requires_anonymized)
-        except CommandFailed as failed:
-            by_hand = project.shell(
-                " && ".join(
-                    project.manage_line(*step)
-                    for step in restore_steps(snapshot, force, target.requires_anonymized)
-                )
-            )
-            raise Exit(
-                f"{failure}; putting the safety snapshot back failed too "
-                f"({failed.message}): your data and media are in {snapshot}, "
-                f"put them back{on} with: {by_hand}",
-                code=1,
-            ) from exc
-        raise Exit(
-            f"{failure}; your data and media were put back from the safety snapshot "
-            f"{snapshot}",
-            code=1,
-        ) from exc
+        shown = name or archive
+        # Only the command's own word that it dropped nothing is taken: a
+        # load that crashed, or was killed, may have emptied the database.
+        older = lacks_option(exc, "--reset")
+        if older or exc.answer.get("dropped") is False:
+            if snapshot is not None:  # of what is still there: no use
+                drop_snapshot(c, project, snapshot, safety.folder)
+            if older:
+                raise Exit(f"the diskette{on} {NO_RESET}", code=1) from exc
+            raise Exit(f"{shown} cannot be loaded: {exc.message}", code=1) from exc
+        failure = f"loading {shown} failed: {exc.message}"
+        put_back(c, project, failure, snapshot, target, force=force, on=on)
+    print(
+        f"Reset {target.database}{on}: {loaded.get('reset')}, then applied all migrations"
+    )
     removed = " (archive removed)" if loaded.get("removed") is True else ""
     print(f"Loaded {name or archive}{on}: {loaded_summary(loaded)}{removed}")
     if snapshot is not None:
@@ -812,23 +777,81 @@ def _reset_and_load(
         "archive": archive,
         "database": target.database,
         "snapshot": snapshot,
-        "reset": reset.get("reset"),
-        **{key: loaded.get(key) for key in ("loaded", "restored", "objects")},
+        **{key: loaded.get(key) for key in ("reset", "loaded", "restored", "objects")},
     }
 
 
-def reset_database(
-    c: Context, project: Project, force: bool, host: str | None = None
-) -> dict[str, Any]:
+#: What a host whose diskette cannot reset and load in one command is told.
+NO_RESET = (
+    "cannot reset and load in one command (diskette_load --reset): update it to this "
+    "version; nothing was changed"
+)
+
+
+def drop_snapshot(c: Context, project: Project, snapshot: str, folder: str) -> None:
+    """Remove a safety snapshot that turned out not to be needed (the load
+    was refused before anything changed), its media folder, and the backup
+    folder if that left it empty: nothing is left of the attempt."""
+    sidecar = snapshot.removesuffix(".tar.gz") + SIDECAR_SUFFIX
+    remove_files(c, project, [snapshot, sidecar])
+    c.run(project.shell(shlex.join(["rmdir", "--", folder])), hide=True, warn=True)
+
+
+def lacks_option(failed: CommandFailed, option: str) -> bool:
+    """Whether a command failed for not knowing ``option`` (an older diskette)."""
+    return f"unrecognized arguments: {option}" in str(failed.message)
+
+
+def put_back(
+    c: Context,
+    project: Project,
+    failure: str,
+    snapshot: str | None,
+    target: ResetTarget,
+    *,
+    force: bool,
+    on: str,
+) -> NoReturn:
+    """After a load that failed once the database was reset: load the safety
+    snapshot back, and say so (or how to do it by hand).
+
+    :raises Exit: always, with ``failure`` and what became of the data.
+    """
+    if snapshot is None:
+        raise Exit(
+            f"{failure}; the database is now empty (no safety snapshot was taken) and "
+            "the media unchanged",
+            code=1,
+        )
+    try:
+        restore_snapshot(c, project, snapshot, force, target.requires_anonymized)
+    except CommandFailed as failed:
+        by_hand = project.shell(
+            " && ".join(
+                project.manage_line(*step)
+                for step in restore_steps(snapshot, force, target.requires_anonymized)
+            )
+        )
+        raise Exit(
+            f"{failure}; putting the safety snapshot back failed too "
+            f"({failed.message}): your data and media are in {snapshot}, "
+            f"put them back{on} with: {by_hand}",
+            code=1,
+        ) from None
+    raise Exit(
+        f"{failure}; your data and media were put back from the safety snapshot {snapshot}",
+        code=1,
+    )
+
+
+def reset_database(c: Context, project: Project, force: bool) -> dict[str, Any]:
     """Drop the database, create it again and migrate (``diskette_reset``).
 
     :returns: ``diskette_reset``'s JSON answer.
     """
     answer = run_json(c, project, "diskette_reset", "--noinput", *flags(force=force))
-    on = f" on {host}" if host else ""
     print(
-        f"Reset {answer.get('database')}{on}: {answer.get('reset')}, "
-        "then applied all migrations"
+        f"Reset {answer.get('database')}: {answer.get('reset')}, then applied all migrations"
     )
     return answer
 
@@ -994,7 +1017,8 @@ def reset_and_load(
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Verify an archive, snapshot the current data, reset the database, load the archive."""
+    """Snapshot the current data, then verify the archive, reset the database
+    and load the archive (in one command: a broken archive drops nothing)."""
     with answering(json) as answer:
         if dry_run:
             answer.update(planned(c, Project.from_config(c), archive))
@@ -1040,8 +1064,8 @@ def pull_snapshot(
     json: bool = False,
 ) -> None:
     """Load a snapshot of the team's registry, or of a site's HTTP endpoints
-    (--url), here without SSH: download and verify it, snapshot the current
-    data, reset the database, load it."""
+    (--url), here without SSH: snapshot the current data, then download and
+    verify it, reset the database, load it."""
     with answering(json) as answer:
         if url is not None and snapshot != "latest":
             raise Exit(

@@ -61,6 +61,10 @@ def main() -> None:
         load._Restore.finish = die
     elif point == "recovering":  # a recovery cut after its first rename
         after(journal.os, "rename", 1)
+    elif point == "reset":  # diskette_load --reset: the database reset, nothing loaded
+        from diskette.management.commands import diskette_load
+
+        after(diskette_load, "reset", 1)
     elif point == "uploading":  # three parts of a multipart upload read, no more
         after(registry._ProgressReader, "read", 3)
     else:

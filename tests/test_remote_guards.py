@@ -13,6 +13,8 @@ reads or changes the machine's ``/tmp``.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import subprocess
 import time
@@ -21,8 +23,11 @@ from pathlib import Path
 import pytest
 from fabric import Config, Connection
 from invoke import Exit
+from paramiko.packet import Packetizer
 
 from diskette.remote import TRANSIT_MARKER, protected_entry, remote_tempdir
+from diskette.ssh import connect as ssh_connect
+from diskette.transfer import download
 from tests import test_remote
 from tests.projects import BIN, SandboxCopy
 from tests.sshd import SLOW_ALIAS, find_sshd
@@ -350,3 +355,23 @@ def test_override_protection_passes_the_protected_list_and_force_does_not(
     fab(local, *push, "--override-protection")
     assert remote.fingerprint() == wanted
     assert list(remote_tmp.iterdir()) == []
+
+
+@needs_sshd
+def test_a_long_download_asks_for_no_new_keys(sshd, tmp_path, monkeypatch, caplog):
+    """Paramiko's own key renewal, every 512 MB, can stall a closing channel
+    30 s and then fail (paramiko#822): diskette's connections leave it to
+    the server. Here Paramiko's threshold is lowered to 64 KB, as though the
+    download were ten thousand times longer."""
+    monkeypatch.setattr(Packetizer, "REKEY_BYTES", 64 * 1024)
+    served = tmp_path / "served.bin"
+    served.write_bytes(os.urandom(4 * 1024 * 1024))
+    connection = Connection("remote", config=Config(runtime_ssh_path=str(sshd.ssh_config)))
+    connection.config.run.in_stream = False  # pytest owns this process's stdin
+    caplog.set_level(logging.DEBUG, logger="paramiko.transport")
+    with connection:
+        ssh_connect(connection)
+        digest = hashlib.sha256(served.read_bytes()).hexdigest()
+        download(connection, str(served), tmp_path / "copy.bin", digest)
+    assert (tmp_path / "copy.bin").read_bytes() == served.read_bytes()
+    assert not [r for r in caplog.records if "Rekeying" in r.getMessage()]

@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import stat
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from diskette.archive import read_manifest
 from diskette.tasks import restore_steps
 from tests.databases import ON_MARIADB, ON_POSTGRES, ON_SERVER, server_settings_body
 from tests.projects import SandboxCopy
+
+KILLAT = Path(__file__).with_name("killat.py")
 
 pytestmark = pytest.mark.subprocess
 
@@ -291,9 +294,8 @@ def test_an_empty_database_gets_no_safety_snapshot(project, tmp_path):
     assert not (project.root / "var" / "diskette-backups").exists()
 
 
-def test_an_archive_url_is_downloaded_once_verified_and_loaded(project, tmp_path):
-    """The check step's download is the file loaded (it used to be refused as
-    'already exists' after the database was dropped)."""
+def test_an_archive_url_is_downloaded_verified_and_loaded(project, tmp_path):
+    """One command downloads, verifies and loads the URL, then removes the file."""
     expected = project.fingerprint()
     project.inv("dump", "--filename", "served.tar.gz")
     www = tmp_path / "www"
@@ -329,7 +331,180 @@ def test_a_bad_archive_is_refused_before_anything_is_dropped(project, tmp_path):
     assert result.returncode == 1
     assert "broken.tar.gz cannot be loaded: " in result.stderr
     assert project.fingerprint() == before
+    # The snapshot taken first is of what is still there: not kept.
     assert not (project.root / "var" / "diskette-backups").exists()
+
+
+def truncated(project: SandboxCopy, tmp_path: Path) -> Path:
+    """A real archive cut short: it fails only once most of it was read."""
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    archive = tmp_path / "diskette_data_storages.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:-2000])
+    return archive
+
+
+def test_load_reset_replaces_the_database_once_the_archive_is_verified(project, tmp_path):
+    original = project.fingerprint()
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+
+    loaded = project.manage(
+        "diskette_load",
+        str(tmp_path / "diskette_data_storages.tar.gz"),
+        "--reset",
+        "--noinput",
+        "--json",
+    )
+
+    answer = json.loads(loaded.stdout)
+    assert project.fingerprint() == original
+    assert "migrations differ" not in loaded.stderr  # the files say what the reset applies
+    assert answer["reset"] in {
+        "deleted the database file",
+        "dropped and created the database",
+    }
+    assert re.match(r"(sqlite|postgresql|mysql) database '", answer["database"])
+
+
+def test_load_reset_drops_nothing_when_the_archive_does_not_verify(project, tmp_path):
+    broken = truncated(project, tmp_path)
+    change_everything(project)
+    before = project.fingerprint()
+
+    failed = project.manage(
+        "diskette_load", str(broken), "--reset", "--noinput", "--json", check=False
+    )
+
+    assert failed.returncode == 1
+    answer = json.loads(failed.stdout)
+    assert answer["dropped"] is False
+    assert answer["reset"] is None and answer["database"] is None
+    assert "was reset" not in answer["error"]
+    assert project.fingerprint() == before
+
+
+def test_load_reset_that_fails_after_the_reset_says_the_database_is_empty(
+    project, tmp_path
+):
+    incomplete = incomplete_archive(project, tmp_path)
+
+    failed = project.manage(
+        "diskette_load", str(incomplete), "--reset", "--noinput", check=False
+    )
+    answered = project.manage(
+        "diskette_load", str(incomplete), "--reset", "--noinput", "--json", check=False
+    )
+
+    assert failed.returncode == 1
+    assert re.search(
+        r"^CommandError: data 'data/books.jsonl' (line \d+ )?could not be loaded: .*; "
+        r"(sqlite|postgresql|mysql) database '.*'( on \S+)? was reset "
+        r"and is empty, the media unchanged$",
+        failed.stderr.strip().splitlines()[-1],
+    )
+    answer = json.loads(answered.stdout)
+    assert answer["dropped"] is True and answer["reset"]
+    assert "was reset" not in answer["error"]  # the keys say it
+    assert books(project) == 0
+
+
+def test_load_reset_strict_refuses_other_migrations_before_dropping(project, tmp_path):
+    """The archive's migrations are compared with those the reset will
+    apply, read from the project's files, while the database is still there."""
+    project.manage(
+        "shell",
+        "-c",
+        "from django.db.migrations.recorder import MigrationRecorder; "
+        "from django.db import connection; "
+        "MigrationRecorder(connection).record_applied('demo', '0002_elsewhere')",
+    )
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    before = project.fingerprint()
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+
+    failed = project.manage(
+        "diskette_load", archive, "--reset", "--strict", "--noinput", "--json", check=False
+    )
+
+    assert failed.returncode == 1
+    answer = json.loads(failed.stdout)
+    assert answer["dropped"] is False
+    assert answer["error"] == (
+        "applied migrations differ between the archive and this database for: demo "
+        "(refused with --strict)"
+    )
+    assert project.fingerprint() == before
+    warned = project.manage("diskette_load", archive, "--reset", "--noinput")
+    assert "applied migrations differ between the archive and this database for: demo" in (
+        warned.stderr
+    )
+    assert books(project) == 12
+
+
+def add_failing_migration(project: SandboxCopy) -> None:
+    """A migration of the demo app that fails while ``MIGRATION_FAILS`` is set."""
+    (project.root / "demo" / "migrations" / "0002_fails.py").write_text(
+        "import os\n"
+        "from django.db import migrations\n\n\n"
+        "def run(apps, schema_editor):\n"
+        "    if os.environ.get('MIGRATION_FAILS'):\n"
+        "        raise RuntimeError('this migration fails')\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('demo', '0001_initial')]\n"
+        "    operations = [migrations.RunPython(run, migrations.RunPython.noop)]\n"
+    )
+    project.manage("migrate", "demo")
+
+
+def test_a_reset_that_fails_halfway_keeps_and_offers_the_safety_snapshot(project, tmp_path):
+    """The database is gone once the reset began: the snapshot is never
+    dropped then, and when putting it back fails too, the way to do it by
+    hand is printed, and works."""
+    add_failing_migration(project)
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    changed = project.fingerprint()
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+
+    failed = project.inv(
+        "reset-and-load", archive, "--yes", env={"MIGRATION_FAILS": "1"}, check=False
+    )
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith(
+        f"loading {archive} failed: RuntimeError: this migration fails (--traceback "
+        "shows where); putting the safety snapshot back failed too ("
+    )
+    by_hand = message.split(", put them back with: ")[1]
+    (snapshot,) = (project.root / "var" / "diskette-backups").glob("*.tar.gz")
+    assert str(snapshot) in by_hand
+    assert books(project) == 0
+    subprocess.run(by_hand, shell=True, check=True, env=project.env, cwd=project.root)
+    assert project.fingerprint() == changed
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--check",), "--reset empties the database, which --check and --plan"),
+        (("--plan",), "--reset empties the database, which --check and --plan"),
+        (("--overwrite",), "--reset leaves no row for --overwrite to overwrite"),
+        (("--json",), "--json is for scripts, which cannot answer the question"),
+        ((), "no terminal to ask for confirmation on: pass --noinput"),
+    ],
+)
+def test_load_reset_refusals_change_nothing(project, tmp_path, options, message):
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    before = project.fingerprint()
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+
+    failed = project.manage("diskette_load", archive, "--reset", *options, check=False)
+
+    assert failed.returncode == 1
+    assert message in (failed.stdout + failed.stderr)
+    assert project.fingerprint() == before
 
 
 def test_only_the_last_snapshots_are_kept(project):
@@ -519,3 +694,74 @@ def mysql_database_defaults(name: str) -> tuple[str, str]:
             [name],
         )
         return cursor.fetchone()
+
+
+def python_that(folder: Path, on_reset: str) -> Path:
+    """An interpreter for ``diskette.python`` that runs the shell line
+    ``on_reset`` instead of any command given ``--reset``."""
+    python = folder / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" --reset "*) {on_reset};; esac\n'
+        f'exec {shlex.quote(sys.executable)} "$@"\n'
+    )
+    python.chmod(0o755)
+    return python
+
+
+def test_a_load_killed_after_its_reset_gets_the_safety_snapshot_put_back(project, tmp_path):
+    """``kill -9`` of ``diskette_load --reset`` once the database is dropped:
+    no answer says what it did, so the task takes the worst and puts the
+    safety snapshot back."""
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    before = project.fingerprint()
+    killer = python_that(
+        tmp_path,
+        f'exec {shlex.quote(sys.executable)} {shlex.quote(str(KILLAT))} reset "$@"',
+    )
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+
+    failed = project.inv(
+        "reset-and-load",
+        archive,
+        "--yes",
+        env={"INVOKE_DISKETTE_PYTHON": str(killer)},
+        check=False,
+    )
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"loading {archive} failed: ")
+    assert "your data and media were put back from the safety snapshot" in message
+    assert project.fingerprint() == before
+
+
+def test_a_diskette_without_load_reset_is_told_to_update_and_nothing_changes(
+    project, tmp_path
+):
+    """As a host running an older diskette answers ``--reset`` (argparse's
+    error, in the ``--json`` object): the snapshot taken first goes, the
+    data stays."""
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    before = project.fingerprint()
+    older = python_that(
+        tmp_path, """echo '{"error": "unrecognized arguments: --reset"}'; exit 2"""
+    )
+
+    failed = project.inv(
+        "reset-and-load",
+        str(tmp_path / "diskette_data_storages.tar.gz"),
+        "--yes",
+        env={"INVOKE_DISKETTE_PYTHON": str(older)},
+        check=False,
+    )
+
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "the diskette cannot reset and load in one command (diskette_load --reset): "
+        "update it to this version; nothing was changed"
+    )
+    assert project.fingerprint() == before
+    assert not (project.root / "var" / "diskette-backups").exists()

@@ -54,13 +54,17 @@ class DisketteCommand(BaseCommand):
         return parser
 
     _reporter: CommandReporter | None = None
+    #: What a failure's ``--json`` answer holds besides ``error`` (or in its
+    #: place): a command sets it before it raises. ``diskette_load --reset``
+    #: tells a person whether the database was dropped, a script ``"dropped"``.
+    failure_answer: dict[str, Any] | None = None
 
     def execute(self, *args: Any, **options: Any) -> Any:
         try:
             return super().execute(*args, **options)
         except CommandError as exc:
             if options.get("json"):
-                self.write_json({"error": str(exc)})
+                self.write_json({"error": str(exc), **(self.failure_answer or {})})
                 if not options.get("traceback"):
                     # The answer holds the error: Django's "CommandError: ..."
                     # line would say it again to whoever shows both streams.
@@ -85,6 +89,40 @@ class DisketteCommand(BaseCommand):
             steps=self.stderr if relayed else None,
         )
         return self._reporter
+
+    def can_confirm(self, options: dict[str, Any]) -> None:
+        """Refuse now what :meth:`confirm_reset` would refuse later, after
+        work (a download, a verification) that would then be lost.
+
+        :raises CommandError: with ``--json`` and no ``--noinput`` (a script
+            cannot answer), or with no terminal to ask on.
+        """
+        if not options["interactive"]:
+            return
+        if options["json"]:  # the question would break the one-object output
+            raise CommandError(
+                "--json is for scripts, which cannot answer the question: "
+                "pass --noinput too"
+            )
+        if not sys.stdin.isatty():
+            raise CommandError(
+                "no terminal to ask for confirmation on: pass --noinput to reset anyway"
+            )
+
+    def confirm_reset(self, target: object, options: dict[str, Any]) -> None:
+        """Ask before ``target`` (a database) is dropped, unless ``--noinput``.
+
+        :raises CommandError: as :meth:`can_confirm`, or when the answer is
+            not "yes".
+        """
+        self.can_confirm(options)
+        if not options["interactive"]:
+            return
+        if self._reporter is not None:  # not on the end of a progress line
+            self._reporter.end_progress()
+        answer = input(f"This drops {target} and everything in it. Type 'yes' to go on: ")
+        if answer.strip().lower() != "yes":
+            raise CommandError("reset cancelled")
 
     def write_json(self, answer: dict[str, Any]) -> None:
         if self._reporter is not None:  # its last line before the answer

@@ -17,7 +17,8 @@ from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
 from diskette.plan import plan_load
 from diskette.registry import SCHEME, Registry
-from diskette.reporting import CommandReporter
+from diskette.reporting import CommandReporter, error_line
+from diskette.reset import describe, reset
 
 
 def is_snapshot(source: str) -> bool:
@@ -28,6 +29,61 @@ def is_snapshot(source: str) -> bool:
 def is_remote(source: str) -> bool:
     """Whether the command downloads the archive, and so removes it after a failure."""
     return is_url(source) or is_snapshot(source)
+
+
+class ResetFirst:
+    """``--reset``: drop the database, create it again and migrate, once the
+    load has verified and staged the archive (:attr:`LoadOptions.reset`).
+
+    Remembers how far it went, for the answer: a task that sees the load
+    fail needs to know whether the database may have been dropped.
+    """
+
+    def __init__(
+        self, command: DisketteCommand, options: dict[str, Any], reporter: CommandReporter
+    ) -> None:
+        self.command = command
+        self.options = options
+        self.reporter = reporter
+        #: The database, once confirmed and about to be dropped.
+        self.database: str | None = None
+        #: How it was reset, once the reset (migrations included) finished.
+        self.how: str | None = None
+
+    def __call__(self) -> None:
+        target = describe(self.options["database"])
+        self.command.confirm_reset(target, self.options)
+        self.database = str(target)  # from here on, it may be gone
+        self.reporter.info(f"Resetting {target}")
+        self.how = reset(
+            self.options["database"], verbosity=max(self.options["verbosity"] - 1, 0)
+        )
+        self.reporter.info(f"Reset {target}: {self.how}, then applied all migrations")
+
+    def failed(self, error: str) -> CommandError:
+        """The load's failure, saying what the reset (if it began) left; with
+        ``--json``, ``dropped`` and ``reset`` say it instead."""
+        self.command.failure_answer = {"error": error, **self.answer()}
+        if self.how is not None:
+            error += f"; {self.database} was reset and is empty, the media unchanged"
+        elif self.database is not None:
+            error += (
+                f"; {self.database} may have been dropped (its reset did not finish), "
+                "the media unchanged"
+            )
+        return CommandError(error)
+
+    def answer(self) -> dict[str, Any]:
+        """With ``--reset`` only: ``database`` (once it was to be dropped),
+        ``dropped`` (whether the reset began: the database may be gone), and
+        ``reset`` (how it was reset, once it finished)."""
+        if not self.options["reset"]:
+            return {}
+        return {
+            "database": self.database,
+            "dropped": self.database is not None,
+            "reset": self.how,
+        }
 
 
 class Command(DisketteCommand):
@@ -134,6 +190,21 @@ class Command(DisketteCommand):
             "(diskette_index on the host the archive is for) instead of the folders here.",
         )
         parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="Drop the database, create it again and migrate (as diskette_reset "
+            "does) once the archive is verified, then load: one command where a "
+            "reset and a load took two, and a broken archive drops nothing. Asks "
+            "first unless --noinput.",
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="With --reset: do not ask for confirmation (for scripts).",
+        )
+        parser.add_argument(
             "--everything",
             action="store_true",
             help="Accept objects of every model, not only those of DISKETTE_APPS: for "
@@ -171,6 +242,7 @@ class Command(DisketteCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         reporter = self.reporter(options)
+        reset_first = ResetFirst(self, options, reporter)
         archive = None
         try:
             if options["no_data"] and options["no_storages"]:
@@ -179,6 +251,17 @@ class Command(DisketteCommand):
                 raise ConfigurationError(
                     "--base is the list a --plan compares with: add --plan"
                 )
+            if options["reset"] and (options["check"] or options["plan"]):
+                raise ConfigurationError(
+                    "--reset empties the database, which --check and --plan never "
+                    "change: drop one of them"
+                )
+            if options["reset"] and options["overwrite"]:
+                raise ConfigurationError(
+                    "--reset leaves no row for --overwrite to overwrite: drop one of them"
+                )
+            if options["reset"]:  # before a download and a verification
+                self.can_confirm(options)
             base = read_base_file(options["base"]) if options["base"] else None
             check_database(options["database"])
             settings = get_settings()
@@ -213,15 +296,27 @@ class Command(DisketteCommand):
                     using=options["database"],
                     after_load=hooks,
                     hooks=not options["no_hooks"],
+                    reset=reset_first if options["reset"] else None,
                 ),
                 reporter=reporter,
             )
         except DisketteError as exc:
             self.drop_download(archive, options)
-            raise CommandError(str(exc)) from exc
+            raise reset_first.failed(str(exc)) from exc
         except KeyboardInterrupt:
             self.drop_download(archive, options)
-            raise CommandError("interrupted: nothing was loaded") from None
+            raise reset_first.failed("interrupted: nothing was loaded") from None
+        except Exception as exc:
+            # A refusal to reset, a migration that fails: the download goes,
+            # and with --reset the answer still says what became of the database.
+            self.drop_download(archive, options)
+            if not options["reset"]:
+                raise
+            if isinstance(exc, CommandError):
+                raise reset_first.failed(str(exc)) from exc
+            raise reset_first.failed(
+                f"{type(exc).__name__}: {error_line(exc)} (--traceback shows where)"
+            ) from exc
         if options["plan"]:
             return self.report_plan(result, archive, storages, options, reporter, base)
         removed = (
@@ -248,6 +343,7 @@ class Command(DisketteCommand):
                     },
                     "restored": result.restored,
                     "removed": removed,
+                    **reset_first.answer(),
                 }
             )
 

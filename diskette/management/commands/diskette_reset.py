@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -91,13 +90,7 @@ class Command(DisketteCommand):
                 return
             if options["rows"]:
                 raise CommandError("--rows counts what --check would drop: add --check")
-            if options["interactive"]:
-                if options["json"]:  # the question would break the one-object output
-                    raise CommandError(
-                        "--json is for scripts, which cannot answer the question: "
-                        "pass --noinput too"
-                    )
-                self.confirm(target)
+            self.confirm_reset(target, options)
             how = reset(using, verbosity=max(options["verbosity"] - 1, 0))
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
@@ -133,12 +126,3 @@ class Command(DisketteCommand):
                 self.stdout.write(f"  - {label}: {count} rows")
         elif options["verbosity"] >= 1:
             self.stdout.write(f"Reset {target}: {how}, then applied all migrations")
-
-    def confirm(self, target: object) -> None:
-        if not sys.stdin.isatty():
-            raise CommandError(
-                "no terminal to ask for confirmation on: pass --noinput to reset anyway"
-            )
-        answer = input(f"This drops {target} and everything in it. Type 'yes' to go on: ")
-        if answer.strip().lower() != "yes":
-            raise CommandError("reset cancelled")
