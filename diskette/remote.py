@@ -72,8 +72,8 @@ from .tasks import (
     Dumped,
     Project,
     SafetyNet,
+    SnapshotMeanwhile,
     answering,
-    can_ask,
     config_text,
     confirm,
     dump_archive,
@@ -82,6 +82,7 @@ from .tasks import (
     json_answer,
     lacks_option,
     last_error,
+    load_replacing,
     media_list,
     one_line,
     print_plan,
@@ -678,7 +679,6 @@ def pull_snapshot(
     again: the host's archive carries only new and changed files, and the
     load takes the others from here (``--full`` sends them all).
     """
-    conf = c.config.diskette
     here = Context(config=c.config)
     selection = flags(no_data=no_data, no_storages=no_storages, no_anonymize=no_anonymize)
     if dry_run:
@@ -691,46 +691,71 @@ def pull_snapshot(
         return plan_pull(
             c, here, remote_project(c, project_dir, python), selection, full=full
         )
-    # The local side is checked first: a wrong diskette.manage, or no
-    # terminal to ask on, must not cost a whole production dump and download.
-    local_project = None
-    if not no_load:
-        local_project = Project.from_config(here)
-        can_ask(f"Drop the local database and load {c.original_host}'s snapshot?", yes)
-    # A delta needs the media it keeps here when it loads: only for a load
-    # now, and never for an archive left on the host, which must load anywhere.
-    base = None
-    if local_project is not None and not (no_storages or full or keep_remote):
-        base = media_list(here, local_project)
-    local, dumped = pull(
-        c,
-        remote_project(c, project_dir, python),
-        Path(str(config_text(conf.remote, "download_dir", prefix="diskette.remote"))),
-        *selection,
-        keep_remote=keep_remote,
-        base=base,
+    if no_load:
+        local, dumped = pull(
+            c,
+            remote_project(c, project_dir, python),
+            download_dir(c),
+            *selection,
+            keep_remote=keep_remote,
+        )
+        print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
+        return pulled_answer(c, local, dumped)
+    # The local side is checked, and the question asked, first: a wrong
+    # diskette.manage, a refused reset or a "no" must not cost a whole
+    # production dump and download.
+    local_project = Project.from_config(here)
+    target = reset_target(here, local_project, force)
+    confirm(
+        f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
     )
+    safety = SafetyNet.from_config(c, no_backup=no_backup)
+    if safety.enabled and not target.holds_data:
+        print("The database holds no data yet: no safety snapshot needed")
+    with SnapshotMeanwhile(here, local_project, target, safety) as snapshot:
+        # A delta needs the media it keeps here when it loads: never for an
+        # archive left on the host, which must load anywhere.
+        base = None
+        if not (no_storages or full or keep_remote):
+            base = media_list(here, local_project)
+        local, dumped = pull(
+            c,
+            remote_project(c, project_dir, python),
+            download_dir(c),
+            *selection,
+            keep_remote=keep_remote,
+            base=base,
+        )
+    done = load_replacing(
+        here,
+        local_project,
+        str(local),
+        target,
+        snapshot.path,
+        force=force,
+        safety=safety,
+        load_options=tuple(flags(loaddata=loaddata, fast=fast)),
+    )
+    return {**pulled_answer(c, local, dumped), **done}
+
+
+def download_dir(c: Connection) -> Path:
+    """Where pulls download to (``diskette.remote.download_dir``)."""
+    return Path(
+        str(config_text(c.config.diskette.remote, "download_dir", prefix="diskette.remote"))
+    )
+
+
+def pulled_answer(c: Connection, local: Path, dumped: Dumped) -> dict[str, Any]:
+    """What a pull's ``--json`` says of the download."""
     kept, kept_bytes = kept_counts(dumped)
-    pulled = {
+    return {
         "host": c.original_host,
         "downloaded": str(local),
         "size": dumped.size,
         "kept": kept,
         "kept_bytes": kept_bytes,
     }
-    if local_project is None:
-        print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
-        return pulled
-    done = reset_and_load_archive(
-        here,
-        local_project,
-        str(local),
-        yes=yes,
-        force=force,
-        safety=SafetyNet.from_config(c, no_backup=no_backup),
-        load_options=tuple(flags(loaddata=loaddata, fast=fast)),
-    )
-    return {**pulled, **done}
 
 
 def plan_pull(

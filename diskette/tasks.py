@@ -26,6 +26,7 @@ This module imports Invoke, not Django: install ``django-diskette[tasks]``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import difflib
 import io
@@ -233,13 +234,18 @@ class CommandFailed(Exit):
         self.answer = answer or {}
 
 
-def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, Any]:
+def run_json(
+    c: Context, project: Project, *args: str, relay: bool = True, **run: Any
+) -> dict[str, Any]:
     """Run a diskette command with ``--json``; return the object it printed.
 
     The commands' JSON output is the contract between them and these
     tasks (``docs/commands.md``): the human messages are free to change.
     Progress is asked for when our standard error is a terminal: the
     command's standard error is relayed to it as it comes.
+
+    :param relay: ``False`` for a command run beside other work, whose
+        progress would cut into that work's: its standard error is kept.
 
     :raises CommandFailed: with the command's one-line error, read from its
         ``{"error": ...}`` answer (or, for a command that could not even
@@ -252,8 +258,8 @@ def run_json(c: Context, project: Project, *args: str, **run: Any) -> dict[str, 
         project,
         *args,
         "--json",
-        *progress_flag(),
-        hide="out",
+        *(progress_flag() if relay else []),
+        hide="out" if relay else True,
         warn=True,
         in_stream=False,
         **run,
@@ -569,6 +575,15 @@ def safety_snapshot(
         one holds its own data, which must come back as it was, so it is not.
     :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
     """
+    path = take_safety_snapshot(c, project, folder, raw=raw)
+    announce_snapshot(path, host)
+    return path
+
+
+def take_safety_snapshot(
+    c: Context, project: Project, folder: str, *, raw: bool = False, relay: bool = True
+) -> str:
+    """:func:`safety_snapshot`, silently (``relay``: as :func:`run_json`)."""
     try:
         dumped = dump_archive(
             c,
@@ -580,6 +595,7 @@ def safety_snapshot(
             folder,
             "--filename",
             f"{BACKUP_PREFIX}{{date}}_{secrets.token_hex(3)}{{features}}.tar.gz",
+            relay=relay,
         )
     except CommandFailed as exc:
         raise Exit(
@@ -587,9 +603,66 @@ def safety_snapshot(
             "(pass --no-backup to go on without one)",
             code=1,
         ) from exc
-    where = f"{host}:{dumped.path}" if host else dumped.path
-    print(f"Safety snapshot of the current database and media: {where}")
     return dumped.path
+
+
+def announce_snapshot(path: str, host: str | None = None) -> None:
+    """Say where the safety snapshot is (on ``host``, for a push)."""
+    where = f"{host}:{path}" if host else path
+    print(f"Safety snapshot of the current database and media: {where}")
+
+
+class SnapshotMeanwhile:
+    """The safety snapshot of a pull, taken here while the host dumps and
+    the archive downloads (they share nothing): a pull then waits for it
+    only if it takes longer than they do.
+
+    Used as a context manager around that work: on the way out it waits
+    for the snapshot, which :attr:`path` then names (``None`` when none
+    was needed). If the work failed, the snapshot is removed: nothing was
+    changed here, and it holds what is still in place.
+    """
+
+    def __init__(
+        self, c: Context, project: Project, target: ResetTarget, safety: SafetyNet
+    ) -> None:
+        self.c, self.project, self.target, self.safety = c, project, target, safety
+        self.path: str | None = None
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
+        self._future: concurrent.futures.Future[str] | None = None
+
+    def __enter__(self) -> SnapshotMeanwhile:
+        if needs_snapshot(self.target, self.safety):
+            self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            self._future = self._worker.submit(
+                take_safety_snapshot,
+                self.c,
+                self.project,
+                self.safety.folder,
+                raw=self.target.anonymizes,
+                relay=False,
+            )
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._worker is None or self._future is None:
+            return
+        self._worker.shutdown(wait=True)
+        if kind is not None:  # the pull failed: what it would guard is untouched
+            if self._future.exception() is None:
+                drop_snapshot(
+                    self.c, self.project, self._future.result(), self.safety.folder
+                )
+            return
+        self.path = self._future.result()  # raises Exit if it failed
+        announce_snapshot(self.path)
+
+
+def needs_snapshot(target: ResetTarget, safety: SafetyNet) -> bool:
+    """Whether a reset of ``target`` is preceded by a safety snapshot: when
+    enabled, and the database holds data (an empty snapshot must never push
+    out a real one)."""
+    return safety.enabled and target.holds_data
 
 
 def restore_steps(
@@ -738,10 +811,41 @@ def reset_and_load_archive(
     on = f" on {host}" if host else ""
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
-    if safety.enabled and target.holds_data:
+    if needs_snapshot(target, safety):
         snapshot = safety_snapshot(c, project, safety.folder, host, raw=target.anonymizes)
     elif safety.enabled:
         print(f"The database{on} holds no data yet: no safety snapshot needed")
+    return load_replacing(
+        c,
+        project,
+        archive,
+        target,
+        snapshot,
+        force=force,
+        safety=safety,
+        load_options=load_options,
+        host=host,
+        name=name,
+    )
+
+
+def load_replacing(
+    c: Context,
+    project: Project,
+    archive: str,
+    target: ResetTarget,
+    snapshot: str | None,
+    *,
+    force: bool,
+    safety: SafetyNet,
+    load_options: tuple[str, ...],
+    host: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """:func:`reset_and_load_archive` once the question was answered and the
+    safety snapshot (if any) taken: ``diskette_load --reset``, the
+    snapshot put back (or removed) after a failure, pruned after a success."""
+    on = f" on {host}" if host else ""
     try:
         loaded = run_json(
             c,

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from diskette.archive import read_manifest
+from diskette.tasks import restore_steps
 from tests.databases import ON_SERVER, server_settings_body
 from tests.projects import BIN, SandboxCopy
 from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
@@ -118,10 +119,41 @@ def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, r
         result.stdout,
         re.M,
     )
-    assert list((local.root / "var" / "diskette-backups").glob("before-reset_*"))
     assert not list(
         (local.root / "var" / "diskette-snapshots").iterdir()
     )  # loaded, removed
+
+
+def test_the_safety_snapshot_taken_while_the_host_dumps_puts_the_laptop_back(local, remote):
+    before = local.fingerprint()
+
+    fab(local, "-H", "remote", "pull-snapshot", "--yes")
+
+    (snapshot,) = (local.root / "var" / "diskette-backups").glob("before-reset_*.tar.gz")
+    for step in restore_steps(str(snapshot), force=False):
+        local.manage(*step)
+    assert local.fingerprint() == before
+
+
+def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
+    """The snapshot taken meanwhile goes: nothing here was changed."""
+    before = local.fingerprint()
+
+    failed = fab(
+        local,
+        "-H",
+        "remote",
+        "pull-snapshot",
+        "--yes",
+        "--project-dir",
+        "/srv/nosuch",
+        check=False,
+    )
+
+    assert failed.returncode == 1
+    assert "project folder /srv/nosuch does not exist" in failed.stderr
+    assert local.fingerprint() == before
+    assert not (local.root / "var" / "diskette-backups").exists()
 
 
 def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
