@@ -38,6 +38,7 @@ exception classes are imported, through :mod:`diskette.exceptions`): install
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import io
@@ -705,27 +706,35 @@ def pull_snapshot(
     # diskette.manage, a refused reset or a "no" must not cost a whole
     # production dump and download.
     local_project = Project.from_config(here)
+    # First, as it settles a load interrupted here, which a list of the
+    # media must not run beside.
     target = reset_target(here, local_project, force)
-    confirm(
-        f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
-    )
-    safety = SafetyNet.from_config(c, no_backup=no_backup)
-    if safety.enabled and not target.holds_data:
-        print("The database holds no data yet: no safety snapshot needed")
-    with SnapshotMeanwhile(here, local_project, target, safety) as snapshot:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as lister:
         # A delta needs the media it keeps here when it loads: never for an
-        # archive left on the host, which must load anywhere.
-        base = None
-        if not (no_storages or full or keep_remote):
-            base = media_list(here, local_project)
-        local, dumped = pull(
-            c,
-            remote_project(c, project_dir, python),
-            download_dir(c),
-            *selection,
-            keep_remote=keep_remote,
-            base=base,
+        # archive left on the host, which must load anywhere. Their list is
+        # made while the question is asked and the host reached.
+        listing = (
+            None
+            if no_storages or full or keep_remote
+            else lister.submit(media_list, here, local_project)
         )
+        confirm(
+            f"Drop the {target.database} and load {c.original_host}'s snapshot into it?",
+            yes,
+        )
+        safety = SafetyNet.from_config(c, no_backup=no_backup)
+        if safety.enabled and not target.holds_data:
+            print("The database holds no data yet: no safety snapshot needed")
+        with SnapshotMeanwhile(here, local_project, target, safety) as snapshot:
+            project = remote_project(c, project_dir, python)
+            local, dumped = pull(
+                c,
+                project,
+                download_dir(c),
+                *selection,
+                keep_remote=keep_remote,
+                base=None if listing is None else listing.result(),
+            )
     done = load_replacing(
         here,
         local_project,
