@@ -73,10 +73,12 @@ from .tasks import (
     Dumped,
     Project,
     SafetyNet,
-    SnapshotMeanwhile,
+    announce_snapshot,
     answering,
+    can_ask,
     config_text,
     confirm,
+    drop_snapshot,
     dump_archive,
     expect,
     flags,
@@ -85,11 +87,13 @@ from .tasks import (
     last_error,
     load_replacing,
     media_list,
+    needs_snapshot,
     one_line,
     print_plan,
     reset_and_load_archive,
     reset_target,
     run_json,
+    take_safety_snapshot,
     warn_unknown_keys,
 )
 from .transfer import RECEIVE_SCRIPT, download, run_with_input, upload
@@ -705,47 +709,116 @@ def pull_snapshot(
     # The local side is checked, and the question asked, first: a wrong
     # diskette.manage, a refused reset or a "no" must not cost a whole
     # production dump and download.
+    question = f"Drop the local database and load {c.original_host}'s snapshot?"
+    can_ask(question, yes)
     local_project = Project.from_config(here)
-    # First, as it settles a load interrupted here, which a list of the
-    # media must not run beside.
-    target = reset_target(here, local_project, force)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as lister:
+    safety = SafetyNet.from_config(c, no_backup=no_backup)
+    downloads = download_dir(c)
+    target = reset_target(here, local_project, force)  # settles an interrupted load
+    confirm(
+        f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
+    )
+    if safety.enabled and not target.holds_data:
+        print("The database holds no data yet: no safety snapshot needed")
+    with LocalShare(here, local_project) as mine:
         # A delta needs the media it keeps here when it loads: never for an
-        # archive left on the host, which must load anywhere. Their list is
-        # made while the question is asked and the host reached.
-        listing = (
-            None
-            if no_storages or full or keep_remote
-            else lister.submit(media_list, here, local_project)
+        # archive left on the host, which must load anywhere.
+        if not (no_storages or full or keep_remote):
+            mine.list_media()
+        project = remote_project(c, project_dir, python)
+        if needs_snapshot(target, safety):
+            mine.take_snapshot(safety.folder, raw=target.anonymizes)
+        local, dumped = pull(
+            c,
+            project,
+            downloads,
+            *selection,
+            keep_remote=keep_remote,
+            base=mine.media(),
         )
-        confirm(
-            f"Drop the {target.database} and load {c.original_host}'s snapshot into it?",
-            yes,
-        )
-        safety = SafetyNet.from_config(c, no_backup=no_backup)
-        if safety.enabled and not target.holds_data:
-            print("The database holds no data yet: no safety snapshot needed")
-        with SnapshotMeanwhile(here, local_project, target, safety) as snapshot:
-            project = remote_project(c, project_dir, python)
-            local, dumped = pull(
-                c,
-                project,
-                download_dir(c),
-                *selection,
-                keep_remote=keep_remote,
-                base=None if listing is None else listing.result(),
-            )
+        snapshot = mine.snapshot(local)
     done = load_replacing(
         here,
         local_project,
         str(local),
         target,
-        snapshot.path,
+        snapshot,
         force=force,
         safety=safety,
         load_options=tuple(flags(loaddata=loaddata, fast=fast)),
     )
     return {**pulled_answer(c, local, dumped), **done}
+
+
+class LocalShare:
+    """The laptop's share of a pull, done on one worker thread while the
+    main one works with the host: the list of its media, then its safety
+    snapshot (after the list, which leaves it a warm index to read).
+
+    The snapshot is of the database and media as they were when the pull
+    started, while the host dumps and the archive downloads; it is started
+    only once the host was reached. Leaving the block with an exception
+    waits for the worker, then removes that snapshot: nothing here was
+    changed, and it holds what is still in place.
+    """
+
+    def __init__(self, c: Context, project: Project) -> None:
+        self.c, self.project = c, project
+        self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.listing: concurrent.futures.Future[str | None] | None = None
+        self.snapshotting: concurrent.futures.Future[Dumped] | None = None
+        self.folder = ""
+
+    def __enter__(self) -> LocalShare:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.worker.shutdown(wait=True)
+        done = self.snapshotting
+        if kind is None or done is None or done.exception() is not None:
+            return
+        try:  # best effort: the pull's own error is what to report
+            drop_snapshot(self.c, self.project, done.result().path, self.folder)
+        except Exception as exc:  # noqa: BLE001 - reported, never raised over it
+            print(
+                f"could not remove the safety snapshot {done.result().path}: {exc}",
+                file=sys.stderr,
+            )
+
+    def list_media(self) -> None:
+        self.listing = self.worker.submit(media_list, self.c, self.project)
+
+    def media(self) -> str | None:
+        """The list of media here, once made (``None``: send them whole)."""
+        return None if self.listing is None else self.listing.result()
+
+    def take_snapshot(self, folder: str, *, raw: bool) -> None:
+        self.folder = folder
+        self.snapshotting = self.worker.submit(
+            take_safety_snapshot, self.c, self.project, folder, raw=raw, relay=False
+        )
+
+    def snapshot(self, downloaded: Path) -> str | None:
+        """The snapshot's path, once taken, said with what it left out.
+
+        :raises Exit: it failed, naming the archive downloaded meanwhile and
+            how to load it anyway.
+        """
+        if self.snapshotting is None:
+            return None
+        try:
+            dumped = self.snapshotting.result()
+        except Exit as exc:
+            raise Exit(
+                f"{exc.message}; the archive is downloaded: load it without a snapshot "
+                f"with inv reset-and-load {shlex.quote(str(downloaded))} --no-backup",
+                code=1,
+            ) from exc
+        announce_snapshot(dumped.path, when="when the pull started")
+        skipped = dumped.answer.get("skipped")
+        for path in skipped if isinstance(skipped, list) else []:
+            print(f"Warning: the safety snapshot left out {one_line(str(path))}")
+        return dumped.path
 
 
 def download_dir(c: Connection) -> Path:

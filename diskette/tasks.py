@@ -26,7 +26,6 @@ This module imports Invoke, not Django: install ``django-diskette[tasks]``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import difflib
 import io
@@ -575,15 +574,16 @@ def safety_snapshot(
         one holds its own data, which must come back as it was, so it is not.
     :raises Exit: naming the problem and ``--no-backup``, if the dump fails.
     """
-    path = take_safety_snapshot(c, project, folder, raw=raw)
+    path = take_safety_snapshot(c, project, folder, raw=raw).path
     announce_snapshot(path, host)
     return path
 
 
 def take_safety_snapshot(
     c: Context, project: Project, folder: str, *, raw: bool = False, relay: bool = True
-) -> str:
-    """:func:`safety_snapshot`, silently (``relay``: as :func:`run_json`)."""
+) -> Dumped:
+    """:func:`safety_snapshot`, silently (``relay``: as :func:`run_json`);
+    its answer says what it left out (``skipped``)."""
     try:
         dumped = dump_archive(
             c,
@@ -603,59 +603,21 @@ def take_safety_snapshot(
             "(pass --no-backup to go on without one)",
             code=1,
         ) from exc
-    return dumped.path
+    return dumped
 
 
-def announce_snapshot(path: str, host: str | None = None) -> None:
-    """Say where the safety snapshot is (on ``host``, for a push)."""
-    where = f"{host}:{path}" if host else path
-    print(f"Safety snapshot of the current database and media: {where}")
+def announce_snapshot(path: str, host: str | None = None, *, when: str = "") -> None:
+    """Say where the safety snapshot is (on ``host``, for a push).
 
-
-class SnapshotMeanwhile:
-    """The safety snapshot of a pull, taken here while the host dumps and
-    the archive downloads (they share nothing): a pull then waits for it
-    only if it takes longer than they do.
-
-    Used as a context manager around that work: on the way out it waits
-    for the snapshot, which :attr:`path` then names (``None`` when none
-    was needed). If the work failed, the snapshot is removed: nothing was
-    changed here, and it holds what is still in place.
+    :param when: when it was taken, if not just now.
     """
-
-    def __init__(
-        self, c: Context, project: Project, target: ResetTarget, safety: SafetyNet
-    ) -> None:
-        self.c, self.project, self.target, self.safety = c, project, target, safety
-        self.path: str | None = None
-        self._worker: concurrent.futures.ThreadPoolExecutor | None = None
-        self._future: concurrent.futures.Future[str] | None = None
-
-    def __enter__(self) -> SnapshotMeanwhile:
-        if needs_snapshot(self.target, self.safety):
-            self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-            self._future = self._worker.submit(
-                take_safety_snapshot,
-                self.c,
-                self.project,
-                self.safety.folder,
-                raw=self.target.anonymizes,
-                relay=False,
-            )
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if self._worker is None or self._future is None:
-            return
-        self._worker.shutdown(wait=True)
-        if kind is not None:  # the pull failed: what it would guard is untouched
-            if self._future.exception() is None:
-                drop_snapshot(
-                    self.c, self.project, self._future.result(), self.safety.folder
-                )
-            return
-        self.path = self._future.result()  # raises Exit if it failed
-        announce_snapshot(self.path)
+    where = f"{host}:{path}" if host else path
+    what = (
+        f"the database and media as they were {when}"
+        if when
+        else "the current database and media"
+    )
+    print(f"Safety snapshot of {what}: {where}")
 
 
 def needs_snapshot(target: ResetTarget, safety: SafetyNet) -> bool:
@@ -734,7 +696,12 @@ def remove_files(c: Context, project: Project, paths: list[str]) -> None:
     Best effort: a clean-up that fails must not hide what the task reports.
     """
     if paths:
-        c.run(project.shell(shlex.join(["rm", "-rf", "--", *paths])), hide=True, warn=True)
+        c.run(
+            project.shell(shlex.join(["rm", "-rf", "--", *paths])),
+            hide=True,
+            warn=True,
+            in_stream=False,
+        )
 
 
 JSON_HELP = (
@@ -898,7 +865,12 @@ def drop_snapshot(c: Context, project: Project, snapshot: str, folder: str) -> N
     folder if that left it empty: nothing is left of the attempt."""
     sidecar = snapshot.removesuffix(".tar.gz") + SIDECAR_SUFFIX
     remove_files(c, project, [snapshot, sidecar])
-    c.run(project.shell(shlex.join(["rmdir", "--", folder])), hide=True, warn=True)
+    c.run(
+        project.shell(shlex.join(["rmdir", "--", folder])),
+        hide=True,
+        warn=True,
+        in_stream=False,
+    )
 
 
 def lacks_option(failed: CommandFailed, option: str) -> bool:

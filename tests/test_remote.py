@@ -136,22 +136,16 @@ def test_the_safety_snapshot_taken_while_the_host_dumps_puts_the_laptop_back(loc
 
 
 def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
-    """The snapshot taken meanwhile goes: nothing here was changed."""
+    """The snapshot taken while the host dumps goes when the dump fails:
+    nothing here was changed."""
+    module = remote.root / (remote.settings.replace(".", "/") + ".py")
+    module.write_text(module.read_text() + "DISKETTE_ANONYMIZE_REQUIRED = True\n")
     before = local.fingerprint()
 
-    failed = fab(
-        local,
-        "-H",
-        "remote",
-        "pull-snapshot",
-        "--yes",
-        "--project-dir",
-        "/srv/nosuch",
-        check=False,
-    )
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
 
     assert failed.returncode == 1
-    assert "project folder /srv/nosuch does not exist" in failed.stderr
+    assert "DISKETTE_ANONYMIZE_REQUIRED is set but no rule is" in failed.stderr
     assert local.fingerprint() == before
     assert not (local.root / "var" / "diskette-backups").exists()
 

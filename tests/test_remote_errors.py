@@ -357,11 +357,7 @@ def test_a_pull_that_could_not_ask_refuses_before_dumping(local, remote):
     before = sorted(p.name for p in local.sshd.tmpdir.iterdir())
     result = fab(local, "-H", "remote", "pull-snapshot", check=False)
     line = one_line(result)
-    assert re.match(
-        r"refusing without confirmation \(Drop the (sqlite|postgresql|mysql) database "
-        r".* and load remote's snapshot into it\?\)",
-        line,
-    )
+    assert line.startswith("refusing without confirmation (Drop the local database and load")
     assert line.endswith("pass --yes to confirm from a script")
     assert sorted(p.name for p in local.sshd.tmpdir.iterdir()) == before
     assert not (local.root / "var" / "diskette-snapshots").exists()
@@ -385,9 +381,7 @@ def test_a_protected_hosts_entry_that_is_not_one_host_refuses_the_push(laptop, e
         f'diskette:\n  protected_hosts: ["{entry}"]\n  remote:\n    project_dir: {SANDBOX}\n'
     )
     line = one_line(laptop.fab("-H", "remote", "push-snapshot", "fabfile.py", "--yes"))
-    assert line.startswith(
-        f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port]"
-    )
+    assert line.startswith(f"diskette.protected_hosts entry {entry!r} is not [user@]host[:port]")
     assert line.endswith("fix it in fabric.yaml")
 
 
