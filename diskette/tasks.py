@@ -244,7 +244,8 @@ def run_json(
     command's standard error is relayed to it as it comes.
 
     :param relay: ``False`` for a command run beside other work, whose
-        progress would cut into that work's: its standard error is kept.
+        progress would cut into that work's: its standard error is then
+        captured, not shown.
 
     :raises CommandFailed: with the command's one-line error, read from its
         ``{"error": ...}`` answer (or, for a command that could not even
