@@ -80,6 +80,7 @@ class MediaIndex:
     ) -> None:
         self.folder = folder
         self.real = os.path.realpath(folder)
+        self.in_cache = path is None
         self.path = path or _cached(self.real)
         self.entries: dict[str, Known] = _read(self.path, self.real) if read else {}
         self.changed = not read
@@ -163,6 +164,62 @@ class MediaIndex:
                     os.unlink(temporary)
                 raise
             self.changed = False
+        if self.in_cache:
+            sweep(self.path.parent)
+
+
+#: The cache folder is swept at most this often (seconds), by an index saved.
+SWEEP_EVERY = 24 * 3600
+#: A temporary index this old (seconds) was left by a writer that was killed:
+#: a live one renames its own within milliseconds.
+PART_AGE = 3600
+#: The file whose time says when the cache folder was last swept.
+SWEPT = ".swept"
+
+
+def sweep(cache: Path, now: float | None = None) -> list[str]:
+    """Remove from the cache folder what nothing will use again: the
+    temporary files of killed writers, and the indexes of folders that no
+    longer exist (a folder that comes back, from a disk mounted again, is
+    read again once). At most once a day; best effort, as the cache is.
+
+    :returns: the names removed.
+    """
+    now = time.time() if now is None else now
+    stamp = cache / SWEPT
+    try:
+        if now - stamp.stat().st_mtime < SWEEP_EVERY:
+            return []
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return []
+    removed: list[str] = []
+    with contextlib.suppress(OSError):
+        stamp.touch()
+        for entry in os.scandir(cache):
+            if entry.name.endswith(".part"):
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > PART_AGE
+            elif entry.name.endswith(".json"):
+                folder = _folder_of(Path(entry.path))
+                stale = folder is not None and not os.path.isdir(folder)
+            else:
+                continue
+            if stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+    return removed
+
+
+def _folder_of(index: Path) -> str | None:
+    """The folder an index file is of, or ``None`` if it does not say."""
+    try:
+        with open(index, encoding="utf-8") as source:
+            folder = json.load(source).get("folder")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return folder if isinstance(folder, str) else None
 
 
 def index_path(folder: Path) -> Path:

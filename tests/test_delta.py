@@ -415,3 +415,37 @@ def test_thinning_a_whole_archive_keeps_what_the_list_has_and_loads(sides, tmp_p
     wipe_database()
     run_command("diskette_load", str(made.path))
     assert tree_state(media) == host_tree and data_state() == host_data
+
+
+def test_the_index_cache_forgets_what_nothing_uses(tmp_path):
+    """Indexes of folders that are gone, and temporary files of killed
+    writers, are removed by a later save, once a day at most."""
+    gone, live = tmp_path / "gone", tmp_path / "live"
+    for folder in (gone, live):
+        folder.mkdir()
+        (folder / "a.bin").write_bytes(b"a")
+        index = mediaindex.MediaIndex(folder)
+        index.scan()
+        index.save()
+    cache = index_path(live).parent
+    shutil.rmtree(gone)
+    killed = cache / "killed.json.x1.part"
+    killed.write_text("{")
+    hours_ago = time.time() - 2 * mediaindex.PART_AGE
+    os.utime(killed, (hours_ago, hours_ago))
+    writing = cache / "writing.json.x2.part"
+    writing.write_text("{")
+    yesterday = time.time() - mediaindex.SWEEP_EVERY - 60
+    os.utime(cache / mediaindex.SWEPT, (yesterday, yesterday))
+
+    (live / "b.bin").write_bytes(b"b")
+    index = mediaindex.MediaIndex(live)
+    index.scan()
+    index.save()
+
+    assert not index_path(gone).exists() and not killed.exists()
+    assert index_path(live).exists() and writing.exists()
+    # Swept just now: not again before a day has passed.
+    shutil.rmtree(live)
+    assert mediaindex.sweep(cache) == []
+    assert index_path(live).exists()
