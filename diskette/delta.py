@@ -278,7 +278,7 @@ class DeltaWriter(ArchiveWriter):
         )
         self.indexes: dict[str, MediaIndex] = {}
         self.sidecar = sidecar_of(path) if delta.sidecar else None
-        self.made: set[Path] = set()  # folders made in the sidecar
+        self.made: set[Path] = set()  # folders made in the sidecar (make_parent)
         if self.sidecar is not None:
             try:
                 self.sidecar.mkdir(mode=0o700)
@@ -358,9 +358,7 @@ class DeltaWriter(ArchiveWriter):
         assert self.sidecar is not None
         target = self.sidecar / arcname
         try:
-            if target.parent not in self.made:  # a folder of many files: made once
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self.made.add(target.parent)
+            make_parent(target, self.made)
             link_or_copy(path, target, self.budget)
         except OSError as exc:
             raise DumpError(
@@ -409,6 +407,14 @@ def open_writer(
     return DeltaWriter(
         path, permissions=permissions, checksums=checksums, storages=storages, delta=delta
     )
+
+
+def make_parent(target: Path, made: set[Path]) -> None:
+    """Make ``target``'s folder unless ``made`` (the folders made so far,
+    which it joins) has it: a folder of many files is made once."""
+    if target.parent not in made:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        made.add(target.parent)
 
 
 def link_or_copy(source: Path, target: Path, budget: SpaceBudget | None = None) -> None:
@@ -543,15 +549,13 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
     :raises LoadError: naming the file that could not be placed, or that changed.
     """
     budget = SpaceBudget()
-    made: set[Path] = set()  # a folder of many files is made once
+    made: set[Path] = set()
     for name, source in sources.items():
         target = place(name)
         if target is None:
             continue
         try:
-            if target.parent not in made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made.add(target.parent)
+            make_parent(target, made)
             link_or_copy(source.path, target, budget)
             now = os.lstat(target)
             linked = (now.st_dev, now.st_ino) == (

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .files import file_sha256
 from .journal import is_work_folder
@@ -214,12 +215,18 @@ def sweep(cache: Path, now: float | None = None) -> list[str]:
 
 def _folder_of(index: Path) -> str | None:
     """The folder an index file is of, or ``None`` if it does not say."""
+    folder = _content(index).get("folder")
+    return folder if isinstance(folder, str) else None
+
+
+def _content(index: Path) -> dict[str, Any]:
+    """An index file's object; empty for a missing or damaged one."""
     try:
         with open(index, encoding="utf-8") as source:
-            folder = json.load(source).get("folder")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return folder if isinstance(folder, str) else None
+            content = json.load(source)
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def index_path(folder: Path) -> Path:
@@ -279,16 +286,8 @@ def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
 def _read(path: Path, folder: str) -> dict[str, Known]:
     """The entries of an index file of ``folder``; none for a missing,
     damaged or foreign one (another format, another folder)."""
-    try:
-        with open(path, encoding="utf-8") as source:
-            content = json.load(source)
-    except (OSError, ValueError):
-        return {}
-    if (
-        not isinstance(content, dict)
-        or content.get("format") != INDEX_FORMAT
-        or content.get("folder") != folder
-    ):
+    content = _content(path)
+    if content.get("format") != INDEX_FORMAT or content.get("folder") != folder:
         return {}
     entries: dict[str, Known] = {}
     files = content.get("files")

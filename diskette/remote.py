@@ -718,15 +718,14 @@ def pull_snapshot(
     confirm(
         f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
     )
-    if safety.enabled and not target.holds_data:
-        print("The database holds no data yet: no safety snapshot needed")
+    snapshotted = needs_snapshot(target, safety)
     with LocalShare(here, local_project) as mine:
         # A delta needs the media it keeps here when it loads: never for an
         # archive left on the host, which must load anywhere.
         if not (no_storages or full or keep_remote):
             mine.list_media()
         project = remote_project(c, project_dir, python)
-        if needs_snapshot(target, safety):
+        if snapshotted:
             mine.take_snapshot(safety.folder, raw=target.anonymizes)
         local, dumped = pull(
             c,

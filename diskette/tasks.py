@@ -44,7 +44,7 @@ from invoke import Collection, Context, Exit
 from invoke.runners import Result
 
 from . import DOCS_URL
-from .delta import HAVE_LIMIT, SIDECAR_SUFFIX, read_base
+from .delta import HAVE_LIMIT, SIDECAR_SUFFIX, read_base, sidecar_of
 from .exceptions import ConfigurationError
 from .progress import human_size
 from .shortflags import task
@@ -621,10 +621,15 @@ def announce_snapshot(path: str, host: str | None = None, *, when: str = "") -> 
     print(f"Safety snapshot of {what}: {where}")
 
 
-def needs_snapshot(target: ResetTarget, safety: SafetyNet) -> bool:
+def needs_snapshot(target: ResetTarget, safety: SafetyNet, on: str = "") -> bool:
     """Whether a reset of ``target`` is preceded by a safety snapshot: when
     enabled, and the database holds data (an empty snapshot must never push
-    out a real one)."""
+    out a real one), which is said.
+
+    :param on: where the database is, for the message (" on HOST").
+    """
+    if safety.enabled and not target.holds_data:
+        print(f"The database{on} holds no data yet: no safety snapshot needed")
     return safety.enabled and target.holds_data
 
 
@@ -779,10 +784,8 @@ def reset_and_load_archive(
     on = f" on {host}" if host else ""
     confirm(f"Drop the {target.database}{on} and load {archive} into it?", yes)
     snapshot = None
-    if needs_snapshot(target, safety):
+    if needs_snapshot(target, safety, on):
         snapshot = safety_snapshot(c, project, safety.folder, host, raw=target.anonymizes)
-    elif safety.enabled:
-        print(f"The database{on} holds no data yet: no safety snapshot needed")
     return load_replacing(
         c,
         project,
@@ -864,8 +867,7 @@ def drop_snapshot(c: Context, project: Project, snapshot: str, folder: str) -> N
     """Remove a safety snapshot that turned out not to be needed (the load
     was refused before anything changed), its media folder, and the backup
     folder if that left it empty: nothing is left of the attempt."""
-    sidecar = snapshot.removesuffix(".tar.gz") + SIDECAR_SUFFIX
-    remove_files(c, project, [snapshot, sidecar])
+    remove_files(c, project, [snapshot, str(sidecar_of(Path(snapshot)))])
     c.run(
         project.shell(shlex.join(["rmdir", "--", folder])),
         hide=True,
