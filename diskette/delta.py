@@ -269,6 +269,7 @@ class DeltaWriter(ArchiveWriter):
         checksums: bool = True,
         storages: Sequence[Any] = (),
         delta: Delta,
+        stream: IO[bytes] | None = None,
     ) -> None:
         self.delta = delta
         # Longest first: a file belongs to the most specific storage.
@@ -287,7 +288,9 @@ class DeltaWriter(ArchiveWriter):
                     f"cannot make the media folder '{self.sidecar}': {exc.strerror or exc}"
                 ) from exc
         try:
-            super().__init__(path, permissions=permissions, checksums=checksums)
+            super().__init__(
+                path, permissions=permissions, checksums=checksums, stream=stream
+            )
         except BaseException:
             self._remove_sidecar()
             raise
@@ -400,12 +403,21 @@ def open_writer(
     checksums: bool,
     storages: Sequence[Any],
     delta: Delta | None,
+    stream: IO[bytes] | None = None,
 ) -> ArchiveWriter:
-    """The writer of a dump: a :class:`DeltaWriter` when there is a ``delta``."""
+    """The writer of a dump: a :class:`DeltaWriter` when there is a ``delta``;
+    ``stream``: see :class:`~diskette.archive.ArchiveWriter`."""
     if delta is None:
-        return ArchiveWriter(path, permissions=permissions, checksums=checksums)
+        return ArchiveWriter(
+            path, permissions=permissions, checksums=checksums, stream=stream
+        )
     return DeltaWriter(
-        path, permissions=permissions, checksums=checksums, storages=storages, delta=delta
+        path,
+        permissions=permissions,
+        checksums=checksums,
+        storages=storages,
+        delta=delta,
+        stream=stream,
     )
 
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import django
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -103,6 +103,7 @@ def dump(
     anonymizer: Anonymizer | None = None,
     delta: Delta | None = None,
     subset: Subset | None = None,
+    stream: IO[bytes] | None = None,
 ) -> DumpResult:
     """Write the data of ``definitions`` and the files of ``storages`` to an archive.
 
@@ -118,6 +119,8 @@ def dump(
         beside the archive (:mod:`diskette.delta`).
     :param subset: dump only the rows it starts from and needs, and the
         files they name (:mod:`diskette.subset`).
+    :param stream: write the archive down this stream, not to
+        ``archive_path`` (which only names it in errors).
     """
     check_something_to_dump(definitions, storages)
     selection = subset.selection(definitions, using) if subset is not None else None
@@ -125,7 +128,8 @@ def dump(
         definitions = selection.definitions  # each reads the kept rows only
     reporter = reporter or Reporter()
     now = datetime.now().astimezone()
-    _make_destination(archive_path.parent)
+    if stream is None:
+        _make_destination(archive_path.parent)
     skipped: list[Skipped] = []
     with (
         # Held from before the data is read: a load cannot swap media in
@@ -137,6 +141,7 @@ def dump(
             checksums=checksums,
             storages=storages,
             delta=delta,
+            stream=stream,
         ) as writer,
         ExitStack() as cleanup,
     ):

@@ -107,15 +107,20 @@ class PartialFile:
         self.hash = hashlib.sha256() if self.hash is not None else None
         self.size = 0
 
-    def commit(self, *, replace: bool = True) -> None:
+    def commit(self, *, replace: bool = True, name: str | None = None) -> None:
         """Put the file on disk, then give it its name; then make that durable.
 
         :param replace: replace an existing ``target``; with ``False`` an
             existing one is kept and :class:`FileExistsError` raised.
+        :param name: the file's name in ``target``'s folder instead, when
+            it is known only once the file is written (a streamed dump says
+            it last); a plain file name, checked by the caller.
         :raises OSError: a late write error (a full disk may only show at
             ``fsync``), or the rename failing; the temporary file stays for
             the caller's ``with`` to remove.
         """
+        if name is not None:
+            self.target = self.target.with_name(name)
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -133,6 +138,40 @@ class PartialFile:
         # handled is the cause, this one adds nothing.
         with contextlib.suppress(OSError):
             self.file.close()
+
+
+class StreamFile:
+    """An archive written to a stream (a pipe) instead of a file, hashed and
+    counted as :class:`PartialFile` does.
+
+    What went down a pipe cannot be taken back: the reader tells a whole
+    archive from a cut one by the exit status and by the size and sha256
+    the writer announces once it is done (``diskette_dump --output -``).
+
+    :param name: what errors call it (``-``: the standard output).
+    """
+
+    def __init__(self, stream: IO[bytes], name: Path, *, digest: bool = True) -> None:
+        self.stream, self.target = stream, name
+        self.hash = hashlib.sha256() if digest else None
+        self.size = 0
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hash.hexdigest() if self.hash is not None else None
+
+    def write(self, data: Any) -> int:
+        if self.hash is not None:
+            self.hash.update(data)
+        self.size += len(data)
+        return self.stream.write(data)
+
+    def commit(self) -> None:
+        """Send what is buffered: the archive is whole once this returns."""
+        self.stream.flush()
+
+    def discard(self) -> None:
+        """Nothing to remove: the reader sees no answer, and drops what it got."""
 
 
 def _link_new(partial: Path, target: Path) -> None:

@@ -4,9 +4,10 @@ A project's ``fabfile.py`` holding ``from diskette.remote import ns`` gets:
 
 - ``fab -H HOST remote-dump``: dump on the host; print ``HOST:PATH (sha256
   ...)`` of the archive there (several hosts: ``-H a,b``);
-- ``fab -H HOST pull-snapshot``: dump there, download (sha256 checked), remove
-  the remote archive, then reset the local database and load, as
-  ``inv reset-and-load`` does (safety snapshot included);
+- ``fab -H HOST pull-snapshot``: dump there straight into a download here
+  (size and sha256 checked; nothing stored there), then reset the local
+  database and load, as ``inv reset-and-load`` does (safety snapshot
+  included);
 - ``fab -H HOST push-snapshot ARCHIVE``: check the host's database, ask, then
   upload (sha256 checked on the host), reset the database there and load.
 
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import io
 import re
@@ -47,7 +49,7 @@ import shlex
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,7 @@ from invoke.runners import Result
 
 from .delta import Thinned, read_base, thin
 from .exceptions import DisketteError
+from .files import PartialFile
 from .progress import human_size
 from .shortflags import ShortFlags
 from .ssh import HostOutput, connect, on_host, speaking_for
@@ -80,6 +83,7 @@ from .tasks import (
     confirm,
     drop_snapshot,
     dump_archive,
+    dumped_answer,
     expect,
     flags,
     json_answer,
@@ -96,7 +100,14 @@ from .tasks import (
     take_safety_snapshot,
     warn_unknown_keys,
 )
-from .transfer import RECEIVE_SCRIPT, download, run_with_input, upload
+from .transfer import (
+    RECEIVE_SCRIPT,
+    download,
+    run_into,
+    run_with_input,
+    terminal_progress,
+    upload,
+)
 
 #: The configuration under ``diskette.remote``, with its defaults.
 REMOTE_DEFAULTS: dict[str, Any] = {
@@ -350,14 +361,120 @@ def pull(
 ) -> tuple[Path, Dumped]:
     """Dump on ``c``'s host and download the archive into ``destination``.
 
-    Without ``keep_remote`` the dump goes to a temporary folder on the host,
-    removed whatever happens.
+    The dump is streamed here as it is written (:func:`streamed`), unless
+    ``keep_remote`` leaves it on the host or the host's diskette predates
+    that: it then goes to a file there first (:func:`pull_file`).
 
-    :param base: what the media folders here hold (:func:`media_list`): it
-        goes to that folder too, and the host's archive then carries only
-        the files this side lacks (a delta, :mod:`diskette.delta`).
+    :param base: what the media folders here hold (:func:`media_list`): the
+        host's archive then carries only the files this side lacks (a
+        delta, :mod:`diskette.delta`).
     :returns: the local archive, its sha256 checked against the host's, and
         what the host's dump said of it.
+    """
+    received = None if keep_remote else streamed(c, project, destination, options, base)
+    if received is None:
+        received = pull_file(
+            c, project, destination, *options, keep_remote=keep_remote, base=base
+        )
+    local, dumped = received
+    anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
+    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
+    kept, kept_bytes = kept_counts(dumped)
+    if kept:
+        print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
+    return local, dumped
+
+
+def streamed(
+    c: Connection,
+    project: Project,
+    destination: Path,
+    options: Sequence[str],
+    base: str | None,
+) -> tuple[Path, Dumped] | None:
+    """Run ``diskette_dump --stdout`` on the host, into a download here.
+
+    The archive is sent while it is written, in one command: the host's
+    dump and the download overlap, and the host keeps no copy, so there is
+    nothing to remove there whatever happens. The list of media here goes
+    to the dump's standard input. The bytes are taken only once the dump's
+    answer (the last line of its standard error) gives their size and
+    sha256: a cut stream, a failed dump or stray output fails here.
+
+    :returns: ``None`` when the host's diskette cannot stream its dump.
+    :raises Exit: naming the host and what failed; nothing is left here.
+    """
+    stdin = [] if base is None else ["--base", "-"]
+    command = project.command("diskette_dump", *options, *stdin, "--stdout", "--json")
+    destination.mkdir(parents=True, exist_ok=True)
+    progress = terminal_progress(0, f"Downloading from {c.original_host}")
+    try:
+        with (
+            on_host(c),
+            PartialFile(
+                destination / "pulled.tar.gz",
+                progress=progress.advance if progress else None,
+            ) as output,
+        ):
+            status, errors = run_into(c, command, output, stdin=(base or "").encode())
+            try:
+                # The answer and the error are both on the standard error.
+                result = Result(
+                    stdout=errors, stderr=errors, command=command, exited=status
+                )
+                answer = json_answer(result)
+            except CommandFailed as exc:
+                if base is not None and lacks_option(exc, "--base"):
+                    raise Exit(NO_DELTAS + ", or pull with --full", code=1) from exc
+                if lacks_option(exc, "--stdout"):
+                    return None
+                raise
+            dumped = dumped_answer(answer)
+            if (dumped.sha256, dumped.size) != (output.sha256, output.size):
+                raise Exit(
+                    f"the {human_size(output.size)} received are not the archive the "
+                    f"dump wrote ({human_size(dumped.size)}, sha256 {dumped.sha256}): "
+                    "does the project print on the standard output as it starts? Pull "
+                    "with --keep-remote",
+                    code=1,
+                )
+            local = destination / f"{c.original_host}_{received_name(answer)}"
+            output.commit(name=local.name)
+    finally:
+        if progress is not None:
+            progress.close()
+    for line in errors.splitlines():
+        if line.startswith("Warning"):
+            print(f"{c.original_host}: {one_line(line)}", file=sys.stderr)
+    return local, dataclasses.replace(dumped, path=str(local))
+
+
+def received_name(answer: dict[str, Any]) -> str:
+    """The archive's name on the host (its ``DISKETTE_DUMP_FILENAME``) when
+    it is a plain file name: it comes from the host, and names a file here."""
+    name = answer.get("filename")
+    if (
+        isinstance(name, str)
+        and name == Path(name).name
+        and one_line(name) == name
+        and not name.startswith(".")
+    ):
+        return name
+    return "diskette.tar.gz"
+
+
+def pull_file(
+    c: Connection,
+    project: Project,
+    destination: Path,
+    *options: str,
+    keep_remote: bool = False,
+    base: str | None = None,
+) -> tuple[Path, Dumped]:
+    """Dump to a file on the host, then download it (see :func:`pull`).
+
+    Without ``keep_remote`` the dump goes to a temporary folder on the host,
+    removed whatever happens.
     """
     folder = remote_tempdir(c) if base is not None or not keep_remote else None
     try:
@@ -397,11 +514,6 @@ def pull(
     finally:
         if folder:
             remove_remote(c, folder)
-    anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
-    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
-    kept, kept_bytes = kept_counts(dumped)
-    if kept:
-        print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
     return local, dumped
 
 

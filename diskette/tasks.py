@@ -347,7 +347,14 @@ def dump_archive(c: Context, project: Project, *options: str, **run: Any) -> Dum
     :raises Exit: when the answer lacks what a pull relies on (it may come
         from another host: it is checked, not trusted).
     """
-    answer = run_json(c, project, "diskette_dump", *options, **run)
+    return dumped_answer(run_json(c, project, "diskette_dump", *options, **run))
+
+
+def dumped_answer(answer: dict[str, Any]) -> Dumped:
+    """What ``diskette_dump``'s ``--json`` answer says it wrote.
+
+    :raises Exit: as :func:`dump_archive` says.
+    """
     sha256 = answer.get("sha256")
     if sha256 is not None:  # None with --no-checksum
         sha256 = expect(answer, "sha256", str, "diskette_dump")

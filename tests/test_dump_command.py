@@ -790,3 +790,104 @@ def test_the_temporary_file_of_a_killed_dump_is_removed_by_the_next(sandbox, tmp
     output = sandbox.manage("diskette_dump", "--destination", str(tmp_path)).stdout
     assert f"Removed '{leftover}', left by an interrupted dump" in output.splitlines()
     assert [p.name for p in tmp_path.iterdir()] == ["diskette_data_storages.tar.gz"]
+
+
+# --stdout: the archive down a pipe, everything else on the standard error.
+
+#: Runs ``manage.py`` with its arguments, printing a line on the standard
+#: output once the dump has begun, as a project's code might (a hook, a
+#: debugging print): it must not land in the archive's bytes.
+PRINT_AT_FIRST_DATA = """
+import runpy, sys
+from diskette.reporting import CommandReporter
+info = CommandReporter.info
+def info_then_print(self, message):
+    info(self, message)
+    if message.startswith("Dumping data for application"):
+        print("a stray line from the project")
+CommandReporter.info = info_then_print
+sys.argv = sys.argv[1:]
+runpy.run_path("manage.py", run_name="__main__")
+"""
+
+
+@pytest.mark.subprocess
+def test_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp_path):
+    archive = tmp_path / "piped.tar.gz"
+    with open(archive, "wb") as output:
+        process = subprocess.run(
+            [
+                str(sandbox.python),
+                "-c",
+                PRINT_AT_FIRST_DATA,
+                "manage.py",
+                "diskette_dump",
+                "--stdout",
+                "--json",
+            ],
+            cwd=sandbox.root,
+            env=sandbox.env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    assert process.returncode == 0, process.stderr
+    lines = process.stderr.splitlines()
+    assert "a stray line from the project" in lines
+    answer = json.loads(lines[-1])
+    data = archive.read_bytes()
+    assert answer["archive"] == "-"
+    assert answer["filename"] == "diskette_data_storages.tar.gz"
+    assert (answer["size"], answer["sha256"]) == (
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert not list(sandbox.root.rglob("*.tar.gz*"))  # no file written there
+    checked = sandbox.manage("diskette_load", str(archive), "--check", check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.subprocess
+def test_stdout_refuses_a_terminal(sandbox):
+    """A binary archive is never drawn on a person's terminal."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [str(sandbox.python), "manage.py", "diskette_dump", "--stdout"],
+            cwd=sandbox.root,
+            env=sandbox.env,
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert process.returncode == 1
+    assert process.stderr == (
+        "CommandError: --stdout writes a binary archive: redirect the standard output "
+        "to a file or a pipe\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "flag"),
+    [
+        (["--publish"], "--publish"),
+        (["--link-media"], "--link-media"),
+        (["--check"], "--check"),
+        (["--destination", "elsewhere"], "--destination"),
+    ],
+)
+def test_stdout_refuses_what_needs_a_file(demo, option, flag):
+    with pytest.raises(CommandError) as failed:
+        dump("--stdout", *option)
+    assert str(failed.value) == (
+        f"--stdout writes the archive to the standard output, not to a file: drop {flag}"
+    )

@@ -150,6 +150,50 @@ def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
     assert not (local.root / "var" / "diskette-backups").exists()
 
 
+def test_a_host_whose_diskette_cannot_stream_is_pulled_through_a_file(
+    local, remote, tmp_path
+):
+    """A host running a diskette older than ``diskette_dump --stdout``
+    (argparse refuses the option) dumps to a transit folder, downloaded and
+    removed as before."""
+    older = tmp_path / "older-python"
+    older.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" --stdout "*) '
+        "echo 'manage.py diskette_dump: error: unrecognized arguments: --stdout' >&2; "
+        "exit 2;; esac\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    older.chmod(0o755)
+    wanted, temp = remote.fingerprint(), leftovers(local)
+
+    fab(local, "-H", "remote", "pull-snapshot", "--yes", "--python", str(older))
+
+    assert local.fingerprint() == wanted
+    assert leftovers(local) == temp
+
+
+def test_a_host_that_prints_as_it_starts_fails_the_pull_in_one_line(local, remote):
+    """Bytes before the archive's own (a ``print`` in the settings) cannot
+    be told from it: the size and sha256 the dump answers catch them."""
+    module = remote.root / (remote.settings.replace(".", "/") + ".py")
+    module.write_text(module.read_text() + "print('settings loaded')\n")
+    before = local.fingerprint()
+
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("remote: the ")
+    assert message.endswith(
+        "does the project print on the standard output as it starts? Pull with "
+        "--keep-remote"
+    )
+    assert local.fingerprint() == before
+    assert list((local.root / "var" / "diskette-snapshots").iterdir()) == []
+    assert not (local.root / "var" / "diskette-backups").exists()
+
+
 def test_keep_remote_leaves_the_archive_on_the_host(local, remote):
     fab(
         local,

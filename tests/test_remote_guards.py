@@ -3,7 +3,8 @@
 - ``diskette.protected_hosts`` held only the names typed after ``-H``: another
   ssh alias of the same server, its address or ``localhost`` pushed anyway.
 - A pull whose local ``fab`` was killed left its remote temporary folder, a
-  whole production archive inside, for ever.
+  whole production archive inside, for ever (pulls now stream the host's
+  dump; transit folders remain for pushes and older hosts).
 
 The hosts are the real ``sshd`` of ``tests/sshd.py`` (fixtures shared with
 ``tests/test_remote.py``). Each test gives the "remote" side a temporary
@@ -162,9 +163,26 @@ def transit_folder(tmp: Path, name: str, *, marked: bool, age: float) -> Path:
     return folder
 
 
+def dumps_running(project: Path) -> list[int]:
+    """The ``diskette_dump`` processes running in ``project`` (on the "host")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                os.readlink(entry / "cwd") == str(project)
+                and b"diskette_dump" in (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
 @needs_sshd
 @pytest.mark.subprocess
-def test_a_pull_killed_mid_download_is_cleaned_by_the_next_pull(local, remote, remote_tmp):
+def test_a_pull_killed_mid_download_leaves_nothing_on_the_host(local, remote, remote_tmp):
+    """The host's dump streams into the download (``--stdout``): killed, the
+    pull leaves no archive there, and the dump ends with the connection."""
     (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(4 * 2**20))
     downloads = local.root / "var" / "diskette-snapshots"
     env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
@@ -181,6 +199,7 @@ def test_a_pull_killed_mid_download_is_cleaned_by_the_next_pull(local, remote, r
     while time.monotonic() < deadline and process.poll() is None:
         partial = list(downloads.glob("*.part")) if downloads.exists() else []
         if partial and partial[0].stat().st_size > 0:
+            assert dumps_running(remote.root), "the dump should still be streaming"
             process.kill()  # kill -9: no clean-up runs
             break
         time.sleep(0.002)
@@ -188,35 +207,45 @@ def test_a_pull_killed_mid_download_is_cleaned_by_the_next_pull(local, remote, r
     assert process.returncode == -9, (
         "the pull ended before the kill: make the file larger or SLOW_RATE lower"
     )
-    (left,) = remote_tmp.iterdir()  # what the bug left: a whole archive, for ever
-    assert left.name.startswith("diskette.") and (left / TRANSIT_MARKER).is_file()
-    assert list(left.glob("*.tar.gz"))
-    a_day_ago = time.time() - DAY - 600
-    os.utime(left, (a_day_ago, a_day_ago))
+    deadline = time.monotonic() + 60
+    while dumps_running(remote.root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dumps_running(remote.root) == []
+    assert list(remote_tmp.iterdir()) == []
+    assert not list(remote.root.rglob("*.tar.gz*"))
 
+
+@needs_sshd
+def test_stale_transit_folders_are_removed_and_others_kept(sshd, tmp_path, capsys):
+    """A pull through a host whose diskette cannot stream (or a push) goes
+    through a transit folder there: one left by a killed pull is removed by
+    the next one once it is a day old, if it is diskette's own."""
+    remote_tmp = tmp_path / "remote-tmp"
+    remote_tmp.mkdir()
+    left = transit_folder(remote_tmp, "diskette.Killed", marked=True, age=DAY + 600)
     kept = [
         transit_folder(remote_tmp, "diskette.Recent", marked=True, age=3600),
         transit_folder(remote_tmp, "diskette.NoMark", marked=False, age=2 * DAY),
         transit_folder(remote_tmp, "diskette.longer-name", marked=True, age=2 * DAY),
     ]
-    elsewhere = transit_folder(
-        remote_tmp.parent, "diskette.Target", marked=True, age=2 * DAY
-    )
+    elsewhere = transit_folder(tmp_path, "diskette.Target", marked=True, age=2 * DAY)
     (remote_tmp / "diskette.SymLnk").symlink_to(elsewhere)
     kept.append(remote_tmp / "diskette.SymLnk")
     if os.geteuid() == 0:  # only root can give a folder to another user
         other = transit_folder(remote_tmp, "diskette.Others", marked=True, age=2 * DAY)
         os.chown(other, 65534, 65534)
         kept.append(other)
+    connection = Connection("remote", config=Config(runtime_ssh_path=str(sshd.ssh_config)))
+    connection.config.run.env = {"TMPDIR": str(remote_tmp)}
+    connection.config.run.in_stream = False  # pytest owns this process's stdin
+    with connection:
+        made = Path(remote_tempdir(connection))
 
-    result = fab(local, "-H", "remote", "pull-snapshot", "--no-load", "--no-storages")
-
-    assert (
+    said = capsys.readouterr().out.splitlines()
+    assert said == [
         f"remote: removed a stale transit folder {left} left by an interrupted pull"
-        in result.stdout.splitlines()
-    )
-    assert result.stdout.count("removed a stale transit folder") == 1
-    assert sorted(remote_tmp.iterdir()) == sorted(kept)  # and this pull's own went too
+    ]
+    assert sorted(remote_tmp.iterdir()) == sorted([*kept, made])
     assert (elsewhere / TRANSIT_MARKER).is_file()
 
 

@@ -18,7 +18,7 @@ try:
     import fcntl
 except ImportError:  # Windows: no flock, leftovers stay
     fcntl = None  # type: ignore[assignment]
-from ..files import BLOCK_SIZE, HashingReader, PartialFile
+from ..files import BLOCK_SIZE, HashingReader, PartialFile, StreamFile
 from .compression import GzipWriter
 from .format import DATA_DIR, DELTA_FORMAT, MANIFEST_NAME
 
@@ -61,13 +61,14 @@ def read_error(path: Path, exc: OSError) -> DumpError:
 
 
 class _ArchiveOutput:
-    """The archive's :class:`PartialFile`, whose write errors blame the archive.
+    """The archive's :class:`PartialFile` (or :class:`StreamFile`), whose
+    write errors blame the archive.
 
     Every byte of the archive goes through here, so a failed write is told
     apart from a failed read of a media file.
     """
 
-    def __init__(self, partial: PartialFile) -> None:
+    def __init__(self, partial: PartialFile | StreamFile) -> None:
         self.partial = partial
 
     def write(self, data: Any) -> int:
@@ -93,26 +94,42 @@ class ArchiveWriter:
     :param permissions: mode applied to the file before any data is written.
     :param checksums: compute member and archive sha256 (``--no-checksum``
         turns this off for speed; sizes are always recorded).
+    :param stream: write the archive down this stream instead (a pipe to
+        the side that loads it: ``diskette_dump --output -``), under the
+        name ``path`` in errors; no file, so nothing to rename or remove.
     :raises DumpError: if the file cannot be created in the destination.
 
     ``leftovers`` lists the temporary files of killed dumps to the same name
     that were removed: a dump holds a lock on its own until it ends.
     """
 
-    def __init__(self, path: Path, *, permissions: int, checksums: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        permissions: int,
+        checksums: bool = True,
+        stream: IO[bytes] | None = None,
+    ) -> None:
         self.path = path
         self.checksums = checksums
         self.members: dict[str, dict[str, Any]] = {}
         self.kept: dict[str, dict[str, Any]] = {}
         self.mtime = int(time.time())
         self._finished = False
-        try:
-            # Locked: remove_leftovers tells a dump at work from a killed one.
-            self._output = PartialFile(path, mode=permissions, digest=checksums, lock=True)
-        except OSError as exc:
-            raise write_error("create an archive in", path.parent, exc) from exc
-        self.partial = self._output.path
-        self.leftovers = remove_leftovers(path, keep=self.partial)
+        self._output: PartialFile | StreamFile
+        self.leftovers: list[Path] = []
+        if stream is not None:
+            self._output = StreamFile(stream, path, digest=checksums)
+        else:
+            try:
+                # Locked: remove_leftovers tells a dump at work from a killed one.
+                self._output = PartialFile(
+                    path, mode=permissions, digest=checksums, lock=True
+                )
+            except OSError as exc:
+                raise write_error("create an archive in", path.parent, exc) from exc
+            self.leftovers = remove_leftovers(path, keep=self._output.path)
         self._gzip = GzipWriter(_ArchiveOutput(self._output))
         # Open across calls, closed by close() or abort(): no `with` can span them.
         # Mode "w", not the stream mode "w|": tarfile writes straight into

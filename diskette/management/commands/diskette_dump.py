@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 from django.db import DEFAULT_DB_ALIAS
 
 from diskette import DOCS_URL
@@ -61,6 +63,13 @@ class Command(DisketteCommand):
             metavar="DIR",
             help="Directory to write the archive into. Default: DISKETTE_DUMP_PATH, "
             "else the current directory.",
+        )
+        parser.add_argument(
+            "--stdout",
+            action="store_true",
+            help="Write the archive to the standard output, for a pipe (ssh HOST "
+            "manage.py diskette_dump --stdout > FILE); every message, the --json answer "
+            "included, then goes to the standard error.",
         )
         parser.add_argument(
             "--filename",
@@ -184,6 +193,7 @@ class Command(DisketteCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             self.refuse_conflicts(options)
+            stream = self.archive_stdout() if options["stdout"] else None
             settings = get_settings()
             definitions = [] if options["no_data"] else self.definitions(options, settings)
             destination = (
@@ -233,9 +243,31 @@ class Command(DisketteCommand):
                 options,
                 anonymizer,
                 subset,
+                stream,
             )
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
+
+    def archive_stdout(self) -> IO[bytes]:
+        """The standard output, taken for the archive (``--stdout``).
+
+        From here on, whatever else is written there (this command's
+        messages and ``--json`` answer, a ``print`` in a project's hook)
+        goes to the standard error instead: one stray line in the archive's
+        bytes would break it for whoever reads the pipe.
+
+        :raises ConfigurationError: the standard output is a terminal.
+        """
+        if sys.stdout.isatty():
+            raise ConfigurationError(
+                "--stdout writes a binary archive: redirect the standard output to a "
+                "file or a pipe"
+            )
+        sys.stdout.flush()
+        archive = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+        self.stdout = OutputWrapper(sys.stderr)
+        return archive
 
     def subset(self, options: dict[str, Any], settings: Any) -> Subset | None:
         """The subset ``--subset`` names, validated, or ``None``."""
@@ -277,6 +309,13 @@ class Command(DisketteCommand):
             raise ConfigurationError(
                 f"{delta} makes an archive that loads only {where}: drop {other}"
             )
+        if options["stdout"]:
+            for flag in ("publish", "link_media", "no_archive", "check", "destination"):
+                if options[flag]:
+                    raise ConfigurationError(
+                        f"--stdout writes the archive to the standard output, not to a "
+                        f"file: drop --{flag.replace('_', '-')}"
+                    )
         if options["keep"] and not options["publish"]:
             raise ConfigurationError(
                 "--keep keeps the archive after --publish; without it, it is kept anyway"
@@ -460,6 +499,7 @@ class Command(DisketteCommand):
         options: dict[str, Any],
         anonymizer: Anonymizer | None,
         subset: Subset | None = None,
+        stream: IO[bytes] | None = None,
     ) -> None:
         reporter = self.reporter(options)
         reporter.info("=== Starting dump ===")
@@ -477,6 +517,7 @@ class Command(DisketteCommand):
                 anonymizer=anonymizer,
                 delta=self.delta(options),
                 subset=subset,
+                stream=stream,
             )
         except KeyboardInterrupt:
             # The writer has dropped its partial file on the way out: say so
@@ -494,7 +535,8 @@ class Command(DisketteCommand):
         if options["json"]:
             return self.write_json(
                 {
-                    "archive": str(info.path),
+                    "archive": "-" if stream else str(info.path),
+                    "filename": archive.name,
                     "snapshot": snapshot.as_index() if snapshot else None,
                     "removed": removed,
                     "checked": False,
@@ -530,7 +572,8 @@ class Command(DisketteCommand):
                 f"{result.kept} files ({human_size(result.kept_bytes)}) are not in the "
                 f"archive: {how}"
             )
-        reporter.info(f"Dump archive was created at: {info.path} ({human_size(info.size)})")
+        where = "written to the standard output" if stream else f"created at: {info.path}"
+        reporter.info(f"Dump archive was {where} ({human_size(info.size)})")
         if info.sha256:
             reporter.info(f"Archive checksum (sha256): {info.sha256}")
         if snapshot is not None:
