@@ -146,13 +146,11 @@ class StreamFile:
 
     What went down a pipe cannot be taken back: the reader tells a whole
     archive from a cut one by the exit status and by the size and sha256
-    the writer announces once it is done (``diskette_dump --output -``).
-
-    :param name: what errors call it (``-``: the standard output).
+    the writer announces once it is done (``diskette_dump --to-stdout``).
     """
 
-    def __init__(self, stream: IO[bytes], name: Path, *, digest: bool = True) -> None:
-        self.stream, self.target = stream, name
+    def __init__(self, stream: IO[bytes], *, digest: bool = True) -> None:
+        self.stream = stream
         self.hash = hashlib.sha256() if digest else None
         self.size = 0
 

@@ -59,9 +59,9 @@ from invoke import Collection, Context, Exit
 from invoke.runners import Result
 
 from .delta import Thinned, read_base, thin
-from .exceptions import DisketteError
+from .exceptions import DisketteError, TransferError
 from .files import PartialFile
-from .progress import human_size
+from .progress import Progress, human_size
 from .shortflags import ShortFlags
 from .ssh import HostOutput, connect, on_host, speaking_for
 from .tasks import (
@@ -392,7 +392,7 @@ def streamed(
     options: Sequence[str],
     base: str | None,
 ) -> tuple[Path, Dumped] | None:
-    """Run ``diskette_dump --stdout`` on the host, into a download here.
+    """Run ``diskette_dump --to-stdout`` on the host, into a download here.
 
     The archive is sent while it is written, in one command: the host's
     dump and the download overlap, and the host keeps no copy, so there is
@@ -405,41 +405,32 @@ def streamed(
     :raises Exit: naming the host and what failed; nothing is left here.
     """
     stdin = [] if base is None else ["--base", "-"]
-    command = project.command("diskette_dump", *options, *stdin, "--stdout", "--json")
-    destination.mkdir(parents=True, exist_ok=True)
+    command = project.command("diskette_dump", *options, *stdin, "--to-stdout", "--json")
     progress = terminal_progress(0, f"Downloading from {c.original_host}")
     try:
-        with (
-            on_host(c),
-            PartialFile(
-                destination / "pulled.tar.gz",
-                progress=progress.advance if progress else None,
-            ) as output,
-        ):
+        with on_host(c), _download_file(destination, progress) as output:
             status, errors = run_into(c, command, output, stdin=(base or "").encode())
             try:
                 # The answer and the error are both on the standard error.
                 result = Result(
                     stdout=errors, stderr=errors, command=command, exited=status
                 )
-                answer = json_answer(result)
+                dumped = dumped_answer(json_answer(result))
             except CommandFailed as exc:
                 if base is not None and lacks_option(exc, "--base"):
                     raise Exit(NO_DELTAS + ", or pull with --full", code=1) from exc
-                if lacks_option(exc, "--stdout"):
+                if lacks_option(exc, "--to-stdout"):
                     return None
                 raise
-            dumped = dumped_answer(answer)
-            if (dumped.sha256, dumped.size) != (output.sha256, output.size):
-                raise Exit(
-                    f"the {human_size(output.size)} received are not the archive the "
-                    f"dump wrote ({human_size(dumped.size)}, sha256 {dumped.sha256}): "
-                    "does the project print on the standard output as it starts? Pull "
-                    "with --keep-remote",
-                    code=1,
-                )
-            local = destination / f"{c.original_host}_{received_name(answer)}"
-            output.commit(name=local.name)
+            _check_received(output, dumped)
+            local = destination / f"{c.original_host}_{received_name(dumped.answer)}"
+            try:
+                output.commit(name=local.name)
+            except OSError as exc:
+                raise TransferError(
+                    f"cannot save '{local}': {exc.strerror or exc}; free some space "
+                    "or set diskette.remote.download_dir elsewhere"
+                ) from exc
     finally:
         if progress is not None:
             progress.close()
@@ -449,15 +440,65 @@ def streamed(
     return local, dataclasses.replace(dumped, path=str(local))
 
 
+def _download_file(destination: Path, progress: Progress | None) -> PartialFile:
+    """A new ``.part`` file in ``destination`` for a download.
+
+    :raises TransferError: it cannot be made there, naming the setting.
+    """
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        return PartialFile(
+            destination / "pulled.tar.gz",
+            progress=progress.advance if progress else None,
+        )
+    except OSError as exc:
+        raise TransferError(
+            f"cannot write in '{destination}': {exc.strerror or exc}; free some space "
+            "or set diskette.remote.download_dir elsewhere"
+        ) from exc
+
+
+def _check_received(output: PartialFile, dumped: Dumped) -> None:
+    """Refuse bytes that are not those the dump says it wrote.
+
+    :raises Exit: naming the likely cause: more bytes than the archive's
+        are output before it (a ``print`` in the host's settings).
+    """
+    if dumped.sha256 is None:
+        raise Exit(
+            "the remote dump printed no sha256 to check the download against", code=1
+        )
+    if (dumped.sha256, dumped.size) == (output.sha256, output.size):
+        return
+    why = (
+        f"{output.size - dumped.size} bytes came before the archive: the project "
+        "prints on the standard output as it starts (its settings, say); remove that "
+        "print, or pull with --keep-remote"
+        if output.size > dumped.size
+        else "the archive was damaged on the way: pull again"
+    )
+    raise Exit(
+        f"received {output.size} bytes, where the dump wrote {dumped.size} "
+        f"(sha256 {dumped.sha256}): {why}",
+        code=1,
+    )
+
+
+#: The longest archive name from a host taken as the local file's.
+NAME_LIMIT = 200
+
+
 def received_name(answer: dict[str, Any]) -> str:
     """The archive's name on the host (its ``DISKETTE_DUMP_FILENAME``) when
-    it is a plain file name: it comes from the host, and names a file here."""
+    it is a plain archive name: it comes from the host, and names a file here."""
     name = answer.get("filename")
     if (
         isinstance(name, str)
+        and 0 < len(name) <= NAME_LIMIT
         and name == Path(name).name
         and one_line(name) == name
         and not name.startswith(".")
+        and name.endswith(".tar.gz")
     ):
         return name
     return "diskette.tar.gz"

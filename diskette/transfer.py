@@ -165,7 +165,7 @@ def run_into(
 ) -> tuple[int, str]:
     """Run ``command`` on ``c``'s host, its standard output written to ``output``.
 
-    For a command that streams a file (``diskette_dump --stdout``): the
+    For a command that streams a file (``diskette_dump --to-stdout``): the
     bytes are hashed and counted by ``output`` as they come, and the caller
     commits it once the command's answer vouches for them.
 

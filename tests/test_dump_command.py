@@ -792,7 +792,7 @@ def test_the_temporary_file_of_a_killed_dump_is_removed_by_the_next(sandbox, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["diskette_data_storages.tar.gz"]
 
 
-# --stdout: the archive down a pipe, everything else on the standard error.
+# --to-stdout: the archive down a pipe, everything else on the standard error.
 
 #: Runs ``manage.py`` with its arguments, printing a line on the standard
 #: output once the dump has begun, as a project's code might (a hook, a
@@ -813,7 +813,10 @@ runpy.run_path("manage.py", run_name="__main__")
 
 @pytest.mark.subprocess
 def test_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp_path):
+    """Over SSH the standard output is a pipe, block-buffered: a stray print
+    must still come before the answer, which is the last line."""
     archive = tmp_path / "piped.tar.gz"
+    env = {k: v for k, v in sandbox.env.items() if k != "PYTHONUNBUFFERED"}
     with open(archive, "wb") as output:
         process = subprocess.run(
             [
@@ -822,11 +825,11 @@ def test_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp
                 PRINT_AT_FIRST_DATA,
                 "manage.py",
                 "diskette_dump",
-                "--stdout",
+                "--to-stdout",
                 "--json",
             ],
             cwd=sandbox.root,
-            env=sandbox.env,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.PIPE,
@@ -857,7 +860,7 @@ def test_stdout_refuses_a_terminal(sandbox):
     leader, follower = pty.openpty()
     try:
         process = subprocess.run(
-            [str(sandbox.python), "manage.py", "diskette_dump", "--stdout"],
+            [str(sandbox.python), "manage.py", "diskette_dump", "--to-stdout"],
             cwd=sandbox.root,
             env=sandbox.env,
             stdin=subprocess.DEVNULL,
@@ -871,14 +874,55 @@ def test_stdout_refuses_a_terminal(sandbox):
         os.close(leader)
     assert process.returncode == 1
     assert process.stderr == (
-        "CommandError: --stdout writes a binary archive: redirect the standard output "
+        "CommandError: --to-stdout writes a binary archive: redirect the standard output "
         "to a file or a pipe\n"
     )
+
+
+@pytest.mark.subprocess
+def test_stdout_refuses_a_standard_error_on_the_same_file(sandbox):
+    process = subprocess.run(
+        [str(sandbox.python), "manage.py", "diskette_dump", "--to-stdout"],
+        cwd=sandbox.root,
+        env=sandbox.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=120,
+    )
+    assert process.returncode == 1
+    assert process.stdout == (
+        b"CommandError: --to-stdout writes the archive to the standard output and "
+        b"messages to the standard error, which is the same file here: redirect one "
+        b"of them elsewhere\n"
+    )
+
+
+@pytest.mark.subprocess
+def test_stdout_answers_a_refusal_on_the_standard_error(sandbox):
+    """A script reading the archive from the standard output gets nothing
+    there; the ``--json`` error is where the answer would have been."""
+    process = subprocess.run(
+        [str(sandbox.python), "manage.py", "diskette_dump", "--to-stdout", "--check", "--json"],
+        cwd=sandbox.root,
+        env=sandbox.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 1
+    assert process.stdout == ""
+    assert json.loads(process.stderr.splitlines()[-1]) == {
+        "error": "--to-stdout writes the archive to the standard output, not to a file: "
+        "drop --check"
+    }
 
 
 @pytest.mark.parametrize(
     ("option", "flag"),
     [
+        (["--no-archive"], "--no-archive"),
         (["--publish"], "--publish"),
         (["--link-media"], "--link-media"),
         (["--check"], "--check"),
@@ -887,7 +931,7 @@ def test_stdout_refuses_a_terminal(sandbox):
 )
 def test_stdout_refuses_what_needs_a_file(demo, option, flag):
     with pytest.raises(CommandError) as failed:
-        dump("--stdout", *option)
+        dump("--to-stdout", *option)
     assert str(failed.value) == (
-        f"--stdout writes the archive to the standard output, not to a file: drop {flag}"
+        f"--to-stdout writes the archive to the standard output, not to a file: drop {flag}"
     )

@@ -153,14 +153,14 @@ def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
 def test_a_host_whose_diskette_cannot_stream_is_pulled_through_a_file(
     local, remote, tmp_path
 ):
-    """A host running a diskette older than ``diskette_dump --stdout``
+    """A host running a diskette older than ``diskette_dump --to-stdout``
     (argparse refuses the option) dumps to a transit folder, downloaded and
     removed as before."""
     older = tmp_path / "older-python"
     older.write_text(
         "#!/bin/sh\n"
-        'case " $* " in *" --stdout "*) '
-        "echo 'manage.py diskette_dump: error: unrecognized arguments: --stdout' >&2; "
+        'case " $* " in *" --to-stdout "*) '
+        "echo 'manage.py diskette_dump: error: unrecognized arguments: --to-stdout' >&2; "
         "exit 2;; esac\n"
         f'exec {sys.executable} "$@"\n'
     )
@@ -184,9 +184,10 @@ def test_a_host_that_prints_as_it_starts_fails_the_pull_in_one_line(local, remot
 
     assert failed.returncode == 1
     message = failed.stderr.strip().splitlines()[-1]
-    assert message.startswith("remote: the ")
+    assert message.startswith("remote: received ")
     assert message.endswith(
-        "does the project print on the standard output as it starts? Pull with "
+        ": 16 bytes came before the archive: the project prints on the standard "
+        "output as it starts (its settings, say); remove that print, or pull with "
         "--keep-remote"
     )
     assert local.fingerprint() == before

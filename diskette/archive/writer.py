@@ -75,6 +75,11 @@ class _ArchiveOutput:
         try:
             return self.partial.write(data)
         except OSError as exc:
+            if isinstance(self.partial, StreamFile):
+                raise DumpError(
+                    f"cannot write the archive to the standard output: "
+                    f"{exc.strerror or exc}; whoever read it stopped reading"
+                ) from exc
             raise write_error("write the archive", self.partial.target, exc) from exc
 
 
@@ -95,8 +100,8 @@ class ArchiveWriter:
     :param checksums: compute member and archive sha256 (``--no-checksum``
         turns this off for speed; sizes are always recorded).
     :param stream: write the archive down this stream instead (a pipe to
-        the side that loads it: ``diskette_dump --output -``), under the
-        name ``path`` in errors; no file, so nothing to rename or remove.
+        the side that loads it: ``diskette_dump --to-stdout``); no file, so
+        nothing to rename or remove.
     :raises DumpError: if the file cannot be created in the destination.
 
     ``leftovers`` lists the temporary files of killed dumps to the same name
@@ -119,8 +124,10 @@ class ArchiveWriter:
         self._finished = False
         self._output: PartialFile | StreamFile
         self.leftovers: list[Path] = []
+        #: The temporary file written (``None`` for a stream).
+        self.partial: Path | None = None
         if stream is not None:
-            self._output = StreamFile(stream, path, digest=checksums)
+            self._output = StreamFile(stream, digest=checksums)
         else:
             try:
                 # Locked: remove_leftovers tells a dump at work from a killed one.
@@ -129,7 +136,8 @@ class ArchiveWriter:
                 )
             except OSError as exc:
                 raise write_error("create an archive in", path.parent, exc) from exc
-            self.leftovers = remove_leftovers(path, keep=self._output.path)
+            self.partial = self._output.path
+            self.leftovers = remove_leftovers(path, keep=self.partial)
         self._gzip = GzipWriter(_ArchiveOutput(self._output))
         # Open across calls, closed by close() or abort(): no `with` can span them.
         # Mode "w", not the stream mode "w|": tarfile writes straight into

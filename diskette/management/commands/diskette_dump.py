@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -65,10 +68,11 @@ class Command(DisketteCommand):
             "else the current directory.",
         )
         parser.add_argument(
-            "--stdout",
+            "--to-stdout",
             action="store_true",
+            # Not --stdout: call_command(stdout=...) would set it.
             help="Write the archive to the standard output, for a pipe (ssh HOST "
-            "manage.py diskette_dump --stdout > FILE); every message, the --json answer "
+            "manage.py diskette_dump --to-stdout > FILE); every message, the --json answer "
             "included, then goes to the standard error.",
         )
         parser.add_argument(
@@ -191,83 +195,73 @@ class Command(DisketteCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["to_stdout"]:  # every word, errors and answer included
+            self.stdout = OutputWrapper(sys.stderr)
         try:
             self.refuse_conflicts(options)
-            stream = self.archive_stdout() if options["stdout"] else None
-            settings = get_settings()
-            definitions = [] if options["no_data"] else self.definitions(options, settings)
-            destination = (
-                options["destination"] or settings.dump_path or Path.cwd()
-            ).absolute()
-            anonymizer = self.anonymizer(options)
-            subset = self.subset(options, settings)
-            if options["no_archive"]:
-                if anonymizer is not None:
-                    raise ConfigurationError(
-                        "--no-archive prints dumpdata commands, which write personal "
-                        "data raw; DISKETTE_ANONYMIZE has rules: drop --no-archive"
-                    )
-                if subset is not None:
-                    raise ConfigurationError(
-                        "--no-archive prints dumpdata commands, which dump whole "
-                        "tables: drop --subset or --no-archive"
-                    )
-                return self.print_commands(definitions, destination, options["indent"])
-            # Never archive media halfway through a load that a crash cut.
-            declared = project_storages(settings)
-            for line in recover_interrupted(declared.values(), options["database"]):
-                self.stderr.write(line)
-            storages, excludes = self.storages(options, settings)
-            archive = destination / self.archive_name(
-                options, settings, with_data=bool(definitions), with_storages=bool(storages)
-            )
-            check_something_to_dump(
-                definitions,
-                storages,
-                with_data=not options["no_data"],
-                with_storages=not options["no_storages"],
-            )
-            if options["check"]:
-                if subset is not None:  # count the rows it keeps
-                    using = options["database"]
-                    definitions = subset.selection(definitions, using).definitions
-                return self.report_plan(
-                    definitions, storages, excludes, archive, options, anonymizer
+            with contextlib.ExitStack() as stack:
+                stream = (
+                    stack.enter_context(archive_on_stdout())
+                    if options["to_stdout"]
+                    else None
                 )
-            self.run_dump(
-                definitions,
-                storages,
-                excludes,
-                archive,
-                settings,
-                options,
-                anonymizer,
-                subset,
-                stream,
-            )
+                self.dump_or_plan(options, stream)
         except DisketteError as exc:
             raise CommandError(str(exc)) from exc
 
-    def archive_stdout(self) -> IO[bytes]:
-        """The standard output, taken for the archive (``--stdout``).
-
-        From here on, whatever else is written there (this command's
-        messages and ``--json`` answer, a ``print`` in a project's hook)
-        goes to the standard error instead: one stray line in the archive's
-        bytes would break it for whoever reads the pipe.
-
-        :raises ConfigurationError: the standard output is a terminal.
-        """
-        if sys.stdout.isatty():
-            raise ConfigurationError(
-                "--stdout writes a binary archive: redirect the standard output to a "
-                "file or a pipe"
+    def dump_or_plan(self, options: dict[str, Any], stream: IO[bytes] | None) -> None:
+        """The command's work, once its options agree (``stream``: ``--to-stdout``)."""
+        settings = get_settings()
+        definitions = [] if options["no_data"] else self.definitions(options, settings)
+        destination = (
+            options["destination"] or settings.dump_path or Path.cwd()
+        ).absolute()
+        anonymizer = self.anonymizer(options)
+        subset = self.subset(options, settings)
+        if options["no_archive"]:
+            if anonymizer is not None:
+                raise ConfigurationError(
+                    "--no-archive prints dumpdata commands, which write personal "
+                    "data raw; DISKETTE_ANONYMIZE has rules: drop --no-archive"
+                )
+            if subset is not None:
+                raise ConfigurationError(
+                    "--no-archive prints dumpdata commands, which dump whole "
+                    "tables: drop --subset or --no-archive"
+                )
+            return self.print_commands(definitions, destination, options["indent"])
+        # Never archive media halfway through a load that a crash cut.
+        declared = project_storages(settings)
+        for line in recover_interrupted(declared.values(), options["database"]):
+            self.stderr.write(line)
+        storages, excludes = self.storages(options, settings)
+        archive = destination / self.archive_name(
+            options, settings, with_data=bool(definitions), with_storages=bool(storages)
+        )
+        check_something_to_dump(
+            definitions,
+            storages,
+            with_data=not options["no_data"],
+            with_storages=not options["no_storages"],
+        )
+        if options["check"]:
+            if subset is not None:  # count the rows it keeps
+                using = options["database"]
+                definitions = subset.selection(definitions, using).definitions
+            return self.report_plan(
+                definitions, storages, excludes, archive, options, anonymizer
             )
-        sys.stdout.flush()
-        archive = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-        self.stdout = OutputWrapper(sys.stderr)
-        return archive
+        self.run_dump(
+            definitions,
+            storages,
+            excludes,
+            archive,
+            settings,
+            options,
+            anonymizer,
+            subset,
+            stream,
+        )
 
     def subset(self, options: dict[str, Any], settings: Any) -> Subset | None:
         """The subset ``--subset`` names, validated, or ``None``."""
@@ -309,11 +303,11 @@ class Command(DisketteCommand):
             raise ConfigurationError(
                 f"{delta} makes an archive that loads only {where}: drop {other}"
             )
-        if options["stdout"]:
+        if options["to_stdout"]:
             for flag in ("publish", "link_media", "no_archive", "check", "destination"):
                 if options[flag]:
                     raise ConfigurationError(
-                        f"--stdout writes the archive to the standard output, not to a "
+                        f"--to-stdout writes the archive to the standard output, not to a "
                         f"file: drop --{flag.replace('_', '-')}"
                     )
         if options["keep"] and not options["publish"]:
@@ -522,9 +516,12 @@ class Command(DisketteCommand):
         except KeyboardInterrupt:
             # The writer has dropped its partial file on the way out: say so
             # in one line, and exit as a shell does for Ctrl-C (128 + SIGINT).
-            raise CommandError(
-                "interrupted; no archive was written", returncode=130
-            ) from None
+            left = (
+                "what went to the standard output is no whole archive"
+                if stream
+                else "no archive was written"
+            )
+            raise CommandError(f"interrupted; {left}", returncode=130) from None
         info = result.archive
         snapshot, removed = None, False
         if options["publish"]:
@@ -646,3 +643,47 @@ class Command(DisketteCommand):
 
 def _count(objects: int) -> str:
     return f"{objects} object" if objects == 1 else f"{objects} objects"
+
+
+@contextlib.contextmanager
+def archive_on_stdout() -> Iterator[IO[bytes]]:
+    """The standard output, taken for the archive (``--to-stdout``), given back after.
+
+    Meanwhile whatever else is written there (a project's ``print``, the
+    messages of a library) goes to the standard error, the descriptor as
+    well as ``sys.stdout``: one stray byte in the archive's would break it
+    for whoever reads the pipe.
+
+    :raises ConfigurationError: no standard output to take (a terminal, the
+        standard error's own file, or none at all, in process).
+    """
+    try:
+        out, err = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        raise ConfigurationError(
+            "--to-stdout needs a standard output to write the archive to: run "
+            "manage.py diskette_dump --to-stdout with it redirected to a file or a pipe"
+        ) from None
+    if os.isatty(out):
+        raise ConfigurationError(
+            "--to-stdout writes a binary archive: redirect the standard output to a file "
+            "or a pipe"
+        )
+    if os.path.sameopenfile(out, err):
+        raise ConfigurationError(
+            "--to-stdout writes the archive to the standard output and messages to the "
+            "standard error, which is the same file here: redirect one of them elsewhere"
+        )
+    sys.stdout.flush()
+    archive = os.fdopen(os.dup(out), "wb")
+    saved, previous = os.dup(out), sys.stdout
+    os.dup2(err, out)
+    sys.stdout = sys.stderr
+    try:
+        yield archive
+    finally:
+        sys.stdout = previous
+        os.dup2(saved, out)
+        os.close(saved)
+        with contextlib.suppress(OSError):  # a reader gone: said already
+            archive.close()
