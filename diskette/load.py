@@ -31,7 +31,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.management import call_command
@@ -159,6 +159,7 @@ def load(
     definitions: Any = (),
     options: LoadOptions = LoadOptions(),  # noqa: B008 - frozen, never mutated
     reporter: Reporter | None = None,
+    stream: IO[bytes] | None = None,
 ) -> LoadResult:
     """Restore ``archive`` into the database and the declared ``storages``.
 
@@ -167,6 +168,11 @@ def load(
         to (:func:`local_storages`).
     :param definitions: the project's definitions (``DISKETTE_APPS``), which
         say what models may be loaded.
+    :param stream: read the archive from this stream instead (a pipe:
+        ``diskette_load -``), which ``archive`` then only names. It is read
+        in one pass like a file, and its last byte is needed before anything
+        changes: whoever writes it decides, by writing that byte or not,
+        whether the load may go on to the reset.
     :raises ArchiveError: an archive that is not what it claims.
     :raises UntrustedDataError: an archive holding a storage or a model this
         project does not declare.
@@ -192,7 +198,7 @@ def load(
         data_dir = stack.enter_context(staging_folder()) if options.with_data else None
         restore = _Restore(storages, archive.name, options.using, stack)
         try:
-            unpacked = _unpack(archive, data_dir, restore, options, reporter)
+            unpacked = _unpack(archive, data_dir, restore, options, reporter, stream)
             if options.require_anonymized:
                 refuse_raw(archive, unpacked.manifest)
             datas = (
@@ -205,7 +211,7 @@ def load(
             sources = kept_sources(
                 unpacked,
                 {name: Path(os.path.realpath(storages[name])) for name in chosen},
-                sidecar_of(archive),
+                None if stream is not None else sidecar_of(archive),
                 save=not options.check,
             )
             reset = None if options.check else options.reset
@@ -268,10 +274,15 @@ def _unpack(
     restore: _Restore,
     options: LoadOptions,
     reporter: Reporter,
+    stream: IO[bytes] | None = None,
 ) -> Unpacked:
     """Verify the whole archive; write data files and (unless ``--check``) storages."""
-    size = archive.stat().st_size
-    reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
+    if stream is None:
+        size = archive.stat().st_size
+        reporter.info(f"Verifying archive '{archive}' ({human_size(size)})")
+    else:
+        size = 0  # unknown until its end
+        reporter.info("Verifying the archive coming on the standard input")
 
     def place(name: str) -> Path | None:
         if name == DATA_DIR or name.startswith(f"{DATA_DIR}/"):
@@ -285,6 +296,7 @@ def _unpack(
         place=place,
         progress=reporter.progress(size, "Verifying archive"),
         digest=bool(options.checksum),
+        source=stream,
     )
     if options.checksum and unpacked.sha256 != options.checksum.strip().lower():
         raise ArchiveError(

@@ -4,10 +4,10 @@ A project's ``fabfile.py`` holding ``from diskette.remote import ns`` gets:
 
 - ``fab -H HOST remote-dump``: dump on the host; print ``HOST:PATH (sha256
   ...)`` of the archive there (several hosts: ``-H a,b``);
-- ``fab -H HOST pull-snapshot``: dump there straight into a download here
-  (size and sha256 checked; nothing stored there), then reset the local
-  database and load, as ``inv reset-and-load`` does (safety snapshot
-  included);
+- ``fab -H HOST pull-snapshot``: dump there straight into the load here
+  (:mod:`diskette.feed`: the archive is stored on neither side), which
+  resets the local database and loads, as ``inv reset-and-load`` does
+  (safety snapshot included);
 - ``fab -H HOST push-snapshot ARCHIVE``: check the host's database, ask, then
   upload (sha256 checked on the host), reset the database there and load.
 
@@ -59,7 +59,8 @@ from invoke import Collection, Context, Exit
 from invoke.runners import Result
 
 from .delta import Thinned, read_base, thin
-from .exceptions import DisketteError, TransferError
+from .exceptions import DisketteError
+from .feed import LoadFeed, LoadStopped
 from .files import PartialFile
 from .progress import Progress, human_size
 from .shortflags import ShortFlags
@@ -89,6 +90,7 @@ from .tasks import (
     json_answer,
     lacks_option,
     last_error,
+    load_arguments,
     load_replacing,
     media_list,
     needs_snapshot,
@@ -102,6 +104,7 @@ from .tasks import (
 )
 from .transfer import (
     RECEIVE_SCRIPT,
+    Received,
     download,
     run_into,
     run_with_input,
@@ -376,13 +379,66 @@ def pull(
         received = pull_file(
             c, project, destination, *options, keep_remote=keep_remote, base=base
         )
-    local, dumped = received
+    report_pulled(c, *received)
+    return received
+
+
+def report_pulled(c: Connection, local: Path | None, dumped: Dumped) -> None:
+    """Say what was pulled: where it went (``None``: into the load here, as
+    it came), its sha256, the files not sent."""
     anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
-    print(f"Downloaded {local} from {c.original_host} (sha256 {dumped.sha256}{anonymized})")
+    checked = f"sha256 {dumped.sha256}{anonymized}"
+    if local is None:
+        print(
+            f"Streamed {c.original_host}'s archive into the load here "
+            f"({human_size(dumped.size)}, {checked})"
+        )
+    else:
+        print(f"Downloaded {local} from {c.original_host} ({checked})")
     kept, kept_bytes = kept_counts(dumped)
     if kept:
         print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
-    return local, dumped
+
+
+def stream_dump(
+    c: Connection,
+    project: Project,
+    output: Received,
+    options: Sequence[str],
+    base: str | None,
+) -> Dumped | None:
+    """Run ``diskette_dump --to-stdout`` on the host, its archive into ``output``.
+
+    The archive is sent while it is written, in one command: the host's
+    dump and the download overlap, and the host keeps no copy, so there is
+    nothing to remove there whatever happens. The list of media here goes
+    to the dump's standard input. The bytes are good only once the dump's
+    answer (the last line of its standard error) gives their size and
+    sha256: a cut stream, a failed dump or stray output fails here.
+
+    :returns: what the dump answered; ``None`` when the host's diskette
+        cannot stream its dump.
+    :raises Exit: naming the host and what failed.
+    """
+    stdin = [] if base is None else ["--base", "-"]
+    command = project.command("diskette_dump", *options, *stdin, "--to-stdout", "--json")
+    with on_host(c):
+        status, errors = run_into(c, command, output, stdin=(base or "").encode())
+        try:
+            # The answer and the error are both on the standard error.
+            result = Result(stdout=errors, stderr=errors, command=command, exited=status)
+            dumped = dumped_answer(json_answer(result))
+        except CommandFailed as exc:
+            if base is not None and lacks_option(exc, "--base"):
+                raise Exit(NO_DELTAS + ", or pull with --full", code=1) from exc
+            if lacks_option(exc, "--to-stdout"):
+                return None
+            raise
+        _check_received(output, dumped)
+    for line in errors.splitlines():
+        if line.startswith("Warning"):
+            print(f"{c.original_host}: {one_line(line)}", file=sys.stderr)
+    return dumped
 
 
 def streamed(
@@ -392,58 +448,36 @@ def streamed(
     options: Sequence[str],
     base: str | None,
 ) -> tuple[Path, Dumped] | None:
-    """Run ``diskette_dump --to-stdout`` on the host, into a download here.
-
-    The archive is sent while it is written, in one command: the host's
-    dump and the download overlap, and the host keeps no copy, so there is
-    nothing to remove there whatever happens. The list of media here goes
-    to the dump's standard input. The bytes are taken only once the dump's
-    answer (the last line of its standard error) gives their size and
-    sha256: a cut stream, a failed dump or stray output fails here.
+    """:func:`stream_dump` into a file of ``destination``, taken once checked.
 
     :returns: ``None`` when the host's diskette cannot stream its dump.
     :raises Exit: naming the host and what failed; nothing is left here.
     """
-    stdin = [] if base is None else ["--base", "-"]
-    command = project.command("diskette_dump", *options, *stdin, "--to-stdout", "--json")
     progress = terminal_progress(0, f"Downloading from {c.original_host}")
     try:
-        with on_host(c), _download_file(destination, progress) as output:
-            status, errors = run_into(c, command, output, stdin=(base or "").encode())
-            try:
-                # The answer and the error are both on the standard error.
-                result = Result(
-                    stdout=errors, stderr=errors, command=command, exited=status
-                )
-                dumped = dumped_answer(json_answer(result))
-            except CommandFailed as exc:
-                if base is not None and lacks_option(exc, "--base"):
-                    raise Exit(NO_DELTAS + ", or pull with --full", code=1) from exc
-                if lacks_option(exc, "--to-stdout"):
-                    return None
-                raise
-            _check_received(output, dumped)
+        with _download_file(destination, progress) as output:
+            dumped = stream_dump(c, project, output, options, base)
+            if dumped is None:
+                return None
             local = destination / f"{c.original_host}_{received_name(dumped.answer)}"
             try:
                 output.commit(name=local.name)
             except OSError as exc:
-                raise TransferError(
+                raise Exit(
                     f"cannot save '{local}': {exc.strerror or exc}; free some space "
-                    "or set diskette.remote.download_dir elsewhere"
+                    "or set diskette.remote.download_dir elsewhere",
+                    code=1,
                 ) from exc
     finally:
         if progress is not None:
             progress.close()
-    for line in errors.splitlines():
-        if line.startswith("Warning"):
-            print(f"{c.original_host}: {one_line(line)}", file=sys.stderr)
     return local, dataclasses.replace(dumped, path=str(local))
 
 
 def _download_file(destination: Path, progress: Progress | None) -> PartialFile:
     """A new ``.part`` file in ``destination`` for a download.
 
-    :raises TransferError: it cannot be made there, naming the setting.
+    :raises Exit: it cannot be made there, naming the setting.
     """
     try:
         destination.mkdir(parents=True, exist_ok=True)
@@ -452,13 +486,14 @@ def _download_file(destination: Path, progress: Progress | None) -> PartialFile:
             progress=progress.advance if progress else None,
         )
     except OSError as exc:
-        raise TransferError(
+        raise Exit(
             f"cannot write in '{destination}': {exc.strerror or exc}; free some space "
-            "or set diskette.remote.download_dir elsewhere"
+            "or set diskette.remote.download_dir elsewhere",
+            code=1,
         ) from exc
 
 
-def _check_received(output: PartialFile, dumped: Dumped) -> None:
+def _check_received(output: Received, dumped: Dumped) -> None:
     """Refuse bytes that are not those the dump says it wrote.
 
     :raises Exit: naming the likely cause: more bytes than the archive's
@@ -468,7 +503,8 @@ def _check_received(output: PartialFile, dumped: Dumped) -> None:
         raise Exit(
             "the remote dump printed no sha256 to check the download against", code=1
         )
-    if (dumped.sha256, dumped.size) == (output.sha256, output.size):
+    # An output that hashes nothing (LoadFeed) has its bytes checked by the load.
+    if (dumped.size, output.sha256 or dumped.sha256) == (output.size, dumped.sha256):
         return
     why = (
         f"{output.size - dumped.size} bytes came before the archive: the project "
@@ -850,15 +886,15 @@ def pull_snapshot(
             c, here, remote_project(c, project_dir, python), selection, full=full
         )
     if no_load:
-        local, dumped = pull(
+        downloaded, dumped = pull(
             c,
             remote_project(c, project_dir, python),
             download_dir(c),
             *selection,
             keep_remote=keep_remote,
         )
-        print(f"Load it here with: inv reset-and-load {shlex.quote(str(local))}")
-        return pulled_answer(c, local, dumped)
+        print(f"Load it here with: inv reset-and-load {shlex.quote(str(downloaded))}")
+        return pulled_answer(c, downloaded, dumped)
     # The local side is checked, and the question asked, first: a wrong
     # diskette.manage, a refused reset or a "no" must not cost a whole
     # production dump and download.
@@ -872,6 +908,7 @@ def pull_snapshot(
         f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
     )
     snapshotted = needs_snapshot(target, safety)
+    load_options = tuple(flags(loaddata=loaddata, fast=fast))
     with LocalShare(here, local_project) as mine:
         # A delta needs the media it keeps here when it loads: never for an
         # archive left on the host, which must load anywhere.
@@ -880,26 +917,103 @@ def pull_snapshot(
         project = remote_project(c, project_dir, python)
         if snapshotted:
             mine.take_snapshot(safety.folder, raw=target.anonymizes)
-        local, dumped = pull(
-            c,
-            project,
-            downloads,
-            *selection,
-            keep_remote=keep_remote,
-            base=mine.media(),
-        )
-        snapshot = mine.snapshot(local)
+        fed = None
+        if not keep_remote:
+            arguments = load_arguments("-", load_options, force=force)
+            fed = feed_load(
+                c, here, local_project, project, selection, mine, arguments, downloads
+            )
+        local: Path | None = None
+        if fed is None:  # left on the host, or a host that cannot stream
+            local, dumped = pull_file(
+                c,
+                project,
+                downloads,
+                *selection,
+                keep_remote=keep_remote,
+                base=mine.media(),
+            )
+            report_pulled(c, local, dumped)
+            snapshot, answer = mine.snapshot(local), None
+        else:
+            dumped, snapshot, feed = fed
+            answer = feed.answer
     done = load_replacing(
         here,
         local_project,
-        str(local),
+        str(local or "-"),
         target,
         snapshot,
         force=force,
         safety=safety,
-        load_options=tuple(flags(loaddata=loaddata, fast=fast)),
+        load_options=load_options,
+        name=None if local else f"{c.original_host}'s archive",
+        answer=answer,
     )
     return {**pulled_answer(c, local, dumped), **done}
+
+
+def feed_load(
+    c: Connection,
+    here: Context,
+    local_project: Project,
+    project: Project,
+    selection: Sequence[str],
+    mine: LocalShare,
+    arguments: list[str],
+    spool: Path,
+) -> tuple[Dumped, str | None, LoadFeed] | None:
+    """Stream the host's dump into ``diskette_load -`` here (:class:`LoadFeed`).
+
+    The load verifies and stages the archive as it arrives, once the
+    safety snapshot is taken (what comes before waits in a spool file in
+    ``spool``); it gets the last bytes, and may reset, only once the
+    host's answer vouched for them.
+
+    :returns: what the host dumped, the snapshot taken, and the load to
+        ask for its answer; ``None`` when the host cannot stream its dump
+        (the load is left, unreleased: it changed nothing).
+    :raises Exit: naming what failed, the host's dump or the load here
+        (which then changed nothing).
+    """
+    try:
+        spool.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Exit(
+            f"cannot write in '{spool}': {exc.strerror or exc}; set "
+            "diskette.remote.download_dir elsewhere",
+            code=1,
+        ) from exc
+    progress = terminal_progress(0, f"Downloading from {c.original_host}")
+    try:
+        with LoadFeed(
+            here,
+            local_project,
+            arguments,
+            progress=progress.advance if progress else None,
+            ready=mine.snapshot_taken,
+            spool=spool,
+        ) as feed:
+            try:
+                dumped = stream_dump(c, project, feed, selection, mine.media())
+                if dumped is None:
+                    return None
+                snapshot = mine.snapshot(None)
+                feed.release()
+            except LoadStopped:
+                try:
+                    feed.answer()
+                except CommandFailed as exc:  # it had not the whole archive
+                    raise Exit(
+                        f"{c.original_host}'s archive cannot be loaded: {exc.message}",
+                        code=1,
+                    ) from exc
+                raise Exit("the load here ended before the archive did", code=1) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    report_pulled(c, None, dumped)
+    return dumped, snapshot, feed
 
 
 class LocalShare:
@@ -950,17 +1064,23 @@ class LocalShare:
             take_safety_snapshot, self.c, self.project, folder, raw=raw, relay=False
         )
 
-    def snapshot(self, downloaded: Path) -> str | None:
+    def snapshot_taken(self) -> bool:
+        """Whether the snapshot, if any, is done with (taken, or failed)."""
+        return self.snapshotting is None or self.snapshotting.done()
+
+    def snapshot(self, downloaded: Path | None) -> str | None:
         """The snapshot's path, once taken, said with what it left out.
 
-        :raises Exit: it failed, naming the archive downloaded meanwhile and
-            how to load it anyway.
+        :raises Exit: it failed, naming the archive downloaded meanwhile (if
+            any) and how to load it anyway.
         """
         if self.snapshotting is None:
             return None
         try:
             dumped = self.snapshotting.result()
         except Exit as exc:
+            if downloaded is None:
+                raise
             raise Exit(
                 f"{exc.message}; the archive is downloaded: load it without a snapshot "
                 f"with inv reset-and-load {shlex.quote(str(downloaded))} --no-backup",
@@ -980,12 +1100,13 @@ def download_dir(c: Connection) -> Path:
     )
 
 
-def pulled_answer(c: Connection, local: Path, dumped: Dumped) -> dict[str, Any]:
-    """What a pull's ``--json`` says of the download."""
+def pulled_answer(c: Connection, local: Path | None, dumped: Dumped) -> dict[str, Any]:
+    """What a pull's ``--json`` says of the download (``local``: the file,
+    ``None`` for an archive fed to the load as it came)."""
     kept, kept_bytes = kept_counts(dumped)
     return {
         "host": c.original_host,
-        "downloaded": str(local),
+        "downloaded": str(local) if local else None,
         "size": dumped.size,
         "kept": kept,
         "kept_bytes": kept_bytes,

@@ -35,7 +35,7 @@ import secrets
 import shlex
 import shutil
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -819,22 +819,24 @@ def load_replacing(
     load_options: tuple[str, ...],
     host: str | None = None,
     name: str | None = None,
+    answer: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """:func:`reset_and_load_archive` once the question was answered and the
     safety snapshot (if any) taken: ``diskette_load --reset``, the
-    snapshot put back (or removed) after a failure, pruned after a success."""
+    snapshot put back (or removed) after a failure, pruned after a success.
+
+    :param answer: the ``--json`` answer of that load, run already (fed
+        as it downloads, :class:`diskette.remote.LoadFeed`), with
+        :func:`load_arguments`; raising :class:`CommandFailed` as
+        :func:`run_json` does. Without it the load runs here and now.
+    """
     on = f" on {host}" if host else ""
     try:
-        loaded = run_json(
-            c,
-            project,
-            "diskette_load",
-            archive,
-            "--reset",
-            "--noinput",
-            *load_options,
-            *flags(force=force),
-        )
+        if answer is not None:
+            loaded = answer()
+        else:
+            arguments = load_arguments(archive, load_options, force=force)
+            loaded = run_json(c, project, *arguments)
     except CommandFailed as exc:
         shown = name or archive
         # Only the command's own word that it dropped nothing is taken: a
@@ -861,6 +863,21 @@ def load_replacing(
         "snapshot": snapshot,
         **{key: loaded.get(key) for key in ("reset", "loaded", "restored", "objects")},
     }
+
+
+def load_arguments(
+    archive: str, load_options: tuple[str, ...], *, force: bool
+) -> list[str]:
+    """``diskette_load`` verifying, resetting and loading ``archive`` in one
+    command, for :func:`load_replacing` (``--json`` is added by the runner)."""
+    return [
+        "diskette_load",
+        archive,
+        "--reset",
+        "--noinput",
+        *load_options,
+        *flags(force=force),
+    ]
 
 
 #: What a host whose diskette cannot reset and load in one command is told.

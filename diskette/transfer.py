@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from paramiko.ssh_exception import SSHException
 
@@ -160,8 +160,20 @@ def run_with_input(c: Any, command: str, data: bytes) -> tuple[int, str, str]:
 STDERR_KEPT = 8 * 1024 * 1024
 
 
+class Received(Protocol):
+    """Where :func:`run_into` writes what a command streams, hashed and
+    counted as it comes (a :class:`~diskette.files.PartialFile`, say)."""
+
+    size: int
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    def write(self, data: Any) -> int: ...
+
+
 def run_into(
-    c: Any, command: str, output: PartialFile, *, stdin: bytes = b""
+    c: Any, command: str, output: Received, *, stdin: bytes = b""
 ) -> tuple[int, str]:
     """Run ``command`` on ``c``'s host, its standard output written to ``output``.
 

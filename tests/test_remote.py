@@ -115,13 +115,13 @@ def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, r
     assert files(remote.root) == remote_files
     assert leftovers(local) == temp
     assert re.search(
-        r"^Downloaded .*remote_diskette_data_storages.tar.gz from remote",
+        r"^Streamed remote's archive into the load here \(.+, sha256 [0-9a-f]{64}\)$",
         result.stdout,
         re.M,
     )
     assert not list(
         (local.root / "var" / "diskette-snapshots").iterdir()
-    )  # loaded, removed
+    )  # fed to the load as it came: no file, not even a spool
 
 
 def test_the_safety_snapshot_taken_while_the_host_dumps_puts_the_laptop_back(local, remote):
@@ -231,11 +231,11 @@ def test_pull_json_is_one_object_naming_what_was_pulled_and_loaded(local, remote
     assert len(lines) == 1, result.stdout
     answer = json.loads(lines[0])
     assert answer["host"] == "remote"
-    assert answer["downloaded"].endswith("remote_diskette_data_storages.tar.gz")
+    assert answer["downloaded"] is None  # fed to the load as it came
     assert answer["restored"] == ["var/media"] and answer["loaded"]
     assert answer["snapshot"]  # the laptop's database held data
     assert local.fingerprint() == wanted
-    assert "Downloaded" in result.stderr
+    assert "Streamed remote's archive into the load here" in result.stderr
 
 
 def test_pull_no_load_only_downloads(local, remote):
@@ -390,15 +390,11 @@ def test_a_protected_host_refuses_a_push_and_stays_untouched(local, remote):
     assert leftovers(local) == temp
 
 
-def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
-    local, remote, sshd
-):
-    big = remote.root / "var" / "media" / "video.bin"
-    big.write_bytes(os.urandom(4 * 1024 * 1024))  # incompressible: 8 s through "slow"
-    wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers(local)
-    downloads = local.root / "var" / "diskette-snapshots"
+def start_slow_pull(local: SandboxCopy, sshd: SSHServer, *options: str) -> subprocess.Popen:
+    """``fab pull-snapshot --yes`` through the throttled link: 4 MiB of
+    incompressible media in the host's folder make a transfer of 8 s."""
     env = {k: v for k, v in local.env.items() if k != "DJANGO_SETTINGS_MODULE"}
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             str(BIN / "fab"),
             "-S",
@@ -407,6 +403,7 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
             SLOW_ALIAS,  # the same sshd through a throttled link: a long download
             "pull-snapshot",
             "--yes",
+            *options,
         ],
         cwd=local.root,
         env=env,
@@ -415,26 +412,152 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_staging(local: SandboxCopy, process: subprocess.Popen) -> bool:
+    """Wait until the load here stages the archive's media as they arrive
+    (its work folder in the media folder); ``False`` if the pull ended first."""
+    media = local.root / "var" / "media"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        partial = list(downloads.glob("*.part")) if downloads.exists() else []
-        if partial and partial[0].stat().st_size > 0:
-            sshd.cut_connections()
-            break
+        if any(p.name.startswith(".diskette-load-") for p in media.iterdir()):
+            return True
         time.sleep(0.002)
+    return False
+
+
+def loads_running(project: Path) -> list[int]:
+    """The ``diskette_load`` processes running in ``project``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                os.readlink(entry / "cwd") == str(project)
+                and b"diskette_load" in (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def wait_until_no_load(project: Path) -> None:
+    deadline = time.monotonic() + 60
+    while loads_running(project) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert loads_running(project) == []
+
+
+def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
+    local, remote, sshd
+):
+    big = remote.root / "var" / "media" / "video.bin"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))  # incompressible: 8 s through "slow"
+    wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers(local)
+    downloads = local.root / "var" / "diskette-snapshots"
+    process = start_slow_pull(local, sshd)
+    if wait_for_staging(local, process):
+        sshd.cut_connections()
     _, stderr = process.communicate(timeout=120)
 
     assert process.returncode != 0, (
         "the download finished before the cut: make the file larger or SLOW_RATE lower"
     )
     assert "failed" in stderr.strip().splitlines()[-1]
+    wait_until_no_load(local.root)
     assert local.fingerprint() == before
-    assert list(downloads.iterdir()) == []  # no file that looks complete, no .part
-    assert leftovers(local) == temp  # the remote temporary folder went too (reconnecting)
+    assert list(downloads.iterdir()) == []  # no file that looks complete, no spool
+    assert not [
+        p for p in (local.root / "var" / "media").iterdir() if p.name.startswith(".")
+    ]
+    assert not (local.root / "var" / "diskette-backups").exists()  # the snapshot went
+    assert leftovers(local) == temp
 
     fab(local, "-H", "remote", "pull-snapshot", "--yes")
     assert local.fingerprint() == wanted
     assert (local.root / "var" / "media" / "video.bin").read_bytes() == big.read_bytes()
+
+
+def test_a_pull_killed_while_the_load_stages_changes_nothing_here(local, remote, sshd):
+    """``kill -9`` of ``fab`` while its load stages the archive (the host's
+    dump is done, the bytes still coming through the slow link): the load's
+    input ends short, so it refuses the cut archive, and nothing was reset."""
+    (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(4 * 2**20))
+    before = local.fingerprint()
+    process = start_slow_pull(local, sshd)
+    staging = wait_for_staging(local, process)
+    process.kill()  # kill -9: no clean-up of fab's runs
+    process.communicate(timeout=60)
+
+    assert staging, "the pull ended before the kill: make the file larger"
+    wait_until_no_load(local.root)
+    assert local.fingerprint() == before
+    assert not [
+        p for p in (local.root / "var" / "media").iterdir() if p.name.startswith(".")
+    ]
+
+    fab(local, "-H", "remote", "pull-snapshot", "--yes")  # nothing in the way
+    assert local.fingerprint() == remote.fingerprint()
+
+
+def test_a_safety_snapshot_that_fails_keeps_the_streamed_load_from_resetting(local, remote):
+    (local.root / "var" / "diskette-backups").write_text("a file where the folder goes")
+    before = local.fingerprint()
+
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("could not save a safety snapshot first: ")
+    assert message.endswith("(pass --no-backup to go on without one)")
+    wait_until_no_load(local.root)
+    assert local.fingerprint() == before
+
+
+def test_a_load_that_stops_mid_stream_changes_nothing_and_says_why(local, remote, tmp_path):
+    """The load here cannot write a file of the archive (a size limit, as a
+    full disk would): it stops before the end, and the pull says so."""
+    (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(2 * 2**20))
+    limited = tmp_path / "limited-python"
+    limited.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" diskette_load - "*) trap "" XFSZ; ulimit -f 1024;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    limited.chmod(0o755)
+    yaml = local.root / "fabric.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {limited}\n", 1)
+    )
+    before = local.fingerprint()
+
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("remote's archive cannot be loaded: "), message
+    assert "File too large" in message
+    assert local.fingerprint() == before
+    assert not (local.root / "var" / "diskette-backups").exists()
+
+
+def test_an_archive_the_laptop_refuses_changes_nothing_and_leaves_no_snapshot(
+    local, remote
+):
+    """Refused once the whole archive is in (a raw archive where the laptop
+    requires anonymized ones): the load had not reset yet."""
+    module = local.root / (local.settings.replace(".", "/") + ".py")
+    module.write_text(module.read_text() + "DISKETTE_LOAD_REQUIRE_ANONYMIZED = True\n")
+    before = local.fingerprint()
+
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+
+    assert failed.returncode == 1
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("remote's archive cannot be loaded: ")
+    assert "DISKETTE_LOAD_REQUIRE_ANONYMIZED" in message
+    assert local.fingerprint() == before
+    assert not (local.root / "var" / "diskette-backups").exists()
 
 
 def test_remote_python_defaults_to_the_project_venv(local, remote):

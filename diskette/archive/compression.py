@@ -235,13 +235,16 @@ class _RawFile:
         self.size = 0
         self.hash = hashlib.sha256() if digest else None
 
+    # One read of the source each, returning what there is: from a pipe (an
+    # archive fed as it downloads) a full block would wait for the next
+    # megabyte; from a file it is the same as a full read.
     def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size)
+        data = self.source.read1(size)
         self._count(data)
         return data
 
     def readinto(self, buffer: Any) -> int:
-        count = self.source.readinto(buffer)
+        count = self.source.readinto1(buffer)
         self._count(memoryview(buffer)[:count])
         return count
 

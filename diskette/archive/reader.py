@@ -29,7 +29,7 @@ import posixpath
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..exceptions import ArchiveError, ManifestError, TarFormatError, UnsafeArchiveError
 from ..files import BLOCK_SIZE
@@ -120,6 +120,7 @@ def unpack(
     place: Callable[[str], Path | None] = lambda name: None,
     progress: Callable[[int], None] | None = None,
     digest: bool = False,
+    source: IO[bytes] | None = None,
 ) -> Unpacked:
     """Read and verify ``archive``, writing members where ``place`` says.
 
@@ -128,6 +129,8 @@ def unpack(
         removes. Every member is verified, written or not.
     :param progress: called with the number of archive bytes read.
     :param digest: compute the sha256 of the archive file as well.
+    :param source: read the archive from this stream (a pipe), which ``archive``
+        then only names; it is left open.
     :raises ArchiveError: a truncated, corrupt or foreign file, or members
         that disagree with the manifest.
     :raises UnsafeArchiveError: a member that would escape its place.
@@ -137,8 +140,8 @@ def unpack(
     manifest_bytes: bytes | None = None
     try:
         with (
-            open(archive, "rb") as raw,
-            GzipReader(raw, progress=progress, digest=digest) as stream,
+            open(archive, "rb") if source is None else contextlib.nullcontext(source) as raw,
+            GzipReader(raw, progress=progress, digest=digest) as stream,  # type: ignore[arg-type]
         ):
             tar, folders, budget = TarStream(stream), Folders(), SpaceBudget()
             for info in tar:

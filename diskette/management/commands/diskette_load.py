@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
@@ -24,6 +25,25 @@ from diskette.reset import describe, reset
 def is_snapshot(source: str) -> bool:
     """Whether ``source`` names a snapshot of the registry (and no local file)."""
     return source.startswith(SCHEME) and not Path(source).exists()
+
+
+#: The archive argument that reads the standard input.
+STDIN = "-"
+
+
+def piped(source: str) -> IO[bytes] | None:
+    """The standard input, when ``source`` says to read the archive there.
+
+    :raises LoadError: it is a terminal: nobody types an archive.
+    """
+    if source != STDIN:
+        return None
+    if sys.stdin.isatty():
+        raise LoadError(
+            "the archive '-' is read from the standard input, a terminal here: pipe "
+            "it in (... | manage.py diskette_load -), or give its path"
+        )
+    return sys.stdin.buffer
 
 
 def is_remote(source: str) -> bool:
@@ -106,8 +126,10 @@ class Command(DisketteCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "archive",
-            help="Archive path, http(s):// URL, or snapshot:latest / snapshot:ID "
-            "(from the registry, DISKETTE_REGISTRY_STORAGE).",
+            help="Archive path, http(s):// URL, snapshot:latest / snapshot:ID "
+            "(from the registry, DISKETTE_REGISTRY_STORAGE), or - for the standard "
+            "input (ssh HOST manage.py diskette_dump --to-stdout | manage.py "
+            "diskette_load - --reset --noinput).",
         )
         parser.add_argument(
             "--storages-basepath",
@@ -274,6 +296,7 @@ class Command(DisketteCommand):
                 hooks = after_load(settings.after_load)
             reporter.info("=== Starting restoration ===")
             archive = self.fetch(options["archive"], options, settings, reporter)
+            stream = piped(options["archive"])
             result = load(
                 archive,
                 storages=storages,
@@ -299,6 +322,7 @@ class Command(DisketteCommand):
                     reset=reset_first if options["reset"] else None,
                 ),
                 reporter=reporter,
+                stream=stream,
             )
         except DisketteError as exc:
             self.drop_download(archive, options)
@@ -320,9 +344,12 @@ class Command(DisketteCommand):
         if options["plan"]:
             return self.report_plan(result, archive, storages, options, reporter, base)
         removed = (
-            not options["check"] and not options["keep"] and self.remove(archive, reporter)
+            not options["check"]
+            and not options["keep"]
+            and stream is None
+            and self.remove(archive, reporter)
         )
-        if options["keep"] and not options["check"]:
+        if options["keep"] and not options["check"] and stream is None:
             reporter.info(f"Archive kept at: {archive}")
         if options["json"]:
             self.write_json(
@@ -405,7 +432,9 @@ class Command(DisketteCommand):
         self, source: str, options: dict[str, Any], settings: Any, reporter: Any
     ) -> Path:
         """The local archive path, downloading ``source`` first if it is a URL
-        or a snapshot of the registry."""
+        or a snapshot of the registry (``-``, the standard input: :func:`piped`)."""
+        if source == STDIN:
+            return Path(STDIN)
         if is_snapshot(source):
             registry = Registry.from_settings(settings, reporter)
             snapshot = registry.find(source[len(SCHEME) :])
