@@ -139,10 +139,12 @@ def unpack(
     members: dict[str, Member] = {}
     manifest_bytes: bytes | None = None
     try:
-        with (
-            open(archive, "rb") if source is None else contextlib.nullcontext(source) as raw,
-            GzipReader(raw, progress=progress, digest=digest) as stream,  # type: ignore[arg-type]
-        ):
+        opened: Any = (
+            open(archive, "rb")  # noqa: SIM115 - closed by the with below
+            if source is None
+            else contextlib.nullcontext(source)
+        )
+        with opened as raw, GzipReader(raw, progress=progress, digest=digest) as stream:
             tar, folders, budget = TarStream(stream), Folders(), SpaceBudget()
             for info in tar:
                 name = checked_name(info, members)
