@@ -677,7 +677,9 @@ def restore_snapshot(
         run_json(c, project, *step)
 
 
-def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
+def prune_backups(
+    c: Context, project: Project, folder: str, keep: int, *, wait: bool = True
+) -> None:
     """Keep the newest ``keep`` safety snapshots in ``folder``, with their media.
 
     Called only once a reset-and-load succeeded: a failed attempt never
@@ -685,6 +687,10 @@ def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
     folder (``NAME.media``) goes with its archive, and one whose archive is
     gone (a dump killed before its archive was written) once it is older
     than the oldest snapshot kept.
+
+    :param wait: ``False`` leaves the removal running (a media folder of
+        tens of thousands of links takes a while) while the task ends: the
+        load is done, and nothing reads what goes.
     """
     listing = finished(
         c.run(project.shell(f"ls -1 -- {shlex.quote(folder)}"), hide=True, warn=True)
@@ -700,13 +706,19 @@ def prune_backups(c: Context, project: Project, folder: str, keep: int) -> None:
         for n in names
         if n.endswith(SIDECAR_SUFFIX) and n.removesuffix(SIDECAR_SUFFIX) < oldest
     ]
-    remove_files(c, project, [f"{folder}/{n}" for n in old])
+    remove_files(c, project, [f"{folder}/{n}" for n in old], wait=wait)
 
 
-def remove_files(c: Context, project: Project, paths: list[str]) -> None:
+def remove_files(
+    c: Context, project: Project, paths: list[str], *, wait: bool = True
+) -> None:
     """``rm -rf`` ``paths`` where the project runs (here, or on its host).
 
     Best effort: a clean-up that fails must not hide what the task reports.
+
+    :param wait: ``False`` returns at once, the removal left running
+        (``disown``: for this machine only, as a host's would end with the
+        connection).
     """
     if paths:
         c.run(
@@ -714,6 +726,7 @@ def remove_files(c: Context, project: Project, paths: list[str]) -> None:
             hide=True,
             warn=True,
             in_stream=False,
+            disown=not wait,
         )
 
 
@@ -856,7 +869,8 @@ def load_replacing(
     removed = " (archive removed)" if loaded.get("removed") is True else ""
     print(f"Loaded {name or archive}{on}: {loaded_summary(loaded)}{removed}")
     if snapshot is not None:
-        prune_backups(c, project, safety.folder, safety.keep)
+        # Here, the old snapshots go while the task ends; on a host, now.
+        prune_backups(c, project, safety.folder, safety.keep, wait=host is not None)
     return {
         "archive": archive,
         "database": target.database,
