@@ -903,17 +903,23 @@ def pull_snapshot(
     local_project = Project.from_config(here)
     safety = SafetyNet.from_config(c, no_backup=no_backup)
     downloads = download_dir(c)
-    target = reset_target(here, local_project, force)  # settles an interrupted load
-    confirm(
-        f"Drop the {target.database} and load {c.original_host}'s snapshot into it?", yes
-    )
-    snapshotted = needs_snapshot(target, safety)
     load_options = tuple(flags(loaddata=loaddata, fast=fast))
     with LocalShare(here, local_project) as mine:
         # A delta needs the media it keeps here when it loads: never for an
-        # archive left on the host, which must load anywhere.
-        if not (no_storages or full or keep_remote):
+        # archive left on the host, which must load anywhere. Listed beside
+        # the check of the database, which alone settles an interrupted
+        # load (the list reads, and writes no index, meanwhile) and says so.
+        listed = not (no_storages or full or keep_remote)
+        if listed:
+            mine.list_media(read_only=True)
+        target = reset_target(here, local_project, force)
+        if listed and target.recovered:  # the media changed under the list
             mine.list_media()
+        confirm(
+            f"Drop the {target.database} and load {c.original_host}'s snapshot into it?",
+            yes,
+        )
+        snapshotted = needs_snapshot(target, safety)
         project = remote_project(c, project_dir, python)
         if snapshotted:
             mine.take_snapshot(safety.folder, raw=target.anonymizes)
@@ -1051,8 +1057,11 @@ class LocalShare:
                 file=sys.stderr,
             )
 
-    def list_media(self) -> None:
-        self.listing = self.worker.submit(media_list, self.c, self.project)
+    def list_media(self, *, read_only: bool = False) -> None:
+        """Make the list of media (again: the last one made counts)."""
+        self.listing = self.worker.submit(
+            media_list, self.c, self.project, read_only=read_only
+        )
 
     def media(self) -> str | None:
         """The list of media here, once made (``None``: send them whole)."""

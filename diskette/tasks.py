@@ -372,6 +372,9 @@ class ResetTarget:
     #: older than these keys does neither: both ``False``).
     anonymizes: bool = False
     requires_anonymized: bool = False
+    #: It settled an interrupted load first, changing media: what was read
+    #: of them meanwhile is to be read again.
+    recovered: bool = False
 
 
 def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
@@ -382,6 +385,7 @@ def reset_target(c: Context, project: Project, force: bool) -> ResetTarget:
         expect(answer, "holds_data", bool, "diskette_reset"),
         anonymizes=answer.get("anonymizes") is True,
         requires_anonymized=answer.get("requires_anonymized") is True,
+        recovered=bool(answer.get("recovered")),
     )
 
 

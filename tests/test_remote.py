@@ -29,6 +29,8 @@ from tests.databases import ON_SERVER, server_settings_body
 from tests.projects import BIN, SandboxCopy
 from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
 
+KILLAT = Path(__file__).with_name("killat.py")
+
 pytestmark = [
     pytest.mark.subprocess,
     pytest.mark.skipif(
@@ -193,6 +195,45 @@ def test_a_host_that_prints_as_it_starts_fails_the_pull_in_one_line(local, remot
     assert local.fingerprint() == before
     assert list((local.root / "var" / "diskette-snapshots").iterdir()) == []
     assert not (local.root / "var" / "diskette-backups").exists()
+
+
+def test_a_pull_after_a_killed_load_lists_the_media_it_put_back(local, remote, tmp_path):
+    """A load here was killed once it had swapped the host's media in: the
+    pull's check of the database undoes it first, and the list of media
+    made beside that check (which may have read the swapped-in files, the
+    host's very ones) is made again, else the host would keep files this
+    side no longer has."""
+    (remote.root / "var" / "media" / "only-there.bin").write_bytes(os.urandom(65536))
+    remote.manage("diskette_dump", "--destination", str(tmp_path))
+    killed = local.run(
+        sys.executable,
+        str(KILLAT),
+        "swapped",
+        "manage.py",
+        "diskette_load",
+        str(tmp_path / "diskette_data_storages.tar.gz"),
+        "--keep",
+        "--overwrite",
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    # The check of the database, slowed: the list surely reads the swapped tree.
+    slow_check = tmp_path / "slow-check-python"
+    slow_check.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" diskette_reset "*) sleep 2;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    slow_check.chmod(0o755)
+    yaml = local.root / "fabric.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {slow_check}\n", 1)
+    )
+
+    result = fab(local, "-H", "remote", "pull-snapshot", "--yes")
+
+    assert "undid a load interrupted before its data committed" in result.stderr
+    assert local.fingerprint() == remote.fingerprint()
 
 
 def test_keep_remote_leaves_the_archive_on_the_host(local, remote):

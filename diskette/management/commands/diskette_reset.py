@@ -81,12 +81,13 @@ class Command(DisketteCommand):
             # database that is about to go.
             settings = get_settings()
             declared = project_storages(settings)
-            for line in recover_interrupted(declared.values(), using):
+            recovered = recover_interrupted(declared.values(), using)
+            for line in recovered:
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
             if options["check"]:
                 rows = rows_now(using) if options["rows"] else None
-                self.report(options, target, holds_data, None, settings, rows)
+                self.report(options, target, holds_data, None, settings, rows, recovered)
                 return
             if options["rows"]:
                 raise CommandError("--rows counts what --check would drop: add --check")
@@ -104,6 +105,7 @@ class Command(DisketteCommand):
         how: str | None,
         settings: DisketteSettings,
         rows: dict[str, int] | None = None,
+        recovered: list[str] | None = None,
     ) -> None:
         if options["json"]:
             self.write_json(
@@ -118,6 +120,9 @@ class Command(DisketteCommand):
                     "anonymizes": configured(),
                     "requires_anonymized": settings.load_require_anonymized,
                     "rows": rows,
+                    # Whether media changed first: a list of them made
+                    # meanwhile (a pull's) is to be made again.
+                    "recovered": recovered or [],
                 }
             )
         elif how is None:
