@@ -17,15 +17,22 @@ Nor does the load see a byte while the safety snapshot is being taken
 (``ready``): it would lock the media folders to stage into them, which the
 snapshot reads under a lock of its own. What arrives meanwhile waits in a
 spool file, in memory while it is small.
+
+Closed unreleased, the feed ends the load's input with a byte no archive
+ends with (:data:`CUT`): the load refuses it even if the bytes it had made
+a whole archive (the host printed after it, say). Bytes that do not start
+as a gzip file are given to it not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -35,10 +42,10 @@ try:
 except ImportError:  # Windows: pipes keep their size
     fcntl = None  # type: ignore[assignment]
 
-from invoke import Context
+from invoke import Context, Exit
 from invoke.runners import Result
 
-from .files import BLOCK_SIZE, Progress
+from .files import BLOCK_SIZE
 from .tasks import Project, json_answer
 
 #: What waits for the snapshot in memory; more spills to a file.
@@ -50,12 +57,21 @@ class LoadStopped(Exception):
     (:meth:`LoadFeed.answer`) says why."""
 
 
+#: What starts every gzip file: bytes that do not are no archive of ours,
+#: and never reach the load (a host printing as it starts, say).
+GZIP_MAGIC = b"\x1f\x8b"
+#: Written to an unreleased load's input before it is closed: whatever it
+#: read before, this makes its archive end with bytes it refuses.
+CUT = b"!"
+
+
 class LoadFeed:
     """``arguments`` (a ``diskette_load -`` command) run here, fed as it goes.
 
-    Use as a context manager around the transfer; then ask :meth:`answer`.
+    :meth:`write` each block received; :meth:`finish` once the archive is
+    vouched for, to let the load end and get its answer. :meth:`close`
+    (or leaving the ``with`` block) before that cuts its input short.
 
-    :param progress: called with the size of each block received.
     :param ready: whether the load may be given bytes yet; until then they
         wait in a spool file in ``spool``.
     """
@@ -66,7 +82,6 @@ class LoadFeed:
         project: Project,
         arguments: list[str],
         *,
-        progress: Progress | None = None,
         ready: Callable[[], bool] = lambda: True,
         spool: Path | None = None,
     ) -> None:
@@ -81,15 +96,22 @@ class LoadFeed:
             stdout=subprocess.PIPE,
         )
         _widen(self._stdin)
+        # Read as it comes: a project printing more than a pipe holds would
+        # otherwise block the load, and this feed with it.
+        self.printed = bytearray()
+        self.reader = threading.Thread(target=self._read_answer, daemon=True)
+        self.reader.start()
         self.size = 0
-        self.progress = progress
         self.ready = ready
+        self.spool = spool
         self.waiting: IO[bytes] | None = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=SPOOL_IN_MEMORY, dir=None if spool is None else str(spool)
         )
+        self.head = b""  # the first bytes, until they show a gzip file or not
+        self.foreign = False
         self.held = b""
         self.released = False
-        self.answered: bytes | None = None
+        self.closed = False
 
     @property
     def sha256(self) -> None:
@@ -99,75 +121,128 @@ class LoadFeed:
         return None
 
     def write(self, data: Any) -> int:
-        """Send the block held so far, and hold this one.
+        """Pass on the block held so far, and hold this one.
 
         :raises LoadStopped: the load is gone (it refused the archive).
+        :raises Exit: the spool file cannot be written.
         """
         self.size += len(data)
-        if self.progress is not None:
-            self.progress(len(data))
+        if len(self.head) < len(GZIP_MAGIC):
+            self.head += bytes(data[: len(GZIP_MAGIC) - len(self.head)])
+            self.foreign = not GZIP_MAGIC.startswith(self.head)
+        if self.foreign:  # dropped: the size the host answers will tell
+            return len(data)
+        if self.process.poll() is not None:
+            raise LoadStopped
         if self.waiting is not None and not self.ready():
-            self.waiting.write(self.held)
+            self._spool(self.held)
         else:
             self._send(self.held)
         self.held = bytes(data)
         return len(data)
 
-    def release(self) -> None:
-        """Send the last block and end the load's input: it may now reset.
+    def finish(self) -> dict[str, Any]:
+        """Give the load the last block, end its input, and return its answer.
 
-        Called once ``ready``, which it does not ask again.
+        Called once ``ready`` (which it does not ask again) and once the
+        host's answer vouched for the bytes: the load may now reset. A
+        load that stopped before tells why in its answer.
 
-        :raises LoadStopped: the load is gone.
+        :raises CommandFailed: as :func:`diskette.tasks.run_json` does.
         """
-        self._send(self.held)
-        self.held = b""
+        if self.foreign:  # what came is no archive: never released
+            self.close()
+            return self.answer()
         try:
+            self._send(self.held)
+            self.held = b""
             self._stdin.close()
-        except BrokenPipeError as exc:
-            raise LoadStopped from exc
-        self.released = True
+            self.released = True  # not before: cut short until here
+        except (LoadStopped, BrokenPipeError):
+            pass  # it stopped: its answer says why
+        return self.answer()
+
+    def close(self) -> None:
+        """Unreleased, end the load's input with bytes it refuses, then wait
+        for it: it changes nothing, and no load outlives the pull."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.waiting is not None:
+            self.waiting.close()
+        if not self.released:
+            with contextlib.suppress(OSError):
+                self._stdin.write(CUT)
+                self._stdin.flush()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+        self._wait()
 
     def answer(self) -> dict[str, Any]:
         """The load's ``--json`` answer, once it ended.
 
         :raises CommandFailed: as :func:`diskette.tasks.run_json` does.
         """
-        out = self._finish()
+        self._wait()
         status = self.process.returncode
         # Its error is in the answer; its standard error went to ours.
+        killed = f"killed by signal {-status}" if status < 0 else ""
         return json_answer(
-            Result(stdout=out.decode(errors="replace"), command=self.command, exited=status)
+            Result(
+                stdout=self.printed.decode(errors="replace"),
+                stderr=killed,
+                command=self.command,
+                exited=status,
+            )
         )
 
     def __enter__(self) -> LoadFeed:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """Unreleased, the load's input ends short: it refuses the cut
-        archive and ends, changing nothing; waited for, so that no load
-        outlives the pull that started it."""
-        if self.released:
-            return
-        if self.waiting is not None:
-            self.waiting.close()
-        with contextlib.suppress(OSError):
-            self._stdin.close()
-        self._finish()
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
-    def _finish(self) -> bytes:
-        """What the load printed (its answer), once it ended; its input closed."""
+    def _wait(self) -> None:
+        """Wait for the load to end, through Ctrl-C: handed on to the load,
+        which answers what it did, so that the task can put things back."""
+        interrupted = False
+        while True:
+            try:
+                self.reader.join()
+                self.process.wait()
+                return
+            except KeyboardInterrupt:
+                if not interrupted:
+                    interrupted = True
+                    print(
+                        "Interrupted: waiting for the load here to stop",
+                        file=sys.stderr,
+                    )
+                    with contextlib.suppress(OSError):
+                        self.process.send_signal(signal.SIGINT)
+
+    def _read_answer(self) -> None:
         assert self.process.stdout is not None  # stdout=PIPE
-        if self.answered is None:
-            self.answered = self.process.stdout.read()
-            self.process.stdout.close()
-            self.process.wait()
-        return self.answered
+        with self.process.stdout as printed:
+            while block := printed.read(65536):
+                self.printed += block
 
     @property
     def _stdin(self) -> Any:
         assert self.process.stdin is not None  # stdin=PIPE
         return self.process.stdin
+
+    def _spool(self, data: bytes) -> None:
+        assert self.waiting is not None
+        try:
+            self.waiting.write(data)
+        except OSError as exc:
+            raise Exit(
+                f"cannot keep what arrives while the safety snapshot is taken in "
+                f"'{self.spool}': {exc.strerror or exc}; free some space or set "
+                "diskette.remote.download_dir elsewhere",
+                code=1,
+            ) from exc
 
     def _send(self, data: bytes) -> None:
         """Give ``data`` to the load, after what waited for it to be ready."""
@@ -180,6 +255,7 @@ class LoadFeed:
                         self._stdin.write(block)
             if data:
                 self._stdin.write(data)
+            self._stdin.flush()  # a small block too: the load stages as it comes
         except BrokenPipeError as exc:
             raise LoadStopped from exc
 

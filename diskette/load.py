@@ -294,7 +294,9 @@ def _unpack(
     unpacked = unpack(
         archive,
         place=place,
-        progress=reporter.progress(size, "Verifying archive"),
+        progress=reporter.progress(
+            size, "Verifying archive" if stream is None else "Receiving and verifying"
+        ),
         digest=bool(options.checksum),
         source=stream,
     )

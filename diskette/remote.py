@@ -96,6 +96,7 @@ from .tasks import (
     needs_snapshot,
     one_line,
     print_plan,
+    progress_flag,
     reset_and_load_archive,
     reset_target,
     run_json,
@@ -904,62 +905,75 @@ def pull_snapshot(
     safety = SafetyNet.from_config(c, no_backup=no_backup)
     downloads = download_dir(c)
     load_options = tuple(flags(loaddata=loaddata, fast=fast))
-    with LocalShare(here, local_project) as mine:
-        # A delta needs the media it keeps here when it loads: never for an
-        # archive left on the host, which must load anywhere. Listed beside
-        # the check of the database, which alone settles an interrupted
-        # load (the list reads, and writes no index, meanwhile) and says so.
-        listed = not (no_storages or full or keep_remote)
-        if listed:
-            mine.list_media(read_only=True)
-        target = reset_target(here, local_project, force)
-        if listed and target.recovered:  # the media changed under the list
-            mine.list_media()
-        confirm(
-            f"Drop the {target.database} and load {c.original_host}'s snapshot into it?",
-            yes,
-        )
-        snapshotted = needs_snapshot(target, safety)
-        project = remote_project(c, project_dir, python)
-        if snapshotted:
-            mine.take_snapshot(safety.folder, raw=target.anonymizes)
-        fed = None
-        if not keep_remote:
+    feed: LoadFeed | None = None
+    try:
+        with LocalShare(here, local_project) as mine:
+            # A delta needs the media it keeps here when it loads: never for an
+            # archive left on the host, which must load anywhere. Listed beside
+            # the check of the database, which alone settles an interrupted
+            # load (the list reads, and writes no index, meanwhile) and says so.
+            listed = not (no_storages or full or keep_remote)
+            if listed:
+                mine.list_media(read_only=True)
+            target = reset_target(here, local_project, force)
+            if listed and target.recovered:  # the media changed under the list
+                mine.list_media()
+            confirm(
+                f"Drop the {target.database} and load {c.original_host}'s snapshot "
+                "into it?",
+                yes,
+            )
+            snapshotted = needs_snapshot(target, safety)
+            project = remote_project(c, project_dir, python)
+            if snapshotted:
+                mine.take_snapshot(safety.folder, raw=target.anonymizes)
             arguments = load_arguments("-", load_options, force=force)
-            fed = feed_load(
-                c, here, local_project, project, selection, mine, arguments, downloads
+            fed = (
+                None
+                if keep_remote
+                else stream_into_load(
+                    c, here, local_project, project, selection, mine, arguments, downloads
+                )
             )
-        local: Path | None = None
-        if fed is None:  # left on the host, or a host that cannot stream
-            local, dumped = pull_file(
-                c,
-                project,
-                downloads,
-                *selection,
-                keep_remote=keep_remote,
-                base=mine.media(),
-            )
-            report_pulled(c, local, dumped)
-            snapshot, answer = mine.snapshot(local), None
-        else:
-            dumped, snapshot, feed = fed
-            answer = feed.answer
-    done = load_replacing(
-        here,
-        local_project,
-        str(local or "-"),
-        target,
-        snapshot,
-        force=force,
-        safety=safety,
-        load_options=load_options,
-        name=None if local else f"{c.original_host}'s archive",
-        answer=answer,
-    )
+            local: Path | None = None
+            if fed is None:  # left on the host, or a host that cannot stream
+                local, dumped = pull_file(
+                    c,
+                    project,
+                    downloads,
+                    *selection,
+                    keep_remote=keep_remote,
+                    base=mine.media(),
+                )
+                report_pulled(c, local, dumped)
+                snapshot = mine.snapshot(local)
+            else:
+                feed, dumped = fed
+                if sys.stderr.isatty():  # under the load's progress line, not in it
+                    print(file=sys.stderr, flush=True)
+                snapshot = mine.snapshot(None)
+                report_pulled(c, None, dumped)
+        # Released only now, out of LocalShare: its snapshot stays, whatever
+        # happens once the load may reset.
+        done = load_replacing(
+            here,
+            local_project,
+            str(local or "-"),
+            target,
+            snapshot,
+            force=force,
+            safety=safety,
+            load_options=load_options,
+            name=None if local else f"{c.original_host}'s archive",
+            answer=feed.finish if feed is not None else None,
+        )
+    finally:
+        if feed is not None:
+            feed.close()  # cut short, if it was never released
     return {**pulled_answer(c, local, dumped), **done}
 
 
-def feed_load(
+def stream_into_load(
     c: Connection,
     here: Context,
     local_project: Project,
@@ -968,19 +982,18 @@ def feed_load(
     mine: LocalShare,
     arguments: list[str],
     spool: Path,
-) -> tuple[Dumped, str | None, LoadFeed] | None:
+) -> tuple[LoadFeed, Dumped] | None:
     """Stream the host's dump into ``diskette_load -`` here (:class:`LoadFeed`).
 
     The load verifies and stages the archive as it arrives, once the
     safety snapshot is taken (what comes before waits in a spool file in
-    ``spool``); it gets the last bytes, and may reset, only once the
-    host's answer vouched for them.
+    ``spool``). It is returned unreleased: it may reset only once its
+    caller gives it the last bytes (:meth:`LoadFeed.finish`).
 
-    :returns: what the host dumped, the snapshot taken, and the load to
-        ask for its answer; ``None`` when the host cannot stream its dump
-        (the load is left, unreleased: it changed nothing).
-    :raises Exit: naming what failed, the host's dump or the load here
-        (which then changed nothing).
+    :returns: the load, and what the host dumped; ``None`` when the host
+        cannot stream its dump (the load, cut short, changed nothing).
+    :raises Exit: naming what failed, the host's dump or the load here;
+        the load, cut short, changed nothing.
     """
     try:
         spool.mkdir(parents=True, exist_ok=True)
@@ -990,36 +1003,37 @@ def feed_load(
             "diskette.remote.download_dir elsewhere",
             code=1,
         ) from exc
-    progress = terminal_progress(0, f"Downloading from {c.original_host}")
+    # On a terminal the load draws its progress, which follows the download,
+    # then its steps: one line at a time, from one process.
+    feed = LoadFeed(
+        here,
+        local_project,
+        [*arguments, *progress_flag()],
+        ready=mine.snapshot_taken,
+        spool=spool,
+    )
     try:
-        with LoadFeed(
-            here,
-            local_project,
-            arguments,
-            progress=progress.advance if progress else None,
-            ready=mine.snapshot_taken,
-            spool=spool,
-        ) as feed:
-            try:
-                dumped = stream_dump(c, project, feed, selection, mine.media())
-                if dumped is None:
-                    return None
-                snapshot = mine.snapshot(None)
-                feed.release()
-            except LoadStopped:
-                try:
-                    feed.answer()
-                except CommandFailed as exc:  # it had not the whole archive
-                    raise Exit(
-                        f"{c.original_host}'s archive cannot be loaded: {exc.message}",
-                        code=1,
-                    ) from exc
-                raise Exit("the load here ended before the archive did", code=1) from None
-    finally:
-        if progress is not None:
-            progress.close()
-    report_pulled(c, None, dumped)
-    return dumped, snapshot, feed
+        dumped = stream_dump(c, project, feed, selection, mine.media())
+    except LoadStopped:
+        feed.close()
+        try:
+            feed.answer()
+        except CommandFailed as exc:
+            raise Exit(
+                f"the load here stopped before {c.original_host}'s archive ended: "
+                f"{exc.message}",
+                code=1,
+            ) from exc
+        raise Exit(
+            f"the load here ended before {c.original_host}'s archive did", code=1
+        ) from None
+    except BaseException:
+        feed.close()
+        raise
+    if dumped is None:
+        feed.close()
+        return None
+    return feed, dumped
 
 
 class LocalShare:

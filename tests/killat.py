@@ -5,7 +5,9 @@ usage: python killat.py POINT manage.py ARGS...
 The kill is real (``kill -9`` of the process itself): no clean-up code runs,
 no ``finally``, no atexit, exactly as when the machine's OOM killer or a
 user strikes. Only *when* it comes is chosen, by wrapping one of diskette's
-functions; the code under test is otherwise the installed one.
+functions; the code under test is otherwise the installed one. One point is
+no kill but Ctrl-C on a terminal, which reaches the load and the task that
+started it: ``ctrl-c-after-reset``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ def main() -> None:
         from diskette.management.commands import diskette_load
 
         after(diskette_load, "reset", 1)
+    elif point == "ctrl-c-after-reset":  # Ctrl-C on a terminal: the task too
+        from diskette.management.commands import diskette_load
+
+        reset = diskette_load.reset
+
+        def reset_then_ctrl_c(*args: Any, **kwargs: Any) -> Any:
+            reset(*args, **kwargs)
+            os.kill(os.getppid(), signal.SIGINT)  # the task that started this load
+            raise KeyboardInterrupt
+
+        diskette_load.reset = reset_then_ctrl_c
     elif point == "uploading":  # three parts of a multipart upload read, no more
         after(registry._ProgressReader, "read", 3)
     else:

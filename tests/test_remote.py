@@ -463,7 +463,7 @@ def wait_for_staging(local: SandboxCopy, process: subprocess.Popen) -> bool:
     while time.monotonic() < deadline and process.poll() is None:
         if any(p.name.startswith(".diskette-load-") for p in media.iterdir()):
             return True
-        time.sleep(0.002)
+        time.sleep(0.02)
     return False
 
 
@@ -496,7 +496,8 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     big.write_bytes(os.urandom(4 * 1024 * 1024))  # incompressible: 8 s through "slow"
     wanted, before, temp = remote.fingerprint(), local.fingerprint(), leftovers(local)
     downloads = local.root / "var" / "diskette-snapshots"
-    process = start_slow_pull(local, sshd)
+    # No snapshot to wait for: the load stages from the first bytes.
+    process = start_slow_pull(local, sshd, "--no-backup")
     if wait_for_staging(local, process):
         sshd.cut_connections()
     _, stderr = process.communicate(timeout=120)
@@ -511,7 +512,6 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     assert not [
         p for p in (local.root / "var" / "media").iterdir() if p.name.startswith(".")
     ]
-    assert not (local.root / "var" / "diskette-backups").exists()  # the snapshot went
     assert leftovers(local) == temp
 
     fab(local, "-H", "remote", "pull-snapshot", "--yes")
@@ -525,7 +525,7 @@ def test_a_pull_killed_while_the_load_stages_changes_nothing_here(local, remote,
     input ends short, so it refuses the cut archive, and nothing was reset."""
     (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(4 * 2**20))
     before = local.fingerprint()
-    process = start_slow_pull(local, sshd)
+    process = start_slow_pull(local, sshd, "--no-backup")
     staging = wait_for_staging(local, process)
     process.kill()  # kill -9: no clean-up of fab's runs
     process.communicate(timeout=60)
@@ -576,10 +576,68 @@ def test_a_load_that_stops_mid_stream_changes_nothing_and_says_why(local, remote
 
     assert failed.returncode == 1
     message = failed.stderr.strip().splitlines()[-1]
-    assert message.startswith("remote's archive cannot be loaded: "), message
+    # Stopped while bytes came, or at the last ones (all of them were
+    # waiting for the snapshot): either way before any reset.
+    assert message.startswith(
+        (
+            "the load here stopped before remote's archive ended: ",
+            "remote's archive cannot be loaded: ",
+        )
+    ), message
     assert "File too large" in message
     assert local.fingerprint() == before
     assert not (local.root / "var" / "diskette-backups").exists()
+
+
+def test_ctrl_c_once_the_load_reset_gets_the_safety_snapshot_put_back(
+    local, remote, tmp_path
+):
+    """Ctrl-C on a terminal reaches the load and ``fab``: the task waits for
+    the load's answer, which says it reset, and puts the snapshot back."""
+    interrupted = tmp_path / "interrupted-python"
+    interrupted.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" diskette_load - "*) '
+        f'exec {sys.executable} {KILLAT} ctrl-c-after-reset "$@";; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    interrupted.chmod(0o755)
+    yaml = local.root / "fabric.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {interrupted}\n", 1)
+    )
+    before = local.fingerprint()
+
+    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+
+    assert failed.returncode == 1
+    assert "Interrupted: waiting for the load here to stop" in failed.stderr
+    message = failed.stderr.strip().splitlines()[-1]
+    assert message.startswith("loading remote's archive failed: "), message
+    assert "your data and media were put back from the safety snapshot" in message
+    assert local.fingerprint() == before
+
+
+def test_a_host_printing_after_its_archive_never_lets_the_load_reset(local, remote):
+    """The bytes the load got may make a whole archive when the host prints
+    after it: the pull fails on the size, and the load, cut short with a
+    byte no archive ends with, refuses it."""
+    module = remote.root / (remote.settings.replace(".", "/") + ".py")
+    module.write_text(  # a moment after the archive: a block of its own
+        module.read_text() + "import atexit, sys, time\n"
+        "atexit.register(lambda: (time.sleep(0.5), sys.stdout.write('bye')))\n"
+    )
+    before = local.fingerprint()
+
+    # No snapshot: the load is given every byte as it comes.
+    failed = fab(
+        local, "-H", "remote", "pull-snapshot", "--yes", "--no-backup", check=False
+    )
+
+    assert failed.returncode == 1
+    assert "received " in failed.stderr.strip().splitlines()[-1]
+    wait_until_no_load(local.root)
+    assert local.fingerprint() == before
 
 
 def test_an_archive_the_laptop_refuses_changes_nothing_and_leaves_no_snapshot(
