@@ -84,6 +84,11 @@ class TransferError(DisketteError):
     """An archive did not cross an SSH connection whole."""
 
 
+class LocalWriteError(TransferError):
+    """What came over a connection could not be written on this machine:
+    never the host's fault, so never said in its name (:func:`~diskette.ssh.on_host`)."""
+
+
 class ApiKeyError(DisketteError):
     """An API key that is missing, unknown, expired, revoked or out of scope.
 

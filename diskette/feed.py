@@ -7,7 +7,7 @@ so that the load verifies and stages the archive while it downloads.
 
 The load resets nothing before it has read the archive to its last byte
 (:func:`diskette.load.load`). So the feed holds back the last block it was
-given until :meth:`LoadFeed.release`: whoever feeds it first checks what the
+given until :meth:`LoadFeed.finish`: whoever feeds it first checks what the
 host answered and waits for the safety snapshot, and until then the load
 cannot drop anything. Leaving the block without releasing (a failed dump, a
 failed snapshot, Ctrl-C) closes the load's input short: it refuses a cut
@@ -42,9 +42,10 @@ try:
 except ImportError:  # Windows: pipes keep their size
     fcntl = None  # type: ignore[assignment]
 
-from invoke import Context, Exit
+from invoke import Context
 from invoke.runners import Result
 
+from .exceptions import LocalWriteError
 from .files import BLOCK_SIZE
 from .tasks import Project, json_answer
 
@@ -60,6 +61,8 @@ class LoadStopped(Exception):
 #: What starts every gzip file: bytes that do not are no archive of ours,
 #: and never reach the load (a host printing as it starts, say).
 GZIP_MAGIC = b"\x1f\x8b"
+#: The end of the load's standard error kept, where its last word is.
+ERRORS_KEPT = 64 * 1024
 #: Written to an unreleased load's input before it is closed: whatever it
 #: read before, this makes its archive end with bytes it refuses.
 CUT = b"!"
@@ -94,13 +97,24 @@ class LoadFeed:
             env={**os.environ, **(c.config.run.env or {})},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Its own session: Ctrl-C on the terminal reaches this task only,
+            # which hands it on once (_wait), rather than twice.
+            start_new_session=True,
         )
         _widen(self._stdin)
-        # Read as it comes: a project printing more than a pipe holds would
-        # otherwise block the load, and this feed with it.
+        # Both read as they come: a project printing more than a pipe holds
+        # would otherwise block the load, and this feed with it. Its
+        # standard error is shown as it comes, and its end kept: a load that
+        # dies without an answer is told by its last line (a traceback's).
         self.printed = bytearray()
-        self.reader = threading.Thread(target=self._read_answer, daemon=True)
-        self.reader.start()
+        self.said = bytearray()
+        self.readers = [
+            threading.Thread(target=self._read_answer, daemon=True),
+            threading.Thread(target=self._relay_errors, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
         self.size = 0
         self.ready = ready
         self.spool = spool
@@ -124,7 +138,7 @@ class LoadFeed:
         """Pass on the block held so far, and hold this one.
 
         :raises LoadStopped: the load is gone (it refused the archive).
-        :raises Exit: the spool file cannot be written.
+        :raises LocalWriteError: the spool file cannot be written.
         """
         self.size += len(data)
         if len(self.head) < len(GZIP_MAGIC):
@@ -185,12 +199,13 @@ class LoadFeed:
         """
         self._wait()
         status = self.process.returncode
-        # Its error is in the answer; its standard error went to ours.
-        killed = f"killed by signal {-status}" if status < 0 else ""
+        said = self.said.decode(errors="replace")
+        if status < 0:
+            said += f"\nkilled by signal {-status}"
         return json_answer(
             Result(
                 stdout=self.printed.decode(errors="replace"),
-                stderr=killed,
+                stderr=said,
                 command=self.command,
                 exited=status,
             )
@@ -208,7 +223,8 @@ class LoadFeed:
         interrupted = False
         while True:
             try:
-                self.reader.join()
+                for reader in self.readers:
+                    reader.join()
                 self.process.wait()
                 return
             except KeyboardInterrupt:
@@ -224,8 +240,20 @@ class LoadFeed:
     def _read_answer(self) -> None:
         assert self.process.stdout is not None  # stdout=PIPE
         with self.process.stdout as printed:
-            while block := printed.read(65536):
+            while block := os.read(printed.fileno(), 65536):
                 self.printed += block
+
+    def _relay_errors(self) -> None:
+        assert self.process.stderr is not None  # stderr=PIPE
+        shown = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
+        with self.process.stderr as errors:  # each block as it comes
+            while block := os.read(errors.fileno(), 65536):
+                if shown is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        shown.write(block)
+                        shown.flush()
+                self.said += block
+                del self.said[:-ERRORS_KEPT]
 
     @property
     def _stdin(self) -> Any:
@@ -237,11 +265,11 @@ class LoadFeed:
         try:
             self.waiting.write(data)
         except OSError as exc:
-            raise Exit(
+            where = self.spool or tempfile.gettempdir()
+            raise LocalWriteError(
                 f"cannot keep what arrives while the safety snapshot is taken in "
-                f"'{self.spool}': {exc.strerror or exc}; free some space or set "
-                "diskette.remote.download_dir elsewhere",
-                code=1,
+                f"'{where}': {exc.strerror or exc}; free some space there or set "
+                "diskette.remote.download_dir elsewhere"
             ) from exc
 
     def _send(self, data: bytes) -> None:

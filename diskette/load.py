@@ -9,7 +9,10 @@ The order is what makes it safe:
    swap is a rename on one file system (:mod:`diskette.journal`). Only the
    storages the local ``DISKETTE_STORAGES`` declares receive anything, and
    each member is checked against free space before it is written. A
-   hostile, truncated or corrupt archive changes nothing.
+   hostile, truncated or corrupt archive changes nothing. With ``--reset``
+   the database is dropped only after this, so never before the archive's
+   last byte: read from a pipe (``diskette_load -``), whoever writes it
+   decides with that byte whether the reset may come (:mod:`diskette.feed`).
 2. One transaction holds a :class:`~diskette.models.Load` row naming this
    load, every data file (objects of the models the local definitions cover,
    :mod:`diskette.trust`), then each storage's swap, journal first.

@@ -17,7 +17,8 @@ for its Python) is needed there; :func:`remote_project` checks both in one
 round trip before anything else. Hosts come from ``-H`` and
 ``~/.ssh/config`` aliases, as Fabric resolves them. What the host prints
 comes live, each line prefixed with its name, where a person watches
-(:class:`diskette.ssh.HostOutput`); every failure is one line naming the
+(:class:`diskette.ssh.HostOutput`), but for a pull's streamed dump, whose
+warnings come once it is done; every failure is one line naming the
 host and the fix (:func:`diskette.ssh.speaking_for`). Configuration
 (``fabric.yaml`` beside the fabfile, or ``FABRIC_*``):
 
@@ -26,7 +27,9 @@ host and the fix (:func:`diskette.ssh.speaking_for`). Configuration
   ``.venv/bin/python`` when present, else ``python3``);
 - ``diskette.remote.settings``: settings module on the host;
 - ``diskette.remote.download_dir``: where pulled archives land locally
-  (default ``var/diskette-snapshots``);
+  (``--no-load``, ``--keep-remote``, a host that cannot stream its dump),
+  and what arrives while the safety snapshot is taken waits (default
+  ``var/diskette-snapshots``);
 - ``diskette.protected_hosts``: hosts that refuse a push unless
   ``--override-protection``, by any name that reaches them
   (:func:`protected_entry`);
@@ -268,7 +271,7 @@ def remote_tempdir(c: Connection) -> str:
         if word == "removed":
             print(
                 f"{c.original_host}: removed a stale transit folder {path} "
-                "left by an interrupted pull"
+                "left by an interrupted transfer"
             )
         elif word == "created":
             created = path
@@ -343,14 +346,15 @@ def remove_remote(c: Connection, path: str) -> None:
 
     Best effort, as it runs on the way out of a failure whose message must
     not be replaced: if even that fails, one line says what is left where;
-    the next pull or push removes it once it is a day old.
+    the next transfer through such a folder (a push, or a pull from a host
+    that cannot stream its dump) removes it once it is a day old.
     """
     try:
         c.run(shlex.join(["rm", "-rf", "--", path]), hide=True, warn=True, in_stream=False)
     except Exception as exc:  # noqa: BLE001 - any failure: say it, keep the first error
         print(
             f"{c.original_host}: could not remove {c.original_host}:{path} ({exc}); "
-            "the next pull or push removes it after a day",
+            "the next push removes it after a day",
             file=sys.stderr,
         )
 
@@ -361,25 +365,20 @@ def pull(
     destination: Path,
     *options: str,
     keep_remote: bool = False,
-    base: str | None = None,
 ) -> tuple[Path, Dumped]:
-    """Dump on ``c``'s host and download the archive into ``destination``.
+    """Dump on ``c``'s host and download the whole archive into ``destination``
+    (``--no-load``: it must load anywhere, so it is no delta).
 
     The dump is streamed here as it is written (:func:`streamed`), unless
     ``keep_remote`` leaves it on the host or the host's diskette predates
     that: it then goes to a file there first (:func:`pull_file`).
 
-    :param base: what the media folders here hold (:func:`media_list`): the
-        host's archive then carries only the files this side lacks (a
-        delta, :mod:`diskette.delta`).
     :returns: the local archive, its sha256 checked against the host's, and
         what the host's dump said of it.
     """
-    received = None if keep_remote else streamed(c, project, destination, options, base)
+    received = None if keep_remote else streamed(c, project, destination, options)
     if received is None:
-        received = pull_file(
-            c, project, destination, *options, keep_remote=keep_remote, base=base
-        )
+        received = pull_file(c, project, destination, *options, keep_remote=keep_remote)
     report_pulled(c, *received)
     return received
 
@@ -388,14 +387,16 @@ def report_pulled(c: Connection, local: Path | None, dumped: Dumped) -> None:
     """Say what was pulled: where it went (``None``: into the load here, as
     it came), its sha256, the files not sent."""
     anonymized = ", anonymized on the host" * (dumped.answer.get("anonymized") is True)
-    checked = f"sha256 {dumped.sha256}{anonymized}"
-    if local is None:
+    if local is None:  # its bytes are checked by the load, member by member
         print(
             f"Streamed {c.original_host}'s archive into the load here "
-            f"({human_size(dumped.size)}, {checked})"
+            f"({human_size(dumped.size)}; the host's sha256 {dumped.sha256}{anonymized})"
         )
     else:
-        print(f"Downloaded {local} from {c.original_host} ({checked})")
+        print(
+            f"Downloaded {local} from {c.original_host} "
+            f"(sha256 {dumped.sha256}{anonymized})"
+        )
     kept, kept_bytes = kept_counts(dumped)
     if kept:
         print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
@@ -447,7 +448,6 @@ def streamed(
     project: Project,
     destination: Path,
     options: Sequence[str],
-    base: str | None,
 ) -> tuple[Path, Dumped] | None:
     """:func:`stream_dump` into a file of ``destination``, taken once checked.
 
@@ -457,18 +457,14 @@ def streamed(
     progress = terminal_progress(0, f"Downloading from {c.original_host}")
     try:
         with _download_file(destination, progress) as output:
-            dumped = stream_dump(c, project, output, options, base)
+            dumped = stream_dump(c, project, output, options, None)
             if dumped is None:
                 return None
             local = destination / f"{c.original_host}_{received_name(dumped.answer)}"
             try:
                 output.commit(name=local.name)
             except OSError as exc:
-                raise Exit(
-                    f"cannot save '{local}': {exc.strerror or exc}; free some space "
-                    "or set diskette.remote.download_dir elsewhere",
-                    code=1,
-                ) from exc
+                raise Exit(local_write_error(local, exc), code=1) from exc
     finally:
         if progress is not None:
             progress.close()
@@ -480,37 +476,53 @@ def _download_file(destination: Path, progress: Progress | None) -> PartialFile:
 
     :raises Exit: it cannot be made there, naming the setting.
     """
+    made(destination)
     try:
-        destination.mkdir(parents=True, exist_ok=True)
         return PartialFile(
             destination / "pulled.tar.gz",
             progress=progress.advance if progress else None,
         )
     except OSError as exc:
-        raise Exit(
-            f"cannot write in '{destination}': {exc.strerror or exc}; free some space "
-            "or set diskette.remote.download_dir elsewhere",
-            code=1,
-        ) from exc
+        raise Exit(local_write_error(destination, exc), code=1) from exc
+
+
+def made(folder: Path) -> Path:
+    """``folder`` (``diskette.remote.download_dir``), made if need be.
+
+    :raises Exit: it cannot be, naming the setting.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Exit(local_write_error(folder, exc), code=1) from exc
+    return folder
+
+
+def local_write_error(path: Path, exc: OSError) -> str:
+    """Why ``path``, in or for the download folder, cannot be written here."""
+    return (
+        f"cannot write in '{path}': {exc.strerror or exc}; free some space there or "
+        "set diskette.remote.download_dir elsewhere"
+    )
 
 
 def _check_received(output: Received, dumped: Dumped) -> None:
     """Refuse bytes that are not those the dump says it wrote.
 
     :raises Exit: naming the likely cause: more bytes than the archive's
-        are output before it (a ``print`` in the host's settings).
+        are a ``print`` on the host (in its settings, at its exit).
     """
     if dumped.sha256 is None:
         raise Exit(
             "the remote dump printed no sha256 to check the download against", code=1
         )
     # An output that hashes nothing (LoadFeed) has its bytes checked by the load.
-    if (dumped.size, output.sha256 or dumped.sha256) == (output.size, dumped.sha256):
+    if output.size == dumped.size and output.sha256 in (None, dumped.sha256):
         return
     why = (
-        f"{output.size - dumped.size} bytes came before the archive: the project "
-        "prints on the standard output as it starts (its settings, say); remove that "
-        "print, or pull with --keep-remote"
+        f"{output.size - dumped.size} bytes more than the archive's: the project "
+        "prints on the standard output (as its settings load, or as it exits); "
+        "remove that print, or pull with --keep-remote"
         if output.size > dumped.size
         else "the archive was damaged on the way: pull again"
     )
@@ -579,7 +591,7 @@ def pull_file(
                     "the remote dump printed no sha256 to check the download against",
                     code=1,
                 )
-        destination.mkdir(parents=True, exist_ok=True)
+        made(destination)
         local = destination / f"{c.original_host}_{Path(dumped.path).name}"
         with on_host(c):
             download(
@@ -866,7 +878,7 @@ def pull_snapshot(
     python: str | None = None,
     json: bool = False,
 ) -> dict[str, Any]:
-    """Dump on the host, download, then reset the local database and load it here.
+    """Dump on the host, streamed into the load here, which resets the local database.
 
     The dump runs with the host's settings: where they hold anonymization
     rules, personal data is replaced there, before the archive is written.
@@ -912,11 +924,11 @@ def pull_snapshot(
             # archive left on the host, which must load anywhere. Listed beside
             # the check of the database, which alone settles an interrupted
             # load (the list reads, and writes no index, meanwhile) and says so.
-            listed = not (no_storages or full or keep_remote)
-            if listed:
+            delta = not (no_storages or full or keep_remote)
+            if delta:
                 mine.list_media(read_only=True)
             target = reset_target(here, local_project, force)
-            if listed and target.recovered:  # the media changed under the list
+            if delta and target.recovered:  # the media changed under the list
                 mine.list_media()
             confirm(
                 f"Drop the {target.database} and load {c.original_host}'s snapshot "
@@ -995,14 +1007,7 @@ def stream_into_load(
     :raises Exit: naming what failed, the host's dump or the load here;
         the load, cut short, changed nothing.
     """
-    try:
-        spool.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise Exit(
-            f"cannot write in '{spool}': {exc.strerror or exc}; set "
-            "diskette.remote.download_dir elsewhere",
-            code=1,
-        ) from exc
+    made(spool)
     # On a terminal the load draws its progress, which follows the download,
     # then its steps: one line at a time, from one process.
     feed = LoadFeed(
@@ -1039,7 +1044,8 @@ def stream_into_load(
 class LocalShare:
     """The laptop's share of a pull, done on one worker thread while the
     main one works with the host: the list of its media, then its safety
-    snapshot (after the list, which leaves it a warm index to read).
+    snapshot (after the list: one at a time, they never read the media or
+    write the index together).
 
     The snapshot is of the database and media as they were when the pull
     started, while the host dumps and the archive downloads; it is started

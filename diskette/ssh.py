@@ -38,7 +38,7 @@ from paramiko.ssh_exception import (
     SSHException,
 )
 
-from .exceptions import DisketteError
+from .exceptions import DisketteError, LocalWriteError
 from .tasks import last_error
 
 #: Errors of ``connect()`` that mean the host cannot be reached at all.
@@ -212,6 +212,8 @@ def on_host(c: Connection) -> Iterator[None]:
     prefix = f"{c.original_host}: "
     try:
         yield
+    except LocalWriteError as exc:  # this machine's disk: not the host's doing
+        raise Exit(str(exc), code=1) from exc
     except Exit as exc:
         message = exc.message or ""
         if message and not message.startswith(prefix):

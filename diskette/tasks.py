@@ -441,7 +441,9 @@ def media_list(
     """What the storages of ``project`` hold, per file (``diskette_index``),
     for a dump on the other side to send only what this side lacks.
 
-    :param read_only: keep no sha256 for next time (a dry run writes nothing).
+    :param read_only: keep no sha256 for next time, and settle no
+        interrupted load first (a dry run writes nothing; a pull's reset
+        check settles it meanwhile).
     :returns: the list, as JSON text; ``None``, said in one line, when it
         cannot be made (an older diskette, an unreadable folder): the media
         then go whole, as they always could.
@@ -843,7 +845,7 @@ def load_replacing(
     snapshot put back (or removed) after a failure, pruned after a success.
 
     :param answer: the ``--json`` answer of that load, run already (fed
-        as it downloads, :class:`diskette.remote.LoadFeed`), with
+        as it downloads, :class:`diskette.feed.LoadFeed`), with
         :func:`load_arguments`; raising :class:`CommandFailed` as
         :func:`run_json` does. Without it the load runs here and now.
     """

@@ -12,7 +12,8 @@ checks nothing).
 
 Both directions write to a ``.part`` file, hash while streaming, and rename
 only once the sha256 matches, so an interrupted transfer never leaves a file
-that looks complete, and running it again starts clean. Locally that file has
+that looks complete, and running it again starts clean (a pull that loads
+as it downloads writes no file: :mod:`diskette.feed`). Locally that file has
 a unique name (two pulls of one host never share it) and mode 0600 from the
 start: an archive holds production data.
 """
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 from paramiko.ssh_exception import SSHException
 
-from .exceptions import TransferError
+from .exceptions import LocalWriteError, TransferError
 from .files import BLOCK_SIZE, HashingReader, PartialFile
 from .progress import Progress
 
@@ -161,8 +162,10 @@ STDERR_KEPT = 8 * 1024 * 1024
 
 
 class Received(Protocol):
-    """Where :func:`run_into` writes what a command streams, hashed and
-    counted as it comes (a :class:`~diskette.files.PartialFile`, say)."""
+    """Where :func:`run_into` writes what a command streams, counted as it
+    comes, and hashed where nothing else checks it (a
+    :class:`~diskette.files.PartialFile`; a :class:`~diskette.feed.LoadFeed`,
+    whose load checks every member, hashes nothing)."""
 
     size: int
 
@@ -177,14 +180,15 @@ def run_into(
 ) -> tuple[int, str]:
     """Run ``command`` on ``c``'s host, its standard output written to ``output``.
 
-    For a command that streams a file (``diskette_dump --to-stdout``): the
-    bytes are hashed and counted by ``output`` as they come, and the caller
-    commits it once the command's answer vouches for them.
+    For a command that streams an archive (``diskette_dump --to-stdout``):
+    ``output`` counts the bytes as they come, and its owner takes them (a
+    file renamed into place, a load given its last block) only once the
+    command's answer vouches for them.
 
     :param stdin: the command's standard input (a list of media, say).
     :returns: the exit status and the end of the standard error.
-    :raises TransferError: if the connection drops or ``output`` cannot be
-        written.
+    :raises TransferError: if the connection drops.
+    :raises LocalWriteError: if ``output`` cannot be written, here.
     """
     channel = _channel(c)
     errors = bytearray()
@@ -195,7 +199,13 @@ def run_into(
             channel.sendall(stdin)
             channel.shutdown_write()
         while data := channel.recv(BLOCK_SIZE):
-            output.write(data)
+            try:
+                output.write(data)
+            except OSError as exc:
+                raise LocalWriteError(
+                    f"cannot write what {c.host} sends: {exc.strerror or exc}; free "
+                    "some space here or set diskette.remote.download_dir elsewhere"
+                ) from exc
             # Read as it comes: what is left unread holds the channel's window.
             while channel.recv_stderr_ready():
                 errors += channel.recv_stderr(BLOCK_SIZE)

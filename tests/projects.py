@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,3 +235,28 @@ MEASURED = (
     "        peak = next(l for l in status if l.startswith('VmHWM:'))\n"
     "    print(peak.split()[1], file=sys.stderr)\n"
 )
+
+
+def running_in(project: Path, command: str) -> list[int]:
+    """The processes running ``command`` (a management command's name) in
+    ``project``, from Linux's ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                os.readlink(entry / "cwd") == str(project)
+                and command.encode() in (entry / "cmdline").read_bytes()
+            ):
+                found.append(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def wait_until_none_run(project: Path, command: str, seconds: float = 60) -> None:
+    """Wait for every ``command`` running in ``project`` to end; fail if one
+    is still running after ``seconds`` (left behind, say)."""
+    deadline = time.monotonic() + seconds
+    while running_in(project, command) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running_in(project, command) == []

@@ -195,7 +195,9 @@ def test_polymorphic_dumpdata_refuses_a_django_polymorphic_that_would_downcast(
     import polymorphic.base
 
     monkeypatch.setattr(polymorphic.base, "check_dump", False)
-    with pytest.raises(CommandError, match=r"would dump shop\.\w+ rows as their subclasses"):
+    with pytest.raises(
+        CommandError, match=r"would dump shop\.\w+ rows as their subclasses"
+    ):
         call_command("polymorphic_dumpdata", "shop", stdout=io.StringIO())
 
 
@@ -627,6 +629,7 @@ def start_dump(
 ) -> subprocess.Popen:
     """``manage.py diskette_dump`` in ``copy``, or ``runner`` (a ``python -c``
     script) given ``manage.py diskette_dump`` and the options as arguments."""
+
     def prepare() -> None:
         # A suite started in the background (`make test &`, CI runners)
         # ignores SIGINT, and so would the dump: Python then installs no
@@ -812,7 +815,7 @@ runpy.run_path("manage.py", run_name="__main__")
 
 
 @pytest.mark.subprocess
-def test_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp_path):
+def test_to_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp_path):
     """Over SSH the standard output is a pipe, block-buffered: a stray print
     must still come before the answer, which is the last line."""
     archive = tmp_path / "piped.tar.gz"
@@ -853,7 +856,7 @@ def test_stdout_streams_an_archive_that_loads_and_answers_on_stderr(sandbox, tmp
 
 
 @pytest.mark.subprocess
-def test_stdout_refuses_a_terminal(sandbox):
+def test_to_stdout_refuses_a_terminal(sandbox):
     """A binary archive is never drawn on a person's terminal."""
     import pty
 
@@ -880,7 +883,7 @@ def test_stdout_refuses_a_terminal(sandbox):
 
 
 @pytest.mark.subprocess
-def test_stdout_refuses_a_standard_error_on_the_same_file(sandbox):
+def test_to_stdout_refuses_a_standard_error_on_the_same_file(sandbox):
     process = subprocess.run(
         [str(sandbox.python), "manage.py", "diskette_dump", "--to-stdout"],
         cwd=sandbox.root,
@@ -899,11 +902,18 @@ def test_stdout_refuses_a_standard_error_on_the_same_file(sandbox):
 
 
 @pytest.mark.subprocess
-def test_stdout_answers_a_refusal_on_the_standard_error(sandbox):
+def test_to_stdout_answers_a_refusal_on_the_standard_error(sandbox):
     """A script reading the archive from the standard output gets nothing
     there; the ``--json`` error is where the answer would have been."""
     process = subprocess.run(
-        [str(sandbox.python), "manage.py", "diskette_dump", "--to-stdout", "--check", "--json"],
+        [
+            str(sandbox.python),
+            "manage.py",
+            "diskette_dump",
+            "--to-stdout",
+            "--check",
+            "--json",
+        ],
         cwd=sandbox.root,
         env=sandbox.env,
         stdin=subprocess.DEVNULL,
@@ -914,8 +924,7 @@ def test_stdout_answers_a_refusal_on_the_standard_error(sandbox):
     assert process.returncode == 1
     assert process.stdout == ""
     assert json.loads(process.stderr.splitlines()[-1]) == {
-        "error": "--to-stdout writes the archive to the standard output, not to a file: "
-        "drop --check"
+        "error": "--to-stdout and --check do not go together: drop one of them"
     }
 
 
@@ -929,9 +938,9 @@ def test_stdout_answers_a_refusal_on_the_standard_error(sandbox):
         (["--destination", "elsewhere"], "--destination"),
     ],
 )
-def test_stdout_refuses_what_needs_a_file(demo, option, flag):
+def test_to_stdout_refuses_what_needs_a_file(demo, option, flag):
     with pytest.raises(CommandError) as failed:
         dump("--to-stdout", *option)
     assert str(failed.value) == (
-        f"--to-stdout writes the archive to the standard output, not to a file: drop {flag}"
+        f"--to-stdout and {flag} do not go together: drop one of them"
     )

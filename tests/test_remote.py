@@ -26,7 +26,7 @@ import pytest
 from diskette.archive import read_manifest
 from diskette.tasks import restore_steps
 from tests.databases import ON_SERVER, server_settings_body
-from tests.projects import BIN, SandboxCopy
+from tests.projects import BIN, SandboxCopy, wait_until_none_run
 from tests.sshd import SLOW_ALIAS, SSHServer, find_sshd, start_sshd
 
 KILLAT = Path(__file__).with_name("killat.py")
@@ -117,7 +117,8 @@ def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, r
     assert files(remote.root) == remote_files
     assert leftovers(local) == temp
     assert re.search(
-        r"^Streamed remote's archive into the load here \(.+, sha256 [0-9a-f]{64}\)$",
+        r"^Streamed remote's archive into the load here \(.+; the host's sha256 "
+        r"[0-9a-f]{64}\)$",
         result.stdout,
         re.M,
     )
@@ -188,9 +189,9 @@ def test_a_host_that_prints_as_it_starts_fails_the_pull_in_one_line(local, remot
     message = failed.stderr.strip().splitlines()[-1]
     assert message.startswith("remote: received ")
     assert message.endswith(
-        ": 16 bytes came before the archive: the project prints on the standard "
-        "output as it starts (its settings, say); remove that print, or pull with "
-        "--keep-remote"
+        ": 16 bytes more than the archive's: the project prints on the standard "
+        "output (as its settings load, or as it exits); remove that print, or pull "
+        "with --keep-remote"
     )
     assert local.fingerprint() == before
     assert list((local.root / "var" / "diskette-snapshots").iterdir()) == []
@@ -467,28 +468,6 @@ def wait_for_staging(local: SandboxCopy, process: subprocess.Popen) -> bool:
     return False
 
 
-def loads_running(project: Path) -> list[int]:
-    """The ``diskette_load`` processes running in ``project``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                os.readlink(entry / "cwd") == str(project)
-                and b"diskette_load" in (entry / "cmdline").read_bytes()
-            ):
-                found.append(int(entry.name))
-        except (OSError, ValueError):  # gone meanwhile, or not ours to read
-            continue
-    return found
-
-
-def wait_until_no_load(project: Path) -> None:
-    deadline = time.monotonic() + 60
-    while loads_running(project) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert loads_running(project) == []
-
-
 def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
     local, remote, sshd
 ):
@@ -506,7 +485,7 @@ def test_a_connection_cut_mid_download_changes_nothing_and_a_rerun_works(
         "the download finished before the cut: make the file larger or SLOW_RATE lower"
     )
     assert "failed" in stderr.strip().splitlines()[-1]
-    wait_until_no_load(local.root)
+    wait_until_none_run(local.root, "diskette_load")
     assert local.fingerprint() == before
     assert list(downloads.iterdir()) == []  # no file that looks complete, no spool
     assert not [
@@ -531,7 +510,7 @@ def test_a_pull_killed_while_the_load_stages_changes_nothing_here(local, remote,
     process.communicate(timeout=60)
 
     assert staging, "the pull ended before the kill: make the file larger"
-    wait_until_no_load(local.root)
+    wait_until_none_run(local.root, "diskette_load")
     assert local.fingerprint() == before
     assert not [
         p for p in (local.root / "var" / "media").iterdir() if p.name.startswith(".")
@@ -551,7 +530,7 @@ def test_a_safety_snapshot_that_fails_keeps_the_streamed_load_from_resetting(loc
     message = failed.stderr.strip().splitlines()[-1]
     assert message.startswith("could not save a safety snapshot first: ")
     assert message.endswith("(pass --no-backup to go on without one)")
-    wait_until_no_load(local.root)
+    wait_until_none_run(local.root, "diskette_load")
     assert local.fingerprint() == before
 
 
@@ -636,7 +615,7 @@ def test_a_host_printing_after_its_archive_never_lets_the_load_reset(local, remo
 
     assert failed.returncode == 1
     assert "received " in failed.stderr.strip().splitlines()[-1]
-    wait_until_no_load(local.root)
+    wait_until_none_run(local.root, "diskette_load")
     assert local.fingerprint() == before
 
 

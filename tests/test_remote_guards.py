@@ -30,7 +30,7 @@ from diskette.remote import TRANSIT_MARKER, protected_entry, remote_tempdir
 from diskette.ssh import connect as ssh_connect
 from diskette.transfer import download
 from tests import test_remote
-from tests.projects import BIN, SandboxCopy
+from tests.projects import BIN, SandboxCopy, wait_until_none_run
 from tests.sshd import SLOW_ALIAS, find_sshd
 from tests.test_remote import fab, files
 
@@ -163,21 +163,6 @@ def transit_folder(tmp: Path, name: str, *, marked: bool, age: float) -> Path:
     return folder
 
 
-def dumps_running(project: Path) -> list[int]:
-    """The ``diskette_dump`` processes running in ``project`` (on the "host")."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (
-                os.readlink(entry / "cwd") == str(project)
-                and b"diskette_dump" in (entry / "cmdline").read_bytes()
-            ):
-                found.append(int(entry.name))
-        except (OSError, ValueError):  # gone meanwhile, or not ours to read
-            continue
-    return found
-
-
 @needs_sshd
 @pytest.mark.subprocess
 def test_a_pull_killed_mid_download_leaves_nothing_on_the_host(local, remote, remote_tmp):
@@ -201,15 +186,12 @@ def test_a_pull_killed_mid_download_leaves_nothing_on_the_host(local, remote, re
         if partial and partial[0].stat().st_size > 0:
             process.kill()  # kill -9: no clean-up runs
             break
-        time.sleep(0.002)
+        time.sleep(0.02)
     process.wait(timeout=60)
     assert process.returncode == -9, (
         "the pull ended before the kill: make the file larger or SLOW_RATE lower"
     )
-    deadline = time.monotonic() + 60
-    while dumps_running(remote.root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert dumps_running(remote.root) == []
+    wait_until_none_run(remote.root, "diskette_dump")
     assert list(remote_tmp.iterdir()) == []
     assert not list(remote.root.rglob("*.tar.gz*"))
 
@@ -242,7 +224,7 @@ def test_stale_transit_folders_are_removed_and_others_kept(sshd, tmp_path, capsy
 
     said = capsys.readouterr().out.splitlines()
     assert said == [
-        f"remote: removed a stale transit folder {left} left by an interrupted pull"
+        f"remote: removed a stale transit folder {left} left by an interrupted transfer"
     ]
     assert sorted(remote_tmp.iterdir()) == sorted([*kept, made])
     assert (elsewhere / TRANSIT_MARKER).is_file()

@@ -307,8 +307,8 @@ class Command(DisketteCommand):
             for flag in ("publish", "link_media", "no_archive", "check", "destination"):
                 if options[flag]:
                     raise ConfigurationError(
-                        f"--to-stdout writes the archive to the standard output, not to a "
-                        f"file: drop --{flag.replace('_', '-')}"
+                        f"--to-stdout and --{flag.replace('_', '-')} do not go together: "
+                        "drop one of them"
                     )
         if options["keep"] and not options["publish"]:
             raise ConfigurationError(

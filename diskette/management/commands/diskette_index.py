@@ -43,7 +43,8 @@ class Command(DisketteCommand):
             "--read-only",
             action="store_true",
             help="Write nothing but the list: the sha256 read are not kept for next "
-            "time (for a dry run).",
+            "time, and an interrupted load is not settled first (for a dry run, or "
+            "beside a command that settles it).",
         )
         parser.add_argument(
             "--storages-basepath",
