@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -571,8 +572,10 @@ def test_a_load_that_stops_mid_stream_changes_nothing_and_says_why(local, remote
 def test_ctrl_c_once_the_load_reset_gets_the_safety_snapshot_put_back(
     local, remote, tmp_path
 ):
-    """Ctrl-C on a terminal reaches the load and ``fab``: the task waits for
-    the load's answer, which says it reset, and puts the snapshot back."""
+    """Ctrl-C on a terminal reaches ``fab`` (the load, in a session of its
+    own, does not): the task hands it on to the load, waits for its answer,
+    which says it reset, and puts the snapshot back. Were it not handed on,
+    the load would go on loading the host's data."""
     interrupted = tmp_path / "interrupted-python"
     interrupted.write_text(
         "#!/bin/sh\n"
@@ -587,7 +590,19 @@ def test_ctrl_c_once_the_load_reset_gets_the_safety_snapshot_put_back(
     )
     before = local.fingerprint()
 
-    failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
+    # Ctrl-C as on a terminal: a suite run in the background (CI) ignores it,
+    # and so would fab and its load.
+    failed = subprocess.run(
+        [str(BIN / "fab"), "-S", str(local.sshd.ssh_config), "-H", "remote"]
+        + ["pull-snapshot", "--yes"],
+        cwd=local.root,
+        env=local.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
     assert failed.returncode == 1
     assert "Interrupted: waiting for the load here to stop" in failed.stderr
