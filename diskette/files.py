@@ -33,7 +33,26 @@ BLOCK_SIZE = 1024 * 1024
 Progress = Callable[[int], None]
 
 
-class PartialFile:
+class _Counted:
+    """What a written archive shares, whatever it goes to: its size and,
+    with ``digest``, its sha256, kept as bytes pass."""
+
+    def __init__(self, digest: bool) -> None:
+        self.hash = hashlib.sha256() if digest else None
+        self.size = 0
+
+    @property
+    def sha256(self) -> str | None:
+        """Hex sha256 of what was written so far (``None`` without ``digest``)."""
+        return self.hash.hexdigest() if self.hash is not None else None
+
+    def _count(self, data: Any) -> None:
+        if self.hash is not None:
+            self.hash.update(data)
+        self.size += len(data)
+
+
+class PartialFile(_Counted):
     """A new file for ``target``, written privately and moved into place whole.
 
     Use as a context manager: leaving it without :meth:`commit` (an
@@ -74,8 +93,7 @@ class PartialFile:
             self.path.unlink(missing_ok=True)
             raise
         self.file: IO[bytes] = os.fdopen(descriptor, "wb")
-        self.hash = hashlib.sha256() if digest else None
-        self.size = 0
+        super().__init__(digest)
         self.progress = progress
         self.committed = False
 
@@ -86,15 +104,8 @@ class PartialFile:
         if not self.committed:
             self.discard()
 
-    @property
-    def sha256(self) -> str | None:
-        """Hex sha256 of what was written so far (``None`` without ``digest``)."""
-        return self.hash.hexdigest() if self.hash is not None else None
-
     def write(self, data: Any) -> int:
-        if self.hash is not None:
-            self.hash.update(data)
-        self.size += len(data)
+        self._count(data)
         if self.progress is not None:
             self.progress(len(data))
         return self.file.write(data)
@@ -140,7 +151,7 @@ class PartialFile:
             self.file.close()
 
 
-class StreamFile:
+class StreamFile(_Counted):
     """An archive written to a stream (a pipe) instead of a file, hashed and
     counted as :class:`PartialFile` does.
 
@@ -150,18 +161,11 @@ class StreamFile:
     """
 
     def __init__(self, stream: IO[bytes], *, digest: bool = True) -> None:
+        super().__init__(digest)
         self.stream = stream
-        self.hash = hashlib.sha256() if digest else None
-        self.size = 0
-
-    @property
-    def sha256(self) -> str | None:
-        return self.hash.hexdigest() if self.hash is not None else None
 
     def write(self, data: Any) -> int:
-        if self.hash is not None:
-            self.hash.update(data)
-        self.size += len(data)
+        self._count(data)
         return self.stream.write(data)
 
     def commit(self) -> None:

@@ -106,6 +106,33 @@ def files(root: Path) -> set[str]:
     }
 
 
+def add_settings(copy: SandboxCopy, lines: str) -> None:
+    """Append ``lines`` to the settings module ``copy`` runs with."""
+    module = copy.root / (copy.settings.replace(".", "/") + ".py")
+    module.write_text(module.read_text() + lines)
+
+
+def wrapper_python(folder: Path, name: str, pattern: str, action: str) -> Path:
+    """An interpreter running the shell ``action`` for command lines that
+    match the ``case`` ``pattern``, the suite's Python for the others."""
+    python = folder / name
+    python.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in {pattern}) {action};; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    return python
+
+
+def run_here_with(local: SandboxCopy, python: Path) -> None:
+    """Run the laptop's own commands with ``python`` (``diskette.python``)."""
+    yaml = local.root / "fabric.yaml"
+    yaml.write_text(
+        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {python}\n", 1)
+    )
+
+
 def test_pull_brings_the_remote_data_and_media_and_leaves_nothing_there(local, remote):
     wanted = remote.fingerprint()
     assert local.fingerprint() != wanted
@@ -142,8 +169,7 @@ def test_the_safety_snapshot_taken_while_the_host_dumps_puts_the_laptop_back(loc
 def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
     """The snapshot taken while the host dumps goes when the dump fails:
     nothing here was changed."""
-    module = remote.root / (remote.settings.replace(".", "/") + ".py")
-    module.write_text(module.read_text() + "DISKETTE_ANONYMIZE_REQUIRED = True\n")
+    add_settings(remote, "DISKETTE_ANONYMIZE_REQUIRED = True\n")
     before = local.fingerprint()
 
     failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
@@ -160,15 +186,13 @@ def test_a_host_whose_diskette_cannot_stream_is_pulled_through_a_file(
     """A host running a diskette older than ``diskette_dump --to-stdout``
     (argparse refuses the option) dumps to a transit folder, downloaded and
     removed as before."""
-    older = tmp_path / "older-python"
-    older.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" --to-stdout "*) '
+    older = wrapper_python(
+        tmp_path,
+        "older-python",
+        '*" --to-stdout "*',
         "echo 'manage.py diskette_dump: error: unrecognized arguments: --to-stdout' >&2; "
-        "exit 2;; esac\n"
-        f'exec {sys.executable} "$@"\n'
+        "exit 2",
     )
-    older.chmod(0o755)
     wanted, temp = remote.fingerprint(), leftovers(local)
 
     fab(local, "-H", "remote", "pull-snapshot", "--yes", "--python", str(older))
@@ -180,8 +204,7 @@ def test_a_host_whose_diskette_cannot_stream_is_pulled_through_a_file(
 def test_a_host_that_prints_as_it_starts_fails_the_pull_in_one_line(local, remote):
     """Bytes before the archive's own (a ``print`` in the settings) cannot
     be told from it: the size and sha256 the dump answers catch them."""
-    module = remote.root / (remote.settings.replace(".", "/") + ".py")
-    module.write_text(module.read_text() + "print('settings loaded')\n")
+    add_settings(remote, "print('settings loaded')\n")
     before = local.fingerprint()
 
     failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
@@ -220,16 +243,9 @@ def test_a_pull_after_a_killed_load_lists_the_media_it_put_back(local, remote, t
     )
     assert killed.returncode == -9, killed.stderr
     # The check of the database, slowed: the list surely reads the swapped tree.
-    slow_check = tmp_path / "slow-check-python"
-    slow_check.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" diskette_reset "*) sleep 2;; esac\n'
-        f'exec {sys.executable} "$@"\n'
-    )
-    slow_check.chmod(0o755)
-    yaml = local.root / "fabric.yaml"
-    yaml.write_text(
-        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {slow_check}\n", 1)
+    run_here_with(
+        local,
+        wrapper_python(tmp_path, "slow-check-python", '*" diskette_reset "*', "sleep 2"),
     )
 
     result = fab(local, "-H", "remote", "pull-snapshot", "--yes")
@@ -539,17 +555,10 @@ def test_a_load_that_stops_mid_stream_changes_nothing_and_says_why(local, remote
     """The load here cannot write a file of the archive (a size limit, as a
     full disk would): it stops before the end, and the pull says so."""
     (remote.root / "var" / "media" / "video.bin").write_bytes(os.urandom(2 * 2**20))
-    limited = tmp_path / "limited-python"
-    limited.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" diskette_load - "*) trap "" XFSZ; ulimit -f 1024;; esac\n'
-        f'exec {sys.executable} "$@"\n'
+    limited = wrapper_python(
+        tmp_path, "limited-python", '*" diskette_load - "*', 'trap "" XFSZ; ulimit -f 1024'
     )
-    limited.chmod(0o755)
-    yaml = local.root / "fabric.yaml"
-    yaml.write_text(
-        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {limited}\n", 1)
-    )
+    run_here_with(local, limited)
     before = local.fingerprint()
 
     failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)
@@ -576,18 +585,13 @@ def test_ctrl_c_once_the_load_reset_gets_the_safety_snapshot_put_back(
     own, does not): the task hands it on to the load, waits for its answer,
     which says it reset, and puts the snapshot back. Were it not handed on,
     the load would go on loading the host's data."""
-    interrupted = tmp_path / "interrupted-python"
-    interrupted.write_text(
-        "#!/bin/sh\n"
-        'case " $* " in *" diskette_load - "*) '
-        f'exec {sys.executable} {KILLAT} ctrl-c-after-reset "$@";; esac\n'
-        f'exec {sys.executable} "$@"\n'
+    interrupted = wrapper_python(
+        tmp_path,
+        "interrupted-python",
+        '*" diskette_load - "*',
+        f'exec {sys.executable} {KILLAT} ctrl-c-after-reset "$@"',
     )
-    interrupted.chmod(0o755)
-    yaml = local.root / "fabric.yaml"
-    yaml.write_text(
-        yaml.read_text().replace("diskette:\n", f"diskette:\n  python: {interrupted}\n", 1)
-    )
+    run_here_with(local, interrupted)
     before = local.fingerprint()
 
     # Ctrl-C as on a terminal: a suite run in the background (CI) ignores it,
@@ -616,10 +620,10 @@ def test_a_host_printing_after_its_archive_never_lets_the_load_reset(local, remo
     """The bytes the load got may make a whole archive when the host prints
     after it: the pull fails on the size, and the load, cut short with a
     byte no archive ends with, refuses it."""
-    module = remote.root / (remote.settings.replace(".", "/") + ".py")
-    module.write_text(  # a moment after the archive: a block of its own
-        module.read_text() + "import atexit, sys, time\n"
-        "atexit.register(lambda: (time.sleep(0.5), sys.stdout.write('bye')))\n"
+    add_settings(  # a moment after the archive: a block of its own
+        remote,
+        "import atexit, sys, time\n"
+        "atexit.register(lambda: (time.sleep(0.5), sys.stdout.write('bye')))\n",
     )
     before = local.fingerprint()
 
@@ -639,8 +643,7 @@ def test_an_archive_the_laptop_refuses_changes_nothing_and_leaves_no_snapshot(
 ):
     """Refused once the whole archive is in (a raw archive where the laptop
     requires anonymized ones): the load had not reset yet."""
-    module = local.root / (local.settings.replace(".", "/") + ".py")
-    module.write_text(module.read_text() + "DISKETTE_LOAD_REQUIRE_ANONYMIZED = True\n")
+    add_settings(local, "DISKETTE_LOAD_REQUIRE_ANONYMIZED = True\n")
     before = local.fingerprint()
 
     failed = fab(local, "-H", "remote", "pull-snapshot", "--yes", check=False)

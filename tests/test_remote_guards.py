@@ -32,7 +32,7 @@ from diskette.transfer import download
 from tests import test_remote
 from tests.projects import BIN, SandboxCopy, wait_until_none_run
 from tests.sshd import SLOW_ALIAS, find_sshd
-from tests.test_remote import fab, files
+from tests.test_remote import add_settings, fab, files
 
 # The fixtures of tests/test_remote.py, shared by name.
 sshd, remote, local = test_remote.sshd, test_remote.remote, test_remote.local
@@ -245,12 +245,6 @@ def test_a_transit_folder_is_private_and_marked(sshd, tmp_path):
 
 
 # The host's output is untrusted; a host protects itself.
-
-
-def add_settings(copy: SandboxCopy, lines: str) -> None:
-    """Append ``lines`` to the settings module ``copy`` runs with."""
-    module = copy.root / (copy.settings.replace(".", "/") + ".py")
-    module.write_text(module.read_text() + lines)
 
 
 @needs_sshd
