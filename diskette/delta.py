@@ -449,7 +449,7 @@ def link_or_copy(source: Path, target: Path, budget: SpaceBudget | None = None) 
 class Source:
     """Where this machine has a kept file, as it was when its sha256 was checked."""
 
-    path: Path
+    path: str  # text, not a Path: a delta may keep tens of thousands of files
     status: os.stat_result
     sha256: str
 
@@ -531,7 +531,7 @@ def _find(
                 and real_parents[parent].startswith(inside)
                 and index.sha256(relative, status) == member.sha256
             ):
-                sources[member.name] = Source(Path(path), status, member.sha256)
+                sources[member.name] = Source(path, status, member.sha256)
                 del kept[relative]
     if not kept:
         return
@@ -541,7 +541,7 @@ def _find(
     for relative, member in list(kept.items()):
         found = by_digest.get((member.size, member.sha256))
         if found is not None:
-            moved = folder / found[0]
+            moved = os.path.join(root, found[0])
             with contextlib.suppress(OSError):
                 sources[member.name] = Source(moved, os.lstat(moved), member.sha256)
                 del kept[relative]
@@ -568,7 +568,7 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
             continue
         try:
             make_parent(target, made)
-            link_or_copy(source.path, target, budget)
+            link_or_copy(Path(source.path), target, budget)
             now = os.lstat(target)
             linked = (now.st_dev, now.st_ino) == (
                 source.status.st_dev,

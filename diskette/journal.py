@@ -15,10 +15,18 @@ The phases of one storage:
 1. ``staging``: the archive is extracted into ``new/``; nothing of ``D`` has
    moved, so an interrupted load only leaves files to remove.
 2. ``swapping``: written (and synced) before the first rename, with the
-   names of ``D``'s entries and of ``new/``'s. The entries of ``D`` move into
-   ``old/``, those of ``new/`` into ``D``. This happens inside the load's
-   transaction, before its COMMIT.
+   entries of ``D`` to set aside and those of ``new/`` to move in. The
+   former move into ``old/``, the latter into ``D``. This happens inside the
+   load's transaction, before its COMMIT.
 3. Once the data committed, ``old/`` and the work folder are removed.
+
+A whole archive replaces every entry at the top of ``D``. A delta keeps
+most files where they are (:mod:`diskette.delta`): its swap goes down into
+the folders both sides have and lists, by path, only what differs, so a
+pull that changed a hundred files of sixteen thousand renames a hundred,
+not the whole tree. Entries are listed whole at the highest level where
+they differ (a folder that is new, or gone, moves as one), so no entry
+listed lies inside another, and the same steps finish or undo either kind.
 
 Whether the data committed is something only the database knows: the load
 writes a :class:`diskette.models.Load` row, named by the journal's load id,
@@ -43,8 +51,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +107,9 @@ class StorageSwap:
     folder: Path
     load_id: str
     database: str
+    #: A delta's files that stay where they are, by path in the folder, with
+    #: their ``lstat`` when their sha256 was checked (:meth:`keep`).
+    kept: dict[str, os.stat_result] = field(default_factory=dict, compare=False)
 
     # Cached: asked once per member of a load, tens of thousands of times.
     @functools.cached_property
@@ -129,18 +140,31 @@ class StorageSwap:
     def header(self) -> dict[str, str]:
         return {"load": self.load_id, "database": self.database}
 
+    def keep(self, relative: str, status: os.stat_result) -> None:
+        """Leave file ``relative`` where it is: the new contents hold it unchanged."""
+        self.kept[relative] = status
+
     def swap(self) -> None:
         """Set the folder's entries aside and move the new ones in.
 
         The journal lists both sides before anything moves, so a crash at
         any point of this is finished or undone by :func:`recover`.
+
+        :raises LoadError: a file kept in place changed since it was checked.
         """
-        entries = {
-            "old": sorted(n for n in os.listdir(self.folder) if not is_work_folder(n)),
-            "new": sorted(os.listdir(self.new)),
-        }
-        _write_journal(self.work, {**self.header, "state": "swapping", **entries})
-        _forward(self.folder, self.work, entries["old"], entries["new"])
+        if self.kept:
+            # The folders of kept files, in ``new/`` too: the walk goes down
+            # into them rather than replacing them.
+            for parent in {os.path.dirname(name) for name in self.kept} - {""}:
+                os.makedirs(self.new / parent, exist_ok=True)
+            old, new = _differences(self.folder, self.new, self.kept)
+        else:
+            old = sorted(n for n in os.listdir(self.folder) if not is_work_folder(n))
+            new = sorted(os.listdir(self.new))
+        _write_journal(
+            self.work, {**self.header, "state": "swapping", "old": old, "new": new}
+        )
+        _forward(self.folder, self.work, old, new)
 
     def finish(self) -> None:
         """The data committed: drop the previous entries and the work folder."""
@@ -204,18 +228,90 @@ def _recover_one(folder: Path, work: Path, committed: Committed) -> str:
     )
 
 
+def _differences(
+    folder: Path, staged: Path, kept: Mapping[str, os.stat_result]
+) -> tuple[list[str], list[str]]:
+    """What a delta's swap sets aside and moves in: paths, each at the highest
+    level where the folder and ``staged`` differ.
+
+    The walk goes down only into folders both sides have (no link is
+    followed); an entry of the folder that ``staged`` lacks is set aside,
+    unless it is a kept file.
+
+    :raises LoadError: a kept file is no longer the one checked (rewritten,
+        replaced, moved behind a link), which would leave the wrong file in
+        the new contents.
+    """
+    old: list[str] = []
+    new: list[str] = []
+    stayed = 0
+    root = os.fspath(folder)  # joined as text: once per kept file
+    pending = [""]
+    while pending:
+        prefix = pending.pop()
+        here = _kinds(folder / prefix)
+        there = _kinds(staged / prefix)
+        for name, is_folder in here.items():
+            path = f"{prefix}{name}"
+            if not prefix and is_work_folder(name):
+                continue
+            if name in there:
+                if is_folder and there[name]:
+                    pending.append(f"{path}/")
+                else:
+                    old.append(path)
+                    new.append(path)
+            elif (
+                path in kept
+                and not is_folder
+                and _unchanged(os.path.join(root, path), kept[path])
+            ):
+                stayed += 1
+            else:
+                old.append(path)
+        new.extend(f"{prefix}{name}" for name in there.keys() - here.keys())
+    if stayed != len(kept):
+        raise LoadError(
+            f"{len(kept) - stayed} of the media files this load keeps in '{folder}' "
+            "changed while it was being loaded: load again once nothing writes to the media"
+        )
+    return sorted(old), sorted(new)
+
+
+def _kinds(folder: Path) -> dict[str, bool]:
+    """The entries of ``folder``, each with whether it is a folder (not a link to one)."""
+    with os.scandir(folder) as entries:
+        return {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
+
+
+def _unchanged(path: str, status: os.stat_result) -> bool:
+    """Whether ``path`` is still the regular file ``status`` was taken of."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(now.st_mode) and (
+        now.st_dev,
+        now.st_ino,
+        now.st_size,
+        now.st_mtime_ns,
+    ) == (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
 def _forward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
     """Entries of ``old`` out of the folder, entries of ``new`` in; idempotent.
 
-    An entry in the folder whose name is in both lists is the old one as long
+    An entry in the folder whose path is in both lists is the old one as long
     as its new namesake still waits in ``new/``.
     """
     waiting, aside = work / "new", work / "old"
     aside.mkdir(exist_ok=True)
+    incoming = set(new)
     for name in old:
-        if name in new and not _exists(waiting / name):
+        if name in incoming and not _exists(waiting / name):
             continue  # already replaced by the new entry
         if _exists(folder / name) and not _exists(aside / name):
+            _make_parent(aside, name)
             os.rename(folder / name, aside / name)
     for name in new:
         if _exists(waiting / name):
@@ -226,14 +322,23 @@ def _backward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
     """Undo :func:`_forward`, from wherever it stopped; idempotent."""
     waiting, aside = work / "new", work / "old"
     waiting.mkdir(exist_ok=True)
+    outgoing = set(old)
     for name in new:
         if _exists(folder / name) and not _exists(waiting / name):
-            if name in old and not _exists(aside / name):
+            if name in outgoing and not _exists(aside / name):
                 continue  # the old entry, never moved
+            _make_parent(waiting, name)
             os.rename(folder / name, waiting / name)
     for name in old:
         if _exists(aside / name) and not _exists(folder / name):
             os.rename(aside / name, folder / name)
+
+
+def _make_parent(root: Path, name: str) -> None:
+    """Make the folders above entry ``name`` of ``root`` (a delta's paths)."""
+    parent = os.path.dirname(name)
+    if parent:
+        os.makedirs(root / parent, exist_ok=True)
 
 
 def _exists(path: Path) -> bool:
@@ -279,14 +384,45 @@ def _read_journal(work: Path) -> dict[str, Any]:
     if content.get("state") == "swapping":
         for key in ("old", "new"):
             names = content.get(key)
-            # Entry names only: a journal planted by someone else must not
-            # move anything from outside the storage folder.
-            if not isinstance(names, list) or not all(
-                isinstance(n, str) and n not in ("", ".", "..") and "/" not in n
-                for n in names
-            ):
-                raise _unreadable(work, f"'{key}' is not a list of entry names")
+            # Paths inside the folder only: a journal planted by someone else
+            # must not move anything from outside the storage folder.
+            if not isinstance(names, list) or not all(map(_is_entry_path, names)):
+                raise _unreadable(work, f"'{key}' is not a list of entry paths")
+        linked = _through_link(
+            (work.parent, work / "new", work / "old"), [*content["old"], *content["new"]]
+        )
+        if linked is not None:
+            raise _unreadable(work, f"'{linked}' is a symbolic link")
     return content
+
+
+def _is_entry_path(name: object) -> bool:
+    """Whether ``name`` is a relative path, with no ``..``, to something other
+    than diskette's own work folders."""
+    if not isinstance(name, str):
+        return False
+    parts = name.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and not is_work_folder(
+        parts[0]
+    )
+
+
+def _through_link(roots: Iterable[Path], names: Iterable[str]) -> Path | None:
+    """The first folder above one of ``names``, in one of ``roots``, that is a
+    symbolic link: moving an entry through it would reach outside."""
+    parents = {os.path.dirname(name) for name in names} - {""}
+    above = {p for parent in parents for p in _and_above(parent)}
+    for root in roots:
+        for parent in sorted(above):
+            if os.path.islink(root / parent):
+                return root / parent
+    return None
+
+
+def _and_above(path: str) -> Iterator[str]:
+    while path:
+        yield path
+        path = os.path.dirname(path)
 
 
 def _unreadable(work: Path, reason: str) -> LoadError:

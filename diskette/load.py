@@ -29,7 +29,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from io import StringIO
@@ -44,7 +44,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
 from .conf import DisketteSettings, StorageAlias
-from .delta import kept_sources, place_kept, sidecar_of
+from .delta import Source, kept_sources, place_kept, sidecar_of
 from .exceptions import (
     ArchiveError,
     ConfigurationError,
@@ -243,8 +243,13 @@ def load(
             for storage in chosen:
                 restore.swap_of(storage)  # an empty storage has no member
             if sources:
-                reporter.info(f"Linking {len(sources)} files this delta keeps from here")
-                place_kept(sources, restore.place)
+                elsewhere = restore.keep_in_place(sources)
+                reporter.info(
+                    f"Keeping {len(sources) - len(elsewhere)} files this delta keeps "
+                    "where they are"
+                    + (f", linking {len(elsewhere)} from elsewhere" if elsewhere else "")
+                )
+                place_kept(elsewhere, restore.place)
             if reset is not None:  # the new media are ready beside the old
                 reset()
             return _restore(
@@ -485,17 +490,49 @@ class _Restore:
 
     def place(self, name: str) -> Path | None:
         """Where member ``name`` goes: into the work folder of its storage."""
+        found = self._storage_of(name)
+        if found is None:
+            return None  # verified, not written: check_members decides on it
+        storage, inner = found
+        return self.swap_of(storage).new / inner if inner else self.swap_of(storage).new
+
+    def _storage_of(self, name: str) -> tuple[str, str] | None:
+        """The storage of member ``name``, and its path in that storage."""
         for storage in self.storages:
             if name == storage:
-                return self.swap_of(storage).new
+                return storage, ""
             if name.startswith(f"{storage}/"):
                 inner = name[len(storage) + 1 :]
                 if is_work_folder(inner.split("/", 1)[0]):
                     raise UnsafeArchiveError(
                         f"member '{name}' is named like diskette's own work folders"
                     )
-                return self.swap_of(storage).new / inner
-        return None  # verified, not written: check_members decides on it
+                return storage, inner
+        return None
+
+    def keep_in_place(self, sources: Mapping[str, Source]) -> dict[str, Source]:
+        """Leave each kept file of a delta that is at its own path where it
+        is; return the others, to link into the new contents.
+
+        Only a file whose folders are real ones here stays: one reached
+        through a link would vanish when the swap replaces that link.
+        """
+        others: dict[str, Source] = {}
+        real: dict[str, bool] = {}  # per folder: whether it is where it seems
+        # Paths as text: a delta may keep tens of thousands of files.
+        for name, source in sources.items():
+            found = self._storage_of(name)
+            if found is not None and found[1]:
+                swap = self.swap_of(found[0])
+                path = source.path
+                parent = os.path.dirname(path)
+                if parent not in real:
+                    real[parent] = os.path.realpath(parent) == parent
+                if real[parent] and path == os.path.join(swap.folder, found[1]):
+                    swap.keep(found[1], source.status)
+                    continue
+            others[name] = source
+        return others
 
     def swap_of(self, storage: str) -> StorageSwap:
         if storage not in self.swaps:

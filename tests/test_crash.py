@@ -11,6 +11,7 @@ exactly the new one, with no work folder left anywhere.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,13 +40,48 @@ def sandbox(
 
 
 @pytest.fixture(scope="module")
-def new_state(tmp_path_factory, seeded) -> tuple[Path, str]:
+def whole_state(tmp_path_factory, seeded) -> tuple[Path, str]:
     """An archive of the state to load, and that state's fingerprint."""
     source = sandbox(
         seeded, tmp_path_factory.mktemp("source") / "project", books=12, seed=1
     )
     source.manage("diskette_dump", "--destination", str(source.root.parent))
     return source.root.parent / "diskette_data_storages.tar.gz", source.fingerprint()
+
+
+@pytest.fixture(scope="module")
+def delta_state(tmp_path_factory, seeded) -> tuple[Path, str]:
+    """A delta made for ``project``'s media, and the state it loads.
+
+    A copy of the project lists its media, then changes like a host: one
+    file rewritten, one removed, a folder added, a folder replaced by a
+    file, a book renamed. Loaded onto the project, the swap goes down into
+    the folders both have and moves those paths only.
+    """
+    host = sandbox(
+        seeded, tmp_path_factory.mktemp("host") / "project", books=5, seed=2, shop=False
+    )
+    have = host.root.parent / "have.json"
+    host.manage("diskette_index", "--output", str(have))
+    media = host.root / "var" / "media"
+    files = sorted(p for p in media.rglob("*") if p.is_file())
+    files[0].write_bytes(files[0].read_bytes() + b"changed on the host")
+    files[1].unlink()
+    (media / "added" / "deeper").mkdir(parents=True)
+    (media / "added" / "deeper" / "new.bin").write_bytes(b"new on the host")
+    folder = next(p for p in sorted(media.iterdir()) if p.is_dir() and p.name != "added")
+    shutil.rmtree(folder)
+    folder.write_bytes(b"a file where a folder was")
+    host.manage(
+        "shell",
+        "-c",
+        "from demo.models import Book; Book.objects.filter(pk=Book.objects.first().pk)"
+        ".update(title='Renamed on the host')",
+    )
+    host.manage(
+        "diskette_dump", "--base", str(have), "--destination", str(host.root.parent)
+    )
+    return host.root.parent / "diskette_data_storages.tar.gz", host.fingerprint()
 
 
 @pytest.fixture
@@ -101,20 +137,25 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize(
-    "point, options, outcome, next_command",
+    "point, options, outcome, next_command, kind",
     [
-        ("extracting", (), "old", "dump --check"),
-        ("loading-data", (), "old", "load --check"),
-        ("loading-data-loaddata", ("--loaddata",), "old", "reset --check"),
-        ("swapping", (), "old", "dump --check"),
-        ("swapped", (), "old", "load --check"),
-        ("committed", (), "new", "reset --check"),
+        ("extracting", (), "old", "dump --check", "whole"),
+        ("loading-data", (), "old", "load --check", "whole"),
+        ("loading-data-loaddata", ("--loaddata",), "old", "reset --check", "whole"),
+        ("swapping", (), "old", "dump --check", "whole"),
+        ("swapped", (), "old", "load --check", "whole"),
+        ("committed", (), "new", "reset --check", "whole"),
+        ("extracting", (), "old", "dump --check", "delta"),
+        ("swapping", (), "old", "load --check", "delta"),
+        ("swapped", (), "old", "reset --check", "delta"),
+        ("committed", (), "new", "dump --check", "delta"),
     ],
 )
 def test_kill_9_then_the_next_command_leaves_both_old_or_both_new(
-    project, new_state, point, options, outcome, next_command
+    project, request, point, options, outcome, next_command, kind
 ):
-    archive, new = new_state
+    """A delta's swap (paths deep in the tree) recovers like a whole one's."""
+    archive, new = request.getfixturevalue(f"{kind}_state")
     old = project.fingerprint()
     kill_during_load(project, point, archive, *options)
 
@@ -133,10 +174,11 @@ def test_kill_9_then_the_next_command_leaves_both_old_or_both_new(
     assert project.fingerprint() == new
 
 
-def test_a_recovery_killed_in_turn_is_finished_by_the_next_one(project, new_state):
+@pytest.mark.parametrize("kind", ["whole", "delta"])
+def test_a_recovery_killed_in_turn_is_finished_by_the_next_one(project, request, kind):
     """Killed before COMMIT with every entry swapped, the undo takes several
     renames; a recovery killed after the first of them is run again."""
-    archive, _ = new_state
+    archive, _ = request.getfixturevalue(f"{kind}_state")
     old = project.fingerprint()
     kill_during_load(project, "swapped", archive)
     cut = project.run(
@@ -155,9 +197,9 @@ def test_a_recovery_killed_in_turn_is_finished_by_the_next_one(project, new_stat
     assert leftovers(project) == []
 
 
-def test_a_running_load_is_not_taken_for_an_interrupted_one(project, new_state, tmp_path):
+def test_a_running_load_is_not_taken_for_an_interrupted_one(project, whole_state, tmp_path):
     """A second command meets the first load's lock, not its journal."""
-    archive, new = new_state
+    archive, new = whole_state
     stopped = tmp_path / "stopped"
     gate = (
         "import os, signal, sys\n"
@@ -211,10 +253,10 @@ def test_a_running_load_is_not_taken_for_an_interrupted_one(project, new_state, 
 
 
 @pytest.mark.skipif(ON_SERVER, reason="a locked SQLite file; a server would wait")
-def test_a_recovery_that_cannot_ask_the_database_changes_nothing(project, new_state):
+def test_a_recovery_that_cannot_ask_the_database_changes_nothing(project, whole_state):
     """Killed after COMMIT: only the database knows the data is new. While it
     cannot answer (locked), the media must not be taken back to the old."""
-    archive, new = new_state
+    archive, new = whole_state
     kill_during_load(project, "committed", archive)
     # SQLite waits 5 s for a lock by default: the same answer comes sooner.
     lock_timeout = 'DATABASES["default"]["OPTIONS"] = {"timeout": 0.5}\n'

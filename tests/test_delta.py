@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 
 from demo.models import Book
 from demo.state import data_state
-from diskette import delta, mediaindex
+from diskette import delta, journal, mediaindex
 from diskette import load as load_module
 from diskette.archive import read_manifest
 from diskette.delta import sidecar_of
@@ -207,29 +207,61 @@ def test_a_kept_name_through_a_link_here_is_not_followed(sides, tmp_path):
         run_command("diskette_load", str(hostile), "--check")
 
 
-def test_a_kept_file_changed_during_the_load_stops_it(sides, monkeypatch):
-    """Checked, then rewritten before it is linked: the load refuses it."""
-    media, laptop, have, _ = sides
+@pytest.mark.parametrize("where", ["in place", "moved here"])
+def test_a_kept_file_changed_during_the_load_stops_it(sides, monkeypatch, where):
+    """Checked, then rewritten before the swap: the load refuses it, whether
+    it stays where it is or is linked from where it moved."""
+    media, laptop, have, (changed, removed) = sides
     archive = Path(dump_json("--base", str(have))["archive"])
     as_laptop(media, laptop)
+    kept = next(p for p in media_files(media) if p not in (changed, removed))
+    if where == "moved here":
+        kept = kept.rename(media / "moved-here.bin")
     age(media)
     wipe_database()
     tree = tree_state(media)
-    real, rewritten = delta.place_kept, []
+    real = load_module.place_kept
 
-    def rewrite_first(sources, place):
-        source = next(iter(sources.values())).path
-        source.write_bytes(b"z" * source.stat().st_size)
-        rewritten.append(source.relative_to(media).as_posix())
+    def rewrite_then_place(sources, place):
+        kept.write_bytes(b"z" * kept.stat().st_size)
         return real(sources, place)
 
-    monkeypatch.setattr(load_module, "place_kept", rewrite_first)
+    monkeypatch.setattr(load_module, "place_kept", rewrite_then_place)
     with pytest.raises(CommandError, match="changed while it was being loaded"):
         run_command("diskette_load", str(archive))
     after = tree_state(media)  # the rewrite itself, and nothing else
     assert [
         name for name in sorted({*tree, *after}) if tree.get(name) != after.get(name)
-    ] == rewritten
+    ] == [kept.relative_to(media).as_posix()]
+
+
+def test_a_delta_renames_only_what_changed(sides, monkeypatch):
+    """Kept files stay where they are: the swap moves the changed, added and
+    removed files, not the whole tree, and leaves the host's tree."""
+    media, laptop, have, (changed, removed) = sides
+    host_tree = tree_state(media)
+    archive = Path(dump_json("--base", str(have))["archive"])
+    as_laptop(media, laptop)
+    (media / "gone-folder").mkdir()
+    (media / "gone-folder" / "local.bin").write_bytes(b"only here")
+    wipe_database()
+    renamed: list[str] = []
+    rename = journal.os.rename
+
+    def counted(source, target):
+        renamed.append(os.fspath(source))
+        return rename(source, target)
+
+    monkeypatch.setattr(journal.os, "rename", counted)
+    run_command("diskette_load", str(archive))
+
+    assert tree_state(media) == host_tree
+    outside_work = [p for p in renamed if ".diskette-load-" not in p]
+    assert sorted(Path(p).relative_to(media).as_posix() for p in outside_work) == sorted(
+        p.relative_to(media).as_posix() for p in (changed, removed, media / "gone-folder")
+    )
+    # Set aside: those three. Moved in: the changed file and the new one.
+    assert len(renamed) == 3 + 2
 
 
 def test_a_file_the_laptop_changed_is_sent_again(demo):

@@ -366,17 +366,46 @@ def test_media_set_aside_by_an_earlier_diskette_is_pointed_out_never_removed(dem
     assert (aside / "only-copy.bin").read_bytes() == b"old media"
 
 
-def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo):
-    """A journal naming '..' entries is refused, in one line, and nothing moves."""
+@pytest.mark.parametrize(
+    "old", [["../../project"], ["covers/../../../project"], [".diskette-load-x/new"]]
+)
+def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo, old):
+    """A journal naming '..' entries, or diskette's own folders, is refused in
+    one line, and nothing moves."""
     work = demo / "var" / "media" / ".diskette-load-planted"
     (work / "new").mkdir(parents=True)
     (work / "journal.json").write_text(
-        json.dumps({"load": "x", "state": "swapping", "old": ["../../project"], "new": []})
+        json.dumps({"load": "x", "state": "swapping", "old": old, "new": []})
     )
     before = tree_state(demo)
-    with pytest.raises(CommandError, match="'old' is not a list of entry names"):
+    with pytest.raises(CommandError, match="'old' is not a list of entry paths"):
         run_command("diskette_dump", "--check")
     assert tree_state(demo) == before
+
+
+@pytest.mark.parametrize("root", ["media", "old"])
+def test_a_planted_journal_cannot_reach_through_a_link(demo, tmp_path, root):
+    """A delta's journal lists paths deep in the storage: one whose folder is
+    a link (planted in the storage or in the work folder) would move files
+    from wherever it leads. Refused, naming the link; nothing moves."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not media")
+    media = demo / "var" / "media"
+    work = media / ".diskette-load-planted"
+    (work / "new").mkdir(parents=True)
+    (work / "old").mkdir()
+    link = (media if root == "media" else work / "old") / "reach"
+    link.symlink_to(outside, target_is_directory=True)
+    (work / "journal.json").write_text(
+        json.dumps(
+            {"load": "x", "state": "swapping", "old": ["reach/secret.txt"], "new": []}
+        )
+    )
+    before = tree_state(demo), tree_state(outside)
+    with pytest.raises(CommandError, match=rf"'{link}' is a symbolic link"):
+        run_command("diskette_dump", "--check")
+    assert (tree_state(demo), tree_state(outside)) == before
 
 
 def test_a_flood_of_tiny_files_is_refused_before_the_disk_fills(
