@@ -52,6 +52,7 @@ import shlex
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ from .tasks import (
     SETTINGS_CHECK,
     CommandFailed,
     Dumped,
+    LocalOutput,
     Project,
     SafetyNet,
     announce_snapshot,
@@ -920,23 +922,20 @@ def pull_snapshot(
     feed: LoadFeed | None = None
     try:
         with LocalShare(here, local_project) as mine:
+            reaching = Reaching(c, project_dir, python)  # beside the check
             # A delta needs the media it keeps here when it loads: never for an
-            # archive left on the host, which must load anywhere. Listed beside
-            # the check of the database, which alone settles an interrupted
-            # load (the list reads, and writes no index, meanwhile) and says so.
+            # archive left on the host, which must load anywhere. Listed by the
+            # check of the database, once it settled any interrupted load.
             delta = not (no_storages or full or keep_remote)
-            if delta:
-                mine.list_media(read_only=True)
-            target = reset_target(here, local_project, force)
-            if delta and target.recovered:  # the media changed under the list
-                mine.list_media()
+            target = reset_target(here, local_project, force, with_media=delta)
+            mine.base = target.media
             confirm(
                 f"Drop the {target.database} and load {c.original_host}'s snapshot "
                 "into it?",
                 yes,
             )
             snapshotted = needs_snapshot(target, safety)
-            project = remote_project(c, project_dir, python)
+            project = reaching.project()
             if snapshotted:
                 mine.take_snapshot(safety.folder, raw=target.anonymizes)
             arguments = load_arguments("-", load_options, force=force)
@@ -955,7 +954,7 @@ def pull_snapshot(
                     downloads,
                     *selection,
                     keep_remote=keep_remote,
-                    base=mine.media(),
+                    base=mine.base,
                 )
                 report_pulled(c, local, dumped)
                 snapshot = mine.snapshot(local)
@@ -1018,7 +1017,7 @@ def stream_into_load(
         spool=spool,
     )
     try:
-        dumped = stream_dump(c, project, feed, selection, mine.media())
+        dumped = stream_dump(c, project, feed, selection, mine.base)
     except LoadStopped:
         feed.close()
         try:
@@ -1041,11 +1040,40 @@ def stream_into_load(
     return feed, dumped
 
 
+class Reaching:
+    """The host reached and its project checked (:func:`remote_project`),
+    on a thread of its own while this side checks its database: the two
+    take a Django start each, and neither needs the other.
+
+    Nothing is done on the host but that check. The thread is a daemon: a
+    refusal here (a production database, a "no") is said at once, without
+    waiting for a host slow to answer.
+    """
+
+    def __init__(self, c: Connection, project_dir: str | None, python: str | None) -> None:
+        self._checked: concurrent.futures.Future[Project] = concurrent.futures.Future()
+        threading.Thread(
+            target=self._reach, args=(c, project_dir, python), daemon=True
+        ).start()
+
+    def _reach(self, c: Connection, project_dir: str | None, python: str | None) -> None:
+        try:
+            self._checked.set_result(remote_project(c, project_dir, python))
+        except BaseException as exc:  # noqa: BLE001 - raised again by project()
+            self._checked.set_exception(exc)
+
+    def project(self) -> Project:
+        """The host's project, once checked.
+
+        :raises Exit: what :func:`remote_project` raised.
+        """
+        return self._checked.result()
+
+
 class LocalShare:
-    """The laptop's share of a pull, done on one worker thread while the
-    main one works with the host: the list of its media, then its safety
-    snapshot (after the list: one at a time, they never read the media or
-    write the index together).
+    """The laptop's share of a pull: the list of its media (:attr:`base`,
+    made by the reset check), and its safety snapshot, taken on a worker
+    thread while the main one works with the host.
 
     The snapshot is of the database and media as they were when the pull
     started, while the host dumps and the archive downloads; it is started
@@ -1057,7 +1085,8 @@ class LocalShare:
     def __init__(self, c: Context, project: Project) -> None:
         self.c, self.project = c, project
         self.worker = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self.listing: concurrent.futures.Future[str | None] | None = None
+        #: The list of media here, for a delta (``None``: send them whole).
+        self.base: str | None = None
         self.snapshotting: concurrent.futures.Future[Dumped] | None = None
         self.folder = ""
 
@@ -1076,16 +1105,6 @@ class LocalShare:
                 f"could not remove the safety snapshot {done.result().path}: {exc}",
                 file=sys.stderr,
             )
-
-    def list_media(self, *, read_only: bool = False) -> None:
-        """Make the list of media (again: the last one made counts)."""
-        self.listing = self.worker.submit(
-            media_list, self.c, self.project, read_only=read_only
-        )
-
-    def media(self) -> str | None:
-        """The list of media here, once made (``None``: send them whole)."""
-        return None if self.listing is None else self.listing.result()
 
     def take_snapshot(self, folder: str, *, raw: bool) -> None:
         self.folder = folder
@@ -1390,6 +1409,7 @@ ns.configure(
             **DEFAULTS,
             "protected_hosts": [],
             "remote": REMOTE_DEFAULTS,
-        }
+        },
+        "runners": {"local": LocalOutput},
     }
 )

@@ -92,6 +92,44 @@ def test_reset_check_json_names_the_database(demo):
     assert answer["vendor"] in answer["database"]
 
 
+def test_reset_check_lists_the_media_as_diskette_index_does(demo, tmp_path):
+    """One command for what a pull needs here: the database, and the media
+    the host may leave out, after any interrupted load was settled."""
+    listed = tmp_path / "have.json"
+    run_command("diskette_index", "--output", str(listed))
+    (demo / "var" / "media" / "added-since.bin").write_bytes(b"new here")
+
+    answer = only_json(
+        run_command("diskette_reset", "--check", "--json", "--media-list").stdout
+    )
+
+    before = json.loads(listed.read_text())["storages"]["var/media"]
+    assert answer["holds_data"] is True
+    assert set(answer["media"]["storages"]["var/media"]) == {*before, "added-since.bin"}
+    assert answer["media"]["storages"]["var/media"]["added-since.bin"] == [
+        8,
+        hashlib.sha256(b"new here").hexdigest(),
+    ]
+    assert "media" not in only_json(
+        run_command("diskette_reset", "--check", "--json").stdout
+    )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ("--media-list", "--noinput"),
+            "--media-list says what --check finds: add --check",
+        ),
+        (("--media-list", "--check"), "--media-list is for --json: add it"),
+    ],
+)
+def test_reset_media_list_needs_check_and_json(demo, options, message):
+    with pytest.raises(CommandError, match=message):
+        run_command("diskette_reset", *options)
+
+
 def test_progress_draws_one_line_redrawn_in_place(demo):
     """``--progress`` draws on the standard error even off a terminal, for a
     task that relays it to a person, with the steps; the standard output
@@ -203,6 +241,8 @@ def test_a_configuration_value_of_the_wrong_type_names_the_key():
 def test_a_commands_last_error_line_is_made_safe_to_print():
     from invoke.runners import Result
 
-    failed = Result(stderr="Traceback …\nCommandError: bad\x1b]0;pwned\x07 archive\n\n", exited=1)
+    failed = Result(
+        stderr="Traceback …\nCommandError: bad\x1b]0;pwned\x07 archive\n\n", exited=1
+    )
     assert tasks.last_error(failed, "no message") == "bad ]0;pwned archive"
     assert tasks.last_error(Result(stderr="", exited=127), "exit 127") == "exit 127"

@@ -9,11 +9,13 @@ from django.db import DEFAULT_DB_ALIAS
 
 from diskette.anonymize import configured
 from diskette.conf import DisketteSettings, check_database, get_settings
+from diskette.delta import have
 from diskette.exceptions import DisketteError
 from diskette.guards import database_holds_data, refuse_production
 from diskette.load import project_storages, recover_interrupted
 from diskette.management.base import DisketteCommand
 from diskette.plan import rows_now
+from diskette.reporting import error_line
 from diskette.reset import Target, describe, reset
 
 
@@ -56,6 +58,14 @@ class Command(DisketteCommand):
             "(what a dry run of a pull shows as rows now).",
         )
         parser.add_argument(
+            "--media-list",
+            action="store_true",
+            help="With --check --json: the answer's 'media' also lists what the "
+            "storage folders hold (as diskette_index --output - writes it), read "
+            "once any interrupted load is settled: what a pull checks and sends "
+            "the host, from one command.",
+        )
+        parser.add_argument(
             "--override-protection",
             action="store_true",
             help="Reset even though this project sets DISKETTE_PROTECTED (no task "
@@ -87,10 +97,18 @@ class Command(DisketteCommand):
             holds_data = database_holds_data(using)
             if options["check"]:
                 rows = rows_now(using) if options["rows"] else None
-                self.report(options, target, holds_data, None, settings, rows, recovered)
+                media = (
+                    self.media_list(options, settings) if options["media_list"] else None
+                )
+                self.report(
+                    options, target, holds_data, None, settings, rows, recovered, media
+                )
                 return
-            if options["rows"]:
-                raise CommandError("--rows counts what --check would drop: add --check")
+            for flag in ("rows", "media_list"):
+                if options[flag]:
+                    raise CommandError(
+                        f"--{flag.replace('_', '-')} says what --check finds: add --check"
+                    )
             self.confirm_reset(target, options)
             how = reset(using, verbosity=max(options["verbosity"] - 1, 0))
         except DisketteError as exc:
@@ -106,10 +124,12 @@ class Command(DisketteCommand):
         settings: DisketteSettings,
         rows: dict[str, int] | None = None,
         recovered: list[str] | None = None,
+        media: dict[str, Any] | None = None,
     ) -> None:
         if options["json"]:
             self.write_json(
                 {
+                    **(media or {}),
                     "database": str(target),
                     "vendor": target.vendor,
                     "name": target.name,
@@ -120,8 +140,7 @@ class Command(DisketteCommand):
                     "anonymizes": configured(),
                     "requires_anonymized": settings.load_require_anonymized,
                     "rows": rows,
-                    # Whether media changed first: a list of them made
-                    # meanwhile (a pull's) is to be made again.
+                    # What it finished or undid first, as said on stderr.
                     "recovered": recovered or [],
                 }
             )
@@ -131,3 +150,17 @@ class Command(DisketteCommand):
                 self.stdout.write(f"  - {label}: {count} rows")
         elif options["verbosity"] >= 1:
             self.stdout.write(f"Reset {target}: {how}, then applied all migrations")
+
+    def media_list(
+        self, options: dict[str, Any], settings: DisketteSettings
+    ) -> dict[str, Any]:
+        """The answer's ``media``: what the folders a load restores into hold
+        (``None``, with ``media_error``, when one cannot be read: a pull then
+        has the media sent whole)."""
+        if not options["json"]:
+            raise CommandError("--media-list is for --json: add it")
+        folders = project_storages(settings, settings.load_storages_path)
+        try:
+            return {"media": have(folders)}
+        except (DisketteError, OSError) as exc:
+            return {"media": None, "media_error": error_line(exc)}
