@@ -21,13 +21,19 @@ needed there, with the project's own database settings and drivers.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import tempfile
+import threading
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from django.apps import apps
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.utils import load_backend
 
 from .exceptions import ConfigurationError, ResetError
 
@@ -54,13 +60,19 @@ def describe(using: str = DEFAULT_DB_ALIAS) -> Target:
     return Target(using, connection.vendor, str(settings["NAME"]), where)
 
 
-def reset(using: str = DEFAULT_DB_ALIAS, verbosity: int = 0) -> str:
+def reset(
+    using: str = DEFAULT_DB_ALIAS, verbosity: int = 0, spare: Spare | None = None
+) -> str:
     """Empty the database ``using`` and apply every migration.
 
+    :param spare: an SQLite database migrated beforehand (:class:`Spare`),
+        put in place of this one if it was made; else the reset is done here.
     :returns: how it was emptied, for the person who asked.
     :raises ConfigurationError: for a database diskette cannot reset.
     :raises ResetError: when the database refuses.
     """
+    if spare is not None and spare.put_in_place():
+        return "replaced the database file by a new one"
     connection = connections[using]
     resetters = {
         "sqlite": _reset_sqlite,
@@ -92,6 +104,149 @@ def _reset_sqlite(connection: Any) -> str:
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{name}{suffix}").unlink(missing_ok=True)
     return "deleted the database file" if existed else "there was no database file yet"
+
+
+#: Between an SQLite database's file name and the random end of its spare's.
+SPARE_INFIX = ".diskette-spare-"
+#: What SQLite writes beside a database file.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+class Spare:
+    """A new SQLite database, migrated beside the project's own on a thread
+    while a load receives and verifies its archive: the reset after the
+    archive's last byte then swaps the files (:func:`reset`), rather than
+    migrating then.
+
+    Nothing of the project's database is touched before that swap: the spare
+    is a file of its own, in the same folder (so the swap is a rename),
+    migrated through a connection of its own on its own thread. It is made
+    as a reset makes one: ``migrate`` on an empty file, with the same
+    settings and alias, so routers and ``post_migrate`` receivers see what
+    they always see. If anything fails, it is dropped and the reset migrates
+    as it always did.
+
+    SQLite only: on a server, a spare would be a second database to create,
+    which the project's user may not be allowed to.
+    """
+
+    def __init__(self, using: str) -> None:
+        settings = connections[using].settings_dict
+        self.using = using
+        self.target = Path(os.path.abspath(settings["NAME"]))
+        sweep_spares(self.target)
+        descriptor, path = tempfile.mkstemp(
+            prefix=f"{self.target.name}{SPARE_INFIX}", dir=self.target.parent
+        )
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # a sweep leaves it alone while held
+        # The mode the database has, or the one SQLite gives a new file (not
+        # mkstemp's 0600): a web server reading it as another user still can.
+        try:
+            mode = self.target.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mask = os.umask(0)
+            os.umask(mask)
+            mode = 0o644 & ~mask
+        os.fchmod(descriptor, mode)
+        self.descriptor: int | None = descriptor
+        self.path = Path(path)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._migrate, args=({**settings, "NAME": path},), daemon=True
+        )
+        self.thread.start()
+
+    @classmethod
+    def beside(cls, using: str) -> Spare | None:
+        """A spare for database ``using``, or ``None`` where none can be made
+        (not SQLite, in memory, a folder that cannot be written)."""
+        settings = connections[using].settings_dict
+        name = str(settings["NAME"])
+        if (
+            connections[using].vendor != "sqlite"
+            or ":memory:" in name
+            or "mode=memory" in name
+        ):
+            return None
+        try:
+            return cls(using)
+        except OSError:
+            return None  # the reset migrates, and says what is wrong with the folder
+
+    def _migrate(self, settings: dict[str, Any]) -> None:
+        connection = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.using)
+        connections[self.using] = connection  # in this thread only
+        try:
+            call_command(
+                "migrate",
+                database=self.using,
+                interactive=False,
+                verbosity=0,
+                stdout=StringIO(),
+            )
+        except BaseException as exc:  # noqa: BLE001 - the reset migrates itself instead
+            self.error = exc
+        finally:
+            connection.close()
+
+    def put_in_place(self) -> bool:
+        """Swap the spare in for the project's database, once migrated;
+        ``False`` (the spare dropped) if it could not be made."""
+        self.thread.join()
+        if self.error is not None or self.descriptor is None:
+            self.drop()
+            return False
+        connections[self.using].close()
+        for suffix in SQLITE_COMPANIONS:  # of the database that goes
+            Path(f"{self.target}{suffix}").unlink(missing_ok=True)
+        os.replace(self.path, self.target)
+        os.close(self.descriptor)
+        self.descriptor = None
+        _forget_cached_rows()
+        return True
+
+    def drop(self) -> None:
+        """Remove the spare, unless it was put in place; waits for its migration."""
+        self.thread.join()
+        if self.descriptor is None:
+            return
+        _remove_database(self.path)
+        os.close(self.descriptor)
+        self.descriptor = None
+        _forget_cached_rows()
+
+
+def sweep_spares(database: Path) -> None:
+    """Remove the spares of ``database`` that killed loads left behind
+    (unlocked: a running load holds a lock on its own)."""
+    for path in database.parent.glob(f"{database.name}{SPARE_INFIX}*"):
+        if path.name.endswith(SQLITE_COMPANIONS):
+            continue
+        with contextlib.suppress(OSError):
+            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _remove_database(path)
+            finally:
+                os.close(descriptor)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", *SQLITE_COMPANIONS):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _forget_cached_rows() -> None:
+    """Empty the caches Django keeps of rows by database alias: the spare's
+    migration filled them from another file than the one now in place."""
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.models import ContentType
+
+        ContentType.objects.clear_cache()
+    if apps.is_installed("django.contrib.sites"):
+        from django.contrib.sites.models import Site
+
+        Site.objects.clear_cache()
 
 
 def _reset_postgresql(connection: Any) -> str:

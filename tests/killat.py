@@ -68,6 +68,10 @@ def main() -> None:
         from diskette.management.commands import diskette_load
 
         after(diskette_load, "reset", 1)
+    elif point == "spare-migrated":  # diskette_load --reset: a spare, not swapped in
+        from diskette import reset
+
+        after(reset.Spare, "_migrate", 1)
     elif point == "ctrl-c-after-reset":  # Ctrl-C on a terminal: the task too
         from diskette.management.commands import diskette_load
 

@@ -360,11 +360,62 @@ def test_load_reset_replaces_the_database_once_the_archive_is_verified(project, 
     answer = json.loads(loaded.stdout)
     assert project.fingerprint() == original
     assert "migrations differ" not in loaded.stderr  # the files say what the reset applies
-    assert answer["reset"] in {
-        "deleted the database file",
-        "dropped and created the database",
-    }
+    assert answer["reset"] == (
+        "dropped and created the database"
+        if ON_SERVER
+        else "replaced the database file by a new one"  # a spare migrated meanwhile
+    )
     assert re.match(r"(sqlite|postgresql|mysql) database '", answer["database"])
+    assert spares(project) == []
+
+
+def spares(project: SandboxCopy) -> list[str]:
+    """The spare SQLite databases beside the project's (``reset.Spare``)."""
+    return sorted(p.name for p in (project.root / "var").glob("*.diskette-spare-*"))
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_load_reset_swaps_in_a_spare_with_the_mode_of_the_database(project, tmp_path):
+    """The spare, migrated while the archive came, replaces the database
+    file: a web server reading it as another user still can."""
+    original = project.fingerprint()
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    database = project.root / "var" / "db.sqlite3"
+    database.chmod(0o640)
+    inode = database.stat().st_ino
+
+    project.manage(
+        "diskette_load",
+        str(tmp_path / "diskette_data_storages.tar.gz"),
+        "--reset",
+        "--noinput",
+    )
+
+    assert project.fingerprint() == original
+    assert database.stat().st_ino != inode  # another file: the spare
+    assert stat.S_IMODE(database.stat().st_mode) == 0o640
+    assert spares(project) == []
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_spare_left_by_a_killed_load_is_removed_by_the_next(project, tmp_path):
+    """``kill -9`` once the spare is migrated, before the reset: the
+    database is as it was, and the next load removes the spare left."""
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    database = project.root / "var" / "db.sqlite3"
+    before = database.read_bytes()
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+    load = ("manage.py", "diskette_load", archive, "--reset", "--noinput")
+
+    killed = project.run(sys.executable, str(KILLAT), "spare-migrated", *load, check=False)
+
+    assert killed.returncode == -9, killed.stderr
+    assert len(spares(project)) == 1
+    assert database.read_bytes() == before
+    project.manage(*load[1:])
+    assert spares(project) == []
 
 
 def test_load_reset_drops_nothing_when_the_archive_does_not_verify(project, tmp_path):
@@ -382,6 +433,7 @@ def test_load_reset_drops_nothing_when_the_archive_does_not_verify(project, tmp_
     assert answer["reset"] is None and answer["database"] is None
     assert "was reset" not in answer["error"]
     assert project.fingerprint() == before
+    assert spares(project) == []
 
 
 def test_load_reset_that_fails_after_the_reset_says_the_database_is_empty(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,7 +21,7 @@ from diskette.management.base import DisketteCommand
 from diskette.plan import plan_load
 from diskette.registry import SCHEME, Registry
 from diskette.reporting import CommandReporter, error_line
-from diskette.reset import describe, reset
+from diskette.reset import Spare, describe, reset
 
 
 def is_snapshot(source: str) -> bool:
@@ -69,6 +71,21 @@ class ResetFirst:
         self.database: str | None = None
         #: How it was reset, once the reset (migrations included) finished.
         self.how: str | None = None
+        #: An SQLite database migrated while the archive comes (:meth:`prepare`).
+        self.spare: Spare | None = None
+
+    @contextlib.contextmanager
+    def prepared(self) -> Iterator[None]:
+        """Migrate a spare SQLite database while the load reads its archive,
+        for the reset to swap in (:class:`~diskette.reset.Spare`); dropped
+        on the way out if the reset did not use it."""
+        if self.options["reset"]:
+            self.spare = Spare.beside(self.options["database"])
+        try:
+            yield
+        finally:
+            if self.spare is not None:
+                self.spare.drop()
 
     def __call__(self) -> None:
         target = describe(self.options["database"])
@@ -76,7 +93,9 @@ class ResetFirst:
         self.database = str(target)  # from here on, it may be gone
         self.reporter.info(f"Resetting {target}")
         self.how = reset(
-            self.options["database"], verbosity=max(self.options["verbosity"] - 1, 0)
+            self.options["database"],
+            verbosity=max(self.options["verbosity"] - 1, 0),
+            spare=self.spare,
         )
         self.reporter.info(f"Reset {target}: {self.how}, then applied all migrations")
 
@@ -295,35 +314,36 @@ class Command(DisketteCommand):
             if not options["no_hooks"]:  # a typo fails before a download
                 hooks = after_load(settings.after_load)
             reporter.info("=== Starting restoration ===")
-            archive = self.fetch(options["archive"], options, settings, reporter)
-            stream = piped(options["archive"])
-            result = load(
-                archive,
-                storages=storages,
-                definitions=settings.apps,
-                options=LoadOptions(
-                    with_data=not options["no_data"],
-                    with_storages=not options["no_storages"],
-                    exclude_data=options["exclude_data"],
-                    ignorenonexistent=options["ignorenonexistent"],
-                    checksum=options["checksum"],
-                    strict=options["strict"],
-                    check=options["check"] or options["plan"],
-                    loaddata=options["loaddata"],
-                    everything=options["everything"],
-                    overwrite=options["overwrite"],
-                    force=options["force"],
-                    override_protection=options["override_protection"],
-                    require_anonymized=settings.load_require_anonymized
-                    and not options["allow_raw"],
-                    using=options["database"],
-                    after_load=hooks,
-                    hooks=not options["no_hooks"],
-                    reset=reset_first if options["reset"] else None,
-                ),
-                reporter=reporter,
-                stream=stream,
-            )
+            with reset_first.prepared():  # migrated while the archive comes
+                archive = self.fetch(options["archive"], options, settings, reporter)
+                stream = piped(options["archive"])
+                result = load(
+                    archive,
+                    storages=storages,
+                    definitions=settings.apps,
+                    options=LoadOptions(
+                        with_data=not options["no_data"],
+                        with_storages=not options["no_storages"],
+                        exclude_data=options["exclude_data"],
+                        ignorenonexistent=options["ignorenonexistent"],
+                        checksum=options["checksum"],
+                        strict=options["strict"],
+                        check=options["check"] or options["plan"],
+                        loaddata=options["loaddata"],
+                        everything=options["everything"],
+                        overwrite=options["overwrite"],
+                        force=options["force"],
+                        override_protection=options["override_protection"],
+                        require_anonymized=settings.load_require_anonymized
+                        and not options["allow_raw"],
+                        using=options["database"],
+                        after_load=hooks,
+                        hooks=not options["no_hooks"],
+                        reset=reset_first if options["reset"] else None,
+                    ),
+                    reporter=reporter,
+                    stream=stream,
+                )
         except DisketteError as exc:
             self.drop_download(archive, options)
             raise reset_first.failed(str(exc)) from exc
