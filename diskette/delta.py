@@ -279,7 +279,7 @@ class DeltaWriter(ArchiveWriter):
         )
         self.indexes: dict[str, MediaIndex] = {}
         self.sidecar = sidecar_of(path) if delta.sidecar else None
-        self.made: set[Path] = set()  # folders made in the sidecar (make_parent)
+        self.made: set[str] = set()  # folders made in the sidecar (make_parent)
         if self.sidecar is not None:
             try:
                 self.sidecar.mkdir(mode=0o700)
@@ -308,7 +308,7 @@ class DeltaWriter(ArchiveWriter):
             status = os.stat(path, follow_symlinks=False)
             if self.sidecar is not None:
                 digest = index.sha256(relative, status)
-                self._link(path, arcname, storage, relative, digest)
+                self._link(path, arcname, storage, relative, digest, status)
             else:
                 theirs = self._theirs(storage)
                 if not theirs.has(status.st_size, lambda: index.sha256(relative, status)):
@@ -354,15 +354,24 @@ class DeltaWriter(ArchiveWriter):
             index.record(relative, digest, status)
 
     def _link(
-        self, path: Path, arcname: str, storage: Storage, relative: str, digest: str
+        self,
+        path: Path,
+        arcname: str,
+        storage: Storage,
+        relative: str,
+        digest: str,
+        status: os.stat_result,
     ) -> None:
         """Hard-link (else copy, counted against the free space) a file into
-        the sidecar, and index it there: putting it back reads nothing."""
+        the sidecar, and index it there: putting it back reads nothing.
+
+        :param status: the file's ``lstat``, which a link shares.
+        """
         assert self.sidecar is not None
-        target = self.sidecar / arcname
+        target = os.path.join(self.sidecar, arcname)  # text: once per media file
         try:
             make_parent(target, self.made)
-            link_or_copy(path, target, self.budget)
+            linked = link_or_copy(path, target, self.budget)
         except OSError as exc:
             raise DumpError(
                 f"cannot keep '{path}' in '{self.sidecar}': {exc.strerror or exc}; "
@@ -374,7 +383,7 @@ class DeltaWriter(ArchiveWriter):
             self.indexes[key] = MediaIndex(
                 folder, sidecar_index(self.sidecar, str(storage.relpath))
             )
-        self.indexes[key].record(relative, digest, os.stat(target))
+        self.indexes[key].record(relative, digest, status if linked else os.stat(target))
 
     def _theirs(self, storage: Storage) -> Theirs:
         key = str(storage.relpath)
@@ -421,28 +430,33 @@ def open_writer(
     )
 
 
-def make_parent(target: Path, made: set[Path]) -> None:
+def make_parent(target: str | Path, made: set[str]) -> None:
     """Make ``target``'s folder unless ``made`` (the folders made so far,
     which it joins) has it: a folder of many files is made once."""
-    if target.parent not in made:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        made.add(target.parent)
+    parent = os.path.dirname(target)
+    if parent not in made:
+        os.makedirs(parent, exist_ok=True)
+        made.add(parent)
 
 
-def link_or_copy(source: Path, target: Path, budget: SpaceBudget | None = None) -> None:
+def link_or_copy(
+    source: Path, target: str | Path, budget: SpaceBudget | None = None
+) -> bool:
     """Hard-link ``source`` as ``target``; copy it where the disk cannot link.
 
     :param budget: the free space a copy is counted against, if any.
+    :returns: whether it was linked.
     """
     try:
         os.link(source, target, follow_symlinks=False)
-        return
+        return True
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
     if budget is not None:
-        budget.claim(target, source.stat().st_size, target.name)
+        budget.claim(Path(target), source.stat().st_size, os.path.basename(target))
     shutil.copy2(source, target, follow_symlinks=False)
+    return False
 
 
 @dataclass(frozen=True)
@@ -561,7 +575,7 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
     :raises LoadError: naming the file that could not be placed, or that changed.
     """
     budget = SpaceBudget()
-    made: set[Path] = set()
+    made: set[str] = set()
     for name, source in sources.items():
         target = place(name)
         if target is None:

@@ -311,11 +311,10 @@ def _forward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
         if name in incoming and not _exists(waiting / name):
             continue  # already replaced by the new entry
         if _exists(folder / name) and not _exists(aside / name):
-            _make_parent(aside, name)
-            os.rename(folder / name, aside / name)
+            _move(folder, aside, name, make_parents=True)
     for name in new:
         if _exists(waiting / name):
-            os.rename(waiting / name, folder / name)
+            _move(waiting, folder, name)
 
 
 def _backward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
@@ -327,18 +326,51 @@ def _backward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
         if _exists(folder / name) and not _exists(waiting / name):
             if name in outgoing and not _exists(aside / name):
                 continue  # the old entry, never moved
-            _make_parent(waiting, name)
-            os.rename(folder / name, waiting / name)
+            _move(folder, waiting, name, make_parents=True)
     for name in old:
         if _exists(aside / name) and not _exists(folder / name):
-            os.rename(aside / name, folder / name)
+            _move(aside, folder, name)
 
 
-def _make_parent(root: Path, name: str) -> None:
-    """Make the folders above entry ``name`` of ``root`` (a delta's paths)."""
-    parent = os.path.dirname(name)
-    if parent:
-        os.makedirs(root / parent, exist_ok=True)
+def _move(source: Path, target: Path, name: str, *, make_parents: bool = False) -> None:
+    """Rename entry ``name`` (a path) of ``source`` to the same path in ``target``.
+
+    Each folder on the way is opened without following a link, so a folder
+    swapped for a link after the journal was read (by someone who can write
+    in the storage) cannot lead the rename outside.
+
+    :param make_parents: make the folders above it in ``target`` (private
+        ones, in the work folder).
+    """
+    parent, entry = os.path.split(name)
+    source_folder = _open_folder(source, parent)
+    try:
+        target_folder = _open_folder(target, parent, make=make_parents)
+        try:
+            os.rename(entry, entry, src_dir_fd=source_folder, dst_dir_fd=target_folder)
+        finally:
+            os.close(target_folder)
+    finally:
+        os.close(source_folder)
+
+
+def _open_folder(root: Path, relative: str, *, make: bool = False) -> int:
+    """A descriptor of folder ``relative`` of ``root``, reached through no link."""
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+    for part in relative.split("/") if relative else ():
+        try:
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o700, dir_fd=descriptor)
+            inner = os.open(
+                part,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC,
+                dir_fd=descriptor,
+            )
+        finally:
+            os.close(descriptor)
+        descriptor = inner
+    return descriptor
 
 
 def _exists(path: Path) -> bool:
@@ -367,12 +399,20 @@ def _read_journal(work: Path) -> dict[str, Any]:
     ``swapping`` journal is written before anything moves.
 
     Anyone who can write into a storage (a web server's user) could plant a
-    work folder: its parts must be real folders, and its lists plain entry
-    names, or nothing is moved.
+    work folder: it must be this user's, writable by no one else (as a load
+    makes it), its parts real folders, and its lists paths inside the
+    storage through no link, or nothing is moved.
     """
     for part in (work, work / "new", work / "old"):
         if os.path.lexists(part) and not stat.S_ISDIR(os.lstat(part).st_mode):
             raise _unreadable(work, f"'{part.name}' is not a folder")
+    if not os.path.lexists(work):
+        return {}
+    status = os.lstat(work)
+    if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+        raise _unreadable(
+            work, "it is not a folder of this user that only this user may write to"
+        )
     try:
         content = json.loads((work / JOURNAL_NAME).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -589,6 +589,10 @@ class _Restore:
         """The folder each storage swapped, by its path in the archive."""
         return {storage: swap.folder for storage, swap in self.swaps.items()}
 
+    def kept(self) -> dict[str, dict[str, os.stat_result]]:
+        """The files each storage kept in place, with their ``lstat``."""
+        return {storage: swap.kept for storage, swap in self.swaps.items()}
+
     def finish(self) -> None:
         for swap in self.swaps.values():
             swap.finish()
@@ -733,11 +737,15 @@ def _restore(
                 _after_load(plan.unpacked, result, options, reporter)
     except DatabaseError as exc:  # a busy database, a deferred constraint at COMMIT
         raise LoadError(f"the data could not be committed: {_one_line(exc)}") from exc
-    folders = restore.folders()
+    folders, kept = restore.folders(), restore.kept()
     restore.finish()
     for storage in result.restored:  # the next pull reads none of them again
         files = plan.unpacked.files(storage)
-        record_loaded(folders[storage], {name: m.sha256 for name, m in files.items()})
+        record_loaded(
+            folders[storage],
+            {name: m.sha256 for name, m in files.items()},
+            kept.get(storage),
+        )
     return result
 
 

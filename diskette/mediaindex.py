@@ -31,9 +31,8 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .files import file_sha256
 from .journal import is_work_folder
@@ -48,9 +47,12 @@ INDEX_FORMAT = 2
 RACY_NS = 2_000_000_000
 
 
-@dataclass(frozen=True)
-class Known:
-    """A file as the index knows it: what it holds, and how to tell it unchanged."""
+class Known(NamedTuple):
+    """A file as the index knows it: what it holds, and how to tell it unchanged.
+
+    A named tuple: an index of 16,000 files makes as many when it is read,
+    four times faster than a frozen dataclass would.
+    """
 
     size: int
     sha256: str
@@ -268,16 +270,24 @@ def regular_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
                 yield f"{prefix}{child.name}", status
 
 
-def record_loaded(folder: Path, files: Mapping[str, str]) -> None:
+def record_loaded(
+    folder: Path,
+    files: Mapping[str, str],
+    statuses: Mapping[str, os.stat_result] | None = None,
+) -> None:
     """Index the files a load has just put in ``folder``, by their verified sha256.
 
     Best effort: the index only saves reading the files again later.
+
+    :param statuses: the ``lstat`` of files known unchanged (a delta's files
+        left in place, checked as the load swapped), not taken again.
     """
     index = MediaIndex(folder, read=False)  # what was there before is gone
     root = os.fspath(folder)
+    known = statuses or {}
     for relative, sha256 in files.items():
         with contextlib.suppress(OSError):
-            status = os.lstat(os.path.join(root, relative))
+            status = known.get(relative) or os.lstat(os.path.join(root, relative))
             if stat.S_ISREG(status.st_mode):
                 index.record(relative, sha256, status)
     index.save()
@@ -289,14 +299,12 @@ def _read(path: Path, folder: str) -> dict[str, Known]:
     content = _content(path)
     if content.get("format") != INDEX_FORMAT or content.get("folder") != folder:
         return {}
-    entries: dict[str, Known] = {}
     files = content.get("files")
-    for name, entry in (files if isinstance(files, dict) else {}).items():
-        if (
-            isinstance(entry, list)
-            and len(entry) == 5
-            and all(type(v) is int for v in (entry[0], *entry[2:]))
-            and isinstance(entry[1], str)
-        ):
-            entries[name] = Known(entry[0], entry[1], *entry[2:])
-    return entries
+    return {
+        name: Known(*entry)
+        for name, entry in (files if isinstance(files, dict) else {}).items()
+        if type(entry) is list
+        and len(entry) == 5
+        and type(entry[0]) is type(entry[2]) is type(entry[3]) is type(entry[4]) is int
+        and type(entry[1]) is str
+    }

@@ -5,7 +5,8 @@ same way on a laptop and, through Fabric, on a server: only ``manage.py`` is
 needed there, with the project's own database settings and drivers.
 
 - SQLite: the database file (and its ``-wal``, ``-shm``, ``-journal``
-  companions) is deleted.
+  companions) is deleted. A load with ``--reset`` instead renames over it a
+  spare database migrated while its archive came (:class:`Spare`).
 - PostgreSQL: other sessions on the database are terminated, the database is
   dropped and created again with the same owner, encoding and locale. When
   the role may not create databases, the ``public`` schema is dropped and
@@ -36,6 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
 from .exceptions import ConfigurationError, ResetError
+from .schema import READING_MIGRATIONS
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ def _reset_sqlite(connection: Any) -> str:
 
 #: Between an SQLite database's file name and the random end of its spare's.
 SPARE_INFIX = ".diskette-spare-"
+#: Seconds a dropped spare's thread is given to stop and remove its files.
+STOP_WAIT = 10
 #: What SQLite writes beside a database file.
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -124,7 +128,9 @@ class Spare:
     as a reset makes one: ``migrate`` on an empty file, with the same
     settings and alias, so routers and ``post_migrate`` receivers see what
     they always see. If anything fails, it is dropped and the reset migrates
-    as it always did.
+    as it always did. A load that stops first stops the migration at its
+    next query, and the thread removes the spare's files; a sweep removes
+    what a killed process left.
 
     SQLite only: on a server, a spare would be a second database to create,
     which the project's user may not be allowed to.
@@ -138,19 +144,17 @@ class Spare:
         descriptor, path = tempfile.mkstemp(
             prefix=f"{self.target.name}{SPARE_INFIX}", dir=self.target.parent
         )
-        fcntl.flock(descriptor, fcntl.LOCK_EX)  # a sweep leaves it alone while held
-        # The mode the database has, or the one SQLite gives a new file (not
-        # mkstemp's 0600): a web server reading it as another user still can.
-        try:
-            mode = self.target.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mask = os.umask(0)
-            os.umask(mask)
-            mode = 0o644 & ~mask
-        os.fchmod(descriptor, mode)
-        self.descriptor: int | None = descriptor
         self.path = Path(path)
-        self.error: BaseException | None = None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # a sweep leaves it alone while held
+            os.fchmod(descriptor, _database_mode(self.target))
+        except BaseException:
+            os.close(descriptor)
+            self.path.unlink(missing_ok=True)
+            raise
+        self.descriptor: int | None = descriptor
+        self.lock = threading.Lock()
+        self.migrated = self.finished = self.abandoned = False
         self.thread = threading.Thread(
             target=self._migrate, args=({**settings, "NAME": path},), daemon=True
         )
@@ -174,26 +178,49 @@ class Spare:
             return None  # the reset migrates, and says what is wrong with the folder
 
     def _migrate(self, settings: dict[str, Any]) -> None:
-        connection = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, self.using)
-        connections[self.using] = connection  # in this thread only
         try:
-            call_command(
-                "migrate",
-                database=self.using,
-                interactive=False,
-                verbosity=0,
-                stdout=StringIO(),
+            connection = load_backend(settings["ENGINE"]).DatabaseWrapper(
+                settings, self.using
             )
-        except BaseException as exc:  # noqa: BLE001 - the reset migrates itself instead
-            self.error = exc
+            connections[self.using] = connection  # in this thread only
+            try:
+                with READING_MIGRATIONS, connection.execute_wrapper(self._unless_dropped):
+                    call_command(
+                        "migrate",
+                        database=self.using,
+                        interactive=False,
+                        verbosity=0,
+                        stdout=StringIO(),
+                    )
+            finally:
+                connection.close()
+            self.migrated = True
+        except BaseException:  # noqa: BLE001, S110 - not migrated: the reset migrates itself
+            pass
         finally:
-            connection.close()
+            with self.lock:
+                self.finished = True
+                if self.abandoned:
+                    self._remove()
+
+    def _unless_dropped(
+        self, execute: Any, sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Each query of the migration, unless the spare was dropped meanwhile:
+        then the migration stops at its next query."""
+        if self.abandoned:
+            raise DatabaseError("the spare database was dropped")
+        return execute(sql, params, many, context)
 
     def put_in_place(self) -> bool:
         """Swap the spare in for the project's database, once migrated;
-        ``False`` (the spare dropped) if it could not be made."""
+        ``False`` (the spare dropped) if it could not be made whole."""
         self.thread.join()
-        if self.error is not None or self.descriptor is None:
+        if (
+            not self.migrated
+            or self.descriptor is None
+            or any(Path(f"{self.path}{s}").exists() for s in SQLITE_COMPANIONS)
+        ):
             self.drop()
             return False
         connections[self.using].close()
@@ -206,23 +233,50 @@ class Spare:
         return True
 
     def drop(self) -> None:
-        """Remove the spare, unless it was put in place; waits for its migration."""
-        self.thread.join()
-        if self.descriptor is None:
-            return
+        """Remove the spare unless it was put in place: its migration stops
+        at its next query, and its thread removes the files it wrote."""
+        with self.lock:
+            if self.descriptor is None:
+                return
+            if self.finished:
+                self._remove()
+                return
+            self.abandoned = True
+        # Waited for a moment, not for long: a process killed first leaves
+        # the files to the next sweep.
+        self.thread.join(timeout=STOP_WAIT)
+
+    def _remove(self) -> None:
+        """Under the lock: the spare's files go, and what its migration cached."""
         _remove_database(self.path)
-        os.close(self.descriptor)
-        self.descriptor = None
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
         _forget_cached_rows()
+
+
+def _database_mode(database: Path) -> int:
+    """The mode the database file has, or the one SQLite gives a new file
+    (not mkstemp's 0600): a web server reading it as another user still can."""
+    try:
+        return database.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o644 & ~mask
 
 
 def sweep_spares(database: Path) -> None:
     """Remove the spares of ``database`` that killed loads left behind
-    (unlocked: a running load holds a lock on its own)."""
+    (unlocked: a running load holds a lock on its own), and the journals
+    of spares already gone."""
     for path in database.parent.glob(f"{database.name}{SPARE_INFIX}*"):
-        if path.name.endswith(SQLITE_COMPANIONS):
-            continue
         with contextlib.suppress(OSError):
+            if path.name.endswith(SQLITE_COMPANIONS):
+                main = Path(str(path).rsplit("-", 1)[0])
+                if not main.exists():
+                    path.unlink()
+                continue
             descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

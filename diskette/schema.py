@@ -6,6 +6,7 @@ database's, because fixtures written under one schema may not fit another.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.db import connections
@@ -26,13 +27,21 @@ def applied_migrations(using: str) -> dict[str, list[str]]:
     return applied
 
 
+#: Held while the migration files are read: a spare database migrating on a
+#: thread (:class:`diskette.reset.Spare`) and a load comparing migrations
+#: would otherwise read them at once, and Django's loader reloads the
+#: migration packages it finds imported.
+READING_MIGRATIONS = threading.Lock()
+
+
 def migrations_after_reset() -> dict[str, list[str]]:
     """What :func:`applied_migrations` will say once a reset has migrated an
     empty database: every migration of the project, as ``migrate`` records
     them (a squashed one with those it replaces). Read from the files, so a
     load can compare before it drops anything.
     """
-    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    with READING_MIGRATIONS:
+        graph = MigrationLoader(None, ignore_no_migrations=True).graph
     names: set[tuple[str, str]] = set()
     for key, migration in graph.nodes.items():
         names.add(key)

@@ -486,8 +486,7 @@ def media_list(
     for a dump on the other side to send only what this side lacks.
 
     :param read_only: keep no sha256 for next time, and settle no
-        interrupted load first (a dry run writes nothing; a pull's reset
-        check settles it meanwhile).
+        interrupted load first (a dry run writes nothing).
     :returns: the list, as JSON text; ``None``, said in one line, when it
         cannot be made (an older diskette, an unreadable folder): the media
         then go whole, as they always could.

@@ -248,9 +248,11 @@ def test_a_delta_renames_only_what_changed(sides, monkeypatch):
     renamed: list[str] = []
     rename = journal.os.rename
 
-    def counted(source, target):
-        renamed.append(os.fspath(source))
-        return rename(source, target)
+    def counted(source, target, **folders):
+        # Renamed within folders opened first: the source's is named by /proc.
+        folder = os.readlink(f"/proc/self/fd/{folders['src_dir_fd']}")
+        renamed.append(os.path.join(folder, source))
+        return rename(source, target, **folders)
 
     monkeypatch.setattr(journal.os, "rename", counted)
     run_command("diskette_load", str(archive))

@@ -393,10 +393,10 @@ def test_a_storage_swap_failing_after_the_data_undoes_both(
     before = data_state(), tree_state(demo)
     real_rename = os.rename
 
-    def failing_rename(source, destination):
-        if str(source).endswith("var/other/keep.txt"):  # setting the old file aside
+    def failing_rename(source, destination, **folders):
+        if source == "keep.txt":  # setting the old file aside (names in folders)
             raise OSError(28, "No space left on device")
-        return real_rename(source, destination)
+        return real_rename(source, destination, **folders)
 
     monkeypatch.setattr("diskette.journal.os.rename", failing_rename)
     with pytest.raises(

@@ -398,6 +398,78 @@ def test_load_reset_swaps_in_a_spare_with_the_mode_of_the_database(project, tmp_
     assert spares(project) == []
 
 
+def with_spare(change: str) -> str:
+    """A script running manage.py (its arguments) with ``change`` made to
+    ``diskette.reset`` (imported as ``reset``) first."""
+    return (
+        "import os, sys\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "import django; django.setup()\n"
+        "from diskette import reset\n"
+        f"{change}\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(sys.argv[1:])\n"
+    )
+
+
+#: The spare database's connection fails.
+SPARE_FAILS = with_spare(
+    "def broken(*args, **kwargs): raise RuntimeError('no backend for the spare')\n"
+    "reset.load_backend = broken"
+)
+#: A file ``spare-made`` is written when a spare is made.
+SPARE_TOLD = with_spare(
+    "made = reset.Spare.__init__\n"
+    "def told(self, *args): open('spare-made', 'w').close(); made(self, *args)\n"
+    "reset.Spare.__init__ = told"
+)
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_spare_that_cannot_be_made_leaves_the_reset_to_migrate(project, tmp_path):
+    original = project.fingerprint()
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    change_everything(project)
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+
+    loaded = project.run(
+        sys.executable,
+        "-c",
+        SPARE_FAILS,
+        *("manage.py", "diskette_load", archive, "--reset", "--noinput", "--json"),
+    )
+
+    assert json.loads(loaded.stdout)["reset"] == "deleted the database file"
+    assert "Traceback" not in loaded.stderr
+    assert project.fingerprint() == original
+    assert spares(project) == []
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_refused_load_makes_no_spare_database(project, tmp_path):
+    """Production (DEBUG False) refuses the load before a spare is made:
+    nothing is written beside its database, no migration of it runs."""
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    project.use_settings(project.write_settings("settings_prod", "DEBUG = False\n"))
+    database = project.root / "var" / "db.sqlite3"
+    before = database.read_bytes()
+
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+    load = ("manage.py", "diskette_load", archive, "--reset", "--noinput")
+
+    refused = project.run(sys.executable, "-c", SPARE_TOLD, *load, check=False)
+
+    assert refused.returncode == 1
+    assert "DEBUG is False" in refused.stderr
+    assert not (project.root / "spare-made").exists()
+    assert spares(project) == []
+    assert database.read_bytes() == before
+    # The same load where it is allowed does make one: the check above can fail.
+    project.use_settings("project.settings")
+    project.run(sys.executable, "-c", SPARE_TOLD, *load)
+    assert (project.root / "spare-made").exists()
+
+
 @pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
 def test_a_spare_left_by_a_killed_load_is_removed_by_the_next(project, tmp_path):
     """``kill -9`` once the spare is migrated, before the reset: the

@@ -23,6 +23,7 @@ from django.core.management.base import CommandError
 
 from demo.models import Book
 from demo.state import data_state
+from diskette import journal
 from tests.conftest import run_command, tmpfs, tree_state
 from tests.projects import SandboxCopy
 from tests.test_load_command import (
@@ -372,8 +373,7 @@ def test_media_set_aside_by_an_earlier_diskette_is_pointed_out_never_removed(dem
 def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo, old):
     """A journal naming '..' entries, or diskette's own folders, is refused in
     one line, and nothing moves."""
-    work = demo / "var" / "media" / ".diskette-load-planted"
-    (work / "new").mkdir(parents=True)
+    work = plant_work_folder(demo / "var" / "media")
     (work / "journal.json").write_text(
         json.dumps({"load": "x", "state": "swapping", "old": old, "new": []})
     )
@@ -383,7 +383,67 @@ def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo, old)
     assert tree_state(demo) == before
 
 
-@pytest.mark.parametrize("root", ["media", "old"])
+def plant_work_folder(media: Path, mode: int = 0o700) -> Path:
+    """A work folder as a load makes one (``new/`` and ``old/`` in it), of
+    this user; ``mode`` as given."""
+    work = media / ".diskette-load-planted"
+    (work / "new").mkdir(parents=True)
+    (work / "old").mkdir()
+    work.chmod(mode)
+    return work
+
+
+@pytest.mark.parametrize("linked", ["source", "target"])
+def test_a_swap_never_moves_through_a_folder_swapped_for_a_link(tmp_path, linked):
+    """Between the journal's checks and a rename, someone who can write in
+    the storage could swap a folder for a link: each folder on the way is
+    opened without following links, so the rename fails instead of moving
+    a file from (or into) wherever the link leads."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b").write_text("not media")
+    source, target = tmp_path / "storage", tmp_path / "aside"
+    for root in (source, target):
+        root.mkdir()
+    if linked == "source":
+        (source / "a").symlink_to(outside, target_is_directory=True)
+    else:
+        (source / "a").mkdir()
+        (source / "a" / "b").write_text("media")
+        (target / "a").symlink_to(outside, target_is_directory=True)
+        (outside / "b").unlink()
+
+    with pytest.raises(OSError):
+        journal._move(source, target, "a/b", make_parents=True)
+
+    assert sorted(p.name for p in outside.iterdir()) == (
+        ["b"] if linked == "source" else []
+    )
+
+
+def test_a_work_folder_others_may_write_to_is_not_trusted(demo):
+    """A work folder that someone else could have planted, or changed since
+    (group or others may write to it), is refused whatever its journal says."""
+    media = demo / "var" / "media"
+    work = plant_work_folder(media, 0o777)
+    victim = sorted(p for p in media.rglob("*") if p.is_file())[0]
+    (work / "journal.json").write_text(
+        json.dumps(
+            {
+                "load": "x",
+                "state": "swapping",
+                "old": [victim.relative_to(media).as_posix()],
+                "new": [],
+            }
+        )
+    )
+    before = tree_state(demo)
+    with pytest.raises(CommandError, match="only this user may write to"):
+        run_command("diskette_dump", "--check")
+    assert tree_state(demo) == before
+
+
+@pytest.mark.parametrize("root", ["media", "new", "old"])
 def test_a_planted_journal_cannot_reach_through_a_link(demo, tmp_path, root):
     """A delta's journal lists paths deep in the storage: one whose folder is
     a link (planted in the storage or in the work folder) would move files
@@ -392,10 +452,8 @@ def test_a_planted_journal_cannot_reach_through_a_link(demo, tmp_path, root):
     outside.mkdir()
     (outside / "secret.txt").write_text("not media")
     media = demo / "var" / "media"
-    work = media / ".diskette-load-planted"
-    (work / "new").mkdir(parents=True)
-    (work / "old").mkdir()
-    link = (media if root == "media" else work / "old") / "reach"
+    work = plant_work_folder(media)
+    link = (media if root == "media" else work / root) / "reach"
     link.symlink_to(outside, target_is_directory=True)
     (work / "journal.json").write_text(
         json.dumps(

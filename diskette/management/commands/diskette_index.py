@@ -43,8 +43,7 @@ class Command(DisketteCommand):
             "--read-only",
             action="store_true",
             help="Write nothing but the list: the sha256 read are not kept for next "
-            "time, and an interrupted load is not settled first (for a dry run, or "
-            "beside a command that settles it).",
+            "time, and an interrupted load is not settled first (for a dry run).",
         )
         parser.add_argument(
             "--storages-basepath",

@@ -15,6 +15,7 @@ from diskette.conf import check_database, get_settings
 from diskette.delta import Base, read_base_file
 from diskette.download import download, download_target, is_url
 from diskette.exceptions import ConfigurationError, DisketteError, LoadError
+from diskette.guards import refuse_production
 from diskette.hooks import AfterLoad, after_load
 from diskette.load import LoadOptions, load, project_storages
 from diskette.management.base import DisketteCommand
@@ -313,6 +314,12 @@ class Command(DisketteCommand):
             hooks: tuple[AfterLoad, ...] = ()
             if not options["no_hooks"]:  # a typo fails before a download
                 hooks = after_load(settings.after_load)
+            if options["reset"]:  # refused before a spare database is made for it
+                refuse_production(
+                    "load into",
+                    force=options["force"],
+                    override_protection=options["override_protection"],
+                )
             reporter.info("=== Starting restoration ===")
             with reset_first.prepared():  # migrated while the archive comes
                 archive = self.fetch(options["archive"], options, settings, reporter)

@@ -90,8 +90,13 @@ class Command(DisketteCommand):
             # A load interrupted here is settled first: its journal needs the
             # database that is about to go.
             settings = get_settings()
-            declared = project_storages(settings)
-            recovered = recover_interrupted(declared.values(), using)
+            # Where loads restore (DISKETTE_LOAD_STORAGES_PATH) too: that is
+            # where a load may have been interrupted, and what a list reads.
+            folders = {
+                *project_storages(settings).values(),
+                *project_storages(settings, settings.load_storages_path).values(),
+            }
+            recovered = recover_interrupted(sorted(folders), using)
             for line in recovered:
                 self.stderr.write(line)
             holds_data = database_holds_data(using)
