@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from .archive import ArchiveWriter, Unpacked, unpack
 from .archive.format import is_sha256
@@ -459,11 +459,11 @@ def link_or_copy(
     return False
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where this machine has a kept file, as it was when its sha256 was checked."""
+class Source(NamedTuple):
+    """Where this machine has a kept file, as it was when its sha256 was
+    checked. (A named tuple: a delta may keep tens of thousands.)"""
 
-    path: str  # text, not a Path: a delta may keep tens of thousands of files
+    path: str  # text, not a Path: joined once per kept file
     status: os.stat_result
     sha256: str
 

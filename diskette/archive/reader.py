@@ -455,9 +455,14 @@ def check_kept(
     if not isinstance(delta, dict) or not isinstance(kept, dict | None):
         raise ManifestError(f"{MANIFEST_NAME}: 'delta' must map 'kept' to files")
     # Every folder a member or a kept file lies in: no kept file may be one.
-    folders = {
-        parent for name in [*members, *(kept or {})] for parent in _parents(str(name))
-    }
+    # Each folder's own folders are added once: thousands of files share them.
+    folders: set[str] = set()
+    for name in [*members, *(kept or {})]:
+        for parent in _parents(str(name)):
+            if parent in folders:
+                break
+            folders.add(parent)
+    through: dict[str, set[str]] = {}  # per storage: folders checked below it
     for name, entry in (kept or {}).items():
         if (
             not isinstance(entry, dict)
@@ -484,12 +489,14 @@ def check_kept(
             raise UnsafeArchiveError(f"kept file '{name}' is also a member")
         if name in folders:
             raise UnsafeArchiveError(f"kept file '{name}' is also a folder of the archive")
+        checked = through.setdefault(storage, set())
         parent = posixpath.dirname(name)
-        while parent != storage:
+        while parent != storage and parent not in checked:
             if parent in members and members[parent].kind != "directory":
                 raise UnsafeArchiveError(
                     f"kept file '{name}' would be written through '{parent}'"
                 )
+            checked.add(parent)
             parent = posixpath.dirname(parent)
 
 
