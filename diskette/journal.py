@@ -403,11 +403,11 @@ def _read_journal(work: Path) -> dict[str, Any]:
     makes it), its parts real folders, and its lists paths inside the
     storage through no link, or nothing is moved.
     """
+    if not os.path.lexists(work):
+        return {}
     for part in (work, work / "new", work / "old"):
         if os.path.lexists(part) and not stat.S_ISDIR(os.lstat(part).st_mode):
             raise _unreadable(work, f"'{part.name}' is not a folder")
-    if not os.path.lexists(work):
-        return {}
     status = os.lstat(work)
     if status.st_uid != os.geteuid() or status.st_mode & 0o022:
         raise _unreadable(

@@ -245,9 +245,13 @@ def load(
             if sources:
                 elsewhere = restore.keep_in_place(sources)
                 reporter.info(
-                    f"Keeping {len(sources) - len(elsewhere)} files this delta keeps "
-                    "where they are"
-                    + (f", linking {len(elsewhere)} from elsewhere" if elsewhere else "")
+                    f"Leaving {len(sources) - len(elsewhere)} of the files this delta "
+                    "keeps where they are"
+                    + (
+                        f", linking {len(elsewhere)} from elsewhere here"
+                        if elsewhere
+                        else ""
+                    )
                 )
                 place_kept(elsewhere, restore.place)
             if reset is not None:  # the new media are ready beside the old
