@@ -205,6 +205,11 @@ def recover(folders: Iterable[Path], committed: Committed) -> list[str]:
 
 
 def _recover_one(folder: Path, work: Path, committed: Committed) -> str:
+    # A load makes its work folder as the user it runs as: one of another
+    # user's was planted (by whoever can write in the storage), or belongs
+    # to a load whose user should settle it.
+    if os.lstat(work).st_uid != os.geteuid():
+        raise _unreadable(work, "it belongs to another user")
     journal = _read_journal(work)
     if journal.get("state") != "swapping":
         _remove(work)
@@ -304,36 +309,71 @@ def _forward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
     An entry in the folder whose path is in both lists is the old one as long
     as its new namesake still waits in ``new/``.
     """
-    waiting, aside = work / "new", work / "old"
-    aside.mkdir(exist_ok=True)
     incoming = set(new)
-    for name in old:
-        if name in incoming and not _exists(waiting / name):
-            continue  # already replaced by the new entry
-        if _exists(folder / name) and not _exists(aside / name):
-            _move(folder, aside, name, make_parents=True)
-    for name in new:
-        if _exists(waiting / name):
-            _move(waiting, folder, name)
+    with _roots(folder, work) as (here, waiting, aside):
+        for name in old:
+            if name in incoming and not _exists(waiting, name):
+                continue  # already replaced by the new entry
+            if _exists(here, name) and not _exists(aside, name):
+                _move(here, aside, name, make_parents=True)
+        for name in new:
+            if _exists(waiting, name):
+                _move(waiting, here, name)
 
 
 def _backward(folder: Path, work: Path, old: list[str], new: list[str]) -> None:
     """Undo :func:`_forward`, from wherever it stopped; idempotent."""
-    waiting, aside = work / "new", work / "old"
-    waiting.mkdir(exist_ok=True)
     outgoing = set(old)
-    for name in new:
-        if _exists(folder / name) and not _exists(waiting / name):
-            if name in outgoing and not _exists(aside / name):
-                continue  # the old entry, never moved
-            _move(folder, waiting, name, make_parents=True)
-    for name in old:
-        if _exists(aside / name) and not _exists(folder / name):
-            _move(aside, folder, name)
+    with _roots(folder, work) as (here, waiting, aside):
+        for name in new:
+            if _exists(here, name) and not _exists(waiting, name):
+                if name in outgoing and not _exists(aside, name):
+                    continue  # the old entry, never moved
+                _move(here, waiting, name, make_parents=True)
+        for name in old:
+            if _exists(aside, name) and not _exists(here, name):
+                _move(aside, here, name)
 
 
-def _move(source: Path, target: Path, name: str, *, make_parents: bool = False) -> None:
-    """Rename entry ``name`` (a path) of ``source`` to the same path in ``target``.
+@contextlib.contextmanager
+def _roots(folder: Path, work: Path) -> Iterator[tuple[int, int, int]]:
+    """Descriptors of the storage folder and of the work folder's ``new/``
+    and ``old/`` (made if missing), opened once: below the storage folder,
+    each is reached through no link, so a work folder swapped for a link
+    after its journal was read leads nowhere."""
+    opened: list[int] = []
+    try:
+        opened.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC))
+        opened.append(_open_child(opened[0], work.name))
+        for part in ("new", "old"):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=opened[1])
+            opened.append(_open_child(opened[1], part))
+        yield opened[0], opened[2], opened[3]
+    finally:
+        for descriptor in opened:
+            os.close(descriptor)
+
+
+def _open_child(folder: int, name: str) -> int:
+    """A descriptor of the folder ``name`` in ``folder``, not through a link."""
+    return os.open(
+        name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC, dir_fd=folder
+    )
+
+
+def _exists(root: int, name: str) -> bool:
+    """Whether entry ``name`` (a path) of folder ``root`` exists, link or not."""
+    try:
+        os.lstat(name, dir_fd=root)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
+def _move(source: int, target: int, name: str, *, make_parents: bool = False) -> None:
+    """Rename entry ``name`` (a path) of folder ``source`` to the same path in
+    folder ``target`` (descriptors, from :func:`_roots`).
 
     Each folder on the way is opened without following a link, so a folder
     swapped for a link after the journal was read (by someone who can write
@@ -354,27 +394,19 @@ def _move(source: Path, target: Path, name: str, *, make_parents: bool = False) 
         os.close(source_folder)
 
 
-def _open_folder(root: Path, relative: str, *, make: bool = False) -> int:
-    """A descriptor of folder ``relative`` of ``root``, reached through no link."""
-    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | O_CLOEXEC)
+def _open_folder(root: int, relative: str, *, make: bool = False) -> int:
+    """A new descriptor of folder ``relative`` of ``root``, reached through no link."""
+    descriptor = os.dup(root)
     for part in relative.split("/") if relative else ():
         try:
             if make:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o700, dir_fd=descriptor)
-            inner = os.open(
-                part,
-                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | O_CLOEXEC,
-                dir_fd=descriptor,
-            )
+            inner = _open_child(descriptor, part)
         finally:
             os.close(descriptor)
         descriptor = inner
     return descriptor
-
-
-def _exists(path: Path) -> bool:
-    return os.path.lexists(path)
 
 
 def _write_journal(work: Path, content: dict[str, Any]) -> None:
@@ -399,20 +431,15 @@ def _read_journal(work: Path) -> dict[str, Any]:
     ``swapping`` journal is written before anything moves.
 
     Anyone who can write into a storage (a web server's user) could plant a
-    work folder: it must be this user's, writable by no one else (as a load
-    makes it), its parts real folders, and its lists paths inside the
-    storage through no link, or nothing is moved.
+    work folder: its parts must be real folders, and its lists paths inside
+    the storage through no link, or nothing is moved (and a recovery reads
+    only this user's, :func:`_recover_one`).
     """
     if not os.path.lexists(work):
         return {}
     for part in (work, work / "new", work / "old"):
         if os.path.lexists(part) and not stat.S_ISDIR(os.lstat(part).st_mode):
             raise _unreadable(work, f"'{part.name}' is not a folder")
-    status = os.lstat(work)
-    if status.st_uid != os.geteuid() or status.st_mode & 0o022:
-        raise _unreadable(
-            work, "it is not a folder of this user that only this user may write to"
-        )
     try:
         content = json.loads((work / JOURNAL_NAME).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -8,6 +8,7 @@ environment, so these tests also prove that the configuration key is used.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import http.server
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from diskette import reset
 from diskette.archive import read_manifest
 from diskette.tasks import restore_steps
 from tests.databases import ON_MARIADB, ON_POSTGRES, ON_SERVER, server_settings_body
@@ -468,6 +470,80 @@ def test_a_refused_load_makes_no_spare_database(project, tmp_path):
     project.use_settings("project.settings")
     project.run(sys.executable, "-c", SPARE_TOLD, *load)
     assert (project.root / "spare-made").exists()
+
+
+#: Makes a spare whose migration never ends, drops it, and prints how long
+#: that took, whether its file is left, and whether its thread still runs.
+SPARE_DROPPED = with_spare(
+    "import time\n"
+    "from django.db import connections\n"
+    "def endless(*args, **kwargs):\n"
+    "    while True: connections['default'].cursor().execute('SELECT 1')\n"
+    "reset.call_command = endless\n"
+    "spare = reset.Spare('default')\n"
+    "time.sleep(0.5)\n"
+    "started = time.monotonic()\n"
+    "spare.drop()\n"
+    "print(time.monotonic() - started, spare.path.exists(), spare.thread.is_alive())\n"
+    "sys.exit(0)"
+)
+#: Makes a spare that migrates but leaves a journal beside it, and prints
+#: whether it was put in place, and whether it or its journal is left.
+SPARE_UNCLEAN = with_spare(
+    "import os\n"
+    "from django.db import connections\n"
+    "migrate = reset.call_command\n"
+    "def leaves_a_journal(*args, **kwargs):\n"
+    "    migrate(*args, **kwargs)\n"
+    "    open(connections['default'].settings_dict['NAME'] + '-journal', 'w').close()\n"
+    "reset.call_command = leaves_a_journal\n"
+    "spare = reset.Spare('default')\n"
+    "print(spare.put_in_place(), spare.path.exists(),"
+    " os.path.exists(f'{spare.path}-journal'))\n"
+    "sys.exit(0)"
+)
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_dropped_spare_stops_its_migration_and_leaves_nothing(project):
+    """A load that fails while its spare migrates does not wait for the
+    migration (a large project's takes long): it stops at its next query."""
+    result = project.run(sys.executable, "-c", SPARE_DROPPED, "manage.py")
+
+    elapsed, left, running = result.stdout.split()
+    assert float(elapsed) < 5  # not the 10 s a stuck thread is given
+    assert (left, running) == ("False", "False")
+    assert spares(project) == []
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_spare_not_closed_cleanly_is_not_put_in_place(project):
+    """A journal left beside a migrated spare may hold part of it: the spare
+    is dropped, the database stays, and the reset migrates as before."""
+    database = project.root / "var" / "db.sqlite3"
+    before = database.read_bytes()
+
+    result = project.run(sys.executable, "-c", SPARE_UNCLEAN, "manage.py")
+
+    assert result.stdout.split() == ["False", "False", "False"]
+    assert database.read_bytes() == before
+    assert spares(project) == []
+
+
+def test_the_sweep_removes_only_what_no_load_holds(tmp_path):
+    """A spare a running load holds (locked) stays, with its companions; an
+    unlocked one goes with its journal; a journal whose spare is gone goes."""
+    database = tmp_path / "db.sqlite3"
+    live, stale = (tmp_path / f"db.sqlite3{reset.SPARE_INFIX}{n}" for n in ("live", "old"))
+    names = [live, Path(f"{live}-wal"), stale, Path(f"{stale}-journal")]
+    orphan = Path(f"{tmp_path}/db.sqlite3{reset.SPARE_INFIX}gone-journal")
+    for path in (*names, orphan):
+        path.write_bytes(b"x")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        reset.sweep_spares(database)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in names[:2])
 
 
 @pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")

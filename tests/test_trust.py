@@ -383,13 +383,13 @@ def test_a_planted_journal_cannot_move_files_from_outside_the_storage(demo, old)
     assert tree_state(demo) == before
 
 
-def plant_work_folder(media: Path, mode: int = 0o700) -> Path:
+def plant_work_folder(media: Path) -> Path:
     """A work folder as a load makes one (``new/`` and ``old/`` in it), of
-    this user; ``mode`` as given."""
+    this user."""
     work = media / ".diskette-load-planted"
     (work / "new").mkdir(parents=True)
     (work / "old").mkdir()
-    work.chmod(mode)
+    work.chmod(0o700)
     return work
 
 
@@ -413,19 +413,46 @@ def test_a_swap_never_moves_through_a_folder_swapped_for_a_link(tmp_path, linked
         (target / "a").symlink_to(outside, target_is_directory=True)
         (outside / "b").unlink()
 
-    with pytest.raises(OSError):
-        journal._move(source, target, "a/b", make_parents=True)
+    folders = [os.open(root, os.O_RDONLY | os.O_DIRECTORY) for root in (source, target)]
+    try:
+        with pytest.raises(OSError):
+            journal._move(*folders, "a/b", make_parents=True)
+    finally:
+        for folder in folders:
+            os.close(folder)
 
     assert sorted(p.name for p in outside.iterdir()) == (
         ["b"] if linked == "source" else []
     )
 
 
-def test_a_work_folder_others_may_write_to_is_not_trusted(demo):
-    """A work folder that someone else could have planted, or changed since
-    (group or others may write to it), is refused whatever its journal says."""
+def test_a_work_folder_swapped_for_a_link_leads_nowhere(tmp_path):
+    """The work folder itself swapped for a link once its journal was read:
+    its ``new/`` and ``old/`` are opened through no link below the storage,
+    so nothing of the storage moves to where the link leads."""
+    storage, elsewhere, victim = (tmp_path / n for n in ("storage", "evil", "victim"))
+    for folder in (storage, elsewhere, victim):
+        folder.mkdir()
+    (storage / "payload.bin").write_text("media")
+    (elsewhere / "new").mkdir()
+    (elsewhere / "old").symlink_to(victim, target_is_directory=True)
+    work = storage / ".diskette-load-swapped"
+    work.symlink_to(elsewhere, target_is_directory=True)
+
+    with pytest.raises(OSError):
+        journal._forward(storage, work, ["payload.bin"], [])
+
+    assert (storage / "payload.bin").read_text() == "media"
+    assert list(victim.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a folder to another user")
+def test_a_work_folder_of_another_user_is_not_recovered(demo):
+    """A load makes its work folder as the user it runs as: one of another
+    user's (planted by whoever can write in the storage, as the web server)
+    is refused whatever its journal says."""
     media = demo / "var" / "media"
-    work = plant_work_folder(media, 0o777)
+    work = plant_work_folder(media)
     victim = sorted(p for p in media.rglob("*") if p.is_file())[0]
     (work / "journal.json").write_text(
         json.dumps(
@@ -437,8 +464,10 @@ def test_a_work_folder_others_may_write_to_is_not_trusted(demo):
             }
         )
     )
+    for path in (work, *work.rglob("*")):
+        os.chown(path, 65534, 65534, follow_symlinks=False)  # nobody's
     before = tree_state(demo)
-    with pytest.raises(CommandError, match="only this user may write to"):
+    with pytest.raises(CommandError, match="it belongs to another user"):
         run_command("diskette_dump", "--check")
     assert tree_state(demo) == before
 
