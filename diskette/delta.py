@@ -190,6 +190,14 @@ def read_base(source: IO[bytes], name: str) -> Base:
         listed = json.loads(content)
     except (ValueError, RecursionError) as exc:
         raise ConfigurationError(f"{name} is not a list of media (JSON): {exc}") from None
+    return checked_base(listed, name)
+
+
+def checked_base(listed: Any, name: str) -> Base:
+    """A have-list already read from JSON, checked as :func:`read_base` does.
+
+    :raises ConfigurationError: naming ``name`` and what is wrong.
+    """
     if not isinstance(listed, dict) or listed.get("format") != HAVE_FORMAT:
         raise ConfigurationError(
             f"{name} is not a list of media of format {HAVE_FORMAT}: make it with "

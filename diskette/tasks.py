@@ -45,7 +45,7 @@ from invoke import Collection, Context, Exit
 from invoke.runners import Local, Result
 
 from . import DOCS_URL
-from .delta import HAVE_LIMIT, SIDECAR_SUFFIX, read_base, sidecar_of
+from .delta import HAVE_LIMIT, SIDECAR_SUFFIX, checked_base, read_base, sidecar_of
 from .exceptions import ConfigurationError
 from .progress import human_size
 from .shortflags import task
@@ -430,7 +430,7 @@ def _listed_media(answer: dict[str, Any]) -> str | None:
     if listed is None:
         _sent_whole("here", one_line(str(answer.get("media_error") or "none made")))
         return None
-    return _usable_list(json.dumps(listed, separators=(",", ":")), "here")
+    return _usable_list(json.dumps(listed, separators=(",", ":")), "here", listed)
 
 
 def planned(c: Context, project: Project, archive: str) -> dict[str, Any]:
@@ -510,14 +510,17 @@ def media_list(
     return _usable_list((result.stdout.strip().splitlines() or [""])[-1], where)
 
 
-def _usable_list(listed: str, where: str) -> str | None:
-    """``listed`` (a list of media, as text) if a dump can use it; else
-    ``None``, said in one line."""
+def _usable_list(listed: str, where: str, parsed: Any = None) -> str | None:
+    """``listed`` (a list of media, as text; ``parsed``, when it was read
+    from JSON already) if a dump can use it; else ``None``, said in one line."""
     if len(listed) > HAVE_LIMIT:
         problem = "more files than a list may hold"
     else:
         try:
-            read_base(io.BytesIO(listed.encode()), "the list")
+            if parsed is None:
+                read_base(io.BytesIO(listed.encode()), "the list")
+            else:
+                checked_base(parsed, "the list")
             return listed
         except ConfigurationError as exc:
             problem = one_line(str(exc))

@@ -72,7 +72,7 @@ class ResetFirst:
         self.database: str | None = None
         #: How it was reset, once the reset (migrations included) finished.
         self.how: str | None = None
-        #: An SQLite database migrated while the archive comes (:meth:`prepare`).
+        #: An SQLite database migrated while the archive comes (:meth:`prepared`).
         self.spare: Spare | None = None
 
     @contextlib.contextmanager
