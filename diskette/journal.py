@@ -51,6 +51,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -506,6 +507,11 @@ def _remove(path: Path) -> None:
 
 #: Prefix of the private folders data files are extracted into.
 STAGING_PREFIX = "diskette-data-"
+#: Prefix of such a folder being made, until its load has locked it.
+BORN_PREFIX = "diskette-born-"
+#: A folder being made that is older than this (seconds) was left by a load
+#: killed while making it, between two system calls.
+BORN_GRACE = 60
 
 
 @contextlib.contextmanager
@@ -514,31 +520,49 @@ def staging_folder() -> Iterator[Path]:
 
     It lives in the system's temporary folder (``TMPDIR``); a process killed
     while using it leaves it behind, unlocked, for :func:`sweep_staging`.
+    It is made under another name and takes its own only once locked: a
+    command starting beside the load (a pull's safety snapshot) sweeps the
+    unlocked ones, and would otherwise remove it between the two steps.
     """
     try:
-        folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX))
+        born = Path(tempfile.mkdtemp(prefix=BORN_PREFIX))
     except OSError as exc:
         raise LoadError(
             f"no folder for the data files can be made in the temporary folder ({exc}): "
             "point TMPDIR at a folder with room"
         ) from exc
+    folder = born.with_name(f"{STAGING_PREFIX}{born.name.removeprefix(BORN_PREFIX)}")
+    made = born
     try:
-        with locked([folder]):
+        with locked([born]):
+            os.rename(born, folder)  # the lock is the folder's, whatever its name
+            made = folder
             yield folder
     finally:
-        _remove(folder)
+        _remove(made)
 
 
-def sweep_staging() -> list[str]:
-    """Remove the data folders that killed loads of this user left behind."""
+def sweep_staging(now: float | None = None) -> list[str]:
+    """Remove the data folders that killed loads of this user left behind:
+    unlocked ones, and those being made (:func:`staging_folder`) for longer
+    than :data:`BORN_GRACE`."""
+    now = time.time() if now is None else now
     swept: list[str] = []
     try:
         root = Path(tempfile.gettempdir())
     except OSError:
         return swept  # no usable temporary folder: nothing was left in one
-    for folder in root.glob(f"{STAGING_PREFIX}*"):
+    for folder in [*root.glob(f"{STAGING_PREFIX}*"), *root.glob(f"{BORN_PREFIX}*")]:
         try:
-            if folder.stat().st_uid != os.getuid() or not folder.is_dir():
+            status = folder.lstat()
+            if (
+                status.st_uid != os.getuid()
+                or not stat.S_ISDIR(status.st_mode)
+                or (
+                    folder.name.startswith(BORN_PREFIX)
+                    and now - status.st_mtime < BORN_GRACE
+                )
+            ):
                 continue
             with locked([folder]):
                 _remove(folder)

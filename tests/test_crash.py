@@ -10,17 +10,21 @@ exactly the new one, with no work folder left anywhere.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from diskette import journal
+from diskette.journal import locked
 from tests.conftest import tree_state
 from tests.databases import ON_SERVER
 from tests.projects import SandboxCopy, Templates
@@ -283,3 +287,53 @@ def test_a_recovery_that_cannot_ask_the_database_changes_nothing(project, whole_
     assert "finished a load interrupted after its data committed" in result.stderr
     assert project.fingerprint() == new
     assert leftovers(project) == []
+
+
+@pytest.fixture
+def temporary(tmp_path, monkeypatch) -> Path:
+    """A temporary folder of its own, where loads make their data folders."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_sweep_beside_a_starting_load_leaves_its_data_folder(temporary, monkeypatch):
+    """A pull starts its load and its safety snapshot at once, and the
+    snapshot sweeps the data folders of killed loads: run between the
+    load making its folder and locking it, the sweep must not take it."""
+    swept: list[list[str]] = []
+
+    def sweep_first(folders, **kwargs):
+        swept.append(journal.sweep_staging())  # the other process, at the worst instant
+        return locked(folders, **kwargs)
+
+    monkeypatch.setattr(journal, "locked", sweep_first)
+    with journal.staging_folder() as folder:
+        (folder / "data.jsonl").write_text("{}")
+        monkeypatch.setattr(journal, "locked", locked)
+        assert journal.sweep_staging() == []  # locked: a load is using it
+        assert (folder / "data.jsonl").read_text() == "{}"
+    assert swept == [[]]
+    assert list(temporary.iterdir()) == []
+
+
+def test_the_sweep_removes_what_killed_loads_left(temporary):
+    """An unlocked data folder at once; a folder still being made only once
+    it is older than a load takes to lock it."""
+    left = temporary / f"{journal.STAGING_PREFIX}killed"
+    (left / "deeper").mkdir(parents=True)
+    young = temporary / f"{journal.BORN_PREFIX}young"
+    young.mkdir()
+    old = temporary / f"{journal.BORN_PREFIX}old"
+    old.mkdir()
+    long_ago = time.time() - journal.BORN_GRACE - 1
+    os.utime(old, (long_ago, long_ago))
+
+    said = journal.sweep_staging()
+
+    assert sorted(temporary.iterdir()) == [young]
+    assert sorted(said) == [
+        f"removed '{old}', left by an interrupted load",
+        f"removed '{left}', left by an interrupted load",
+    ]
