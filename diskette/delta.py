@@ -287,6 +287,7 @@ class DeltaWriter(ArchiveWriter):
         )
         self.indexes: dict[str, MediaIndex] = {}
         self.sidecar = sidecar_of(path) if delta.sidecar else None
+        self.sidecar_text = os.fspath(self.sidecar or "")
         self.made: set[str] = set()  # folders made in the sidecar (make_parent)
         if self.sidecar is not None:
             try:
@@ -305,7 +306,14 @@ class DeltaWriter(ArchiveWriter):
         self.theirs: dict[str, Theirs] = {}
         self.budget = SpaceBudget()
 
-    def add_file(self, path: Path, arcname: str, progress: Any = None) -> None:
+    def add_file(
+        self,
+        path: str | Path,
+        arcname: str,
+        progress: Any = None,
+        *,
+        status: os.stat_result | None = None,
+    ) -> None:
         """Keep the file if the loading side has it; else archive it."""
         found = self._storage_of(arcname)
         if found is None:
@@ -313,7 +321,7 @@ class DeltaWriter(ArchiveWriter):
         storage, relative = found
         index = self._index(storage)
         try:
-            status = os.stat(path, follow_symlinks=False)
+            status = status or os.stat(path, follow_symlinks=False)
             if self.sidecar is not None:
                 digest = index.sha256(relative, status)
                 self._link(path, arcname, storage, relative, digest, status)
@@ -348,7 +356,7 @@ class DeltaWriter(ArchiveWriter):
 
     def _archive(
         self,
-        path: Path,
+        path: str | Path,
         arcname: str,
         progress: Any,
         index: MediaIndex,
@@ -363,7 +371,7 @@ class DeltaWriter(ArchiveWriter):
 
     def _link(
         self,
-        path: Path,
+        path: str | Path,
         arcname: str,
         storage: Storage,
         relative: str,
@@ -376,7 +384,7 @@ class DeltaWriter(ArchiveWriter):
         :param status: the file's ``lstat``, which a link shares.
         """
         assert self.sidecar is not None
-        target = os.path.join(self.sidecar, arcname)  # text: once per media file
+        target = f"{self.sidecar_text}/{arcname}"  # text: once per media file
         try:
             make_parent(target, self.made)
             linked = link_or_copy(path, target, self.budget)
@@ -448,7 +456,7 @@ def make_parent(target: str | Path, made: set[str]) -> None:
 
 
 def link_or_copy(
-    source: Path, target: str | Path, budget: SpaceBudget | None = None
+    source: str | Path, target: str | Path, budget: SpaceBudget | None = None
 ) -> bool:
     """Hard-link ``source`` as ``target``; copy it where the disk cannot link.
 
@@ -462,7 +470,7 @@ def link_or_copy(
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
     if budget is not None:
-        budget.claim(Path(target), source.stat().st_size, os.path.basename(target))
+        budget.claim(Path(target), os.stat(source).st_size, os.path.basename(target))
     shutil.copy2(source, target, follow_symlinks=False)
     return False
 
@@ -590,7 +598,7 @@ def place_kept(sources: Mapping[str, Source], place: Callable[[str], Path | None
             continue
         try:
             make_parent(target, made)
-            link_or_copy(Path(source.path), target, budget)
+            link_or_copy(source.path, target, budget)
             now = os.lstat(target)
             linked = (now.st_dev, now.st_ino) == (
                 source.status.st_dev,

@@ -352,7 +352,7 @@ def _append_storages(
             ):
                 advance(item.size)
             elif item.kind == "file":
-                writer.add_file(item.path, item.arcname, advance)
+                writer.add_file(item.path, item.arcname, advance, status=item.status)
             elif item.kind == "directory":
                 writer.add_directory(item.path, item.arcname)
             else:

@@ -110,9 +110,9 @@ from .tasks import (
 )
 from .transfer import (
     RECEIVE_SCRIPT,
+    HostCommand,
     Received,
     download,
-    run_into,
     run_with_input,
     terminal_progress,
     upload,
@@ -404,12 +404,20 @@ def report_pulled(c: Connection, local: Path | None, dumped: Dumped) -> None:
         print(f"{kept} files ({human_size(kept_bytes)}) were not sent: this side has them")
 
 
+def dump_command(project: Project, options: Sequence[str], *, delta: bool) -> str:
+    """``diskette_dump --to-stdout`` with ``options``; with ``delta``, reading
+    the list of media here on its standard input."""
+    stdin = ["--base", "-"] if delta else []
+    return project.command("diskette_dump", *options, *stdin, "--to-stdout", "--json")
+
+
 def stream_dump(
     c: Connection,
     project: Project,
     output: Received,
     options: Sequence[str],
     base: str | None,
+    started: HostCommand | None = None,
 ) -> Dumped | None:
     """Run ``diskette_dump --to-stdout`` on the host, its archive into ``output``.
 
@@ -420,14 +428,19 @@ def stream_dump(
     answer (the last line of its standard error) gives their size and
     sha256: a cut stream, a failed dump or stray output fails here.
 
+    :param started: that dump, already started (:class:`Reaching`) with
+        ``--base -`` or not as ``base`` is given, else dropped for a new one.
     :returns: what the dump answered; ``None`` when the host's diskette
         cannot stream its dump.
     :raises Exit: naming the host and what failed.
     """
-    stdin = [] if base is None else ["--base", "-"]
-    command = project.command("diskette_dump", *options, *stdin, "--to-stdout", "--json")
+    command = dump_command(project, options, delta=base is not None)
     with on_host(c):
-        status, errors = run_into(c, command, output, stdin=(base or "").encode())
+        if started is None or started.command != command:
+            if started is not None:
+                started.close()
+            started = HostCommand(c, command)
+        status, errors = started.run(output, stdin=(base or "").encode())
         try:
             # The answer and the error are both on the standard error.
             result = Result(stdout=errors, stderr=errors, command=command, exited=status)
@@ -920,13 +933,23 @@ def pull_snapshot(
     downloads = download_dir(c)
     load_options = tuple(flags(loaddata=loaddata, fast=fast))
     feed: LoadFeed | None = None
+    # A delta needs the media it keeps here when it loads: never for an
+    # archive left on the host, which must load anywhere. Listed by the
+    # check of the database, once it settled any interrupted load.
+    delta = not (no_storages or full or keep_remote)
+    # Beside the check: the host reached and, for a delta, its dump started,
+    # waiting for that list (a whole dump would not wait for this side's
+    # word: it starts once the check and the question passed).
+    reaching = Reaching(
+        c,
+        project_dir,
+        python,
+        (lambda project: HostCommand(c, dump_command(project, selection, delta=True)))
+        if delta
+        else None,
+    )
     try:
         with LocalShare(here, local_project) as mine:
-            reaching = Reaching(c, project_dir, python)  # beside the check
-            # A delta needs the media it keeps here when it loads: never for an
-            # archive left on the host, which must load anywhere. Listed by the
-            # check of the database, once it settled any interrupted load.
-            delta = not (no_storages or full or keep_remote)
             target = reset_target(here, local_project, force, with_media=delta)
             mine.base = target.media
             confirm(
@@ -943,7 +966,15 @@ def pull_snapshot(
                 None
                 if keep_remote
                 else stream_into_load(
-                    c, here, local_project, project, selection, mine, arguments, downloads
+                    c,
+                    here,
+                    local_project,
+                    project,
+                    selection,
+                    mine,
+                    arguments,
+                    downloads,
+                    reaching.started(),
                 )
             )
             local: Path | None = None
@@ -979,6 +1010,7 @@ def pull_snapshot(
             answer=feed.finish if feed is not None else None,
         )
     finally:
+        reaching.close()
         if feed is not None:
             feed.close()  # cut short, if it was never released
     return {**pulled_answer(c, local, dumped), **done}
@@ -993,6 +1025,7 @@ def stream_into_load(
     mine: LocalShare,
     arguments: list[str],
     spool: Path,
+    started: HostCommand | None = None,
 ) -> tuple[LoadFeed, Dumped] | None:
     """Stream the host's dump into ``diskette_load -`` here (:class:`LoadFeed`).
 
@@ -1017,7 +1050,7 @@ def stream_into_load(
         spool=spool,
     )
     try:
-        dumped = stream_dump(c, project, feed, selection, mine.base)
+        dumped = stream_dump(c, project, feed, selection, mine.base, started)
     except LoadStopped:
         feed.close()
         try:
@@ -1045,22 +1078,51 @@ class Reaching:
     on a thread of its own while this side checks its database: the two
     take a Django start each, and neither needs the other.
 
-    Nothing is done on the host but that check. The thread is a daemon: a
-    refusal here (a production database, a "no") is said at once, without
-    waiting for a host slow to answer.
+    With ``then``, the thread goes on to start the command ``then`` makes
+    for the checked project (the host's dump, which waits for the list of
+    media here on its standard input): its Python starts meanwhile too.
+    Nothing else is done on the host. The thread is a daemon: a refusal here
+    (a production database, a "no") is said at once, without waiting for a
+    host slow to answer; :meth:`close` drops the command, started or to be.
     """
 
-    def __init__(self, c: Connection, project_dir: str | None, python: str | None) -> None:
+    def __init__(
+        self,
+        c: Connection,
+        project_dir: str | None,
+        python: str | None,
+        then: Callable[[Project], HostCommand] | None = None,
+    ) -> None:
         self._checked: concurrent.futures.Future[Project] = concurrent.futures.Future()
+        self._lock = threading.Lock()
+        self._started: HostCommand | None = None
+        self._closed = False
         threading.Thread(
-            target=self._reach, args=(c, project_dir, python), daemon=True
+            target=self._reach, args=(c, project_dir, python, then), daemon=True
         ).start()
 
-    def _reach(self, c: Connection, project_dir: str | None, python: str | None) -> None:
+    def _reach(
+        self,
+        c: Connection,
+        project_dir: str | None,
+        python: str | None,
+        then: Callable[[Project], HostCommand] | None,
+    ) -> None:
         try:
-            self._checked.set_result(remote_project(c, project_dir, python))
+            project = remote_project(c, project_dir, python)
         except BaseException as exc:  # noqa: BLE001 - raised again by project()
             self._checked.set_exception(exc)
+            return
+        if then is not None:
+            try:
+                started = then(project)
+            except Exception:  # noqa: BLE001 - made again by its user, failing there
+                started = None
+            with self._lock:
+                self._started = started
+                if self._closed and started is not None:
+                    started.close()
+        self._checked.set_result(project)
 
     def project(self) -> Project:
         """The host's project, once checked.
@@ -1068,6 +1130,21 @@ class Reaching:
         :raises Exit: what :func:`remote_project` raised.
         """
         return self._checked.result()
+
+    def started(self) -> HostCommand | None:
+        """The command ``then`` started (``None`` if it could not be), once
+        the project is checked."""
+        self.project()
+        with self._lock:
+            return self._started
+
+    def close(self) -> None:
+        """Drop the command, now or once made: a command run to its end is
+        closed already, and one never run gets no input and ends."""
+        with self._lock:
+            self._closed = True
+            if self._started is not None:
+                self._started.close()
 
 
 class LocalShare:

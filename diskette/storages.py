@@ -28,7 +28,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from .archive import DATA_DIR, MANIFEST_NAME
 from .conf import StorageAlias
@@ -90,19 +90,22 @@ class StoredEntry:
 AnyStorage = Storage | StorageFiles
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One thing to archive from a storage.
+class Entry(NamedTuple):
+    """One thing to archive from a storage. (A named tuple, its path text: a
+    walk makes one per media file, and a media folder may hold tens of
+    thousands.)
 
     :param kind: ``"file"``, ``"directory"`` or ``"symlink"``.
     :param target: for a symlink, its target relative to the link's folder.
+    :param status: for a file, its ``lstat`` as the walk saw it.
     """
 
-    path: Path
+    path: str
     arcname: str
     kind: str
     size: int = 0
     target: str = ""
+    status: os.stat_result | None = None
 
 
 @dataclass(frozen=True)
@@ -321,10 +324,10 @@ def walk_storage(
     Excluded directories are not descended into. Symlinks are yielded as
     symlinks when their target stays inside the storage, else skipped.
     """
-    yield Entry(storage.path, str(storage.relpath), "directory")
+    yield Entry(str(storage.path), str(storage.relpath), "directory")
     yield from _walk(
         storage,
-        storage.path,
+        str(storage.path),
         exclusion((*excludes, *storage.excludes)),
         Path(os.path.realpath(storage.path)),
     )
@@ -332,43 +335,43 @@ def walk_storage(
 
 def _walk(
     storage: Storage,
-    folder: Path,
+    folder: str,
     excluded: Callable[[str], bool],
     real_root: Path,
     prefix: str = "",
 ) -> Iterator[Entry | Skipped]:
     """:func:`walk_storage` below ``folder``, whose path in the storage is
-    ``prefix`` (names are joined as text: a media folder may hold many
-    thousands of files, and ``relative_to`` on each cost a third of the walk).
+    ``prefix`` (paths are text: a media folder may hold many thousands of
+    files, and pathlib's joins and ``relative_to`` on each cost a third of
+    the walk).
     """
     try:
         children = sorted(os.scandir(folder), key=lambda child: child.name)
     except OSError as exc:
-        yield Skipped(folder, f"cannot be read ({exc.strerror})")
+        yield Skipped(Path(folder), f"cannot be read ({exc.strerror})")
         return
     for child in children:
         relative = f"{prefix}{child.name}"
         if excluded(relative) or (not prefix and is_work_folder(child.name)):
             continue  # excluded, or a load's work folder (never media)
-        path = Path(child.path)
         arcname = f"{storage.relpath}/{relative}"
         status = child.stat(follow_symlinks=False)
         if stat.S_ISLNK(status.st_mode):
-            yield _symlink_entry(path, arcname, real_root)
+            yield _symlink_entry(child.path, arcname, real_root)
         elif stat.S_ISDIR(status.st_mode):
-            yield Entry(path, arcname, "directory")
-            yield from _walk(storage, path, excluded, real_root, f"{relative}/")
+            yield Entry(child.path, arcname, "directory")
+            yield from _walk(storage, child.path, excluded, real_root, f"{relative}/")
         elif stat.S_ISREG(status.st_mode):
-            yield Entry(path, arcname, "file", size=status.st_size)
+            yield Entry(child.path, arcname, "file", status.st_size, status=status)
         else:
-            yield Skipped(path, "is not a regular file, directory or symlink")
+            yield Skipped(Path(child.path), "is not a regular file, directory or symlink")
 
 
-def _symlink_entry(path: Path, arcname: str, real_root: Path) -> Entry | Skipped:
+def _symlink_entry(path: str, arcname: str, real_root: Path) -> Entry | Skipped:
     target = Path(os.path.realpath(path))
     if not target.is_relative_to(real_root):
-        return Skipped(path, "is a symlink pointing out of its storage")
+        return Skipped(Path(path), "is a symlink pointing out of its storage")
     if not target.exists():
-        return Skipped(path, "is a dangling symlink")
-    relative = os.path.relpath(target, os.path.realpath(path.parent))
+        return Skipped(Path(path), "is a dangling symlink")
+    relative = os.path.relpath(target, os.path.realpath(os.path.dirname(path)))
     return Entry(path, arcname, "symlink", target=Path(relative).as_posix())

@@ -2,7 +2,7 @@
 
 Bytes go through an SSH channel on the connection Fabric already opened
 (same host aliases, keys and agent): a command's standard output streams a
-download (:func:`run_into`: a dump as it is written) or ``cat`` sends a file
+download (:class:`HostCommand`: a dump as it is written) or ``cat`` sends a file
 (:func:`download`); the project's Python receives an upload and hashes it
 as it writes. Measured on loopback
 with 200 MB (``benchmarks/transfer.py``, best of 3, 2 cores), every byte
@@ -162,7 +162,7 @@ STDERR_KEPT = 8 * 1024 * 1024
 
 
 class Received(Protocol):
-    """Where :func:`run_into` writes what a command streams, counted as it
+    """Where :class:`HostCommand` writes what a command streams, counted as it
     comes, and hashed where nothing else checks it (a
     :class:`~diskette.files.PartialFile`; a :class:`~diskette.feed.LoadFeed`,
     whose load checks every member, hashes nothing)."""
@@ -175,55 +175,74 @@ class Received(Protocol):
     def write(self, data: Any) -> int: ...
 
 
-def run_into(
-    c: Any, command: str, output: Received, *, stdin: bytes = b""
-) -> tuple[int, str]:
-    """Run ``command`` on ``c``'s host, its standard output written to ``output``.
+class HostCommand:
+    """A command started on ``c``'s host now, its input and output given later.
 
     For a command that streams an archive (``diskette_dump --to-stdout``):
-    ``output`` counts the bytes as they come, and its owner takes them (a
-    file renamed into place, a load given its last block) only once the
-    command's answer vouches for them.
+    started while this side still checks itself, the host's Python starts
+    meanwhile, then waits for its standard input (the list of media here);
+    :meth:`run` gives that input and writes the standard output to where it
+    goes, counting the bytes as they come. Their owner takes them (a file
+    renamed into place, a load given its last block) only once the
+    command's answer vouches for them. :meth:`close` drops a command never
+    run: its standard input ends empty, which it refuses.
 
-    :param stdin: the command's standard input (a list of media, say).
-    :returns: the exit status and the end of the standard error.
-    :raises TransferError: if the connection drops.
-    :raises LocalWriteError: if ``output`` cannot be written, here.
+    :raises TransferError: if the command cannot be started.
     """
-    channel = _channel(c)
-    errors = bytearray()
-    try:
-        channel.exec_command(command)
-        # A command that fails before reading all of it closes the channel.
-        with contextlib.suppress(OSError):
-            channel.sendall(stdin)
-            channel.shutdown_write()
-        while data := channel.recv(BLOCK_SIZE):
-            try:
-                output.write(data)
-            except OSError as exc:
-                raise LocalWriteError(
-                    f"cannot write what {c.host} sends: {exc.strerror or exc}; free "
-                    "some space here or set diskette.remote.download_dir elsewhere"
-                ) from exc
-            # Read as it comes: what is left unread holds the channel's window.
-            while channel.recv_stderr_ready():
-                errors += channel.recv_stderr(BLOCK_SIZE)
+
+    def __init__(self, c: Any, command: str) -> None:
+        self.host, self.command = c.host, command
+        self.channel = _channel(c)
+        try:
+            self.channel.exec_command(command)
+        except (OSError, EOFError, SSHException) as exc:
+            self.channel.close()
+            raise TransferError(f"running a command on {c.host} failed: {exc}") from exc
+
+    def run(self, output: Received, *, stdin: bytes = b"") -> tuple[int, str]:
+        """Send ``stdin``, write the standard output to ``output`` until it ends.
+
+        :returns: the exit status and the end of the standard error.
+        :raises TransferError: if the connection drops.
+        :raises LocalWriteError: if ``output`` cannot be written, here.
+        """
+        channel, errors = self.channel, bytearray()
+        try:
+            # A command that fails before reading all of it closes the channel.
+            with contextlib.suppress(OSError):
+                channel.sendall(stdin)
+                channel.shutdown_write()
+            while data := channel.recv(BLOCK_SIZE):
+                try:
+                    output.write(data)
+                except OSError as exc:
+                    raise LocalWriteError(
+                        f"cannot write what {self.host} sends: {exc.strerror or exc}; "
+                        "free some space here or set diskette.remote.download_dir "
+                        "elsewhere"
+                    ) from exc
+                # Read as it comes: what is left unread holds the channel's window.
+                while channel.recv_stderr_ready():
+                    errors += channel.recv_stderr(BLOCK_SIZE)
+                    del errors[:-STDERR_KEPT]
+            while chunk := channel.recv_stderr(BLOCK_SIZE):
+                errors += chunk
                 del errors[:-STDERR_KEPT]
-        while chunk := channel.recv_stderr(BLOCK_SIZE):
-            errors += chunk
-            del errors[:-STDERR_KEPT]
-        status = channel.recv_exit_status()
-        if status == -1:  # Paramiko's word for none: a cut connection, a kill
-            raise TransferError(
-                f"receiving from {c.host} failed: the command ended without an exit "
-                "status (the connection was cut, or the command killed)"
-            )
-        return status, errors.decode(errors="replace")
-    except (OSError, EOFError, SSHException) as exc:
-        raise TransferError(f"receiving from {c.host} failed: {exc}") from exc
-    finally:
-        channel.close()
+            status = channel.recv_exit_status()
+            if status == -1:  # Paramiko's word for none: a cut connection, a kill
+                raise TransferError(
+                    f"receiving from {self.host} failed: the command ended without an "
+                    "exit status (the connection was cut, or the command killed)"
+                )
+            return status, errors.decode(errors="replace")
+        except (OSError, EOFError, SSHException) as exc:
+            raise TransferError(f"receiving from {self.host} failed: {exc}") from exc
+        finally:
+            channel.close()
+
+    def close(self) -> None:
+        """Drop the command, if it was not run: it gets no input, and ends."""
+        self.channel.close()
 
 
 #: Writes standard input to the new file named by argv[1]; prints its sha256.

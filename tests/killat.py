@@ -41,6 +41,19 @@ def after(owner: Any, name: str, calls: int = 1) -> None:
     setattr(owner, name, wrapper)
 
 
+def after_a_journal_rename(journal: Any) -> None:
+    """SIGKILL once the journal has renamed one entry of a storage: through
+    folders it opened (the load's data folder, renamed by path, is not one)."""
+    rename = journal.os.rename
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        rename(*args, **kwargs)
+        if "src_dir_fd" in kwargs:
+            die()
+
+    journal.os.rename = wrapper
+
+
 def main() -> None:
     point, argv = sys.argv[1], sys.argv[2:]
     sys.path.insert(0, os.getcwd())
@@ -57,13 +70,13 @@ def main() -> None:
     elif point == "loading-data-loaddata":  # the same, through --loaddata
         after(load, "_load_fixture", 1)
     elif point == "swapping":  # one entry of the storage set aside, no more
-        after(journal.os, "rename", 1)
+        after_a_journal_rename(journal)
     elif point == "swapped":  # every storage swapped, COMMIT not reached
         after(load._Restore, "swap", 1)
     elif point == "committed":  # COMMIT done, set-aside entries not removed
         load._Restore.finish = die
     elif point == "recovering":  # a recovery cut after its first rename
-        after(journal.os, "rename", 1)
+        after_a_journal_rename(journal)
     elif point == "reset":  # diskette_load --reset: the database reset, nothing loaded
         from diskette.management.commands import diskette_load
 

@@ -249,9 +249,11 @@ def test_a_delta_renames_only_what_changed(sides, monkeypatch):
     rename = journal.os.rename
 
     def counted(source, target, **folders):
-        # Renamed within folders opened first: the source's is named by /proc.
-        folder = os.readlink(f"/proc/self/fd/{folders['src_dir_fd']}")
-        renamed.append(os.path.join(folder, source))
+        # The swap renames within folders opened first: the source's is named
+        # by /proc. (The load's data folder is renamed by path, in TMPDIR.)
+        if "src_dir_fd" in folders:
+            folder = os.readlink(f"/proc/self/fd/{folders['src_dir_fd']}")
+            renamed.append(os.path.join(folder, source))
         return rename(source, target, **folders)
 
     monkeypatch.setattr(journal.os, "rename", counted)

@@ -166,6 +166,48 @@ def test_the_safety_snapshot_taken_while_the_host_dumps_puts_the_laptop_back(loc
     assert local.fingerprint() == before
 
 
+def test_a_pull_refused_here_ends_the_dump_it_started_on_the_host(local, remote, tmp_path):
+    """The host's dump starts while this side checks itself, and waits for
+    the list of media here: a pull refused here ends it, having sent nothing
+    and left nothing on the host. (The check is slowed down here, so that
+    the dump has surely started when it refuses.)"""
+    log = tmp_path / "host-dumps.log"
+    host_python = wrapper_python(
+        tmp_path,
+        "host-python",
+        "*diskette_dump*",
+        f'echo started >> {log}; {sys.executable} "$@"; status=$?; '
+        f'echo "ended $status" >> {log}; exit $status',
+    )
+    run_here_with(local, wrapper_python(tmp_path, "slow", "*diskette_reset*", "sleep 2"))
+    add_settings(local, "DEBUG = False\n")
+    before, host_before = local.fingerprint(), remote.fingerprint()
+
+    result = fab(
+        local,
+        "-H",
+        "remote",
+        "pull-snapshot",
+        "--yes",
+        "--python",
+        str(host_python),
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "DEBUG is False" in result.stderr.strip().splitlines()[-1]
+    deadline = time.monotonic() + 15
+    while "ended" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the host's dump is still running"
+        time.sleep(0.1)
+    started, ended = log.read_text().splitlines()
+    assert started == "started"
+    assert ended != "ended 0"  # it refused an input that ended empty, or was hung up on
+    assert local.fingerprint() == before
+    assert remote.fingerprint() == host_before
+    assert leftovers(local) == []
+
+
 def test_a_pull_that_fails_on_the_host_leaves_no_snapshot_here(local, remote):
     """The snapshot taken while the host dumps goes when the dump fails:
     nothing here was changed."""

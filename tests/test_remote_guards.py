@@ -27,6 +27,7 @@ from invoke import Exit
 from paramiko.packet import Packetizer
 
 from diskette.remote import TRANSIT_MARKER, protected_entry, remote_tempdir
+from diskette.ssh import GCM
 from diskette.ssh import connect as ssh_connect
 from diskette.transfer import download
 from tests import test_remote
@@ -359,6 +360,28 @@ def test_override_protection_passes_the_protected_list_and_force_does_not(
     fab(local, *push, "--override-protection")
     assert remote.fingerprint() == wanted
     assert list(remote_tmp.iterdir()) == []
+
+
+@needs_sshd
+@pytest.mark.parametrize(
+    ("refused", "cipher"),
+    [((), "aes128-gcm@openssh.com"), (GCM, "aes128-ctr")],
+    ids=["gcm", "server-without-gcm"],
+)
+def test_the_connection_prefers_aes_gcm(sshd, refused, cipher):
+    """AES-GCM halves the CPU a download costs this side; a server without it
+    (played here by this side refusing it) still gets a connection."""
+    connection = Connection(
+        "remote",
+        config=Config(runtime_ssh_path=str(sshd.ssh_config)),
+        connect_kwargs={"disabled_algorithms": {"ciphers": list(refused)}},
+    )
+    connection.config.run.in_stream = False  # pytest owns this process's stdin
+    with connection:
+        ssh_connect(connection)
+        assert connection.transport.remote_cipher == cipher
+        assert connection.transport.local_cipher == cipher
+        assert connection.run("echo reached", hide=True).stdout == "reached\n"
 
 
 @needs_sshd

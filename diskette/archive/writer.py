@@ -49,7 +49,7 @@ def write_error(action: str, path: Path, exc: OSError) -> DumpError:
     return DumpError(f"cannot {action} '{path}': {exc.strerror or exc}; {fix}")
 
 
-def read_error(path: Path, exc: OSError) -> DumpError:
+def read_error(path: str | Path, exc: OSError) -> DumpError:
     """A one-line error blaming a media file that could not be archived."""
     if exc.errno is None:  # tarfile: fewer bytes than the size it took
         return DumpError(f"'{path}' changed while it was archived: {exc}; dump again")
@@ -171,9 +171,19 @@ class ArchiveWriter:
         self._add_stream(info, stream)
         return arcname
 
-    def add_file(self, path: Path, arcname: str, progress: Any = None) -> None:
+    def add_file(
+        self,
+        path: str | Path,
+        arcname: str,
+        progress: Any = None,
+        *,
+        status: os.stat_result | None = None,
+    ) -> None:
         """Add a regular file, read once while hashing it.
 
+        :param status: its ``lstat``, when the caller has it: a writer that
+            needs no more (a delta's, for a file the other side has) does not
+            take it again. The bytes archived are described by the open file.
         :raises DumpError: if the file shrank while it was read.
         """
         try:
@@ -199,7 +209,7 @@ class ArchiveWriter:
         info.size, info.mtime, info.mode = size, int(mtime) or self.mtime, 0o644
         self._add_stream(info, stream, progress)
 
-    def add_directory(self, path: Path | None, arcname: str) -> None:
+    def add_directory(self, path: str | Path | None, arcname: str) -> None:
         """Add a directory entry, so empty folders survive the round trip.
 
         :param path: the folder whose mode and time to keep; ``None`` for a
