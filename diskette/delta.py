@@ -35,7 +35,8 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -45,7 +46,7 @@ from .archive.format import is_sha256
 from .archive.reader import Member, SpaceBudget
 from .exceptions import ConfigurationError, DumpError, LoadError
 from .files import file_sha256
-from .mediaindex import Known, MediaIndex
+from .mediaindex import Known, MediaIndex, regular_files
 from .storages import Entry, Storage, walk_storage
 
 #: The shape of a have-list, bumped when it changes.
@@ -484,12 +485,41 @@ class Source(NamedTuple):
     sha256: str
 
 
+class Survey:
+    """The regular files of some folders and their ``lstat``, taken on a
+    thread of their own while a streamed archive arrives.
+
+    A load waits for the bytes of a pull; surveyed meanwhile, the tens of
+    thousands of files a delta keeps are then found (:func:`kept_sources`)
+    without a system call each after the last byte. A file that changes
+    after the survey is caught where the load keeps it, as one changing
+    after :func:`kept_sources` is: its status is compared again there.
+    """
+
+    def __init__(self, folders: Iterable[Path]) -> None:
+        self._found: dict[str, dict[str, os.stat_result]] = {}
+        self._thread = threading.Thread(
+            target=self._walk, args=(list(folders),), daemon=True
+        )
+        self._thread.start()
+
+    def _walk(self, folders: list[Path]) -> None:
+        for folder in folders:
+            self._found[os.fspath(folder)] = dict(regular_files(folder))
+
+    def of(self, folder: Path) -> Mapping[str, os.stat_result]:
+        """The files found below ``folder`` (relative, POSIX), once surveyed."""
+        self._thread.join()
+        return self._found.get(os.fspath(folder), {})
+
+
 def kept_sources(
     unpacked: Unpacked,
     folders: Mapping[str, Path],
     sidecar: Path | None,
     *,
     save: bool = True,
+    survey: Survey | None = None,
 ) -> dict[str, Source]:
     """Where this machine has each kept file of a delta, verified by sha256.
 
@@ -502,6 +532,8 @@ def kept_sources(
     :param folders: the real folder of each storage to restore, by archive path.
     :param save: keep the sha256 read in the index (not for a plan or a check,
         which write nothing).
+    :param survey: those folders' files, surveyed already: what it found is
+        not looked at again.
     :raises LoadError: naming the first kept file found nowhere.
     """
     delta = unpacked.manifest.get("delta")
@@ -521,8 +553,9 @@ def kept_sources(
             place = sidecar / storage
             places.append((place, MediaIndex(place, sidecar_index(sidecar, storage))))
         for place, index in places:
+            surveyed = survey.of(place) if survey is not None and place is folder else {}
             try:
-                _find(place, index, kept, sources)
+                _find(place, index, kept, sources, surveyed)
             finally:
                 if save:
                     index.save()
@@ -540,21 +573,27 @@ def kept_sources(
 
 
 def _find(
-    folder: Path, index: MediaIndex, kept: dict[str, Any], sources: dict[str, Source]
+    folder: Path,
+    index: MediaIndex,
+    kept: dict[str, Any],
+    sources: dict[str, Source],
+    surveyed: Mapping[str, os.stat_result],
 ) -> None:
-    """Move the kept files found in ``folder`` from ``kept`` to ``sources``."""
+    """Move the kept files found in ``folder`` from ``kept`` to ``sources``,
+    taking the status of those ``surveyed`` from there."""
     inside = f"{os.path.realpath(folder)}{os.sep}"
-    root = os.fspath(folder)
+    root = os.fspath(folder).rstrip(os.sep)
     # A regular file is where its folder really is: one realpath per folder,
-    # not per file (a media folder may hold tens of thousands).
+    # not per file (a media folder may hold tens of thousands); paths are
+    # joined as text, by the names' own separator.
     real_parents: dict[str, str] = {}
     for relative, member in list(kept.items()):
-        path = os.path.join(root, relative)
+        path = f"{root}/{relative}"
         with contextlib.suppress(OSError, ValueError):
-            status = os.lstat(path)
-            parent = os.path.dirname(path)
+            status = surveyed.get(relative) or os.lstat(path)
+            parent = relative.rpartition("/")[0]
             if parent not in real_parents:
-                real_parents[parent] = f"{os.path.realpath(parent)}{os.sep}"
+                real_parents[parent] = f"{os.path.realpath(f'{root}/{parent}')}{os.sep}"
             if (
                 stat.S_ISREG(status.st_mode)
                 and status.st_size == member.size

@@ -44,7 +44,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .archive import DATA_DIR, Unpacked, unpack
 from .conf import DisketteSettings, StorageAlias
-from .delta import Source, kept_sources, place_kept, sidecar_of
+from .delta import Source, Survey, kept_sources, place_kept, sidecar_of
 from .exceptions import (
     ArchiveError,
     ConfigurationError,
@@ -195,6 +195,13 @@ def load(
     policy = ModelPolicy.from_definitions(
         definitions, options.everything, options.ignorenonexistent
     )
+    # Streamed, the archive arrives for a while: the storages' files are
+    # surveyed meanwhile, for the kept files of a delta.
+    survey = (
+        None
+        if stream is None or not options.with_storages
+        else Survey(Path(os.path.realpath(folder)) for folder in storages.values())
+    )
     with ExitStack() as stack:
         # Data files are extracted even for --check: their objects are
         # checked against the local definitions before a task drops anything.
@@ -216,6 +223,7 @@ def load(
                 {name: Path(os.path.realpath(storages[name])) for name in chosen},
                 None if stream is not None else sidecar_of(archive),
                 save=not options.check,
+                survey=survey,
             )
             reset = None if options.check else options.reset
             # With a reset to come, compared with what it will leave.

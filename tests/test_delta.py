@@ -235,6 +235,54 @@ def test_a_kept_file_changed_during_the_load_stops_it(sides, monkeypatch, where)
     ] == [kept.relative_to(media).as_posix()]
 
 
+def test_a_streamed_delta_finds_its_kept_files_as_surveyed_and_refuses_a_changed_one(
+    sides, monkeypatch
+):
+    """Read from a pipe, the load surveys the media while the archive comes:
+    the kept files are found by that survey, not looked at one by one
+    again; one rewritten after the survey is still caught."""
+    media, laptop, have, (changed, removed) = sides
+    archive = Path(dump_json("--base", str(have))["archive"])
+    as_laptop(media, laptop)
+    kept = next(p for p in media_files(media) if p not in (changed, removed))
+    age(media)
+    index(media.parent.parent, "here.json")  # as a pull lists them first
+    wipe_database()
+    tree, data = tree_state(media), data_state()
+    looked: list[str] = []
+    lstat = delta.os.lstat
+
+    def counted(path, *args, **kwargs):
+        looked.append(os.fspath(path))
+        return lstat(path, *args, **kwargs)
+
+    real = load_module.kept_sources
+
+    def rewrite_then_find(*args, **kwargs):
+        kept.write_bytes(b"z" * kept.stat().st_size)
+        monkeypatch.setattr(delta.os, "lstat", counted)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(delta.os, "lstat", lstat)
+
+    monkeypatch.setattr(load_module, "kept_sources", rewrite_then_find)
+    with archive.open("rb") as piped:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(piped))
+        with pytest.raises(CommandError, match="changed while it was being loaded"):
+            run_command("diskette_load", "-")
+
+    # Every kept file was found as surveyed (only folders were looked at, to
+    # tell where they really are).
+    assert not set(looked) & {str(path) for path in media_files(media)}
+    assert looked
+    after = tree_state(media)  # the rewrite itself, and nothing else
+    assert [
+        name for name in sorted({*tree, *after}) if tree.get(name) != after.get(name)
+    ] == [kept.relative_to(media).as_posix()]
+    assert data_state() == data
+
+
 def test_a_delta_renames_only_what_changed(sides, monkeypatch):
     """Kept files stay where they are: the swap moves the changed, added and
     removed files, not the whole tree, and leaves the host's tree."""
