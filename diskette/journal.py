@@ -534,8 +534,15 @@ def staging_folder() -> Iterator[Path]:
     folder = born.with_name(f"{STAGING_PREFIX}{born.name.removeprefix(BORN_PREFIX)}")
     made = born
     try:
-        with locked([born]):
-            os.rename(born, folder)  # the lock is the folder's, whatever its name
+        with contextlib.ExitStack() as lock:
+            try:
+                lock.enter_context(locked([born]))
+                os.rename(born, folder)  # the lock is the folder's, whatever its name
+            except OSError as exc:  # another user's doing, in a shared TMPDIR
+                raise LoadError(
+                    f"the folder for the data files '{folder}' cannot be made ({exc}): "
+                    "point TMPDIR at a folder of your own"
+                ) from exc
             made = folder
             yield folder
     finally:

@@ -1113,16 +1113,20 @@ class Reaching:
         except BaseException as exc:  # noqa: BLE001 - raised again by project()
             self._checked.set_exception(exc)
             return
-        if then is not None:
-            try:
-                started = then(project)
-            except Exception:  # noqa: BLE001 - made again by its user, failing there
-                started = None
+        try:
             with self._lock:
-                self._started = started
-                if self._closed and started is not None:
-                    started.close()
-        self._checked.set_result(project)
+                wanted = then is not None and not self._closed
+            if then is not None and wanted:
+                try:
+                    started = then(project)
+                except Exception:  # noqa: BLE001 - made again by its user, failing there
+                    started = None
+                with self._lock:
+                    self._started = started
+                    if self._closed and started is not None:
+                        started.close()
+        finally:
+            self._checked.set_result(project)
 
     def project(self) -> Project:
         """The host's project, once checked.

@@ -241,8 +241,10 @@ class HostCommand:
             channel.close()
 
     def close(self) -> None:
-        """Drop the command, if it was not run: it gets no input, and ends."""
-        self.channel.close()
+        """Drop the command, if it was not run: it gets no input, and ends.
+        Quietly, whatever the connection's state: it may be what failed."""
+        with contextlib.suppress(OSError, EOFError, SSHException):
+            self.channel.close()
 
 
 #: Writes standard input to the new file named by argv[1]; prints its sha256.

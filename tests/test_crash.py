@@ -178,6 +178,29 @@ def test_kill_9_then_the_next_command_leaves_both_old_or_both_new(
     assert project.fingerprint() == new
 
 
+def test_a_dump_waiting_for_its_list_settles_nothing_before_it_comes(project, whole_state):
+    """A pull starts the host's dump early and sends it the list of media
+    only once its user said yes: until the list comes, that dump changes
+    nothing, not even to settle an interrupted load; without one it refuses."""
+    archive, _ = whole_state
+    old = project.fingerprint()
+    kill_during_load(project, "swapped", archive)
+    interrupted = leftovers(project)
+    assert interrupted
+
+    result = project.manage("diskette_dump", "--base", "-", "--to-stdout", check=False)
+
+    assert result.returncode == 1
+    assert "the list of media on the standard input is not a list of media" in (
+        result.stderr
+    )
+    assert "recovered" not in result.stderr
+    assert leftovers(project) == interrupted
+    project.manage("diskette_dump", "--check")  # the next command settles it
+    assert project.fingerprint() == old
+    assert leftovers(project) == []
+
+
 @pytest.mark.parametrize("kind", ["whole", "delta"])
 def test_a_recovery_killed_in_turn_is_finished_by_the_next_one(project, request, kind):
     """Killed before COMMIT with every entry swapped, the undo takes several
@@ -305,7 +328,9 @@ def test_a_sweep_beside_a_starting_load_leaves_its_data_folder(temporary, monkey
     swept: list[list[str]] = []
 
     def sweep_first(folders, **kwargs):
-        swept.append(journal.sweep_staging())  # the other process, at the worst instant
+        if not swept:  # the other process, at the worst instant: once
+            swept.append([])
+            swept[0] = journal.sweep_staging()
         return locked(folders, **kwargs)
 
     monkeypatch.setattr(journal, "locked", sweep_first)
@@ -327,12 +352,16 @@ def test_the_sweep_removes_what_killed_loads_left(temporary):
     young.mkdir()
     old = temporary / f"{journal.BORN_PREFIX}old"
     old.mkdir()
+    stalled = temporary / f"{journal.BORN_PREFIX}stalled"  # old, but locked: in use
+    stalled.mkdir()
     long_ago = time.time() - journal.BORN_GRACE - 1
-    os.utime(old, (long_ago, long_ago))
+    for folder in (old, stalled):
+        os.utime(folder, (long_ago, long_ago))
 
-    said = journal.sweep_staging()
+    with locked([stalled]):
+        said = journal.sweep_staging()
 
-    assert sorted(temporary.iterdir()) == [young]
+    assert sorted(temporary.iterdir()) == [stalled, young]
     assert sorted(said) == [
         f"removed '{old}', left by an interrupted load",
         f"removed '{left}', left by an interrupted load",

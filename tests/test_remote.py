@@ -179,7 +179,12 @@ def test_a_pull_refused_here_ends_the_dump_it_started_on_the_host(local, remote,
         f'echo started >> {log}; {sys.executable} "$@"; status=$?; '
         f'echo "ended $status" >> {log}; exit $status',
     )
-    run_here_with(local, wrapper_python(tmp_path, "slow", "*diskette_reset*", "sleep 2"))
+    waits_for_the_dump = (
+        f"for _ in $(seq 300); do grep -qs started {log} && break; sleep 0.1; done"
+    )
+    run_here_with(
+        local, wrapper_python(tmp_path, "slow", "*diskette_reset*", waits_for_the_dump)
+    )
     add_settings(local, "DEBUG = False\n")
     before, host_before = local.fingerprint(), remote.fingerprint()
 
@@ -196,8 +201,9 @@ def test_a_pull_refused_here_ends_the_dump_it_started_on_the_host(local, remote,
 
     assert result.returncode == 1
     assert "DEBUG is False" in result.stderr.strip().splitlines()[-1]
+    assert log.exists(), "the host's dump was never started"
     deadline = time.monotonic() + 15
-    while "ended" not in (log.read_text() if log.exists() else ""):
+    while "ended" not in log.read_text():
         assert time.monotonic() < deadline, "the host's dump is still running"
         time.sleep(0.1)
     started, ended = log.read_text().splitlines()

@@ -211,6 +211,11 @@ class Command(DisketteCommand):
 
     def dump_or_plan(self, options: dict[str, Any], stream: IO[bytes] | None) -> None:
         """The command's work, once its options agree (``stream``: ``--to-stdout``)."""
+        # First of all: a pull starts this dump while it checks its own side,
+        # and sends the list of media there (``--base -``) once the user said
+        # yes. Until then nothing is done here, not even an interrupted load
+        # settled; a pull that stops sends nothing, which is refused.
+        delta = self.delta(options)
         settings = get_settings()
         definitions = [] if options["no_data"] else self.definitions(options, settings)
         destination = (
@@ -249,7 +254,7 @@ class Command(DisketteCommand):
                 using = options["database"]
                 definitions = subset.selection(definitions, using).definitions
             return self.report_plan(
-                definitions, storages, excludes, archive, options, anonymizer
+                definitions, storages, excludes, archive, options, anonymizer, delta
             )
         self.run_dump(
             definitions,
@@ -259,6 +264,7 @@ class Command(DisketteCommand):
             settings,
             options,
             anonymizer,
+            delta,
             subset,
             stream,
         )
@@ -397,10 +403,11 @@ class Command(DisketteCommand):
         archive: Path,
         options: dict[str, Any],
         anonymizer: Anonymizer | None,
+        delta: Delta | None,
     ) -> None:
         counts = plan_data(definitions, options["database"])
         plans = [plan_storage(storage, excludes) for storage in storages]
-        changes = self.changes(storages, excludes, options)
+        changes = self.changes(storages, excludes, delta)
         uncovered = coverage(
             [model for definition in definitions for model in definition.models]
         )
@@ -492,6 +499,7 @@ class Command(DisketteCommand):
         settings: Any,
         options: dict[str, Any],
         anonymizer: Anonymizer | None,
+        delta: Delta | None,
         subset: Subset | None = None,
         stream: IO[bytes] | None = None,
     ) -> None:
@@ -509,7 +517,7 @@ class Command(DisketteCommand):
                 using=options["database"],
                 reporter=reporter,
                 anonymizer=anonymizer,
-                delta=self.delta(options),
+                delta=delta,
                 subset=subset,
                 stream=stream,
             )
@@ -583,11 +591,10 @@ class Command(DisketteCommand):
                 reporter.info(f"Local archive removed: {info.path}")
 
     def changes(
-        self, storages: list[AnyStorage], excludes: list[str], options: dict[str, Any]
+        self, storages: list[AnyStorage], excludes: list[str], delta: Delta | None
     ) -> list[StorageDelta] | None:
         """With ``--base``: what a dump would send of each storage folder and
         keep; S3 storages are sent whole. ``None`` without ``--base``."""
-        delta = self.delta(options)
         if delta is None or delta.sidecar:
             return None
         return [
