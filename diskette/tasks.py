@@ -449,6 +449,19 @@ def planned(c: Context, project: Project, archive: str) -> dict[str, Any]:
     return {"archive": archive, "plan": plan, "dry_run": True}
 
 
+def emptied(now: dict[str, Any], after: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows per model now and after a reset and load: the archive's models,
+    and those holding rows now, which the reset empties."""
+    labels = [
+        *after,
+        *(label for label, rows in now.items() if rows and label not in after),
+    ]
+    return [
+        {"model": label, "now": now.get(label), "after": after.get(label, 0)}
+        for label in labels
+    ]
+
+
 def print_plan(what: str, plan: dict[str, Any]) -> None:
     """Print a plan (``diskette_load --plan``'s, or one a pull or push puts
     together from both sides): rows per model now and after, files per storage.

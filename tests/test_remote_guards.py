@@ -26,7 +26,7 @@ from fabric import Config, Connection
 from invoke import Exit
 from paramiko.packet import Packetizer
 
-from diskette.remote import TRANSIT_MARKER, protected_entry, remote_tempdir
+from diskette.host import TRANSIT_MARKER, protected_entry, remote_tempdir
 from diskette.ssh import GCM
 from diskette.ssh import connect as ssh_connect
 from diskette.transfer import download
