@@ -36,7 +36,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -142,11 +142,29 @@ class Theirs:
         return size in self.sizes and (size, digest()) in self.contents
 
 
-def compare(storage: Storage, excludes: Sequence[str], base: Base) -> StorageDelta:
+#: A file a dump leaves out or takes: its real path, or (a storage without
+#: folders, S3) the storage's identity and its name there.
+FileKey = Path | tuple[int, str]
+
+
+def compare(
+    storage: Storage,
+    excludes: Sequence[str],
+    base: Base,
+    *,
+    left_out: Collection[FileKey] = (),
+    only: Collection[FileKey] | None = None,
+) -> StorageDelta:
     """What :class:`DeltaWriter` would archive of ``storage`` against ``base``,
     decided as it decides (:class:`Theirs`), without writing anything (the
     index included). A file that cannot be read counts as sent: the dump
     would fail on it, naming it.
+
+    :param left_out: real paths of files the dump leaves out (those of the
+        file fields an anonymization rule clears).
+    :param only: real paths of the only files it archives (a subset's).
+        Either way such a file is neither sent nor kept: the loading side
+        that has it removes it.
     """
     change = StorageDelta(str(storage.relpath))
     theirs = Theirs(base.get(change.storage, {}))
@@ -156,6 +174,10 @@ def compare(storage: Storage, excludes: Sequence[str], base: Base) -> StorageDel
     for entry in walk_storage(storage, excludes):
         if not isinstance(entry, Entry) or entry.kind != "file":
             continue
+        if left_out or only is not None:
+            real = Path(os.path.realpath(entry.path))
+            if real in left_out or (only is not None and real not in only):
+                continue
         relative = entry.arcname.removeprefix(prefix)
         ours = gone.pop(relative, None)
         try:

@@ -50,7 +50,6 @@ from .tasks import (
 )
 from .transfer import HostCommand, Received, download, run_with_input, terminal_progress
 
-
 #: What a host whose diskette predates deltas is told to do.
 NO_DELTAS = "its diskette makes no deltas: update it to this machine's version"
 
@@ -424,8 +423,8 @@ class Reaching:
             return
         try:
             with self._lock:
-                wanted = then is not None and not self._closed
-            if then is not None and wanted:
+                closed = self._closed
+            if then is not None and not closed:
                 try:
                     started = then(project)
                 except Exception:  # noqa: BLE001 - made again by its user, failing there

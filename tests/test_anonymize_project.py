@@ -149,6 +149,26 @@ def test_the_manifest_and_the_answer_say_anonymized(production):
     assert "Warning: --no-anonymize" in production.raw_stderr
 
 
+def test_a_plan_against_a_list_leaves_out_the_files_a_rule_drops(production, tmp_path):
+    """A pull's dry run asks the host for ``diskette_dump --check --base``: the
+    scans a rule drops are not counted as sent, as the dump leaves them out."""
+    nothing = tmp_path / "nothing-here.json"
+    nothing.write_text(json.dumps({"format": 1, "storages": {}}))
+    dump = ("diskette_dump", "--base", str(nothing), "--json")
+
+    planned = json.loads(production.manage(*dump, "--check").stdout)
+    done = json.loads(production.manage(*dump, "--filename", "delta.tar.gz").stdout)
+
+    sent = sum(change["added"] for change in planned["delta"])
+    every = sum(counts["files"] for counts in planned["storages"].values())
+    archived = [
+        name
+        for name in members(Path(done["archive"]))
+        if name.startswith(tuple(f"{storage}/" for storage in done["storages"]))
+    ]
+    assert sent == len(archived) == every - USERS
+
+
 def test_two_dumps_write_identical_data(production):
     first, second, _ = (members(a) for a in production.archives)
     data = [name for name in first if name.startswith("data/")]

@@ -535,6 +535,29 @@ def test_storages_only_archives_the_kept_rows_files(demo, chosen):
     assert files == {f"var/media/{book.cover.name}", "manifest.json"}
 
 
+def test_a_plan_against_a_list_counts_the_files_the_subset_dump_then_keeps(
+    demo, chosen, tmp_path
+):
+    """``--check --base`` (a pull's dry run) leaves out what the subset's dump
+    leaves out: against a list of every file, the kept book's cover is kept,
+    and every other file is removed there, neither sent nor kept."""
+    book = a_book_with()
+    chosen({"demo.Book": {"filter": {"pk": book.pk}}})
+    have = tmp_path / "have.json"
+    run_command("diskette_index", "--output", str(have))
+    listed = len(json.loads(have.read_text())["storages"]["var/media"])
+    dump = ("diskette_dump", "--subset", "chosen", "--base", str(have), "--json")
+
+    planned = json.loads(run_command(*dump, "--check").stdout)
+    done = json.loads(run_command(*dump).stdout)
+
+    [media] = [change for change in planned["delta"] if change["storage"] == "var/media"]
+    assert (media["added"], media["changed"], media["kept"]) == (0, 0, 1)
+    assert media["removed"] == listed - 1 > 0
+    assert done["kept"] == media["kept"]
+    assert done["kept_bytes"] == media["bytes_kept"] == book.cover.size
+
+
 def test_only_the_kept_rows_files_of_a_bucket_are_archived(project, settings, s3, bucket):
     """Media on S3: the kept customer's scan, no other object of the bucket;
     and its referrer, a user named by username (``to_field``), comes too."""

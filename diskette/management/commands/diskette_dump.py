@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from diskette.archive import DATA_DIR
 from diskette.conf import check_archive_filename, check_database, get_settings
 from diskette.data import dumpdata_command
 from diskette.definitions import Definition, everything, load_definitions
-from diskette.delta import Delta, StorageDelta, compare, read_base_file
+from diskette.delta import Delta, FileKey, StorageDelta, compare, read_base_file
 from diskette.dump import (
     archive_filename,
     check_something_to_dump,
@@ -250,11 +250,30 @@ class Command(DisketteCommand):
             with_storages=not options["no_storages"],
         )
         if options["check"]:
-            if subset is not None:  # count the rows it keeps
-                using = options["database"]
-                definitions = subset.selection(definitions, using).definitions
+            using = options["database"]
+            selection = None if subset is None else subset.selection(definitions, using)
+            if selection is not None:  # count the rows it keeps
+                definitions = selection.definitions
+            # A plan against a list (--base, a pull's dry run) leaves out the
+            # files the dump would: those a rule clears, those a subset's
+            # rows do not name.
+            left_out = (
+                set(anonymizer.dropped_files(using))
+                if anonymizer is not None and delta is not None
+                else set()
+            )
+            only = (
+                selection.files() if selection is not None and delta is not None else None
+            )
             return self.report_plan(
-                definitions, storages, excludes, archive, options, anonymizer, delta
+                definitions,
+                storages,
+                excludes,
+                archive,
+                options,
+                anonymizer,
+                delta,
+                (left_out, only),
             )
         self.run_dump(
             definitions,
@@ -404,10 +423,11 @@ class Command(DisketteCommand):
         options: dict[str, Any],
         anonymizer: Anonymizer | None,
         delta: Delta | None,
+        leaving: tuple[Collection[FileKey], Collection[FileKey] | None] = ((), None),
     ) -> None:
         counts = plan_data(definitions, options["database"])
         plans = [plan_storage(storage, excludes) for storage in storages]
-        changes = self.changes(storages, excludes, delta)
+        changes = self.changes(storages, excludes, delta, leaving)
         uncovered = coverage(
             [model for definition in definitions for model in definition.models]
         )
@@ -591,14 +611,23 @@ class Command(DisketteCommand):
                 reporter.info(f"Local archive removed: {info.path}")
 
     def changes(
-        self, storages: list[AnyStorage], excludes: list[str], delta: Delta | None
+        self,
+        storages: list[AnyStorage],
+        excludes: list[str],
+        delta: Delta | None,
+        leaving: tuple[Collection[FileKey], Collection[FileKey] | None],
     ) -> list[StorageDelta] | None:
         """With ``--base``: what a dump would send of each storage folder and
-        keep; S3 storages are sent whole. ``None`` without ``--base``."""
+        keep; S3 storages are sent whole. ``None`` without ``--base``.
+
+        :param leaving: the files it leaves out, and the only ones it takes
+            (:func:`~diskette.delta.compare`).
+        """
         if delta is None or delta.sidecar:
             return None
+        left_out, only = leaving
         return [
-            compare(storage, excludes, delta.base)
+            compare(storage, excludes, delta.base, left_out=left_out, only=only)
             for storage in storages
             if isinstance(storage, Storage)
         ]
