@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fabric import Config, Connection  # noqa: E402
 
 from diskette.files import file_sha256  # noqa: E402
+from diskette.ssh import connect  # noqa: E402
 from diskette.transfer import RECEIVE_SCRIPT, download, upload  # noqa: E402
 from tests.sshd import start_sshd  # noqa: E402
 
@@ -53,6 +54,11 @@ def main() -> None:
             digest = file_sha256(source)
             target = root / "copy.bin"
             c = Connection("remote", config=Config(runtime_ssh_path=str(server.ssh_config)))
+            # Diskette's own connection, as its tasks open it (AES-GCM first).
+            ours = Connection(
+                "remote", config=Config(runtime_ssh_path=str(server.ssh_config))
+            )
+            connect(ours)
             config = ["-F", str(server.ssh_config)]
             cases = {
                 "download: scp": lambda: subprocess.run(
@@ -62,7 +68,7 @@ def main() -> None:
                     str(source), str(target)
                 ),
                 "download: diskette (channel, sha256)": lambda: download(
-                    c, str(source), target, digest
+                    ours, str(source), target, digest
                 ),
                 "upload: scp": lambda: subprocess.run(
                     ["scp", "-q", *config, str(source), f"remote:{target}"], check=True
@@ -71,7 +77,7 @@ def main() -> None:
                     str(source), str(target)
                 ),
                 "upload: diskette (channel, sha256)": lambda: upload(
-                    c,
+                    ours,
                     source,
                     str(target),
                     receiver=lambda p: shlex.join(
