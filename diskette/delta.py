@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Literal, NamedTuple
 
 from .archive import ArchiveWriter, Unpacked, unpack
 from .archive.format import is_sha256
@@ -147,6 +147,24 @@ class Theirs:
 FileKey = Path | tuple[int, str]
 
 
+def leaving(
+    path: str, left_out: Collection[FileKey], only: Collection[FileKey] | None
+) -> Literal["dropped", "unnamed"] | None:
+    """Why a dump leaves the file or link at ``path`` out of its archive:
+    ``"dropped"``, among the files ``left_out`` (those of the file fields an
+    anonymization rule clears), or ``"unnamed"``, outside ``only`` (the files
+    a subset's rows name); ``None``: it archives it. One rule for the dump
+    and for its plan against a list (:func:`compare`)."""
+    if not left_out and only is None:
+        return None
+    real = Path(os.path.realpath(path))
+    if real in left_out:
+        return "dropped"
+    if only is not None and real not in only:
+        return "unnamed"
+    return None
+
+
 def compare(
     storage: Storage,
     excludes: Sequence[str],
@@ -174,10 +192,8 @@ def compare(
     for entry in walk_storage(storage, excludes):
         if not isinstance(entry, Entry) or entry.kind != "file":
             continue
-        if left_out or only is not None:
-            real = Path(os.path.realpath(entry.path))
-            if real in left_out or (only is not None and real not in only):
-                continue
+        if leaving(entry.path, left_out, only) is not None:
+            continue
         relative = entry.arcname.removeprefix(prefix)
         ours = gone.pop(relative, None)
         try:

@@ -9,7 +9,6 @@ storages (:mod:`diskette.storages`); the archive layout is
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack
@@ -25,7 +24,7 @@ from . import __version__
 from .archive import FORMAT_VERSION, ArchiveInfo, ArchiveWriter
 from .data import consistent_snapshot, count_objects, write_data
 from .definitions import Definition
-from .delta import Delta, open_writer
+from .delta import Delta, leaving, open_writer
 from .exceptions import ConfigurationError, DumpError
 from .journal import locked
 from .objectstorage import read_ahead, storage_identity, translated
@@ -338,19 +337,12 @@ def _append_storages(
             if isinstance(item, Skipped):
                 reporter.warning(f"skipped '{item.path}': {item.reason}")
                 skipped.append(item)
-            elif (
-                left_out
-                and item.kind != "directory"
-                and (Path(os.path.realpath(item.path)) in left_out)
-            ):
+                continue
+            why = None if item.kind == "directory" else leaving(item.path, left_out, only)
+            if why is not None:
                 advance(item.size)
-                omitted += 1
-            elif (
-                only is not None
-                and item.kind != "directory"
-                and Path(os.path.realpath(item.path)) not in only
-            ):
-                advance(item.size)
+                if why == "dropped":
+                    omitted += 1
             elif item.kind == "file":
                 writer.add_file(item.path, item.arcname, advance, status=item.status)
             elif item.kind == "directory":

@@ -549,11 +549,11 @@ def staging_folder() -> Iterator[Path]:
         _remove(made)
 
 
-def sweep_staging(now: float | None = None) -> list[str]:
+def sweep_staging() -> list[str]:
     """Remove the data folders that killed loads of this user left behind:
     unlocked ones, and those being made (:func:`staging_folder`) for longer
     than :data:`BORN_GRACE`."""
-    now = time.time() if now is None else now
+    now = time.time()
     swept: list[str] = []
     try:
         root = Path(tempfile.gettempdir())
