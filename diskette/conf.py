@@ -74,6 +74,9 @@ DEFAULTS: dict[str, Any] = {
     #: Subsets ``diskette_dump --subset NAME`` dumps (docs/subset.md): per
     #: name, starting rows and relations to follow per model label.
     "DISKETTE_SUBSETS": {},
+    #: Whether a load's reset of SQLite copies an empty database kept from
+    #: the last ``migrate`` of the same migrations (docs/commands.md).
+    "DISKETTE_MIGRATION_CACHE": True,
 }
 
 #: A ``STORAGES`` alias diskette archives files under: a plain folder name.
@@ -163,6 +166,9 @@ class DisketteSettings:
         (imported by :func:`diskette.hooks.after_load`).
     :param subsets: subset definitions by name, as written (validated by
         :mod:`diskette.subset`, which needs the app registry).
+    :param migration_cache: a load's reset of SQLite copies the empty
+        database the last ``migrate`` of the same migrations made
+        (:mod:`diskette.migrated`).
     """
 
     apps: Any
@@ -195,6 +201,7 @@ class DisketteSettings:
     api_failure_window: int
     after_load: tuple[Any, ...]
     subsets: dict[str, Any]
+    migration_cache: bool
 
 
 def setting(name: str, settings: Any = django_settings) -> Any:
@@ -248,6 +255,7 @@ def get_settings(settings: Any = django_settings) -> DisketteSettings:
         api_failure_window=value["DISKETTE_API_FAILURE_WINDOW"],
         after_load=tuple(value["DISKETTE_AFTER_LOAD"]),
         subsets=value["DISKETTE_SUBSETS"],
+        migration_cache=value["DISKETTE_MIGRATION_CACHE"],
     )
 
 
@@ -522,6 +530,7 @@ VALIDATORS: dict[str, Callable[[Any], Iterator[str]]] = {
     "DISKETTE_API_FAILURE_WINDOW": _count(1, 600),
     "DISKETTE_AFTER_LOAD": _hooks,
     "DISKETTE_SUBSETS": _subsets,
+    "DISKETTE_MIGRATION_CACHE": _flag,
 }
 
 

@@ -195,6 +195,12 @@ def _link_new(partial: Path, target: Path) -> None:
     partial.unlink()
 
 
+def user_cache() -> Path:
+    """The user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``), where
+    diskette keeps what it can always make again."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"))
+
+
 def fsync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable; best effort where folders cannot sync."""
     with contextlib.suppress(OSError):

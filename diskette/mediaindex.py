@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .files import file_sha256
+from .files import file_sha256, user_cache
 from .journal import is_work_folder
 
 #: The folder of the indexes, in the user's cache folder.
@@ -238,9 +238,8 @@ def index_path(folder: Path) -> Path:
 
 
 def _cached(real: str) -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     name = hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
-    return Path(cache) / INDEX_DIR / f"{name}.json"
+    return user_cache() / INDEX_DIR / f"{name}.json"
 
 
 def regular_files(folder: Path) -> Iterator[tuple[str, os.stat_result]]:

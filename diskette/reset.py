@@ -37,6 +37,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
 from .exceptions import ConfigurationError, ResetError
+from .migrated import SQLITE_COMPANIONS, Migrated, has_companions
 from .schema import READING_MIGRATIONS
 
 
@@ -112,8 +113,6 @@ def _reset_sqlite(connection: Any) -> str:
 SPARE_INFIX = ".diskette-spare-"
 #: Seconds a dropped spare's thread is given to stop and remove its files.
 STOP_WAIT = 10
-#: What SQLite writes beside a database file.
-SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class Spare:
@@ -127,7 +126,9 @@ class Spare:
     migrated through a connection of its own on its own thread. It is made
     as a reset makes one: ``migrate`` on an empty file, with the same
     settings and alias, so routers and ``post_migrate`` receivers see what
-    they always see. If anything fails, it is dropped and the reset migrates
+    they always see; or, for migrations already migrated so, a copy of that
+    result kept in the user's cache (:class:`~diskette.migrated.Migrated`).
+    If anything fails, it is dropped and the reset migrates
     as it always did. A load that stops first stops the migration at its
     next query, and the thread removes the spare's files; a sweep removes
     what a killed process left.
@@ -179,6 +180,12 @@ class Spare:
 
     def _migrate(self, settings: dict[str, Any]) -> None:
         try:
+            # The project's copy of an empty migrated database, if kept:
+            # the same for the same migrations, and a copy costs no CPU.
+            kept = Migrated.of(self.using)
+            if kept is not None and kept.copy_into(self.path):
+                self.migrated = True
+                return
             connection = load_backend(settings["ENGINE"]).DatabaseWrapper(
                 settings, self.using
             )
@@ -194,6 +201,8 @@ class Spare:
                     )
             finally:
                 connection.close()
+            if kept is not None and not has_companions(self.path):
+                kept.keep(self.path)
             self.migrated = True
         except BaseException:  # noqa: BLE001, S110 - not migrated: the reset migrates itself
             pass
@@ -216,11 +225,7 @@ class Spare:
         """Swap the spare in for the project's database, once migrated;
         ``False`` (the spare dropped) if it could not be made whole."""
         self.thread.join()
-        if (
-            not self.migrated
-            or self.descriptor is None
-            or any(Path(f"{self.path}{s}").exists() for s in SQLITE_COMPANIONS)
-        ):
+        if not self.migrated or self.descriptor is None or has_companions(self.path):
             self.drop()
             return False
         connections[self.using].close()

@@ -42,14 +42,21 @@ def migrations_after_reset() -> dict[str, list[str]]:
     """
     with READING_MIGRATIONS:
         graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    applied: dict[str, list[str]] = {}
+    for app_label, name in sorted(recorded_by_migrate(graph)):
+        applied.setdefault(app_label, []).append(name)
+    return applied
+
+
+def recorded_by_migrate(graph: Any) -> set[tuple[str, str]]:
+    """The migrations ``migrate`` records in an empty database, from the
+    graph of a loader that read no database: each node, and the migrations
+    a squashed one replaces."""
     names: set[tuple[str, str]] = set()
     for key, migration in graph.nodes.items():
         names.add(key)
         names.update(migration.replaces)
-    applied: dict[str, list[str]] = {}
-    for app_label, name in sorted(names):
-        applied.setdefault(app_label, []).append(name)
-    return applied
+    return names
 
 
 def migration_differences(

@@ -8,6 +8,7 @@ environment, so these tests also prove that the configuration key is used.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import http.server
@@ -15,6 +16,7 @@ import json
 import re
 import shlex
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -402,11 +404,14 @@ def test_load_reset_swaps_in_a_spare_with_the_mode_of_the_database(project, tmp_
 
 def with_spare(change: str) -> str:
     """A script running manage.py (its arguments) with ``change`` made to
-    ``diskette.reset`` (imported as ``reset``) first."""
+    ``diskette.reset`` (imported as ``reset``) first. The spare migrates:
+    no copy of an earlier migration (``diskette.migrated``) stands for it."""
     return (
         "import os, sys\n"
         "sys.path.insert(0, os.getcwd())\n"
         "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "settings.DISKETTE_MIGRATION_CACHE = False\n"
         "from diskette import reset\n"
         f"{change}\n"
         "from django.core.management import execute_from_command_line\n"
@@ -564,6 +569,111 @@ def test_a_spare_left_by_a_killed_load_is_removed_by_the_next(project, tmp_path)
     assert database.read_bytes() == before
     project.manage(*load[1:])
     assert spares(project) == []
+
+
+def kept_copies(project: SandboxCopy) -> list[Path]:
+    """The empty migrated databases kept for ``project`` (``diskette.migrated``),
+    in a cache folder of its own."""
+    folder = Path(project.env["XDG_CACHE_HOME"]) / "diskette" / "migrated"
+    return sorted(folder.glob("*.sqlite3"))
+
+
+def mark(database: Path) -> None:
+    """Add a table to an SQLite ``database``: ``marked`` tells a copy of it."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("CREATE TABLE diskette_test_mark (id integer)")
+        connection.commit()
+
+
+def marked(database: Path) -> bool:
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'diskette_test_mark'"
+        )
+        return found.fetchone() == (1,)
+
+
+@pytest.fixture
+def cached(project: SandboxCopy, tmp_path: Path) -> tuple[SandboxCopy, list[str]]:
+    """``project`` with a cache folder of its own, and the ``diskette_load
+    --reset`` of an archive of its data and media."""
+    project.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    project.manage("diskette_dump", "--destination", str(tmp_path))
+    archive = str(tmp_path / "diskette_data_storages.tar.gz")
+    return project, ["diskette_load", archive, "--reset", "--keep", "--noinput", "--json"]
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_reset_copies_the_database_the_last_migrate_made(cached):
+    """The first load migrates its spare and keeps a private copy; the next
+    is that copy, until a migration changes: then it migrates again."""
+    project, load = cached
+    original = project.fingerprint()
+    database = project.root / "var" / "db.sqlite3"
+    project.manage(*load)
+    [copy] = kept_copies(project)
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
+    mark(copy)
+
+    change_everything(project)
+    project.manage(*load)
+    assert marked(database)  # the copy, not a migration
+    assert project.fingerprint() == original
+
+    migration = project.root / "shop" / "migrations" / "0003_customer.py"
+    migration.write_text(migration.read_text() + "# edited\n")
+    change_everything(project)
+    answer = json.loads(project.manage(*load).stdout)
+    assert answer["reset"] == "replaced the database file by a new one"
+    assert not marked(database)
+    assert project.fingerprint() == original
+    assert len(kept_copies(project)) == 2  # the other branch's stays, for a switch back
+    assert spares(project) == []
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+@pytest.mark.parametrize("damage", ["garbage", "others may write it", "a migration less"])
+def test_a_copy_that_is_not_sound_is_migrated_again(cached, damage):
+    """A damaged copy, one another user could have written, or one that does
+    not record every migration, is not used: the spare migrates, and its
+    copy replaces the bad one."""
+    project, load = cached
+    original = project.fingerprint()
+    project.manage(*load)
+    [copy] = kept_copies(project)
+    mark(copy)
+    if damage == "garbage":
+        copy.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+    elif damage == "others may write it":
+        copy.chmod(0o622)
+    else:
+        with contextlib.closing(sqlite3.connect(copy)) as connection:
+            connection.execute("DELETE FROM django_migrations WHERE app = 'shop'")
+            connection.commit()
+
+    change_everything(project)
+    loaded = project.manage(*load)
+
+    assert "Traceback" not in loaded.stderr
+    assert not marked(project.root / "var" / "db.sqlite3")
+    assert project.fingerprint() == original
+    assert kept_copies(project) == [copy] and not marked(copy)
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert spares(project) == []
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_the_migration_cache_can_be_turned_off(cached):
+    project, load = cached
+    project.use_settings(
+        project.write_settings("settings_nocache", "DISKETTE_MIGRATION_CACHE = False\n")
+    )
+
+    project.manage(*load)
+    project.manage(*load)
+
+    assert kept_copies(project) == []
 
 
 def test_load_reset_drops_nothing_when_the_archive_does_not_verify(project, tmp_path):
