@@ -114,6 +114,9 @@ def main() -> None:
     if find_sshd() is None:
         raise SystemExit("needs OpenSSH's sshd (apt install openssh-server)")
     with tempfile.TemporaryDirectory(prefix="diskette-bench-") as folder:
+        # A cache of its own, empty: the first pull is a new user's, whatever
+        # earlier runs left (media indexes, migrated databases).
+        os.environ["XDG_CACHE_HOME"] = str(Path(folder) / "cache")
         rows, moved = run(Path(folder), options.media_mb, options.changed, options.runs)
     print(
         f"\nA pull of {options.media_mb} MB of media over SSH on 127.0.0.1, then "
