@@ -28,6 +28,7 @@ switches between).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -191,28 +192,36 @@ def _key(using: str, loader: MigrationLoader) -> str | None:
         source = _source_digest(each)
         if source is None:
             return None
-        parts.append([getattr(each, "__module__", None), each.__qualname__, source])
-    text = json.dumps(parts, default=repr, sort_keys=True)
+        parts.append([each.__module__, getattr(each, "__qualname__", repr(each)), source])
+    try:
+        text = json.dumps(parts, default=repr, sort_keys=True)
+    except (TypeError, ValueError):  # OPTIONS keyed by other than text, say
+        return None
     return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def _receivers(signal: Any) -> Iterable[Any]:
-    """The functions connected to ``signal``, dead references left out."""
+    """The code of the receivers connected to ``signal`` (dead references left
+    out): a bound method's function, a partial's, a callable object's class."""
     for entry in signal.receivers:
         receiver = entry[1]
         if isinstance(receiver, weakref.ReferenceType):
             receiver = receiver()
-        if receiver is not None:
-            yield getattr(receiver, "__func__", receiver)
+        while isinstance(receiver, functools.partial):
+            receiver = receiver.func
+        receiver = getattr(receiver, "__func__", receiver)
+        if receiver is None:
+            continue
+        yield receiver if inspect.isfunction(receiver) else type(receiver)
 
 
 def _source_digest(code: Any) -> str | None:
     """The sha256 of the file that defines ``code``; ``None`` if unreadable."""
-    module = sys.modules.get(getattr(code, "__module__", "") or "")
+    module = sys.modules.get(getattr(code, "__module__", None) or "")
     try:
         path = inspect.getsourcefile(module) if module is not None else None
         return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):
         return None
 
 
