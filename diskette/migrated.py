@@ -3,26 +3,34 @@
 A load with ``--reset`` into SQLite migrates a spare database beside the
 project's own (:class:`diskette.reset.Spare`). For the sandbox that is half
 a second of CPU; for a project of a few hundred migrations, many seconds;
-and it is the same every time until a migration changes. What ``migrate``
-makes of an empty database depends on the migration files, the installed
-apps, the routers, the ``pre_migrate`` and ``post_migrate`` receivers (the
-rows of ``contenttypes``, ``auth`` and ``sites``), ``SITE_ID``, and the
-versions of Django, SQLite and diskette. The first spare migrated is
-copied into the user's cache folder under a hash of all of these
-(:func:`_key`); a later spare with the same hash is a copy of it.
+and it is the same every time until a migration changes. So the first
+spare migrated is copied into the user's cache folder
+(``$XDG_CACHE_HOME/diskette/migrated/``, else ``~/.cache/...``), named by a
+hash of what ``migrate`` makes of an empty database depends on
+(:func:`_key`): each migration file and its operations as loaded (a
+setting read as it was imported is in them), the swappable models'
+settings (``AUTH_USER_MODEL``), the installed apps, the source files of
+the ``pre_migrate`` and ``post_migrate`` receivers (the rows of
+``contenttypes``, ``auth``, ``sites``) and ``SITE_ID``, the database's
+alias, engine and options, and the versions of Django, SQLite and
+diskette. A later spare with the same hash is a copy of it.
 
-A copy is used only if it is sound: a private file (the cache folder and
-the file this user's alone, not writable by others, no symbolic link) that
-SQLite opens and whose ``django_migrations`` lists exactly the migrations
-``migrate`` would record. Where a source file cannot be read, the hash
-cannot stand for the result and nothing is kept.
-``DISKETTE_MIGRATION_CACHE = False`` turns it off, for a project whose
-receivers make rows from anything else (other settings, the environment).
+None is kept where a hash cannot stand for the result: with database
+routers (their answers follow settings and hints), an app with models but
+no migrations, a source file that cannot be read. What the hash does not
+see: code that a migration or a receiver calls in other modules, data
+files, the environment, values a data migration draws at random.
+``DISKETTE_MIGRATION_CACHE = False`` turns it off for a project where
+those change what ``migrate`` makes.
 
-The cache is never the truth: it is written whole under a temporary name
-then renamed, any failure to read or write it means migrating as before,
-and only the few copies last used are kept (one per branch a developer
-switches between).
+A copy is used only if it is sound: a regular file, private (it and each
+folder below the cache folder this user's, not writable by others, no
+symbolic link), that SQLite opens and whose ``django_migrations`` lists
+exactly the migrations ``migrate`` would record. It is written through
+the spare's open descriptor, never by name. The cache is never the truth:
+a copy is written whole under a temporary name then renamed, any failure
+to read or write it means migrating as before, and only the few copies
+last used are kept (one per branch a developer switches between).
 """
 
 from __future__ import annotations
@@ -33,7 +41,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
 import sqlite3
 import stat
 import sys
@@ -42,6 +49,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +58,13 @@ from django.apps import apps
 from django.conf import settings
 from django.db import connections, router
 from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.writer import MigrationWriter
 from django.db.models.signals import post_migrate, pre_migrate
+from django.utils.module_loading import module_has_submodule
 
 from . import __version__
 from .conf import setting
-from .files import fsync_folder, user_cache
+from .files import BLOCK_SIZE, fsync_folder, user_cache
 from .schema import READING_MIGRATIONS, recorded_by_migrate
 
 #: Bumped when what a key covers changes: copies kept under another are not found.
@@ -93,40 +103,43 @@ class Migrated:
         cannot stand for ``migrate`` in this project."""
         if not setting("DISKETTE_MIGRATION_CACHE"):
             return None
-        folder = _private_folder(user_cache() / "diskette" / "migrated")
+        folder = _private_folder(user_cache(), Path("diskette", "migrated"))
         if folder is None:
             return None
-        with READING_MIGRATIONS:
-            loader = MigrationLoader(None, ignore_no_migrations=True)
-        key = _key(using, loader)
-        if key is None:
-            return None
-        return cls(folder / f"{key}{SUFFIX}", frozenset(recorded_by_migrate(loader.graph)))
-
-    def copy_into(self, target: Path) -> bool:
-        """Write the kept copy over ``target`` (an empty database file,
-        opened by its owner); ``False``, ``target`` left empty, when there
-        is none or it is not sound."""
         try:
-            descriptor = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            _import_management_modules()  # their receivers, as migrate has them
+            with READING_MIGRATIONS:
+                loader = MigrationLoader(None, ignore_no_migrations=True)
+            key = _key(using, loader)
+            recorded = recorded_by_migrate(loader.graph)
+        except Exception:  # noqa: BLE001 - a copy is a shortcut: migrate says what is wrong
+            return None
+        return None if key is None else cls(folder / f"{key}{SUFFIX}", frozenset(recorded))
+
+    def copy_into(self, target: int, name: Path) -> bool:
+        """Write the kept copy into the empty database file open as
+        ``target`` (its name ``name``); ``False``, the file left empty,
+        when there is none or it is not sound."""
+        try:
+            source = os.open(
+                self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            )
         except OSError:
             return False
         try:
-            with open(descriptor, "rb", closefd=False) as source:
-                if not _private(os.fstat(descriptor)):
-                    return False
-                with open(target, "r+b") as copy:
-                    shutil.copyfileobj(source, copy)
-                    copy.truncate()
-            if self._sound(target):
+            status = os.fstat(source)
+            if not (stat.S_ISREG(status.st_mode) and _private(status)):
+                return False
+            _copy(source, target, sync=False)
+            if self._sound(name):
                 with contextlib.suppress(OSError):
-                    os.utime(descriptor)  # used: kept the longest
+                    os.utime(source)  # used: kept the longest
                 return True
         except (OSError, sqlite3.Error):
             pass
         finally:
-            os.close(descriptor)
-        _empty(target)
+            os.close(source)
+        _empty(target, name)
         return False
 
     def _sound(self, database: Path) -> bool:
@@ -139,17 +152,17 @@ class Migrated:
             connection.close()
         return recorded == self.recorded and not has_companions(database)
 
-    def keep(self, migrated: Path) -> None:
-        """Keep a copy of ``migrated``, an empty database ``migrate`` just made
-        (closed, with no companion file); best effort."""
+    def keep(self, migrated: int) -> None:
+        """Keep a copy of the database open as ``migrated``, which ``migrate``
+        just made (closed, with no companion file); best effort."""
         folder = self.path.parent
         partial = None
         try:
             descriptor, partial = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)
-            with open(descriptor, "wb") as copy, open(migrated, "rb") as source:
-                shutil.copyfileobj(source, copy)
-                copy.flush()
-                os.fsync(copy.fileno())
+            try:
+                _copy(migrated, descriptor, sync=True)
+            finally:
+                os.close(descriptor)
             os.replace(partial, self.path)
             partial = None
             fsync_folder(folder)
@@ -162,14 +175,46 @@ class Migrated:
         _prune(folder)
 
 
+def _copy(source: int, target: int, *, sync: bool) -> None:
+    """Copy the whole file open as ``source`` over the one open as
+    ``target``: descriptors, not names, which another may swap.
+
+    :param sync: flush it to disk before returning (a copy kept for later;
+        a spare is flushed by SQLite as the load commits into it).
+    """
+    os.lseek(source, 0, os.SEEK_SET)
+    os.lseek(target, 0, os.SEEK_SET)
+    while block := os.read(source, BLOCK_SIZE):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(target, view) :]
+    os.ftruncate(target, os.lseek(target, 0, os.SEEK_CUR))
+    if sync:
+        os.fsync(target)
+
+
+def _import_management_modules() -> None:
+    """Import each app's ``management`` package, as ``migrate`` does first:
+    receivers connected there are the ``migrate``'s too."""
+    for config in apps.get_app_configs():
+        if module_has_submodule(config.module, "management"):
+            import_module(".management", config.name)
+
+
 def _key(using: str, loader: MigrationLoader) -> str | None:
     """A hash of what ``migrate`` makes of an empty database ``using``
-    depends on; ``None`` when a source file cannot be read.
+    depends on; ``None`` when it cannot be told.
 
-    Apps without migrations are not looked at: ``migrate`` makes no table
-    for them, and its ``post_migrate`` receivers are given the models of
-    the migrations.
+    It cannot where routers decide what goes in which database (their
+    answers follow settings and hints, not code alone), where an app has
+    models but no migrations (its content types and permissions follow its
+    models), or where a source file cannot be read.
     """
+    if router.routers:
+        return None
+    for label in loader.unmigrated_apps:
+        if any(apps.get_app_config(label).get_models(include_auto_created=True)):
+            return None
     connection = connections[using]
     parts: list[Any] = [
         KEY_FORMAT,
@@ -181,18 +226,26 @@ def _key(using: str, loader: MigrationLoader) -> str | None:
         connection.settings_dict.get("OPTIONS", {}),
         [config.name for config in apps.get_app_configs()],
         getattr(settings, "SITE_ID", None),
+        # Swappable models (AUTH_USER_MODEL): the migrations name the setting.
+        sorted(
+            (model._meta.swappable, str(getattr(settings, model._meta.swappable, "")))
+            for model in apps.get_models(include_swapped=True)
+            if model._meta.swappable
+        ),
     ]
-    code = [
-        *(type(loader.disk_migrations[key]) for key in sorted(loader.disk_migrations)),
-        *(type(each) for each in router.routers),
-        *_receivers(pre_migrate),
-        *_receivers(post_migrate),
-    ]
-    for each in code:
-        source = _source_digest(each)
-        if source is None:
-            return None
-        parts.append([each.__module__, getattr(each, "__qualname__", repr(each)), source])
+    sources: list[str | None] = []
+    for key in sorted(loader.disk_migrations):
+        migration = loader.disk_migrations[key]
+        # The file, and its operations as loaded: a value read from the
+        # settings as it was imported is written out.
+        operations = [MigrationWriter.serialize(o)[0] for o in migration.operations]
+        sources.append(_source_digest(type(migration)))
+        parts.append([key, sources[-1], operations])
+    for code in (*_receivers(pre_migrate), *_receivers(post_migrate)):
+        sources.append(_source_digest(code))
+        parts.append([code.__module__, code.__qualname__, sources[-1]])
+    if None in sources:
+        return None
     try:
         text = json.dumps(parts, default=repr, sort_keys=True)
     except (TypeError, ValueError):  # OPTIONS keyed by other than text, say
@@ -225,28 +278,42 @@ def _source_digest(code: Any) -> str | None:
         return None
 
 
-def _private_folder(folder: Path) -> Path | None:
-    """``folder``, made if need be, if it is this user's own and not
-    writable by others; else ``None``."""
+def _private_folder(cache: Path, below: Path) -> Path | None:
+    """``cache / below``, its folders made if need be, if the cache folder
+    is this user's (or root's) and each folder below is this user's, none of
+    them a symbolic link or writable by others; else ``None``."""
+    folder = cache
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        status = os.lstat(folder)
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = os.lstat(cache)
+        if not stat.S_ISDIR(status.st_mode) or status.st_mode & 0o022:
+            return None
+        if status.st_uid not in (os.geteuid(), 0):
+            return None
+        for part in below.parts:
+            folder = folder / part
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+            status = os.lstat(folder)
+            if not (stat.S_ISDIR(status.st_mode) and _private(status)):
+                return None
     except OSError:
         return None
-    return folder if stat.S_ISDIR(status.st_mode) and _private(status) else None
+    return folder
 
 
 def _private(status: os.stat_result) -> bool:
     return status.st_uid == os.geteuid() and not status.st_mode & 0o022
 
 
-def _empty(database: Path) -> None:
-    """Leave ``database`` an empty file, with no companion, for ``migrate``."""
+def _empty(database: int, name: Path) -> None:
+    """Leave the database open as ``database`` an empty file, with no
+    companion, for ``migrate``."""
     with contextlib.suppress(OSError):
-        os.truncate(database, 0)
+        os.ftruncate(database, 0)
     for suffix in SQLITE_COMPANIONS:
         with contextlib.suppress(OSError):
-            os.unlink(f"{database}{suffix}")
+            os.unlink(f"{name}{suffix}")
 
 
 def _prune(folder: Path) -> None:

@@ -157,7 +157,7 @@ class Spare:
         self.lock = threading.Lock()
         self.migrated = self.finished = self.abandoned = False
         self.thread = threading.Thread(
-            target=self._migrate, args=({**settings, "NAME": path},), daemon=True
+            target=self._migrate, args=({**settings, "NAME": path}, descriptor), daemon=True
         )
         self.thread.start()
 
@@ -178,12 +178,13 @@ class Spare:
         except OSError:
             return None  # the reset migrates, and says what is wrong with the folder
 
-    def _migrate(self, settings: dict[str, Any]) -> None:
+    def _migrate(self, settings: dict[str, Any], descriptor: int) -> None:
+        """:param descriptor: the spare's file, open until the thread ends."""
         try:
             # The project's copy of an empty migrated database, if kept:
             # the same for the same migrations, and a copy costs no CPU.
             kept = Migrated.of(self.using)
-            if kept is not None and kept.copy_into(self.path):
+            if kept is not None and kept.copy_into(descriptor, self.path):
                 self.migrated = True
                 return
             connection = load_backend(settings["ENGINE"]).DatabaseWrapper(
@@ -202,7 +203,7 @@ class Spare:
             finally:
                 connection.close()
             if kept is not None and not has_companions(self.path):
-                kept.keep(self.path)
+                kept.keep(descriptor)
             self.migrated = True
         except BaseException:  # noqa: BLE001, S110 - not migrated: the reset migrates itself
             pass

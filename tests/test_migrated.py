@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Iterator
+from importlib import import_module
 from typing import Any
 
 import pytest
@@ -73,4 +74,56 @@ def test_code_whose_source_cannot_be_read_keeps_no_copy(connected):
 def test_the_setting_turns_it_off(settings):
     assert key() is not None
     settings.DISKETTE_MIGRATION_CACHE = False
+    assert key() is None
+
+
+def test_an_edit_of_a_receiver_changes_the_key(connected, tmp_path, monkeypatch):
+    """The receiver's source file is hashed, not only its name."""
+    module = tmp_path / "diskette_test_edited.py"
+    module.write_text("def made(**kwargs):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    connected.append(import_module("diskette_test_edited").made)
+    post_migrate.connect(connected[-1], weak=False)
+    before = key()
+
+    module.write_text("def made(**kwargs):\n    print('another row')\n")
+
+    assert key() not in (None, before)
+
+
+def test_the_swapped_user_model_changes_the_key(settings):
+    """The migrations name AUTH_USER_MODEL, not the model it is set to."""
+    before = key()
+    settings.AUTH_USER_MODEL = "shop.Shopper"
+    assert key() not in (None, before)
+
+
+def test_routers_keep_no_copy(settings):
+    """What a router lets migrate follows its settings and hints, not its code."""
+    assert key() is not None
+    settings.DATABASE_ROUTERS = ["tests.test_migrated.Router"]
+    assert key() is None
+
+
+class Router:
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("folder", ["diskette", "diskette/migrated"])
+@pytest.mark.parametrize("how", ["writable by others", "a symbolic link"])
+def test_a_cache_folder_others_could_change_keeps_no_copy(
+    tmp_path, monkeypatch, folder, how
+):
+    """A copy becomes the project's database: none is taken from, or kept
+    in, a folder another user could have put it in."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert key() is not None  # made, private
+    made = tmp_path / "cache" / folder
+    if how == "writable by others":
+        made.chmod(0o777)
+    else:
+        made.rename(tmp_path / "elsewhere")
+        made.symlink_to(tmp_path / "elsewhere")
+
     assert key() is None

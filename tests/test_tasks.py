@@ -13,6 +13,7 @@ import fcntl
 import functools
 import http.server
 import json
+import os
 import re
 import shlex
 import shutil
@@ -387,19 +388,24 @@ def test_load_reset_swaps_in_a_spare_with_the_mode_of_the_database(project, tmp_
     change_everything(project)
     database = project.root / "var" / "db.sqlite3"
     database.chmod(0o640)
-    inode = database.stat().st_ino
+    project.env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
 
-    project.manage(
-        "diskette_load",
-        str(tmp_path / "diskette_data_storages.tar.gz"),
-        "--reset",
-        "--noinput",
-    )
+    # Migrated, then a copy of the database the first migrated (diskette.migrated).
+    for _ in range(2):
+        inode = database.stat().st_ino
+        project.manage(
+            "diskette_load",
+            str(tmp_path / "diskette_data_storages.tar.gz"),
+            "--reset",
+            "--keep",
+            "--noinput",
+        )
 
-    assert project.fingerprint() == original
-    assert database.stat().st_ino != inode  # another file: the spare
-    assert stat.S_IMODE(database.stat().st_mode) == 0o640
-    assert spares(project) == []
+        assert project.fingerprint() == original
+        assert database.stat().st_ino != inode  # another file: the spare
+        assert stat.S_IMODE(database.stat().st_mode) == 0o640
+        assert spares(project) == []
+        change_everything(project)
 
 
 def with_spare(change: str) -> str:
@@ -633,11 +639,14 @@ def test_a_reset_copies_the_database_the_last_migrate_made(cached):
 
 
 @pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
-@pytest.mark.parametrize("damage", ["garbage", "others may write it", "a migration less"])
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage", "others may write it", "a migration less", "a symbolic link", "a FIFO"],
+)
 def test_a_copy_that_is_not_sound_is_migrated_again(cached, damage):
-    """A damaged copy, one another user could have written, or one that does
-    not record every migration, is not used: the spare migrates, and its
-    copy replaces the bad one."""
+    """A damaged copy, one another user could have written, one that does
+    not record every migration, or no regular file, is not used (and does
+    not hang the load): the spare migrates, and its copy replaces it."""
     project, load = cached
     original = project.fingerprint()
     project.manage(*load)
@@ -647,6 +656,12 @@ def test_a_copy_that_is_not_sound_is_migrated_again(cached, damage):
         copy.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
     elif damage == "others may write it":
         copy.chmod(0o622)
+    elif damage == "a symbolic link":
+        copy.rename(copy.with_name("elsewhere"))
+        copy.symlink_to(copy.with_name("elsewhere"))
+    elif damage == "a FIFO":
+        copy.unlink()
+        os.mkfifo(copy, 0o600)
     else:
         with contextlib.closing(sqlite3.connect(copy)) as connection:
             connection.execute("DELETE FROM django_migrations WHERE app = 'shop'")
@@ -665,15 +680,21 @@ def test_a_copy_that_is_not_sound_is_migrated_again(cached, damage):
 
 @pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
 def test_the_migration_cache_can_be_turned_off(cached):
+    """Off, a kept copy is not used, and none is kept."""
     project, load = cached
+    project.manage(*load)
+    [copy] = kept_copies(project)
+    mark(copy)
+    copy.rename(copy.with_name("before"))
     project.use_settings(
         project.write_settings("settings_nocache", "DISKETTE_MIGRATION_CACHE = False\n")
     )
+    copy.with_name("before").rename(copy)
 
     project.manage(*load)
-    project.manage(*load)
 
-    assert kept_copies(project) == []
+    assert not marked(project.root / "var" / "db.sqlite3")
+    assert kept_copies(project) == [copy] and marked(copy)
 
 
 def test_load_reset_drops_nothing_when_the_archive_does_not_verify(project, tmp_path):
