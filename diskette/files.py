@@ -197,19 +197,10 @@ def _link_new(partial: Path, target: Path) -> None:
 
 def user_cache() -> Path:
     """The user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``), where
-    diskette keeps what it can always make again.
-
-    A relative ``$XDG_CACHE_HOME`` is ignored, as the XDG specification
-    asks; with no home either, a folder of this user's in the temporary
-    folder, rather than one below whatever the current folder is.
-    """
+    diskette keeps what it can always make again. A relative
+    ``$XDG_CACHE_HOME`` is ignored, as the XDG specification asks."""
     chosen = os.environ.get("XDG_CACHE_HOME") or ""
-    if os.path.isabs(chosen):
-        return Path(chosen)
-    home = os.path.expanduser("~/.cache")
-    if os.path.isabs(home):
-        return Path(home)
-    return Path(tempfile.gettempdir()) / f"diskette-cache-{os.geteuid()}"
+    return Path(chosen if os.path.isabs(chosen) else os.path.expanduser("~/.cache"))
 
 
 def fsync_folder(folder: Path) -> None:

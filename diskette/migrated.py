@@ -11,26 +11,29 @@ hash of what ``migrate`` makes of an empty database depends on
 setting read as it was imported is in them), the swappable models'
 settings (``AUTH_USER_MODEL``), the installed apps, the source files of
 the ``pre_migrate`` and ``post_migrate`` receivers (the rows of
-``contenttypes``, ``auth``, ``sites``) and ``SITE_ID``, the database's
-alias, engine and options, and the versions of Django, SQLite and
-diskette. A later spare with the same hash is a copy of it.
+``contenttypes``, ``auth``, ``sites``), ``SITE_ID``, ``LANGUAGE_CODE`` and
+``LANGUAGES``, the database's alias, engine and options, and the versions
+of Django, SQLite and diskette. A later spare with the same hash is a
+copy of it.
 
 None is kept where a hash cannot stand for the result: with database
 routers (their answers follow settings and hints), an app with models but
 no migrations, a source file that cannot be read. What the hash does not
-see: code that a migration or a receiver calls in other modules, data
-files, the environment, values a data migration draws at random.
+see: other settings read as data migrations or receivers run, code they
+call in other modules, data files, the environment, values drawn at random.
 ``DISKETTE_MIGRATION_CACHE = False`` turns it off for a project where
 those change what ``migrate`` makes.
 
-A copy is used only if it is sound: a regular file, private (it and each
-folder below the cache folder this user's, not writable by others, no
-symbolic link), that SQLite opens and whose ``django_migrations`` lists
-exactly the migrations ``migrate`` would record. It is written through
-the spare's open descriptor, never by name. The cache is never the truth:
-a copy is written whole under a temporary name then renamed, any failure
-to read or write it means migrating as before, and only the few copies
-last used are kept (one per branch a developer switches between).
+A copy is used only if it is sound: a regular file of this user's, not
+writable by others, in folders of this user's below the cache folder (its
+own made private where a umask of 002 left them writable by the group),
+none of them a symbolic link; one that SQLite opens and whose
+``django_migrations`` lists exactly the migrations ``migrate`` would
+record. It is written through the spare's open descriptor, never by name.
+The cache is never the truth: a copy is written whole under a temporary
+name then renamed, any failure to read or write it means migrating as
+before, and only the few copies last used are kept (one per branch a
+developer switches between).
 """
 
 from __future__ import annotations
@@ -225,7 +228,11 @@ def _key(using: str, loader: MigrationLoader) -> str | None:
         connection.settings_dict["ENGINE"],
         connection.settings_dict.get("OPTIONS", {}),
         [config.name for config in apps.get_app_configs()],
-        getattr(settings, "SITE_ID", None),
+        # Read by the receivers and data migrations of common apps.
+        [
+            getattr(settings, name, None)
+            for name in ("SITE_ID", "LANGUAGE_CODE", "LANGUAGES")
+        ],
         # Swappable models (AUTH_USER_MODEL): the migrations name the setting.
         sorted(
             (model._meta.swappable, str(getattr(settings, model._meta.swappable, "")))
@@ -238,7 +245,7 @@ def _key(using: str, loader: MigrationLoader) -> str | None:
         migration = loader.disk_migrations[key]
         # The file, and its operations as loaded: a value read from the
         # settings as it was imported is written out.
-        operations = [MigrationWriter.serialize(o)[0] for o in migration.operations]
+        operations = [_serialized(o) for o in migration.operations]
         sources.append(_source_digest(type(migration)))
         parts.append([key, sources[-1], operations])
     for code in (*_receivers(pre_migrate), *_receivers(post_migrate)):
@@ -251,6 +258,25 @@ def _key(using: str, loader: MigrationLoader) -> str | None:
     except (TypeError, ValueError):  # OPTIONS keyed by other than text, say
         return None
     return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def _serialized(operation: Any) -> str:
+    """An operation as a migration file writes it; one that cannot be
+    written (a ``RunPython`` of a lambda) as its class and the arguments
+    that can, the file's own hash standing for the others."""
+    try:
+        return MigrationWriter.serialize(operation)[0]
+    except ValueError:
+        pass
+    name, args, kwargs = operation.deconstruct()
+    values = [*args, *(kwargs[k] for k in sorted(kwargs))]
+    written = []
+    for value in values:
+        try:
+            written.append(MigrationWriter.serialize(value)[0])
+        except ValueError:
+            written.append("?")
+    return f"{name}({', '.join(written)}; {sorted(kwargs)})"
 
 
 def _receivers(signal: Any) -> Iterable[Any]:
@@ -279,14 +305,21 @@ def _source_digest(code: Any) -> str | None:
 
 
 def _private_folder(cache: Path, below: Path) -> Path | None:
-    """``cache / below``, its folders made if need be, if the cache folder
-    is this user's (or root's) and each folder below is this user's, none of
-    them a symbolic link or writable by others; else ``None``."""
+    """``cache / below``, its folders made if need be; ``None`` unless the
+    cache folder is this user's (or root's) and not writable by all, and
+    each folder below is this user's, none a symbolic link.
+
+    A folder below that the group or others may write in is this user's
+    own (made under a umask of 002, by the media index say): it is made
+    private rather than refused.
+    """
     folder = cache
     try:
+        if not cache.is_absolute():
+            return None  # no home: not a folder below the current one
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         status = os.lstat(cache)
-        if not stat.S_ISDIR(status.st_mode) or status.st_mode & 0o022:
+        if not stat.S_ISDIR(status.st_mode) or status.st_mode & 0o002:
             return None
         if status.st_uid not in (os.geteuid(), 0):
             return None
@@ -295,8 +328,10 @@ def _private_folder(cache: Path, below: Path) -> Path | None:
             with contextlib.suppress(FileExistsError):
                 folder.mkdir(mode=0o700)
             status = os.lstat(folder)
-            if not (stat.S_ISDIR(status.st_mode) and _private(status)):
+            if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.geteuid():
                 return None
+            if status.st_mode & 0o022:
+                os.chmod(folder, stat.S_IMODE(status.st_mode) & ~0o022)
     except OSError:
         return None
     return folder

@@ -202,7 +202,9 @@ class Spare:
                     )
             finally:
                 connection.close()
-            if kept is not None and not has_companions(self.path):
+            # Not once dropped: its migration's queries failed, and a
+            # receiver that swallowed that may have made fewer rows.
+            if kept is not None and not self.abandoned and not has_companions(self.path):
                 kept.keep(descriptor)
             self.migrated = True
         except BaseException:  # noqa: BLE001, S110 - not migrated: the reset migrates itself

@@ -7,6 +7,7 @@ with the spare database in test_tasks.py.
 from __future__ import annotations
 
 import functools
+import stat
 import types
 from collections.abc import Iterator
 from importlib import import_module
@@ -111,19 +112,36 @@ class Router:
 
 
 @pytest.mark.parametrize("folder", ["diskette", "diskette/migrated"])
-@pytest.mark.parametrize("how", ["writable by others", "a symbolic link"])
-def test_a_cache_folder_others_could_change_keeps_no_copy(
-    tmp_path, monkeypatch, folder, how
-):
+def test_a_cache_folder_reached_through_a_link_keeps_no_copy(tmp_path, monkeypatch, folder):
     """A copy becomes the project's database: none is taken from, or kept
     in, a folder another user could have put it in."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert key() is not None  # made, private
     made = tmp_path / "cache" / folder
-    if how == "writable by others":
-        made.chmod(0o777)
-    else:
-        made.rename(tmp_path / "elsewhere")
-        made.symlink_to(tmp_path / "elsewhere")
+    made.rename(tmp_path / "elsewhere")
+    made.symlink_to(tmp_path / "elsewhere")
 
     assert key() is None
+
+
+def test_a_cache_folder_all_may_write_in_keeps_no_copy(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+
+    assert key() is None
+
+
+def test_folders_of_its_own_made_under_a_umask_of_002_are_made_private(
+    tmp_path, monkeypatch
+):
+    """Under a umask of 002 (a group of one's own) the media index makes
+    ``diskette`` writable by the group: the copies' folder is still used."""
+    (tmp_path / "cache" / "diskette").mkdir(parents=True)
+    for folder in (tmp_path / "cache", tmp_path / "cache" / "diskette"):
+        folder.chmod(0o775)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    assert key() is not None
+    assert stat.S_IMODE((tmp_path / "cache" / "diskette").stat().st_mode) == 0o755

@@ -639,6 +639,26 @@ def test_a_reset_copies_the_database_the_last_migrate_made(cached):
 
 
 @pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
+def test_a_migration_running_a_lambda_still_gets_a_copy(cached):
+    """A hand-written ``RunPython(lambda ...)`` cannot be written out as
+    makemigrations would: its file stands for it in the copy's name."""
+    project, load = cached
+    (project.root / "shop" / "migrations" / "0004_by_hand.py").write_text(
+        "from django.db import migrations\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('shop', '0003_customer')]\n"
+        "    operations = [migrations.RunPython(lambda apps, editor: None)]\n"
+    )
+    project.manage(*load)
+    [copy] = kept_copies(project)
+    mark(copy)
+
+    project.manage(*load)
+
+    assert marked(project.root / "var" / "db.sqlite3")
+
+
+@pytest.mark.skipif(ON_SERVER, reason="a spare database is an SQLite file")
 @pytest.mark.parametrize(
     "damage",
     ["garbage", "others may write it", "a migration less", "a symbolic link", "a FIFO"],
