@@ -126,12 +126,12 @@ class Spare:
     migrated through a connection of its own on its own thread. It is made
     as a reset makes one: ``migrate`` on an empty file, with the same
     settings and alias, so routers and ``post_migrate`` receivers see what
-    they always see; or, for migrations already migrated so, a copy of that
-    result kept in the user's cache (:class:`~diskette.migrated.Migrated`).
-    If anything fails, it is dropped and the reset migrates
-    as it always did. A load that stops first stops the migration at its
-    next query, and the thread removes the spare's files; a sweep removes
-    what a killed process left.
+    they always see; or, once those migrations were so migrated, a copy of
+    the result kept in the user's cache (:class:`~diskette.migrated.Migrated`).
+    If anything fails, it is dropped and the reset migrates as it always
+    did. A load that stops first stops the migration at its next query, and
+    the thread removes the spare's files; a sweep removes what a killed
+    process left.
 
     SQLite only: on a server, a spare would be a second database to create,
     which the project's user may not be allowed to.
